@@ -1,0 +1,1 @@
+"""Public contracts between services: event and command schemas, topic names, the Kafka envelope."""

@@ -1,0 +1,71 @@
+"""How events travel on `scrm.events.v1`: key `<tenant>:<contact key>`, tenant and timing in headers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from scrm_common.contracts.events import Event, parse_event
+
+Headers = list[tuple[str, bytes]]
+
+
+class PoisonMessage(ValueError):
+    """A record that can never be processed (bad JSON, schema violation, missing tenant)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event as a consumer sees it: the shop's event plus the tenant and ingest metadata."""
+
+    tenant: str
+    event: Event
+    ingested_at: datetime | None
+    correlation_id: str | None
+
+    @property
+    def contact_key(self) -> str:
+        return self.event.contact.key
+
+
+def event_key(tenant: str, event: Event) -> bytes:
+    """Partition key: all of a contact's history lands in one partition, in order."""
+    return f"{tenant}:{event.contact.key}".encode()
+
+
+def encode_event(
+    tenant: str, event: Event, *, ingested_at: datetime | None, correlation_id: str | None = None
+) -> tuple[bytes, bytes, Headers]:
+    """Key, value and headers for producing an event."""
+    headers: Headers = [("tenant", tenant.encode())]
+    if ingested_at is not None:
+        headers.append(("ingested_at", ingested_at.isoformat().encode()))
+    if correlation_id:
+        headers.append(("correlation_id", correlation_id.encode()))
+    value = event.model_dump_json(exclude_none=True).encode()
+    return event_key(tenant, event), value, headers
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    """The first header called `name`, decoded, or None."""
+    for key, value in headers or ():
+        if key == name and value is not None:
+            return value.decode()
+    return None
+
+
+def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None) -> EventRecord:
+    """Parse a record of `scrm.events.v1`; raises PoisonMessage when it can never be processed."""
+    tenant = header(headers, "tenant")
+    if not tenant and key:
+        tenant = key.decode(errors="replace").split(":", 1)[0]
+    if not tenant:
+        raise PoisonMessage("record has no tenant header and no tenant in its key")
+    try:
+        event = parse_event(json.loads(value or b""))
+    except (ValueError, TypeError) as exc:
+        raise PoisonMessage(f"not a valid event: {exc}") from None
+    raw_ingested = header(headers, "ingested_at")
+    ingested_at = datetime.fromisoformat(raw_ingested) if raw_ingested else None
+    return EventRecord(tenant, event, ingested_at, header(headers, "correlation_id"))

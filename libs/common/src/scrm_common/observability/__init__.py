@@ -1,0 +1,1 @@
+"""Observability set-up: JSON logs and Prometheus metrics."""

@@ -1,0 +1,1 @@
+"""trigger_engine package."""

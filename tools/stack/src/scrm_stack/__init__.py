@@ -1,0 +1,1 @@
+"""scrm_stack package."""

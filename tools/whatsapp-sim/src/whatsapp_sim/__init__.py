@@ -1,0 +1,1 @@
+"""whatsapp_sim package."""
