@@ -1,0 +1,1 @@
+"""Ingest adapters: PostgreSQL directory of tenants and keys, Kafka publisher, HTTP routes."""

@@ -1,0 +1,32 @@
+"""Settings of the ingest service."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from scrm_common.settings import CommonSettings
+
+_PLACEHOLDERS = {"", "changeme", "dev-secret", "secret"}
+
+
+class Settings(CommonSettings):
+    """Ingest: HTTP intake of shop events and Meta webhooks."""
+
+    ingest_port: int = 8080
+    whatsapp_app_secret: str = "dev-secret"
+    whatsapp_verify_token: str = "dev-verify-token"
+    bootstrap_tenant: str = "demo"
+    bootstrap_api_key: str | None = None
+    bootstrap_phone_number_id: str = "100000000000001"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_webhook_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=1000, ge=1)
+    ingest_rate_per_second: float = Field(default=5000.0, gt=0)
+    ingest_burst: float = Field(default=10000.0, gt=0)
+    key_cache_seconds: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_prod(self) -> Settings:
+        if self.env == "prod" and self.whatsapp_app_secret in _PLACEHOLDERS:
+            raise ValueError("SCRM_WHATSAPP_APP_SECRET must be set to the Meta app secret in prod")
+        return self

@@ -1,0 +1,1 @@
+"""Ingest's pure rules: batch validation, ingest rate limits, webhook translation."""

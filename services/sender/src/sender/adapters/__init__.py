@@ -1,0 +1,1 @@
+"""Sender adapters: Cloud API client, PostgreSQL send log, Kafka consumers and relay, HTTP routes."""

@@ -1,0 +1,27 @@
+"""Settings of the sender."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from scrm_common.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    """Sender: command consumer, dispatcher, WhatsApp Cloud API client."""
+
+    sender_port: int = 8082
+    whatsapp_base_url: str = "http://127.0.0.1:8089"
+    whatsapp_api_version: str = "v25.0"
+    whatsapp_timeout_seconds: float = Field(default=10.0, gt=0)
+    whatsapp_max_connections: int = Field(default=100, ge=1)
+    bootstrap_tenant: str = "demo"
+    bootstrap_phone_number_id: str = "100000000000001"
+    bootstrap_access_token: str = "sim-token"
+    bootstrap_throughput_per_second: float = Field(default=80.0, gt=0)
+    bootstrap_account_age_days: int = Field(default=30, ge=0)
+    dispatch_batch_size: int = Field(default=200, ge=1)
+    dispatch_poll_seconds: float = Field(default=0.05, gt=0)
+    # How long a "sending" row waits for the provider's own evidence (a status webhook) before resending.
+    doubt_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)

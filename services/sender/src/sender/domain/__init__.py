@@ -1,0 +1,1 @@
+"""The sender's pure core: templates and variables, per-account pacing, provider-error policy."""

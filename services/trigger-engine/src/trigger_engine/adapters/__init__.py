@@ -1,0 +1,1 @@
+"""Trigger-engine adapters: PostgreSQL repository, Kafka outbox relay, HTTP routes."""

@@ -1,0 +1,34 @@
+"""The engine's heart: `evolve(profile, event)` and `decide(profile, event, now, config)`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from scrm_common.contracts.events import ContactCreated, ContactUpdated, Event, PaymentSucceeded
+from trigger_engine.domain.decisions import Decision
+from trigger_engine.domain.model import ContactProfile, EngineConfig
+from trigger_engine.domain.order_confirmation import decide_order_confirmation
+from trigger_engine.domain.welcome import decide_welcome
+
+
+def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
+    """The profile after an event: contact fields on any event update it (CONTRACT §2)."""
+    contact = event.contact
+    opted_in = None
+    if isinstance(event, ContactCreated | ContactUpdated):
+        opted_in = event.data.opted_in
+    return profile.merged(phone=contact.phone, name=contact.name, locale=contact.locale,
+                          timezone=contact.timezone, opted_in=opted_in)
+
+
+def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
+    """What to do about one event, given the contact's profile after it."""
+    if isinstance(event, PaymentSucceeded):
+        return decide_order_confirmation(profile, event, now, config)  # R-T2
+    if isinstance(event, ContactCreated):
+        return decide_welcome(profile, event, now, config)  # R-T1
+    return ()
+
+
+# Which flow an event type triggers: used to record duplicates against the flow they would have fed.
+FLOW_OF_EVENT = {"payment.succeeded": "order_confirmation", "contact.created": "welcome"}

@@ -1,0 +1,85 @@
+"""What the engine remembers about a contact, and the per-tenant flow configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ContactProfile:
+    """The facts about a contact that flows need: how to reach and address them."""
+
+    contact_key: str
+    phone: str | None = None
+    name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    opted_in: bool | None = None
+
+    def merged(self, **changes: object) -> ContactProfile:
+        """A copy with the given non-None fields replaced."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeConfig:
+    """R-T1: greeting with a first-purchase code."""
+
+    enabled: bool = True
+    discount_percent: int = 10  # R-T1.2
+    code_prefix: str = "WELCOME"
+    code_valid_for: timedelta = timedelta(days=7)  # R-T1.3
+    expire_after: timedelta = timedelta(minutes=15)  # R-T1.1: interaction drops after 15 minutes
+    template: str = "welcome"
+    generic_template: str = "welcome_generic"  # R-T1.4
+
+
+@dataclass(frozen=True, slots=True)
+class OrderConfirmationConfig:
+    """R-T2: order confirmation at once, exactly one per order."""
+
+    enabled: bool = True
+    template: str = "order_confirmation"
+    max_items: int = 3  # R-T2.2
+    max_body_chars: int = 210  # R-T2.2
+    items_budget_chars: int = 48  # what the item list may take of that body
+    home_region: str = "DE"
+    near_regions: frozenset[str] = frozenset({
+        "AT", "BE", "BG", "CY", "CZ", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+        "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "EU",
+    })
+    base_days_home: int = 1  # R-T2.3: base days by region 1 / 3 / 5
+    base_days_near: int = 3
+    base_days_far: int = 5
+    buffer_days: int = 2  # R-T2.3
+    tracking_url: str = "https://shop.example/orders/{order_id}"
+    support_url: str = "https://shop.example/help"
+    # R-T2.1 is a latency target; a confirmation arriving late is still wanted, a day late is not.
+    expire_after: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything a tenant can tune about its flows; defaults are SPEC.md's."""
+
+    tenant: str
+    account_id: str
+    default_language: str = "en_US"
+    languages: frozenset[str] = frozenset({"en_US", "de"})
+    welcome: WelcomeConfig = field(default_factory=WelcomeConfig)
+    order_confirmation: OrderConfirmationConfig = field(default_factory=OrderConfirmationConfig)
+
+    def language_for(self, locale: str | None) -> str:
+        """The template language for a contact's locale (`de-DE` → `de`), else the default."""
+        if locale:
+            normalised = locale.replace("-", "_")
+            if normalised in self.languages:
+                return normalised
+            base = normalised.split("_", 1)[0]
+            if base in self.languages:
+                return base
+            for language in sorted(self.languages):
+                if language.split("_", 1)[0] == base:
+                    return language
+        return self.default_language

@@ -1,0 +1,71 @@
+"""R-T2 order confirmation: content, delivery estimate, one per order."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from scrm_common.contracts.events import PaymentSucceeded
+from trigger_engine.domain.copy import fit_list, money
+from trigger_engine.domain.decisions import Decision, Send, Suppress
+from trigger_engine.domain.model import ContactProfile, EngineConfig, OrderConfirmationConfig
+
+FLOW = "order_confirmation"
+
+
+def delivery_window(region: str | None, config: OrderConfirmationConfig) -> tuple[int, int]:
+    """R-T2.3: working days (from, to) = base days by region, plus the buffer days."""
+    code = (region or config.home_region).upper()
+    if code == config.home_region.upper():
+        base = config.base_days_home
+    elif code in config.near_regions:
+        base = config.base_days_near
+    else:
+        base = config.base_days_far
+    return base, base + config.buffer_days
+
+
+def item_summary(event: PaymentSucceeded, config: OrderConfirmationConfig, language: str) -> str:
+    """R-T2.2: at most three main items (the most valuable first), within the copy budget."""
+    items = sorted(event.data.items, key=lambda i: i.price * i.quantity, reverse=True)
+    more = "+{n} weitere" if language.startswith("de") else "+{n} more"
+    parts = [f"{i.quantity}× {i.name}" for i in items[: config.max_items]]
+    hidden = len(items) - len(parts)
+    text = fit_list(parts, budget=config.items_budget_chars - (len(more) + 2 if hidden else 0), more=more)
+    if hidden:
+        text += " " + more.format(n=hidden)
+    return text or ("deine Bestellung" if language.startswith("de") else "your order")
+
+
+def idempotency_key(tenant: str, order_id: str) -> str:
+    """One confirmation per order, whichever event or contact identity reports the payment."""
+    return f"{tenant}|{FLOW}|{order_id}"
+
+
+def decide_order_confirmation(
+    profile: ContactProfile, event: PaymentSucceeded, now: datetime, config: EngineConfig
+) -> tuple[Decision, ...]:
+    """Confirm the order at once, unless disabled, unreachable or a day too late."""
+    flow_config = config.order_confirmation
+    key = idempotency_key(config.tenant, event.data.order_id)
+    if not flow_config.enabled:
+        return (Suppress(FLOW, "flow disabled", profile.contact_key, key),)
+    if now - event.occurred_at > flow_config.expire_after:
+        return (Suppress(FLOW, f"expired: payment is older than {flow_config.expire_after}", profile.contact_key,
+                         key),)
+    if not profile.phone:
+        return (Suppress(FLOW, "no phone number known for contact", profile.contact_key, key),)
+    language = config.language_for(profile.locale)
+    data = event.data
+    days_from, days_to = delivery_window(data.region, flow_config)
+    parameters = (
+        data.order_id,
+        item_summary(event, flow_config, language),
+        money(data.amount, data.currency, language),
+        money(data.tax, data.currency, language),
+        money(data.shipping, data.currency, language),
+        f"{days_from}–{days_to}",
+        flow_config.tracking_url.format(order_id=data.order_id),
+        flow_config.support_url,
+    )
+    return (Send(FLOW, key, "utility", profile.contact_key, profile.phone, flow_config.template, language,
+                 parameters),)

@@ -1,0 +1,116 @@
+"""Applying a batch of events: load profiles → decide → save decisions and commands, one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from scrm_common.clock import Clock
+from scrm_common.contracts import topics
+from scrm_common.contracts.commands import SendMessage, TemplateMessage
+from scrm_common.contracts.envelope import EventRecord
+from scrm_common.db.outbox import OutboxRow, enqueue
+from scrm_common.kafka.consumer import Item
+from scrm_common.observability.metrics import LATENCY_BUCKETS
+from trigger_engine.adapters.db import DecisionRow, EngineRepository
+from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
+from trigger_engine.domain.decide import FLOW_OF_EVENT
+
+log = logging.getLogger(__name__)
+
+
+class EngineMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.decisions = Counter("scrm_trigger_engine_decisions_total", "Decisions taken",
+                                 ["flow", "outcome"], registry=registry)
+        self.decision_latency = Histogram(
+            "scrm_trigger_engine_event_to_decision_seconds", "From an event's ingest to its decision",
+            buckets=LATENCY_BUCKETS, registry=registry)
+
+
+class EventHandler:
+    """The consume loop's batch handler for `scrm.events.v1`."""
+
+    def __init__(self, *, engine: AsyncEngine, repository: EngineRepository, clock: Clock,
+                 config_for: Callable[[str], EngineConfig], metrics: EngineMetrics,
+                 on_commit: Callable[[], None]) -> None:
+        self._engine = engine
+        self._repo = repository
+        self._clock = clock
+        self._config_for = config_for
+        self._metrics = metrics
+        self._on_commit = on_commit
+
+    async def __call__(self, items: Sequence[Item[EventRecord]]) -> None:
+        now = self._clock.now()
+        records = [item.value for item in items]
+        planned: list[tuple[EventRecord, Decision]] = []
+        async with self._engine.begin() as conn:
+            new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
+            fresh: list[EventRecord] = []
+            for record in records:
+                key = (record.tenant, record.event.event_id)
+                if key in new:
+                    new.discard(key)  # a second copy inside this batch is a duplicate too
+                    fresh.append(record)
+                elif record.event.type in FLOW_OF_EVENT:
+                    planned.append((record, Suppress(FLOW_OF_EVENT[record.event.type],
+                                                     "duplicate: event_id already processed",
+                                                     record.contact_key)))
+            profiles = await self._repo.load_profiles(conn, {(r.tenant, r.contact_key) for r in fresh})
+            for record in fresh:
+                key = (record.tenant, record.contact_key)
+                profile = evolve(profiles.get(key) or ContactProfile(record.contact_key), record.event)
+                profiles[key] = profile
+                for decision in decide(profile, record.event, now, self._config_for(record.tenant)):
+                    planned.append((record, decision))
+            touched = {(r.tenant, r.contact_key) for r in fresh}
+            await self._repo.save_profiles(conn, {k: p for k, p in profiles.items() if k in touched}, now)
+
+            sends = [(r, d) for r, d in planned if isinstance(d, Send)]
+            reserved = await self._repo.reserve_sends(
+                conn, [(r.tenant, d.idempotency_key, d.flow, d.contact_key, r.event.event_id) for r, d in sends], now)
+            rows: list[DecisionRow] = []
+            outbox: list[OutboxRow] = []
+            for record, decision in planned:
+                outcome, reason = "suppressed", None
+                if isinstance(decision, Send):
+                    if (record.tenant, decision.idempotency_key) in reserved:
+                        reserved.discard((record.tenant, decision.idempotency_key))
+                        outcome = "send"
+                        outbox.append(self._command(record, decision, now))
+                    else:
+                        reason = "duplicate: a message was already decided for this key"
+                else:
+                    reason = decision.reason
+                    if reason.startswith("expired"):
+                        outcome = "expired"
+                rows.append(DecisionRow(record.tenant, record.event.event_id, record.event.type,
+                                        decision.contact_key, decision.flow, outcome, reason,
+                                        decision.idempotency_key, now))
+            await self._repo.record_decisions(conn, rows)
+            await enqueue(conn, outbox)
+        for record, row in zip((r for r, _ in planned), rows, strict=True):
+            self._metrics.decisions.labels(row.flow, row.outcome).inc()
+            if row.outcome == "send" and record.ingested_at is not None:
+                self._metrics.decision_latency.observe(max(0.0, (now - record.ingested_at).total_seconds()))
+        if outbox:
+            self._on_commit()
+
+    def _command(self, record: EventRecord, send: Send, now) -> OutboxRow:  # type: ignore[no-untyped-def]
+        config = self._config_for(record.tenant)
+        command = SendMessage(
+            idempotency_key=send.idempotency_key, tenant=record.tenant, account_id=config.account_id,
+            flow=send.flow, category=send.category, contact_key=send.contact_key, to=send.to,
+            template=TemplateMessage(name=send.template, language=send.language, parameters=list(send.parameters)),
+            event_id=record.event.event_id, event_occurred_at=record.event.occurred_at,
+            event_ingested_at=record.ingested_at, decided_at=now, correlation_id=record.correlation_id,
+        )
+        headers = [("tenant", record.tenant)]
+        if record.correlation_id:
+            headers.append(("correlation_id", record.correlation_id))
+        return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
+                         command.model_dump_json(exclude_none=True).encode(), headers)

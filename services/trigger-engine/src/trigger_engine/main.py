@@ -1,0 +1,83 @@
+"""Starts the trigger-engine: migrations, event consumer, outbox relay, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from scrm_common.backoff import Backoff
+from scrm_common.clock import SystemClock
+from scrm_common.contracts import topics
+from scrm_common.contracts.envelope import decode_event
+from scrm_common.db import make_engine, migrate
+from scrm_common.db.outbox import OutboxRelay
+from scrm_common.http import KeyIntrospection, ops_router
+from scrm_common.kafka import BatchConsumer, ensure_topics, make_consumer, make_producer
+from scrm_common.kafka.consumer import ConsumerMetrics
+from scrm_common.observability.logging import setup_logging
+from scrm_common.observability.metrics import new_registry
+from scrm_common.runtime import serve
+from trigger_engine.adapters.db import EngineRepository
+from trigger_engine.adapters.http import build_router
+from trigger_engine.config import Settings
+from trigger_engine.handlers import EngineMetrics, EventHandler
+
+SCHEMA = "trigger_engine"
+GROUP = "trigger-engine"
+
+
+async def main(settings: Settings) -> None:
+    setup_logging("trigger-engine", settings.log_level)
+    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
+    await migrate(engine, schema=SCHEMA, directory=Path(__file__).parent / "migrations")
+    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
+                        replication=settings.topic_replication)
+    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms,
+                                   client_id="trigger-engine")
+    registry = new_registry()
+    repository = EngineRepository()
+    relay = OutboxRelay(service="trigger-engine", engine=engine, producer=producer,
+                        batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds, registry=registry)
+    handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
+                           config_for=settings.engine_config, metrics=EngineMetrics(registry),
+                           on_commit=relay.wake)
+    consumer = BatchConsumer(
+        consumer=make_consumer(settings.kafka_bootstrap, group_id=GROUP, topic=topics.EVENTS,
+                               max_records=settings.consumer_max_records),
+        producer=producer, topic=topics.EVENTS,
+        decode=lambda r: decode_event(r.key, r.value, r.headers),
+        handle=handler, metrics=ConsumerMetrics("trigger-engine", registry),
+        max_tries=settings.consumer_max_tries,
+        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        max_records=settings.consumer_max_records,
+    )
+    keys = KeyIntrospection(settings.ingest_url)
+
+    async def ready() -> bool:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return consumer.ready
+
+    app = FastAPI(title="scrm trigger-engine", version="0.1.0")
+    app.include_router(build_router(engine=engine, repository=repository, keys=keys))
+    app.include_router(ops_router(registry, ready))
+    try:
+        await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run])
+    finally:
+        await keys.aclose()
+        await producer.stop()
+        await engine.dispose()
+
+
+def run() -> None:
+    asyncio.run(main(Settings()))
+
+
+if __name__ == "__main__":
+    run()

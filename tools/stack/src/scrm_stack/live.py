@@ -1,0 +1,80 @@
+"""The live view of `make run`: what flows, scraped from each process's /metrics and /readyz."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|\+Inf)$")
+
+
+def metric_sums(text: str) -> dict[str, float]:
+    """Sum of every sample per metric name (labels folded), plus `name{labels}` entries."""
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line.strip())
+        if not m:
+            continue
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        sums[name] = sums.get(name, 0.0) + v
+        if labels:
+            sums[name + labels] = v
+    return sums
+
+
+@dataclass
+class Snapshot:
+    at: float
+    health: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    sim: dict[str, object] = field(default_factory=dict)
+
+    def m(self, proc: str, name: str) -> float:
+        return self.metrics.get(proc, {}).get(name, 0.0)
+
+
+def take_snapshot(client: httpx.Client, ports: dict[str, int], alive: dict[str, bool]) -> Snapshot:
+    snap = Snapshot(at=time.monotonic())
+    for name, port in ports.items():
+        if not alive.get(name, False):
+            snap.health[name] = "dead"
+            continue
+        try:
+            ready = client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+            snap.health[name] = "ready" if ready else "starting"
+            snap.metrics[name] = metric_sums(client.get(f"http://127.0.0.1:{port}/metrics").text)
+        except httpx.HTTPError:
+            snap.health[name] = "starting"
+    if "simulator" in ports and alive.get("simulator"):
+        try:
+            snap.sim = client.get(f"http://127.0.0.1:{ports['simulator']}/_sim/stats").json()
+        except (httpx.HTTPError, ValueError):
+            pass
+    return snap
+
+
+def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
+    """The figures the view shows."""
+    def rate(proc: str, name: str) -> float:
+        if prev is None or now.at <= prev.at:
+            return 0.0
+        return max(0.0, (now.m(proc, name) - prev.m(proc, name)) / (now.at - prev.at))
+
+    lag = sum(v for p in now.metrics.values() for k, v in p.items() if k.endswith("_consumer_lag_records"))
+    return {
+        "events/s in": f"{rate('ingest', 'scrm_ingest_events_total'):.1f}",
+        "events accepted": f"{now.m('ingest', 'scrm_ingest_events_total'):.0f}",
+        "decisions": f"{now.m('trigger-engine', 'scrm_trigger_engine_decisions_total'):.0f}",
+        "messages sent": f"{now.m('sender', 'scrm_sender_messages_total{outcome=\"sent\",category=\"utility\"}') + now.m('sender', 'scrm_sender_messages_total{outcome=\"sent\",category=\"marketing\"}'):.0f}",  # noqa: E501
+        "delivered (webhooks)": f"{now.m('ingest', 'scrm_ingest_webhook_events_total{type=\"message.status\"}'):.0f}",
+        "inbound chats": f"{now.m('ingest', 'scrm_ingest_webhook_events_total{type=\"message.inbound\"}'):.0f}",
+        "consumer lag": f"{lag:.0f}",
+        "simulator accepted": str(now.sim.get("accepted", "-")),
+    }

