@@ -13,7 +13,7 @@ class Settings(CommonSettings):
 
     trigger_engine_port: int = 8081
     bootstrap_phone_number_id: str = "100000000000001"
-    shop_tracking_url: str = "https://shop.example/orders/{order_id}"
+    shop_tracking_url: str = "https://shop.example/t/{order_id}"
     shop_support_url: str = "https://shop.example/help"
     shop_home_region: str = "DE"
     default_language: str = "en_US"

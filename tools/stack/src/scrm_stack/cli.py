@@ -122,3 +122,7 @@ def main() -> None:
     demo = os.environ.get("SCRM_DEMO", "1") != "0"
     plain = args.plain or not sys.stdout.isatty()
     sys.exit(run(Path(args.root).resolve(), demo=demo, plain=plain))
+
+
+if __name__ == "__main__":
+    main()

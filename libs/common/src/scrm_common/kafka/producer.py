@@ -25,6 +25,9 @@ async def make_producer(bootstrap: str, *, linger_ms: int = 5, client_id: str = 
         "request_timeout_ms": 30_000,
     }
     producer = AIOKafkaProducer(enable_idempotence=True, **common)
+    quiet = logging.getLogger("aiokafka.producer.sender")
+    previous = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the probe's expected failure is not an error worth logging
     try:
         await producer.start()
         return producer
@@ -33,6 +36,8 @@ async def make_producer(bootstrap: str, *, linger_ms: int = 5, client_id: str = 
         # idempotent by event_id / idempotency key, so acks=all without it stays exactly-once in effect.
         log.info("broker refused an idempotent producer (%s); using acks=all", exc)
         await producer.stop()
+    finally:
+        quiet.setLevel(previous)
     producer = AIOKafkaProducer(**common)
     await producer.start()
     return producer

@@ -1,6 +1,5 @@
 """Ingest's HTTP API: `POST /v1/events`, Meta webhooks, key introspection for sibling services."""
 
-from __future__ import annotations
 
 import hmac
 import json

@@ -58,7 +58,7 @@ def parse_batch(body: Any, *, max_events: int) -> tuple[list[Event], list[FieldE
             return [], [FieldError(None, "events", f"at most {max_events} events per request")]
         indexed: list[tuple[int | None, Any]] = list(enumerate(raw_events))
     elif isinstance(body, dict):
-        indexed = [(None, body)]
+        indexed = [(0, body)]
     else:
         return [], [FieldError(None, "(body)", "must be a JSON object: an event or {\"events\": [...]}")]
     events: list[Event] = []

@@ -1,6 +1,5 @@
 """Sender HTTP: accounts and the send log of the caller's tenant."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

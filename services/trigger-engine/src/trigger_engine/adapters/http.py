@@ -1,6 +1,5 @@
 """Trigger-engine HTTP: the decision log per contact."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

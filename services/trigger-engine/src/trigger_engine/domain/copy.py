@@ -22,19 +22,3 @@ def day(value: date, language: str) -> str:
     if language.startswith("de"):
         return value.strftime("%d.%m.%Y")
     return value.isoformat()
-
-
-def fit_list(parts: list[str], *, budget: int, more: str) -> str:
-    """Join parts with ", " within `budget` characters, eliding the rest as `more` (with {n})."""
-    shown: list[str] = []
-    for i, part in enumerate(parts):
-        remaining = len(parts) - i - 1
-        suffix = (" " + more.format(n=remaining)) if remaining else ""
-        candidate = ", ".join([*shown, part]) + suffix
-        if len(candidate) > budget and shown:
-            return ", ".join(shown) + " " + more.format(n=len(parts) - i)
-        if len(candidate) > budget:
-            keep = max(1, budget - len(suffix) - 1)
-            return part[:keep] + "…" + suffix
-        shown.append(part)
-    return ", ".join(shown)

@@ -43,7 +43,8 @@ class OrderConfirmationConfig:
     template: str = "order_confirmation"
     max_items: int = 3  # R-T2.2
     max_body_chars: int = 210  # R-T2.2
-    items_budget_chars: int = 48  # what the item list may take of that body
+    template_text_chars: int = 96  # the template's own text without its variables (longest language)
+    item_name_chars: int = 24
     home_region: str = "DE"
     near_regions: frozenset[str] = frozenset({
         "AT", "BE", "BG", "CY", "CZ", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
@@ -53,7 +54,7 @@ class OrderConfirmationConfig:
     base_days_near: int = 3
     base_days_far: int = 5
     buffer_days: int = 2  # R-T2.3
-    tracking_url: str = "https://shop.example/orders/{order_id}"
+    tracking_url: str = "https://shop.example/t/{order_id}"
     support_url: str = "https://shop.example/help"
     # R-T2.1 is a latency target; a confirmation arriving late is still wanted, a day late is not.
     expire_after: timedelta = timedelta(hours=24)

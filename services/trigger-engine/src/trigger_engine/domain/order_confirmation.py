@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from scrm_common.contracts.events import PaymentSucceeded
-from trigger_engine.domain.copy import fit_list, money
+from trigger_engine.domain.copy import money
 from trigger_engine.domain.decisions import Decision, Send, Suppress
 from trigger_engine.domain.model import ContactProfile, EngineConfig, OrderConfirmationConfig
 
@@ -24,16 +24,29 @@ def delivery_window(region: str | None, config: OrderConfirmationConfig) -> tupl
     return base, base + config.buffer_days
 
 
-def item_summary(event: PaymentSucceeded, config: OrderConfirmationConfig, language: str) -> str:
-    """R-T2.2: at most three main items (the most valuable first), within the copy budget."""
+def item_summary(event: PaymentSucceeded, config: OrderConfirmationConfig, language: str, *, budget: int) -> str:
+    """R-T2.2: at most three main items (the most valuable first), as many as fit `budget` characters."""
     items = sorted(event.data.items, key=lambda i: i.price * i.quantity, reverse=True)
     more = "+{n} weitere" if language.startswith("de") else "+{n} more"
-    parts = [f"{i.quantity}× {i.name}" for i in items[: config.max_items]]
-    hidden = len(items) - len(parts)
-    text = fit_list(parts, budget=config.items_budget_chars - (len(more) + 2 if hidden else 0), more=more)
-    if hidden:
-        text += " " + more.format(n=hidden)
-    return text or ("deine Bestellung" if language.startswith("de") else "your order")
+    shown: list[str] = []
+    for item in items[: config.max_items]:
+        hidden_after = len(items) - len(shown) - 1
+        tail = " " + more.format(n=hidden_after) if hidden_after else ""
+        prefix = ", ".join([*shown, ""]) + f"{item.quantity}× "
+        room = min(config.item_name_chars, budget - len(prefix) - len(tail))
+        if room < min(config.item_name_chars, len(item.name), 6):
+            break  # not even a recognisable name fits: count it among the hidden
+        shown.append(f"{item.quantity}× {shorten(item.name, room)}")
+    hidden = len(items) - len(shown)
+    if not shown:
+        count = sum(i.quantity for i in items)
+        return f"{count} Artikel" if language.startswith("de") else f"{count} item{'s' if count != 1 else ''}"
+    return ", ".join(shown) + (" " + more.format(n=hidden) if hidden else "")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(1, limit - 1)].rstrip() + "…"
 
 
 def idempotency_key(tenant: str, order_id: str) -> str:
@@ -57,9 +70,7 @@ def decide_order_confirmation(
     language = config.language_for(profile.locale)
     data = event.data
     days_from, days_to = delivery_window(data.region, flow_config)
-    parameters = (
-        data.order_id,
-        item_summary(event, flow_config, language),
+    others = (
         money(data.amount, data.currency, language),
         money(data.tax, data.currency, language),
         money(data.shipping, data.currency, language),
@@ -67,5 +78,8 @@ def decide_order_confirmation(
         flow_config.tracking_url.format(order_id=data.order_id),
         flow_config.support_url,
     )
+    # R-T2.2: the whole body stays under max_body_chars; the item list gets what the rest leaves.
+    budget = flow_config.max_body_chars - 1 - flow_config.template_text_chars - len(data.order_id) - sum(map(len, others))
+    parameters = (data.order_id, item_summary(event, flow_config, language, budget=budget), *others)
     return (Send(FLOW, key, "utility", profile.contact_key, profile.phone, flow_config.template, language,
                  parameters),)
