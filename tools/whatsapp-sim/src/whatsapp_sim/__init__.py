@@ -1,1 +1,1 @@
-"""whatsapp_sim package."""
+"""A local, faithful WhatsApp Cloud API: sends, errors, limits, windows and signed webhooks."""

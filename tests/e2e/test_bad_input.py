@@ -1,0 +1,140 @@
+"""CONTRACT §2: every bad input gets its documented answer and publishes nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scrm_common.contracts import topics
+from tests.support.events import contact_created, new_order, new_phone, payment
+from tests.support.stack import TestStack, start_stack
+
+
+@pytest.fixture(scope="module")
+def ingest_only(postgres, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
+    stack = start_stack(work_dir, postgres.new_database(), processes=("ingest",),
+                        env={"SCRM_INGEST_RATE_PER_SECOND": "5", "SCRM_INGEST_BURST": "20"})
+    yield stack
+    stack.close()
+
+
+def _valid() -> dict[str, Any]:
+    return payment(order_id=new_order(), phone=new_phone(), external_id="c-1")
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    event = copy.deepcopy(_valid())
+    *parents, last = path.split(".")
+    node = event
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return event
+
+
+_DELETE = object()
+
+SCHEMA_VIOLATIONS = [
+    ("missing event_id", _DELETE, "event_id", "event_id"),
+    ("event_id too long", "x" * 129, "event_id", "event_id"),
+    ("unknown type", "payment.exploded", "type", "type"),
+    ("naive occurred_at", "2026-11-22T09:59:58", "occurred_at", "occurred_at"),
+    ("occurred_at not a date", "yesterday", "occurred_at", "occurred_at"),
+    ("unknown top-level field", "x", "surprise", "surprise"),
+    ("phone without country code", "015112345678", "contact.phone", "contact.phone"),
+    ("phone not a number", "+49abc", "contact.phone", "contact.phone"),
+    ("unknown time zone", "Mars/Olympus", "contact.timezone", "contact.timezone"),
+    ("amount as text", "149.90", "data.amount", "data.amount"),
+    ("negative amount", -1, "data.amount", "data.amount"),
+    ("lower-case currency", "eur", "data.currency", "data.currency"),
+    ("missing order_id", _DELETE, "data.order_id", "data.order_id"),
+    ("quantity zero", 0, "data.items.0.quantity", "data.items.0.quantity"),
+    ("unknown data field", 1, "data.coupon", "data.coupon"),
+    ("items not a list", "sneaker", "data.items", "data.items"),
+]
+
+
+@pytest.mark.parametrize(("case", "value", "path", "field"), SCHEMA_VIOLATIONS, ids=[c[0] for c in SCHEMA_VIOLATIONS])
+def test_each_schema_violation_is_rejected_with_index_field_and_reason(
+        ingest_only: TestStack, case: str, value: Any, path: str, field: str) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    bad = _with(path, value)
+    resp = ingest_only.post_events({"events": [_valid(), bad, _valid()]})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"]["code"] == "invalid_events"
+    assert {"index": 1, "field": field} in [{"index": e["index"], "field": e["field"]} for e in body["errors"]], body
+    assert all(e["reason"] for e in body["errors"])
+    assert ingest_only.topic_size(topics.EVENTS) == before  # the whole batch was refused
+
+
+def test_contact_without_any_identity_is_rejected(ingest_only: TestStack) -> None:
+    event = contact_created(phone=new_phone())
+    event["contact"] = {"name": "Nobody"}
+    resp = ingest_only.post_events(event)
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "contact"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer not-a-key", "Basic abc"])
+def test_missing_or_unknown_key_is_401_and_publishes_nothing(ingest_only: TestStack, header: str | None) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    headers = {"Authorization": header} if header else {}
+    resp = ingest_only.http.post(ingest_only.url("ingest", "/v1/events"), json=_valid(), headers=headers)
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "unauthorized"
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+def test_body_over_4_mib_is_413(ingest_only: TestStack) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    event = _valid()
+    event["data"]["items"][0]["name"] = "x" * 200
+    raw = json.dumps({"events": [event] * 30_000}).encode()
+    assert len(raw) > 4 * 1024 * 1024
+    resp = ingest_only.http.post(ingest_only.url("ingest", "/v1/events"), content=raw,
+                                 headers={**ingest_only.auth, "Content-Type": "application/json"})
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "body_too_large"
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b"\"text\"", b'{"events": []}', b'{"events": {}}'])
+def test_malformed_bodies_are_422(ingest_only: TestStack, raw: bytes) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    resp = ingest_only.http.post(ingest_only.url("ingest", "/v1/events"), content=raw,
+                                 headers={**ingest_only.auth, "Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"]
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+def test_more_than_1000_events_is_422(ingest_only: TestStack) -> None:
+    resp = ingest_only.post_events({"events": [_valid()] * 1001})
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "events"
+
+
+def test_over_the_tenant_rate_is_429_with_retry_after(ingest_only: TestStack) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    resp = ingest_only.post_events({"events": [_valid() for _ in range(21)]})  # burst is 20 in this stack
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+def test_a_valid_batch_is_202_after_the_broker_has_it(ingest_only: TestStack) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    resp = ingest_only.post_events({"events": [_valid(), _valid()]})
+    assert resp.status_code == 202, resp.text
+    assert resp.json() == {"accepted": 2}
+    # Tansu's latest offset is the last batch's base offset + 1, so only "it moved" is exact here.
+    assert ingest_only.topic_size(topics.EVENTS) > before

@@ -1,0 +1,130 @@
+"""The FastAPI app: Graph API routes, `/_sim` inspection routes and operations endpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from scrm_common.http import ops_router
+from scrm_common.observability.metrics import new_registry
+from whatsapp_sim.config import SimulatorSettings
+from whatsapp_sim.domain.templates import TemplateCatalog
+from whatsapp_sim.domain.validation import normalize_recipient
+from whatsapp_sim.simulator import ApiError, Reply, Simulator
+
+
+def _token(request: Request) -> str | None:
+    """The access token: `Authorization: Bearer …`, or Graph's `?access_token=`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.query_params.get("access_token") or None
+
+
+def _respond(reply: Reply) -> JSONResponse:
+    status, body = reply
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'OAuth "Facebook Platform" "invalid_token" "Invalid OAuth access token"'
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "body must be JSON") from None
+
+
+def create_app(
+    settings: SimulatorSettings | None = None,
+    *,
+    catalog: TemplateCatalog | None = None,
+    http_client: httpx.AsyncClient | None = None,
+    wall: Callable[[], float] = time.time,
+    mono: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> FastAPI:
+    """Build a simulator app; its state lives in `app.state.simulator` (run its `run` loop for webhooks)."""
+    settings = settings or SimulatorSettings()
+    registry = new_registry()
+    sim = Simulator(settings, registry=registry, catalog=catalog, http_client=http_client, wall=wall, mono=mono,
+                    rng=rng)
+    app = FastAPI(title="WhatsApp Cloud API simulator", version="0.1.0")
+    app.state.simulator = sim
+    app.include_router(ops_router(registry, sim.ready))
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/_sim/messages")
+    async def messages(to: str | None = None, phone_number_id: str | None = None, since_seq: int = 0,
+                       limit: int | None = None) -> dict[str, Any]:
+        wa_id = None
+        if to is not None:
+            wa_id = normalize_recipient(to) or to
+        records = sim.store.messages(wa_id=wa_id, phone_number_id=phone_number_id, since_seq=since_seq,
+                                     limit=limit)
+        return {"count": len(records), "last_seq": sim.store.last_seq,
+                "messages": [record.to_dict() for record in records]}
+
+    @app.get("/_sim/stats")
+    async def stats() -> dict[str, Any]:
+        return sim.stats()
+
+    @app.get("/_sim/rejections")
+    async def rejections() -> dict[str, Any]:
+        items = sim.store.rejections()
+        return {"count": len(items), "rejections": items}
+
+    @app.get("/_sim/inbound")
+    async def inbound_log() -> dict[str, Any]:
+        items = sim.store.inbound()
+        return {"count": len(items), "inbound": items}
+
+    @app.post("/_sim/inbound")
+    async def inbound(request: Request) -> dict[str, Any]:
+        return sim.inbound(await _body_object(request))
+
+    @app.post("/_sim/user_preferences")
+    async def user_preferences(request: Request) -> dict[str, Any]:
+        return sim.user_preferences(await _body_object(request))
+
+    @app.get("/_sim/templates")
+    async def templates() -> dict[str, Any]:
+        return {"templates": [t.to_dict() for t in sim.catalog.all()]}
+
+    @app.post("/_sim/templates")
+    async def upsert_templates(request: Request) -> dict[str, Any]:
+        return {"templates": sim.upsert_templates(await _json(request))}
+
+    @app.post("/_sim/reset")
+    async def reset() -> dict[str, Any]:
+        sim.reset()
+        return {"reset": True}
+
+    @app.post("/{version}/{phone_number_id}/messages")
+    async def send(version: str, phone_number_id: str, request: Request) -> JSONResponse:
+        return _respond(sim.send(version, phone_number_id, _token(request), await request.body()))
+
+    @app.get("/{version}/{phone_number_id}")
+    async def phone_number(version: str, phone_number_id: str, request: Request,
+                           fields: str | None = None) -> JSONResponse:
+        return _respond(sim.phone_number(version, phone_number_id, _token(request), fields))
+
+    return app
+
+
+async def _body_object(request: Request) -> dict[str, Any]:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return body

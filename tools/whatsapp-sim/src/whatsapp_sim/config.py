@@ -1,0 +1,111 @@
+"""Simulator settings, read from `SCRM_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A simulated business phone number and the token that may send from it."""
+
+    phone_number_id: str
+    token: str
+    display_phone_number: str
+
+
+class SimulatorSettings(BaseSettings):
+    """Everything the simulator can be tuned with; defaults suit local development."""
+
+    model_config = SettingsConfigDict(env_prefix="SCRM_", extra="ignore", frozen=True)
+
+    log_level: str = "INFO"
+    simulator_host: str = "0.0.0.0"
+    simulator_port: int = Field(default=8089, ge=1, le=65535)
+    whatsapp_app_secret: str = Field(default="dev-secret", min_length=1)
+    simulator_webhook_url: str = "http://127.0.0.1:8080/v1/webhooks/whatsapp"
+    bootstrap_phone_number_id: str = "100000000000001"
+    bootstrap_access_token: str = "sim-token"
+    # "phone_number_id:token[:display_phone_number],..."; empty means the bootstrap account only.
+    simulator_accounts: str = ""
+    # Path to a JSON template catalog; empty means the sender's packaged default catalog.
+    simulator_templates: str = ""
+    simulator_mps: float = Field(default=80.0, gt=0)
+    simulator_pair_interval_s: float = Field(default=6.0, gt=0)
+    simulator_pair_burst: int = Field(default=45, ge=1)
+    simulator_p_delivered: float = Field(default=0.97, ge=0, le=1)
+    simulator_p_read: float = Field(default=0.6, ge=0, le=1)
+    simulator_p_fail: float = Field(default=0.02, ge=0, le=1)
+    simulator_p_reply: float = Field(default=0.05, ge=0, le=1)
+    # Synchronous 5xx faults (131000 / 131016 / 2) injected into otherwise valid sends.
+    simulator_p_server_error: float = Field(default=0.0, ge=0, le=1)
+    # Delay between successive status webhooks, "min..max" milliseconds (or "min,max", or one number).
+    simulator_status_delay_ms: Annotated[tuple[int, int], NoDecode] = (50, 300)
+    simulator_window_mode: Literal["sync", "async"] = "sync"
+    simulator_window_hours: float = Field(default=24.0, gt=0)
+    simulator_seed: int | None = None
+    simulator_display_phone_number: str = "15550001111"
+    simulator_waba_id: str = "200000000000001"
+    simulator_message_cap: int = Field(default=200_000, ge=1)
+    simulator_rejection_cap: int = Field(default=10_000, ge=1)
+    simulator_webhook_max_tries: int = Field(default=10, ge=1)
+    simulator_webhook_retry_base_s: float = Field(default=0.5, gt=0)
+    simulator_webhook_retry_max_s: float = Field(default=30.0, gt=0)
+    simulator_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    simulator_webhook_concurrency: int = Field(default=8, ge=1)
+    simulator_webhook_batch: int = Field(default=100, ge=1, le=1000)
+
+    @field_validator("simulator_status_delay_ms", mode="before")
+    @classmethod
+    def _parse_delay(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"\s*(?:\.\.|,|-)\s*", value.strip().strip("[]()")) if p]
+            if len(parts) == 1:
+                parts = parts * 2
+            if len(parts) != 2:
+                raise ValueError("expected 'min..max' milliseconds")
+            return (int(parts[0]), int(parts[1]))
+        if isinstance(value, int | float):
+            return (int(value), int(value))
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> SimulatorSettings:
+        low, high = self.simulator_status_delay_ms
+        if low < 0 or high < low:
+            raise ValueError("simulator_status_delay_ms must be 0 <= min <= max")
+        self.accounts()  # fail at start-up on a malformed account list
+        return self
+
+    def accounts(self) -> dict[str, Account]:
+        """The simulated phone numbers, keyed by phone_number_id."""
+        spec = self.simulator_accounts.strip()
+        if not spec:
+            spec = f"{self.bootstrap_phone_number_id}:{self.bootstrap_access_token}"
+        out: dict[str, Account] = {}
+        for item in (part.strip() for part in spec.split(",")):
+            if not item:
+                continue
+            fields = item.split(":")
+            if len(fields) not in (2, 3) or not all(f.strip() for f in fields):
+                raise ValueError(f"bad simulator account {item!r}: want phone_number_id:token[:display]")
+            pnid, token = fields[0].strip(), fields[1].strip()
+            display = fields[2].strip() if len(fields) == 3 else self.simulator_display_phone_number
+            out[pnid] = Account(phone_number_id=pnid, token=token, display_phone_number=display)
+        if not out:
+            raise ValueError("at least one simulator account is required")
+        return out
+
+    def templates_source(self) -> Traversable:
+        """Where the template catalog is read from."""
+        if self.simulator_templates.strip():
+            return Path(self.simulator_templates.strip())
+        return files("sender") / "catalog" / "default_templates.json"

@@ -1,0 +1,366 @@
+"""The simulated Cloud API: checks each request, keeps state and schedules the webhooks that follow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from whatsapp_sim.config import Account, SimulatorSettings
+from whatsapp_sim.domain.errors import MetaError, meta_error
+from whatsapp_sim.domain.ids import new_fbtrace_id, new_hex_id, new_wamid
+from whatsapp_sim.domain.limits import PairLimiter, ThroughputLimiter
+from whatsapp_sim.domain.outcomes import OutcomeOdds, Plan, failure_plan, plan_outcome, pricing_for
+from whatsapp_sim.domain.templates import TemplateCatalog, parse_template
+from whatsapp_sim.domain.validation import AcceptedMessage, ReadReceipt, normalize_recipient, validate_request
+from whatsapp_sim.domain.window import ServiceWindows
+from whatsapp_sim.metrics import SimMetrics
+from whatsapp_sim.store import MessageRecord, SimStore, iso
+from whatsapp_sim.webhooks import (
+    Event,
+    StatusEvent,
+    ValueEvent,
+    WebhookDispatcher,
+    inbound_value,
+    status_object,
+    user_preferences_value,
+)
+
+log = logging.getLogger(__name__)
+
+VERSION = re.compile(r"v(\d+)\.0")
+SERVER_FAULT_CODES = (131000, 131016, 2)
+REPLIES = ("Thanks!", "When will it arrive?", "👍", "Can I change the delivery address?", "Great, thank you",
+           "Is there a discount for a second item?")
+Reply = tuple[int, dict[str, Any]]
+
+
+class ApiError(Exception):
+    """A request to a `/_sim` endpoint that cannot be served (HTTP 400/404)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_catalog(settings: SimulatorSettings) -> TemplateCatalog:
+    """The template catalog the settings point at."""
+    return TemplateCatalog.from_json(settings.templates_source().read_text(encoding="utf-8"))
+
+
+class Simulator:
+    """All simulator state for one process: accounts, catalog, limits, windows, store and webhooks."""
+
+    def __init__(
+        self,
+        settings: SimulatorSettings,
+        *,
+        registry: CollectorRegistry,
+        catalog: TemplateCatalog | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.accounts: dict[str, Account] = settings.accounts()
+        self._tokens = {account.token for account in self.accounts.values()}
+        self.catalog = catalog if catalog is not None else load_catalog(settings)
+        self._wall = wall
+        self.rng = rng or random.Random(settings.simulator_seed)
+        self.metrics = SimMetrics(registry)
+        self.store = SimStore(settings.simulator_message_cap, settings.simulator_rejection_cap)
+        self.windows = ServiceWindows(wall, settings.simulator_window_hours * 3600.0)
+        self.throughput = ThroughputLimiter(settings.simulator_mps, mono)
+        self.pairs = PairLimiter(settings.simulator_pair_interval_s, settings.simulator_pair_burst, mono)
+        self.odds = OutcomeOdds(delivered=settings.simulator_p_delivered, read=settings.simulator_p_read,
+                                fail=settings.simulator_p_fail, reply=settings.simulator_p_reply)
+        self._marketing_stopped: set[tuple[str, str]] = set()
+        self._replies_due: dict[str, dict[str, Any]] = {}
+        self.dispatcher = WebhookDispatcher(
+            url=settings.simulator_webhook_url, secret=settings.whatsapp_app_secret,
+            waba_id=settings.simulator_waba_id, metadata=self.metadata, client=http_client,
+            on_due=self._on_due, metrics=self.metrics, rng=random.Random(self.rng.random()),
+            max_tries=settings.simulator_webhook_max_tries, retry_base_s=settings.simulator_webhook_retry_base_s,
+            retry_max_s=settings.simulator_webhook_retry_max_s, timeout_s=settings.simulator_webhook_timeout_s,
+            concurrency=settings.simulator_webhook_concurrency, batch_max=settings.simulator_webhook_batch,
+        )
+
+    # -- Graph API -------------------------------------------------------------------------------
+
+    def metadata(self, phone_number_id: str) -> dict[str, str]:
+        """`value.metadata` of a number's webhooks."""
+        account = self.accounts.get(phone_number_id)
+        display = account.display_phone_number if account else self.settings.simulator_display_phone_number
+        return {"display_phone_number": display, "phone_number_id": phone_number_id}
+
+    def _authorize(self, version: str, phone_number_id: str, token: str | None, verb: str) -> MetaError | None:
+        if not VERSION.fullmatch(version):
+            return meta_error(100, f"Unknown path components: /{version}/{phone_number_id}", title="Invalid parameter")
+        if token is None or token not in self._tokens:
+            return meta_error(190, "The access token could not be decrypted or is not valid.")
+        account = self.accounts.get(phone_number_id)
+        if account is None:
+            return meta_error(
+                100, f"Unsupported {verb} request. Object with ID '{phone_number_id}' does not exist, cannot be "
+                     "loaded due to missing permissions, or does not support this operation.",
+                title=f"Unsupported {verb} request")
+        if account.token != token:
+            return meta_error(190, f"The access token is not valid for phone number ID {phone_number_id}.")
+        return None
+
+    def _error(self, error: MetaError, phone_number_id: str, body: Any = None) -> Reply:
+        trace = new_fbtrace_id(self.rng)
+        to = body.get("to") if isinstance(body, dict) else None
+        kind = body.get("type", "text") if isinstance(body, dict) else None
+        template = body.get("template") if isinstance(body, dict) else None
+        self.store.reject({
+            "at": iso(self._wall()), "phone_number_id": phone_number_id, "to": to, "type": kind,
+            "template": template.get("name") if isinstance(template, dict) else None,
+            "code": error.code, "http_status": error.http_status, "title": error.title,
+            "details": error.details, "fbtrace_id": trace,
+        }, error.code)
+        self.metrics.rejected.labels(str(error.code)).inc()
+        return error.http_status, error.body(trace)
+
+    def send(self, version: str, phone_number_id: str, token: str | None, raw: bytes) -> Reply:
+        """`POST /{version}/{phone_number_id}/messages`."""
+        denied = self._authorize(version, phone_number_id, token, "post")
+        if denied is not None:
+            return self._error(denied, phone_number_id)
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return self._error(meta_error(100, "The request body is not valid JSON."), phone_number_id)
+        account = self.accounts[phone_number_id]
+        result = validate_request(body, self.catalog, business_number=account.display_phone_number,
+                                  known_inbound=lambda wamid: self.store.is_inbound(phone_number_id, wamid))
+        if isinstance(result, MetaError):
+            return self._error(result, phone_number_id, body)
+        if isinstance(result, ReadReceipt):
+            self.store.stats.read_receipts += 1
+            self.metrics.read_receipts.inc()
+            return 200, {"success": True}
+        return self._accept(version, phone_number_id, result, body)
+
+    def _accept(self, version: str, phone_number_id: str, msg: AcceptedMessage, body: Any) -> Reply:
+        p_fault = self.settings.simulator_p_server_error
+        if p_fault > 0 and self.rng.random() < p_fault:
+            return self._error(meta_error(self.rng.choice(SERVER_FAULT_CODES)), phone_number_id, body)
+        limited = self.throughput.check(phone_number_id) or self.pairs.check(phone_number_id, msg.wa_id)
+        if limited is not None:
+            return self._error(limited, phone_number_id, body)
+        window_open = self.windows.is_open(phone_number_id, msg.wa_id)
+        if msg.free_form and not window_open and self.settings.simulator_window_mode == "sync":
+            return self._error(meta_error(131047), phone_number_id, body)
+        wamid = new_wamid(self.rng, msg.wa_id)
+        while self.store.get(wamid) is not None:
+            wamid = new_wamid(self.rng, msg.wa_id)
+        record = self.store.add(wamid, phone_number_id, msg, self._wall())
+        self.metrics.accepted.labels(msg.type).inc()
+        category = msg.template.category if msg.template else None
+        delays = self.settings.simulator_status_delay_ms
+        if msg.free_form and not window_open:
+            plan = failure_plan(self.rng, 131047, delays)
+        elif category == "marketing" and (phone_number_id, msg.wa_id) in self._marketing_stopped:
+            plan = failure_plan(self.rng, 131050, delays)
+        else:
+            plan = plan_outcome(self.rng, self.odds, delays, marketing=category == "marketing")
+        self._schedule(record, plan, window_open, int(VERSION.fullmatch(version).group(1)))  # type: ignore[union-attr]
+        message: dict[str, Any] = {"id": wamid}
+        if msg.template is not None:
+            message["message_status"] = "accepted"
+        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": msg.to, "wa_id": msg.wa_id}],
+                     "messages": [message]}
+
+    def _schedule(self, record: MessageRecord, plan: Plan, window_open: bool, version: int) -> None:
+        msg, now = record.message, self._wall()
+        category = msg.template.category if msg.template else None
+        pricing = pricing_for(category, window_open=window_open)
+        conversation_id = new_hex_id(self.rng)
+        priced_delivery = False
+        for planned in plan.statuses:
+            charge = planned.status == "sent" or (planned.status in ("delivered", "read") and not priced_delivery)
+            priced_delivery |= planned.status in ("delivered", "read")
+            conversation = None
+            if version <= 23 and planned.status != "failed":
+                conversation = {"id": conversation_id, "origin": {"type": category or "service"}}
+                if planned.status == "sent":
+                    conversation["expiration_timestamp"] = str(int(now + 86_400))
+            errors = [meta_error(planned.error_code).webhook_error()] if planned.error_code else None
+            status = status_object(
+                wamid=record.wamid, status=planned.status, timestamp=int(now + planned.after_s),
+                recipient_id=msg.wa_id, biz_opaque_callback_data=msg.biz_opaque_callback_data,
+                pricing=pricing if charge and planned.status != "failed" else None,
+                conversation=conversation, errors=errors)
+            self.dispatcher.schedule(planned.after_s, StatusEvent(record.phone_number_id, status, planned.error_code))
+        if plan.reply_after_s is not None:
+            at = now + plan.reply_after_s
+            name = f"Customer {msg.wa_id[-4:]}"
+            message = self._inbound_message(msg.wa_id, "text", {"body": self.rng.choice(REPLIES)}, at)
+            self._replies_due[message["id"]] = {"wa_id": msg.wa_id, "name": name, "message": message}
+            self.dispatcher.schedule(plan.reply_after_s, ValueEvent(
+                record.phone_number_id, inbound_value(wa_id=msg.wa_id, name=name, message=message),
+                wamid=message["id"]))
+
+    def _on_due(self, event: Event) -> None:
+        if isinstance(event, StatusEvent):
+            status = event.status["status"]
+            self.store.mark(event.status["id"], status, event.error_code)
+            self.metrics.statuses.labels(status).inc()
+        elif event.wamid is not None and event.wamid in self._replies_due:
+            reply = self._replies_due.pop(event.wamid)
+            self._receive(event.phone_number_id, reply["wa_id"], reply["name"], reply["message"])
+
+    def phone_number(self, version: str, phone_number_id: str, token: str | None, fields: str | None) -> Reply:
+        """`GET /{version}/{phone_number_id}?fields=...`: the number's metadata."""
+        denied = self._authorize(version, phone_number_id, token, "get")
+        if denied is not None:
+            return self._error(denied, phone_number_id)
+        account = self.accounts[phone_number_id]
+        known: dict[str, Any] = {
+            "id": phone_number_id, "display_phone_number": account.display_phone_number,
+            "verified_name": "SCRM Simulator", "quality_rating": "GREEN", "throughput": {"level": "STANDARD"},
+            "whatsapp_business_manager_messaging_limit": "TIER_250", "messaging_limit_tier": "TIER_250",
+            "code_verification_status": "VERIFIED", "name_status": "APPROVED", "platform_type": "CLOUD_API",
+            "status": "CONNECTED",
+        }
+        if not fields:
+            wanted = ["id", "display_phone_number", "quality_rating", "throughput",
+                      "whatsapp_business_manager_messaging_limit", "verified_name"]
+        else:
+            wanted = [f.strip() for f in fields.split(",") if f.strip()]
+            unknown = [f for f in wanted if f not in known]
+            if unknown:
+                return self._error(meta_error(
+                    100, f"Tried accessing nonexisting field ({unknown[0]}) on node type "
+                         "(WhatsAppBusinessPhoneNumber)"), phone_number_id)
+        return 200, {"id": phone_number_id, **{f: known[f] for f in wanted}}
+
+    # -- simulation helpers ----------------------------------------------------------------------
+
+    def _inbound_message(self, wa_id: str, kind: str, content: Mapping[str, Any], at: float,
+                         context_id: str | None = None, phone_number_id: str | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"from": wa_id, "id": new_wamid(self.rng, wa_id), "timestamp": str(int(at)),
+                                   "type": kind, kind: dict(content)}
+        if context_id:
+            pnid = phone_number_id or next(iter(self.accounts))
+            message = {"context": {"from": self.metadata(pnid)["display_phone_number"], "id": context_id},
+                       **message}
+        return message
+
+    def _receive(self, phone_number_id: str, wa_id: str, name: str, message: dict[str, Any]) -> float:
+        closes = self.windows.touch(phone_number_id, wa_id)
+        self.store.add_inbound(phone_number_id, message["id"], {
+            "phone_number_id": phone_number_id, "wa_id": wa_id, "name": name, "message": message,
+            "received_at": iso(self._wall())})
+        self.metrics.inbound.inc()
+        return closes
+
+    def _account_and_user(self, body: Mapping[str, Any]) -> tuple[str, str]:
+        pnid = str(body.get("phone_number_id") or next(iter(self.accounts)))
+        if pnid not in self.accounts:
+            raise ApiError(404, f"unknown phone_number_id {pnid}")
+        raw_from = body.get("from") or body.get("wa_id")
+        wa_id = normalize_recipient(raw_from) if isinstance(raw_from, str) else None
+        if wa_id is None:
+            raise ApiError(400, "'from' must be a phone number (8-15 digits)")
+        return pnid, wa_id
+
+    def inbound(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A customer writes to a business number: open the window now and send the signed webhook."""
+        pnid, wa_id = self._account_and_user(body)
+        name = str(body.get("name") or f"Customer {wa_id[-4:]}")
+        kind = str(body.get("type", "text"))
+        content: dict[str, Any]
+        if kind == "text":
+            text = body.get("text")
+            if not isinstance(text, str) or not text:
+                raise ApiError(400, "'text' is required")
+            content = {"body": text}
+        elif kind == "button":
+            content = {"payload": str(body.get("payload", "")), "text": str(body.get("text", ""))}
+        elif kind == "interactive":
+            reply = {"id": str(body.get("button_id", body.get("payload", ""))), "title": str(body.get("text", ""))}
+            content = {"type": "button_reply", "button_reply": reply}
+        else:
+            raise ApiError(400, "'type' must be text, button or interactive")
+        context_id = body.get("context_id")
+        message = self._inbound_message(wa_id, kind, content, self._wall(),
+                                        str(context_id) if context_id else None, pnid)
+        closes = self._receive(pnid, wa_id, name, message)
+        self.dispatcher.schedule(0, ValueEvent(pnid, inbound_value(wa_id=wa_id, name=name, message=message),
+                                               wamid=message["id"]))
+        return {"id": message["id"], "phone_number_id": pnid, "wa_id": wa_id, "window_closes_at": iso(closes)}
+
+    def user_preferences(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A customer stops or resumes marketing messages: later marketing templates fail with 131050."""
+        pnid, wa_id = self._account_and_user(body)
+        value = body.get("value")
+        if value not in ("stop", "resume"):
+            raise ApiError(400, "'value' must be stop or resume")
+        if value == "stop":
+            self._marketing_stopped.add((pnid, wa_id))
+        else:
+            self._marketing_stopped.discard((pnid, wa_id))
+        name = str(body.get("name") or f"Customer {wa_id[-4:]}")
+        self.dispatcher.schedule(0, ValueEvent(pnid, user_preferences_value(
+            wa_id=wa_id, name=name, value=str(value), timestamp=int(self._wall())), field_name="user_preferences"))
+        return {"phone_number_id": pnid, "wa_id": wa_id, "value": value}
+
+    def upsert_templates(self, body: Any) -> list[dict[str, Any]]:
+        """Add or replace catalog entries (one object or a list), e.g. to pause a template."""
+        entries = body if isinstance(body, list) else [body]
+        try:
+            templates = [parse_template(entry) for entry in entries]
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ApiError(400, str(exc)) from None
+        for template in templates:
+            self.catalog.upsert(template)
+        return [t.to_dict() for t in templates]
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for `/_sim/stats`."""
+        s, d = self.store.stats, self.dispatcher.stats
+        return {
+            "accepted": s.accepted,
+            "accepted_by_type": dict(s.accepted_by_type),
+            "rejected": {str(code): n for code, n in sorted(s.rejected.items())},
+            "rejected_total": sum(s.rejected.values()),
+            "read_receipts": s.read_receipts,
+            "inbound": s.inbound,
+            "statuses": dict(s.statuses),
+            "stored_messages": len(self.store),
+            "last_seq": self.store.last_seq,
+            "webhooks": {"delivered": d.delivered, "failed": d.failed, "pending": self.dispatcher.pending,
+                         "posts_delivered": d.posts_delivered, "posts_failed": d.posts_failed,
+                         "retries": d.retries, "last_error": d.last_error, "url": self.dispatcher.url},
+        }
+
+    def reset(self) -> None:
+        """Forget messages, counters, windows, limits, opt-outs and pending webhooks."""
+        self.store.clear()
+        self.windows.clear()
+        self.throughput.clear()
+        self.pairs.clear()
+        self.dispatcher.clear()
+        self._marketing_stopped.clear()
+        self._replies_due.clear()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The background loop (webhook delivery) for `scrm_common.runtime.serve`."""
+        await self.dispatcher.run(stop)
+
+    async def ready(self) -> bool:
+        """Ready once webhooks are being delivered."""
+        return self.dispatcher.running
