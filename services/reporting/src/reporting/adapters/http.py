@@ -1,0 +1,52 @@
+"""HTTP routes of reporting: the overview (CONTRACT §4), for the caller's tenant only."""
+
+# No `from __future__ import annotations`: FastAPI must see the dependency annotations built here.
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from prometheus_client import CollectorRegistry
+
+from reporting.domain.policy import ReportPolicy
+from reporting.domain.report import BadRange, Overview, build_overview, report_range
+from reporting.handlers import ReportStore
+from scrm_common.clock import Clock
+from scrm_common.http import Principal, ops_router
+
+
+def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
+                   policy: ReportPolicy) -> APIRouter:
+    """`GET /v1/reports/overview?from=YYYY-MM-DD&to=YYYY-MM-DD` (inclusive UTC days)."""
+    router = APIRouter(tags=["reports"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @router.get("/v1/reports/overview", response_model=Overview,
+                responses={422: {"description": "bad dates or range ('from' after 'to', over 366 days)"}})
+    async def overview(
+        caller: Caller,
+        start: Annotated[date | None, Query(alias="from", description="first UTC day (default: to - 6 days)")]
+        = None,
+        end: Annotated[date | None, Query(alias="to", description="last UTC day, inclusive (default: today)")]
+        = None,
+    ) -> Overview:
+        """Sent, delivered, read, replied, clicked, failed, purchased and revenue per day and flow, with rates."""
+        today = clock.now().astimezone(UTC).date()
+        try:
+            first, last = report_range(start, end, today, policy)
+        except BadRange as exc:
+            raise HTTPException(422, detail=[{"loc": ["query", "from"], "msg": str(exc),
+                                              "type": "value_error"}]) from None
+        counts, revenue = await store.overview_rows(caller.tenant, first, last)
+        return build_overview(caller.tenant, first, last, counts, revenue)
+
+    return router
+
+
+def create_app(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
+               policy: ReportPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
+    """Reporting's HTTP application."""
+    app = FastAPI(title="scrm reporting", version="0.1.0", description="Reports over the event log")
+    app.include_router(ops_router(registry, ready))
+    app.include_router(reports_router(store=store, principal=principal, clock=clock, policy=policy))
+    return app

@@ -1,0 +1,135 @@
+"""CONTRACT §3: pointed at any server speaking the Cloud API format, the platform just works."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.events import days_ago, new_order, new_phone, payment, sign, status, status_webhook
+from tests.support.stack import TestStack, free_port_host, poll, start_stack
+
+PHONE_NUMBER_ID = "987654321098765"
+TOKEN = "external-token-" + secrets.token_hex(4)
+
+
+class CloudApiDouble:
+    """An independent HTTP server answering like Meta's /messages endpoint; it records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = json.loads(raw)
+                double.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body,
+                                        "at": time.monotonic()})
+                wamid = "wamid.HBgL" + secrets.token_hex(20).upper()
+                reply = json.dumps({"messaging_product": "whatsapp",
+                                    "contacts": [{"input": body.get("to"), "wa_id": str(body.get("to")).lstrip("+")}],
+                                    "messages": [{"id": wamid}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port_host()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def external(postgres, work_dir: Path) -> Iterator[tuple[TestStack, CloudApiDouble]]:  # type: ignore[no-untyped-def]
+    double = CloudApiDouble()
+    stack = start_stack(work_dir, postgres.new_database(),
+                        processes=("ingest", "trigger-engine", "sender", "segmenter", "reporting"),
+                        env={"SCRM_WHATSAPP_BASE_URL": double.url, "SCRM_DEMO": "0",
+                             "SCRM_BOOTSTRAP_PHONE_NUMBER_ID": PHONE_NUMBER_ID, "SCRM_BOOTSTRAP_ACCESS_TOKEN": TOKEN})
+    yield stack, double
+    stack.close()
+    double.close()
+
+
+def test_one_payment_is_one_correct_request_and_duplicates_stay_one(external: tuple[TestStack, CloudApiDouble]) -> None:
+    stack, double = external
+    order, phone = new_order(), new_phone()
+    event = payment(order_id=order, phone=phone, external_id="ext-1", locale="de-DE")
+    posted = time.monotonic()
+    assert stack.post_events(event).status_code == 202
+    [request] = poll(lambda: [r for r in double.requests if r["body"].get("to") == phone], timeout=10,
+                     what="the request at the external server", interval=0.02)
+    latency = request["at"] - posted
+    assert request["path"] == f"/v25.0/{PHONE_NUMBER_ID}/messages"
+    assert request["auth"] == f"Bearer {TOKEN}"
+    body = request["body"]
+    assert body["messaging_product"] == "whatsapp"
+    assert body["recipient_type"] == "individual"
+    assert body["type"] == "template"
+    assert body["template"]["name"] == "order_confirmation"
+    assert body["template"]["language"]["code"] == "de"
+    params = [p["text"] for p in body["template"]["components"][0]["parameters"]]
+    assert params[0] == order and len(params) == 8
+    assert "149,90 €" in params  # German locale formats money the German way
+    print(f"event → external Cloud API latency: {latency:.3f}s")
+
+    for _ in range(4):
+        assert stack.post_events(event).status_code == 202
+    assert stack.post_events(payment(order_id=order, phone=phone, external_id="ext-1")).status_code == 202
+    decisions = poll(lambda: (d := stack.http.get(stack.url("trigger-engine", "/v1/contacts/ext-1/decisions"),
+                                                  headers=stack.auth).json()["decisions"]) and len(d) >= 6 and d,
+                     timeout=20, what="the duplicates' decisions")
+    assert sum(d["outcome"] == "send" for d in decisions) == 1
+    assert len([r for r in double.requests if r["body"].get("to") == phone]) == 1
+
+
+def test_a_signed_read_webhook_is_counted_in_the_overview_once(external: tuple[TestStack, CloudApiDouble]) -> None:
+    stack, _ = external
+    day = days_ago(40)
+    recipient = new_phone()
+    raw = status_webhook(phone_number_id=PHONE_NUMBER_ID,
+                         statuses=[status("wamid.EXT" + secrets.token_hex(8), "read", recipient, day)])
+    headers = {"X-Hub-Signature-256": sign(stack.app_secret, raw), "Content-Type": "application/json"}
+    for _ in range(2):  # Meta delivers at least once: the same receipt twice
+        assert stack.http.post(stack.url("ingest", "/v1/webhooks/whatsapp"), content=raw, headers=headers).status_code == 200
+    iso_day = day.date().isoformat()
+
+    def read_count() -> int:
+        resp = stack.http.get(stack.url("reporting", "/v1/reports/overview"), params={"from": iso_day, "to": iso_day},
+                              headers=stack.auth)
+        resp.raise_for_status()
+        return int(resp.json()["totals"]["read"])
+
+    poll(lambda: read_count() >= 1, timeout=30, what="the read receipt in the overview")
+    # a later marker on the same contact (same partition, so ordered after both copies) proves both were applied
+    marker = status_webhook(phone_number_id=PHONE_NUMBER_ID,
+                            statuses=[status("wamid.MARK" + secrets.token_hex(8), "delivered", recipient, day)])
+    assert stack.http.post(stack.url("ingest", "/v1/webhooks/whatsapp"), content=marker,
+                           headers={"X-Hub-Signature-256": sign(stack.app_secret, marker),
+                                    "Content-Type": "application/json"}).status_code == 200
+
+    def delivered() -> int:
+        return int(stack.http.get(stack.url("reporting", "/v1/reports/overview"),
+                                  params={"from": iso_day, "to": iso_day}, headers=stack.auth).json()["totals"]["delivered"])
+
+    poll(lambda: delivered() >= 1, timeout=30, what="the marker")
+    assert read_count() == 1
