@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -184,7 +185,7 @@ class Dispatcher:
         if not claimed:
             return False
         results = await asyncio.gather(*(self._call(account, c) for c in claimed))
-        await self._settle(account, list(zip(claimed, results, strict=True)))
+        await self._settle(list(zip(claimed, results, strict=True)))
         return True
 
     async def _call(self, account: Account, claimed: Claimed) -> Accepted | Rejected | NotSent | Unknown:
@@ -198,9 +199,13 @@ class Dispatcher:
         self._metrics.provider_calls.labels(type(result).__name__.lower(), code).inc()
         return result
 
-    async def _settle(self, account: Account, outcomes: list[tuple[Claimed, object]]) -> None:
+    async def _settle(self, outcomes: list[tuple[Claimed, object]]) -> None:
         now = self._clock.now()
-        sent, retry, failed, invalid, outbox = [], [], [], [], []
+        sent: list[dict[str, object]] = []
+        retry: list[dict[str, object]] = []
+        failed: list[dict[str, object]] = []
+        invalid: list[dict[str, object]] = []
+        outbox: list[OutboxRow] = []
         for claimed, result in outcomes:
             command = SendMessage.model_validate_json(_json(claimed.command))
             key = {"tenant": claimed.tenant, "key": claimed.idempotency_key}
@@ -266,6 +271,4 @@ class EvidenceHandler:
 
 
 def _json(value: object) -> str:
-    import json
-
     return value if isinstance(value, str) else json.dumps(value)

@@ -40,7 +40,8 @@ async def main(settings: Settings) -> None:
     registry = new_registry()
     repository = EngineRepository()
     relay = OutboxRelay(service="trigger-engine", engine=engine, producer=producer,
-                        batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds, registry=registry)
+                        batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
+                        registry=registry)
     handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
                            config_for=settings.engine_config, metrics=EngineMetrics(registry),
                            on_commit=relay.wake)

@@ -68,13 +68,18 @@ def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
         return max(0.0, (now.m(proc, name) - prev.m(proc, name)) / (now.at - prev.at))
 
     lag = sum(v for p in now.metrics.values() for k, v in p.items() if k.endswith("_consumer_lag_records"))
+    sent = sum(v for k, v in now.metrics.get("sender", {}).items()
+               if k.startswith("scrm_sender_messages_total{") and 'outcome="sent"' in k)
+    webhooks = now.metrics.get("ingest", {})
+    statuses = webhooks.get('scrm_ingest_webhook_events_total{type="message.status"}', 0.0)
+    inbound = webhooks.get('scrm_ingest_webhook_events_total{type="message.inbound"}', 0.0)
     return {
         "events/s in": f"{rate('ingest', 'scrm_ingest_events_total'):.1f}",
         "events accepted": f"{now.m('ingest', 'scrm_ingest_events_total'):.0f}",
         "decisions": f"{now.m('trigger-engine', 'scrm_trigger_engine_decisions_total'):.0f}",
-        "messages sent": f"{now.m('sender', 'scrm_sender_messages_total{outcome=\"sent\",category=\"utility\"}') + now.m('sender', 'scrm_sender_messages_total{outcome=\"sent\",category=\"marketing\"}'):.0f}",  # noqa: E501
-        "delivered (webhooks)": f"{now.m('ingest', 'scrm_ingest_webhook_events_total{type=\"message.status\"}'):.0f}",
-        "inbound chats": f"{now.m('ingest', 'scrm_ingest_webhook_events_total{type=\"message.inbound\"}'):.0f}",
+        "messages sent": f"{sent:.0f}",
+        "status receipts (delivered/read)": f"{statuses:.0f}",
+        "inbound chats": f"{inbound:.0f}",
         "consumer lag": f"{lag:.0f}",
         "simulator accepted": str(now.sim.get("accepted", "-")),
     }

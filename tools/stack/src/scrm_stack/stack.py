@@ -187,7 +187,7 @@ class Stack:
 
     def service_env(self) -> dict[str, str]:
         """The environment every service and tool of this stack gets."""
-        env = {k: v for k, v in self.config.env.items()}
+        env = dict(self.config.env)
         env.update(self.secrets)
         env.update({
             "SCRM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,

@@ -195,8 +195,8 @@ class SendLog:
     async def mark_invalid_numbers(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         if rows:
             await conn.execute(text(
-                "INSERT INTO invalid_numbers(tenant, phone, error_code, marked_at) VALUES (:tenant, :phone, :code, :at) "
-                "ON CONFLICT (tenant, phone) DO NOTHING"), rows)
+                "INSERT INTO invalid_numbers(tenant, phone, error_code, marked_at) "
+                "VALUES (:tenant, :phone, :code, :at) ON CONFLICT (tenant, phone) DO NOTHING"), rows)
 
     async def confirm_by_evidence(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> int:
         """The provider reported on a message: it was accepted, whatever our own record says."""

@@ -17,9 +17,17 @@ class ContactProfile:
     timezone: str | None = None
     opted_in: bool | None = None
 
-    def merged(self, **changes: object) -> ContactProfile:
-        """A copy with the given non-None fields replaced."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def merged(self, *, phone: str | None = None, name: str | None = None, locale: str | None = None,
+               timezone: str | None = None, opted_in: bool | None = None) -> ContactProfile:
+        """A copy with the given fields replaced where they are known (None never erases)."""
+        return replace(
+            self,
+            phone=phone if phone is not None else self.phone,
+            name=name if name is not None else self.name,
+            locale=locale if locale is not None else self.locale,
+            timezone=timezone if timezone is not None else self.timezone,
+            opted_in=opted_in if opted_in is not None else self.opted_in,
+        )
 
 
 @dataclass(frozen=True, slots=True)

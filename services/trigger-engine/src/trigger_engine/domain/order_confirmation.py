@@ -79,7 +79,8 @@ def decide_order_confirmation(
         flow_config.support_url,
     )
     # R-T2.2: the whole body stays under max_body_chars; the item list gets what the rest leaves.
-    budget = flow_config.max_body_chars - 1 - flow_config.template_text_chars - len(data.order_id) - sum(map(len, others))
+    fixed = flow_config.template_text_chars + len(data.order_id) + sum(map(len, others))
+    budget = flow_config.max_body_chars - 1 - fixed
     parameters = (data.order_id, item_summary(event, flow_config, language, budget=budget), *others)
     return (Send(FLOW, key, "utility", profile.contact_key, profile.phone, flow_config.template, language,
                  parameters),)

@@ -55,6 +55,7 @@ def decide_welcome(
     code = discount_code(config.tenant, profile.contact_key, flow_config.code_prefix, flow_config.discount_percent)
     valid_until = day((event.occurred_at + flow_config.code_valid_for).date(), language)
     name = first_name(profile.name)
+    parameters: tuple[str, ...]
     if name:
         template, parameters = flow_config.template, (name, str(flow_config.discount_percent), code, valid_until)
     else:
