@@ -1,0 +1,1 @@
+"""Reporting's edges: PostgreSQL repository and FastAPI routes."""

@@ -1,0 +1,90 @@
+"""Wiring: builds reporting's adapters from Settings; tests pass their own pieces instead."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reporting.adapters.db import SCHEMA, PostgresReportStore
+from reporting.adapters.http import create_app
+from reporting.config import Settings
+from reporting.handlers import ApplyEvents, ReportingMetrics
+from scrm_common.backoff import Backoff
+from scrm_common.clock import Clock, SystemClock
+from scrm_common.contracts import topics
+from scrm_common.contracts.envelope import EventRecord, decode_event
+from scrm_common.db import make_engine, migrate
+from scrm_common.http import KeyIntrospection
+from scrm_common.kafka import BatchConsumer, ensure_topics, make_consumer, make_producer
+from scrm_common.kafka.consumer import ConsumerMetrics
+from scrm_common.observability.metrics import new_registry
+
+SERVICE = "reporting"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def decode_record(record: ConsumerRecord) -> EventRecord:
+    """A record of `scrm.events.v1` as an EventRecord (PoisonMessage when it never can be)."""
+    return decode_event(record.key, record.value, record.headers)
+
+
+@dataclass
+class Reporting:
+    """The running parts of one reporting instance."""
+
+    app: FastAPI
+    consumer: BatchConsumer[EventRecord]
+    engine: AsyncEngine
+    producer: AIOKafkaProducer
+    keys: KeyIntrospection
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self.keys.aclose()
+        await self.producer.stop()
+        await self.engine.dispose()
+
+
+async def build(settings: Settings, *, clock: Clock | None = None) -> Reporting:
+    """Migrate the schema, make sure the topics exist and wire the consumer and the HTTP app."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
+                        replication=settings.topic_replication)
+    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms,
+                                   client_id=SERVICE)
+    registry = new_registry()
+    store = PostgresReportStore(engine)
+    policy = settings.report_policy
+    consumer: BatchConsumer[EventRecord] = BatchConsumer(
+        consumer=make_consumer(settings.kafka_bootstrap, group_id=SERVICE, topic=topics.EVENTS,
+                               max_records=settings.consumer_max_records),
+        producer=producer,
+        topic=topics.EVENTS,
+        decode=decode_record,
+        handle=ApplyEvents(store=store, policy=policy, metrics=ReportingMetrics(registry)),
+        metrics=ConsumerMetrics(SERVICE, registry),
+        max_tries=settings.consumer_max_tries,
+        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        max_records=settings.consumer_max_records,
+    )
+    keys = KeyIntrospection(settings.ingest_url)
+
+    async def ready() -> bool:
+        if not consumer.ready:
+            return False
+        try:
+            async with asyncio.timeout(2.0):
+                return await store.ping()
+        except TimeoutError:
+            return False
+
+    app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
+                     ready=ready)
+    return Reporting(app=app, consumer=consumer, engine=engine, producer=producer, keys=keys)

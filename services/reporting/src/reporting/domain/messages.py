@@ -1,0 +1,231 @@
+"""One row per message, first-seen time per status, and what each message contributes to the counts.
+
+A message is keyed by its WhatsApp id (wamid) or, for a send that never reached the provider, by
+its idempotency key. Each status keeps its earliest timestamp, so redelivered and reordered statuses
+converge on the same row. Implications: read ⇒ delivered ⇒ sent — a status proves the ones before it
+even when their own receipt is missing or late; an implied status counts on the day of the earliest
+status that proves it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict
+
+from scrm_common.contracts.events import LinkClicked, MessageStatus
+
+
+class Metric(StrEnum):
+    """What the overview counts."""
+
+    ATTEMPTED = "attempted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    REPLIED = "replied"
+    CLICKED = "clicked"
+    FAILED = "failed"
+    PURCHASED = "purchased"
+
+
+K = TypeVar("K")
+
+# (UTC day, flow or None, metric): one count of the overview.
+Cell = tuple[date, str | None, Metric]
+# (UTC day, flow or None, currency): revenue of the overview.
+RevenueCell = tuple[date, str | None, str]
+
+
+def utc_day(at: datetime) -> date:
+    """The UTC day a timestamp falls on."""
+    return at.astimezone(UTC).date()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StatusSeen(_Frozen):
+    """A `message.status` event reduced to what the report needs."""
+
+    key: str
+    status: str
+    at: datetime
+    message_id: str | None = None
+    idempotency_key: str | None = None
+    flow: str | None = None
+    account_id: str | None = None
+    category: str | None = None
+    phone: str | None = None
+
+
+def message_key(message_id: str | None, idempotency_key: str | None) -> str | None:
+    """The wamid, or the idempotency key of a send that never got one; None when neither is known."""
+    if message_id:
+        return message_id
+    if idempotency_key:
+        return f"idempotency:{idempotency_key}"
+    return None
+
+
+def status_seen(event: MessageStatus) -> StatusSeen | None:
+    """The status fact of an event, or None when it names no message."""
+    d = event.data
+    key = message_key(d.message_id, d.idempotency_key)
+    if key is None:
+        return None
+    return StatusSeen(key=key, status=d.status, at=event.occurred_at, message_id=d.message_id,
+                      idempotency_key=d.idempotency_key, flow=d.flow, account_id=d.account_id,
+                      category=d.category, phone=event.contact.phone)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+class Message(_Frozen):
+    """A message as reported: who and which flow, and when each status was first seen."""
+
+    key: str
+    message_id: str | None = None
+    idempotency_key: str | None = None
+    flow: str | None = None
+    account_id: str | None = None
+    category: str | None = None
+    phone: str | None = None
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None
+    failed_at: datetime | None = None
+    replied_at: datetime | None = None
+
+    @property
+    def delivered_on(self) -> datetime | None:
+        """Delivered, or implied delivered by a read receipt."""
+        return _earliest(self.delivered_at, self.read_at)
+
+    @property
+    def sent_on(self) -> datetime | None:
+        """Sent, or implied sent by a delivery or read receipt."""
+        return _earliest(self.sent_at, self.delivered_on)
+
+    @property
+    def attempted_on(self) -> datetime | None:
+        """When the sender first tried it: sent or failed."""
+        return _earliest(self.sent_on, self.failed_at)
+
+
+def observe(message: Message | None, seen: StatusSeen) -> Message:
+    """The message after one status: the earliest time per status wins, the first known details stay."""
+    m = message or Message(key=seen.key)
+    changes: dict[str, object] = {}
+    for name in ("message_id", "idempotency_key", "flow", "account_id", "category", "phone"):
+        if getattr(m, name) is None and getattr(seen, name) is not None:
+            changes[name] = getattr(seen, name)
+    column = f"{seen.status}_at"
+    changes[column] = _earliest(getattr(m, column), seen.at)
+    return m.model_copy(update=changes)
+
+
+def contributions(message: Message) -> dict[Cell, int]:
+    """The counts one message adds to the overview: each status once, on its own UTC day."""
+    out: dict[Cell, int] = {}
+    for metric, at in ((Metric.ATTEMPTED, message.attempted_on), (Metric.SENT, message.sent_on),
+                       (Metric.DELIVERED, message.delivered_on), (Metric.READ, message.read_at),
+                       (Metric.FAILED, message.failed_at), (Metric.REPLIED, message.replied_at)):
+        if at is not None:
+            cell = (utc_day(at), message.flow, metric)
+            out[cell] = out.get(cell, 0) + 1
+    return out
+
+
+def delta(before: Message | None, after: Message | None) -> dict[Cell, int]:
+    """What to add to the stored counts when a message changes from `before` to `after` (may be < 0)."""
+    out = dict(contributions(after)) if after is not None else {}
+    if before is not None:
+        for cell, n in contributions(before).items():
+            out[cell] = out.get(cell, 0) - n
+    return {cell: n for cell, n in out.items() if n}
+
+
+def add_into(total: dict[K, int], more: Mapping[K, int]) -> None:
+    """Sum `more` into `total`, dropping cells that net to zero."""
+    for cell, n in more.items():
+        value = total.get(cell, 0) + n
+        if value:
+            total[cell] = value
+        else:
+            total.pop(cell, None)
+
+
+def assign_replies(
+    messages: Iterable[tuple[str, datetime]], inbounds: Iterable[datetime], window: timedelta
+) -> dict[str, datetime | None]:
+    """Which of one phone's messages (key, sent time) were replied to, and when.
+
+    An inbound message replies to the latest message sent to that phone at or before it, when it
+    comes within `window` of it; a message counts as replied once, at its earliest reply. Ties in
+    sent time are broken by key, so the answer depends only on the sets, never on arrival order.
+    """
+    ordered = sorted(messages, key=lambda m: (m[1], m[0]))
+    times = [sent for _, sent in ordered]
+    replied: dict[str, datetime | None] = {key: None for key, _ in ordered}
+    for at in sorted(inbounds):
+        i = bisect_right(times, at)
+        if i == 0:
+            continue
+        key, sent = ordered[i - 1]
+        if at - sent <= window and replied[key] is None:
+            replied[key] = at
+    return replied
+
+
+def replies_in(
+    messages: Sequence[Message], inbounds: Iterable[datetime], affected_from: datetime, affected_to: datetime,
+    window: timedelta,
+) -> dict[str, datetime | None]:
+    """Reply times of the messages sent within [affected_from, affected_to], from one phone's history.
+
+    `messages` and `inbounds` must hold everything of that phone from `affected_from - window`
+    to `affected_to + window`; messages outside the affected span are left alone.
+    """
+    sent = {m.key: at for m in messages if (at := m.sent_on) is not None}
+    replies = assign_replies(sent.items(), inbounds, window)
+    return {key: at for key, at in replies.items() if affected_from <= sent[key] <= affected_to}
+
+
+def click_flow(url: str) -> str | None:
+    """The flow a clicked link belongs to: its `utm_campaign` parameter (R-R4 tags links with it)."""
+    values = parse_qs(urlsplit(url).query).get("utm_campaign")
+    return values[0] if values and values[0] else None
+
+
+def click_cell(event: LinkClicked) -> Cell:
+    """A click counts once, on its day, for the flow its link names (or none)."""
+    return utc_day(event.occurred_at), click_flow(event.data.url), Metric.CLICKED
+
+
+class OrderPaid(_Frozen):
+    """A distinct order of payment.succeeded."""
+
+    order_id: str
+    amount: Decimal
+    currency: str
+    paid_at: datetime
+
+
+def order_cells(order: OrderPaid) -> tuple[Cell, RevenueCell]:
+    """Where an order counts: purchased and revenue on its UTC day, not yet attributed to a flow."""
+    day = utc_day(order.paid_at)
+    return (day, None, Metric.PURCHASED), (day, None, order.currency)

@@ -1,0 +1,30 @@
+"""Entry point: `reporting` / `python -m reporting.main` runs the consumer and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from reporting.bootstrap import SERVICE, build
+from reporting.config import Settings
+from scrm_common.observability.logging import setup_logging
+from scrm_common.runtime import serve
+
+
+async def main() -> None:
+    """Build from the environment and serve until SIGTERM/SIGINT."""
+    settings = Settings()
+    setup_logging(SERVICE, settings.log_level)
+    service = await build(settings)
+    try:
+        await serve(app=service.app, port=settings.reporting_port, loops=[service.consumer.run])
+    finally:
+        await service.aclose()
+
+
+def run() -> None:
+    """Console script."""
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

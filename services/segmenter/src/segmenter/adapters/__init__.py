@@ -1,0 +1,1 @@
+"""The segmenter's edges: PostgreSQL repository and FastAPI routes."""

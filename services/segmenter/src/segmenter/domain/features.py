@@ -1,0 +1,213 @@
+"""A contact's features folded from its events: `evolve(features, event) -> features`, `merge(a, b)`.
+
+Every fold is order-independent where it can be (min/max of timestamps, orders deduplicated by
+order_id), so redelivered or reordered events converge on the same features.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from scrm_common.contracts.events import (
+    Contact,
+    ContactCreated,
+    ContactUpdated,
+    Event,
+    FeedbackSubmitted,
+    LinkClicked,
+    MessageInbound,
+    MessageStatus,
+    OrderReturned,
+    PaymentSucceeded,
+)
+
+ZERO = Decimal(0)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OrderFact(_Frozen):
+    """One order of the contact: paid (payment.succeeded) and/or returned (order.returned)."""
+
+    order_id: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    paid_at: datetime | None = None
+    returned: Decimal = ZERO
+    returned_at: datetime | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.paid_at is not None
+
+    @property
+    def net(self) -> Decimal:
+        """What the order is worth after returns; a return never makes an order negative."""
+        if self.amount is None:
+            return ZERO
+        return self.amount - min(self.returned, self.amount)
+
+
+class ContactFeatures(_Frozen):
+    """Everything the segmenter knows about one contact of one tenant."""
+
+    external_id: str | None = None
+    phone: str | None = None
+    name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    birthday: date | None = None
+    opted_in: bool | None = None
+    first_seen: datetime | None = None
+    last_event_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    last_read_at: datetime | None = None
+    last_click_at: datetime | None = None
+    last_rating: int | None = None
+    last_rating_at: datetime | None = None
+    inbound_messages: int = 0
+    link_clicks: int = 0
+    order_history: tuple[OrderFact, ...] = ()
+
+    @property
+    def interactions(self) -> int:
+        """Inbound messages plus link clicks."""
+        return self.inbound_messages + self.link_clicks
+
+    @property
+    def paid_orders(self) -> tuple[OrderFact, ...]:
+        return tuple(o for o in self.order_history if o.paid)
+
+    @property
+    def orders(self) -> int:
+        """Distinct orders paid (payment.succeeded)."""
+        return len(self.paid_orders)
+
+    @property
+    def spend(self) -> Decimal:
+        """Lifetime spend: amounts of distinct paid orders minus what was returned of them."""
+        return sum((o.net for o in self.paid_orders), ZERO)
+
+    @property
+    def returns(self) -> int:
+        """Orders with a return."""
+        return sum(1 for o in self.order_history if o.returned_at is not None)
+
+    @property
+    def first_order_at(self) -> datetime | None:
+        return _min(*(o.paid_at for o in self.order_history))
+
+    @property
+    def last_order_at(self) -> datetime | None:
+        return _max(*(o.paid_at for o in self.order_history))
+
+    @property
+    def last_return_at(self) -> datetime | None:
+        return _max(*(o.returned_at for o in self.order_history))
+
+
+def _min(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _max(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def money(amount: float) -> Decimal:
+    """A contract amount (a JSON number) as an exact decimal, as it was written."""
+    return Decimal(str(amount))
+
+
+def _profile(features: ContactFeatures, contact: Contact) -> dict[str, object]:
+    """Contact fields an event carries update the profile; absent fields leave it as it is."""
+    fields = ("external_id", "phone", "name", "locale", "timezone", "birthday")
+    return {f: getattr(contact, f) for f in fields if getattr(contact, f) is not None
+            and getattr(contact, f) != getattr(features, f)}
+
+
+def _with_order(features: ContactFeatures, order: OrderFact) -> tuple[OrderFact, ...]:
+    others = [o for o in features.order_history if o.order_id != order.order_id]
+    return tuple(sorted([*others, order], key=lambda o: o.order_id))
+
+
+def _order(features: ContactFeatures, order_id: str) -> OrderFact:
+    for o in features.order_history:
+        if o.order_id == order_id:
+            return o
+    return OrderFact(order_id=order_id)
+
+
+def evolve(features: ContactFeatures, event: Event) -> ContactFeatures:
+    """The contact's features after `event` (already deduplicated by event_id upstream)."""
+    at = event.occurred_at
+    changes: dict[str, object] = _profile(features, event.contact)
+    changes["first_seen"] = _min(features.first_seen, at)
+    changes["last_event_at"] = _max(features.last_event_at, at)
+    match event:
+        case ContactCreated() | ContactUpdated() if event.data.opted_in is not None:
+            changes["opted_in"] = event.data.opted_in
+        case MessageInbound():
+            changes["inbound_messages"] = features.inbound_messages + 1
+            changes["last_inbound_at"] = _max(features.last_inbound_at, at)
+        case MessageStatus() if event.data.status == "read":
+            changes["last_read_at"] = _max(features.last_read_at, at)
+        case LinkClicked():
+            changes["link_clicks"] = features.link_clicks + 1
+            changes["last_click_at"] = _max(features.last_click_at, at)
+        case PaymentSucceeded():
+            order = _order(features, event.data.order_id)
+            # A payment signal arriving twice is one order (R-T2.4); the earliest signal dates it.
+            if order.paid_at is None or at < order.paid_at:
+                order = order.model_copy(update={"amount": money(event.data.amount),
+                                                 "currency": event.data.currency, "paid_at": at})
+                changes["order_history"] = _with_order(features, order)
+        case OrderReturned():
+            # A return states how much of the order has come back in total: the largest one counts,
+            # so a repeated return signal is not subtracted twice.
+            order = _order(features, event.data.order_id)
+            order = order.model_copy(update={"returned": max(order.returned, money(event.data.amount)),
+                                             "returned_at": _max(order.returned_at, at)})
+            changes["order_history"] = _with_order(features, order)
+        case FeedbackSubmitted() if features.last_rating_at is None or at >= features.last_rating_at:
+            changes["last_rating"] = event.data.rating
+            changes["last_rating_at"] = at
+        case _:
+            pass
+    return features.model_copy(update=changes)
+
+
+def _merge_order(a: OrderFact, b: OrderFact) -> OrderFact:
+    paid = a if b.paid_at is None or (a.paid_at is not None and a.paid_at <= b.paid_at) else b
+    return OrderFact(order_id=a.order_id, amount=paid.amount, currency=paid.currency, paid_at=paid.paid_at,
+                     returned=max(a.returned, b.returned), returned_at=_max(a.returned_at, b.returned_at))
+
+
+def merge(primary: ContactFeatures, other: ContactFeatures) -> ContactFeatures:
+    """One contact known under two identities (external id and phone) becomes one; `primary` wins ties."""
+    orders = {o.order_id: o for o in other.order_history}
+    for o in primary.order_history:
+        orders[o.order_id] = _merge_order(o, orders[o.order_id]) if o.order_id in orders else o
+    rating_from = primary if (other.last_rating_at is None or (
+        primary.last_rating_at is not None and primary.last_rating_at >= other.last_rating_at)) else other
+    profile = ("external_id", "phone", "name", "locale", "timezone", "birthday", "opted_in")
+    return ContactFeatures(
+        **{f: getattr(primary, f) if getattr(primary, f) is not None else getattr(other, f) for f in profile},
+        first_seen=_min(primary.first_seen, other.first_seen),
+        last_event_at=_max(primary.last_event_at, other.last_event_at),
+        last_inbound_at=_max(primary.last_inbound_at, other.last_inbound_at),
+        last_read_at=_max(primary.last_read_at, other.last_read_at),
+        last_click_at=_max(primary.last_click_at, other.last_click_at),
+        last_rating=rating_from.last_rating,
+        last_rating_at=rating_from.last_rating_at,
+        inbound_messages=primary.inbound_messages + other.inbound_messages,
+        link_clicks=primary.link_clicks + other.link_clicks,
+        order_history=tuple(sorted(orders.values(), key=lambda o: o.order_id)),
+    )

@@ -1,0 +1,199 @@
+"""Load → domain → persist: one transaction per consumed batch, and the time-decay refresh (R-G10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+
+from scrm_common.clock import Clock
+from scrm_common.contracts.envelope import EventRecord
+from scrm_common.contracts.events import Event
+from scrm_common.kafka.consumer import Item
+from segmenter.domain.features import ContactFeatures
+from segmenter.domain.policy import SegmentPolicy
+from segmenter.domain.roster import ContactRef, PhoneRef, Roster, wanted
+from segmenter.domain.tiers import activity_tier, next_change_at, tags, value_tier
+
+log = logging.getLogger(__name__)
+
+EventRef = tuple[str, str]  # (tenant, event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """A contact as stored: its features and what was derived from them at `computed_at`."""
+
+    tenant: str
+    key: str
+    features: ContactFeatures
+    activity_tier: str
+    value_tier: str | None
+    tags: tuple[str, ...]
+    computed_at: datetime
+    refresh_at: datetime | None
+
+
+@dataclass(slots=True)
+class ContactChanges:
+    """What one transaction writes."""
+
+    inserted: list[ContactRow] = field(default_factory=list)
+    updated: list[ContactRow] = field(default_factory=list)
+    deleted: list[ContactRef] = field(default_factory=list)
+    phones_inserted: dict[PhoneRef, str] = field(default_factory=dict)
+    phones_updated: dict[PhoneRef, str] = field(default_factory=dict)
+
+
+class ConcurrentWrite(Exception):
+    """Another instance created the same row first; the batch is retried and then sees it."""
+
+
+class ContactUnit(Protocol):
+    """One transaction against the contact store."""
+
+    async def claim(self, events: Sequence[EventRef]) -> set[EventRef]:
+        """Record events in the inbox; return those not recorded before."""
+
+    async def load(self, keys: set[ContactRef], phones: set[PhoneRef]
+                   ) -> tuple[dict[ContactRef, ContactFeatures], dict[PhoneRef, str]]:
+        """Lock and return the contacts (`keys` plus the owners of `phones`) and the phone owners."""
+
+    async def save(self, changes: ContactChanges) -> None:
+        """Write the changes; raise ConcurrentWrite when a row to insert exists already."""
+
+    async def due(self, now: datetime, limit: int) -> dict[ContactRef, ContactFeatures]:
+        """Lock and return contacts whose derived tiers/tags are stale at `now` (skipping locked ones)."""
+
+
+class ContactStore(Protocol):
+    """Where contacts live."""
+
+    def unit(self) -> AbstractAsyncContextManager[ContactUnit]:
+        """A transaction: committed when the block ends normally, rolled back otherwise."""
+
+    async def find(self, tenant: str, ref: str, phone: str | None) -> tuple[str, ContactFeatures] | None:
+        """The contact with key `ref`, or else the one owning `phone`."""
+
+    async def ping(self) -> bool:
+        """The store answers."""
+
+
+class SegmenterMetrics:
+    """Business counters of the segmenter."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.applied = Counter("scrm_segmenter_events_applied_total", "Events applied to contacts", ["type"],
+                               registry=registry)
+        self.duplicates = Counter("scrm_segmenter_events_duplicate_total",
+                                  "Events skipped because they were applied before", registry=registry)
+        self.refreshed = Counter("scrm_segmenter_contacts_refreshed_total",
+                                 "Contacts whose tiers and tags were recomputed as time passed",
+                                 registry=registry)
+
+
+def derive(ref: ContactRef, features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> ContactRow:
+    """The stored row of a contact: its features and their tiers and tags as of `now`."""
+    return ContactRow(
+        tenant=ref[0], key=ref[1], features=features,
+        activity_tier=activity_tier(features, now, policy).value,
+        value_tier=value_tier(features, now, policy).value if features.orders else None,
+        tags=tags(features, now, policy), computed_at=now,
+        refresh_at=next_change_at(features, now, policy))
+
+
+def changes_between(
+    before: tuple[dict[ContactRef, ContactFeatures], dict[PhoneRef, str]], after: Roster, now: datetime,
+    policy: SegmentPolicy,
+) -> ContactChanges:
+    """The rows to write so the store holds `after`, given it held `before`."""
+    contacts, phones = before
+    out = ContactChanges()
+    for ref, features in after.contacts.items():
+        if ref not in contacts:
+            out.inserted.append(derive(ref, features, now, policy))
+        elif contacts[ref] != features:
+            out.updated.append(derive(ref, features, now, policy))
+    out.deleted = [ref for ref in contacts if ref not in after.contacts]
+    for ref, owner in after.phones.items():
+        if ref not in phones:
+            out.phones_inserted[ref] = owner
+        elif phones[ref] != owner:
+            out.phones_updated[ref] = owner
+    return out
+
+
+class ApplyEvents:
+    """The consumer's handler: a batch of events becomes contact features, tiers and tags."""
+
+    def __init__(self, *, store: ContactStore, clock: Clock, policy: SegmentPolicy,
+                 metrics: SegmenterMetrics) -> None:
+        self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._metrics = metrics
+
+    async def __call__(self, items: Sequence[Item[EventRecord]]) -> None:
+        records = [item.value for item in items]
+        async with self._store.unit() as unit:
+            fresh = await unit.claim([(r.tenant, r.event.event_id) for r in records])
+            events: list[tuple[str, Event]] = []
+            for r in records:
+                ref = (r.tenant, r.event.event_id)
+                if ref in fresh:
+                    fresh.discard(ref)  # the same event twice in one batch applies once
+                    events.append((r.tenant, r.event))
+            if events:
+                keys, phones = wanted(events)
+                before = await unit.load(keys, phones)
+                roster = Roster(dict(before[0]), dict(before[1]))
+                for tenant, event in events:
+                    roster.record(tenant, event)
+                await unit.save(changes_between(before, roster, self._clock.now(), self._policy))
+        for _, event in events:
+            self._metrics.applied.labels(event.type).inc()
+        self._metrics.duplicates.inc(len(records) - len(events))
+
+
+class RefreshTiers:
+    """R-G10: tiers and tags that time alone changes (a contact turning dormant) are rewritten on time."""
+
+    def __init__(self, *, store: ContactStore, clock: Clock, policy: SegmentPolicy, metrics: SegmenterMetrics,
+                 interval_seconds: float, batch: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._policy = policy
+        self._metrics = metrics
+        self._interval = interval_seconds
+        self._batch = batch
+
+    async def refresh_once(self) -> int:
+        """Recompute the contacts that are due now; return how many."""
+        now = self._clock.now()
+        async with self._store.unit() as unit:
+            due = await unit.due(now, self._batch)
+            if due:
+                await unit.save(ContactChanges(
+                    updated=[derive(ref, f, now, self._policy) for ref, f in due.items()]))
+        self._metrics.refreshed.inc(len(due))
+        return len(due)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Refresh until `stop` is set; a full batch is followed at once by the next."""
+        while not stop.is_set():
+            try:
+                done = await self.refresh_once()
+            except Exception:
+                log.exception("tier refresh failed; retrying after the interval")
+                done = 0
+            if done < self._batch:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self._interval)
+                except TimeoutError:
+                    pass

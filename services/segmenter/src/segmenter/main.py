@@ -1,0 +1,31 @@
+"""Entry point: `segmenter` / `python -m segmenter.main` runs the consumer, the refresher and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scrm_common.observability.logging import setup_logging
+from scrm_common.runtime import serve
+from segmenter.bootstrap import SERVICE, build
+from segmenter.config import Settings
+
+
+async def main() -> None:
+    """Build from the environment and serve until SIGTERM/SIGINT."""
+    settings = Settings()
+    setup_logging(SERVICE, settings.log_level)
+    service = await build(settings)
+    try:
+        await serve(app=service.app, port=settings.segmenter_port,
+                    loops=[service.consumer.run, service.refresher.run])
+    finally:
+        await service.aclose()
+
+
+def run() -> None:
+    """Console script."""
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    run()

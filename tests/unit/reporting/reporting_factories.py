@@ -1,0 +1,153 @@
+"""Builders of contract events and an in-memory report store for reporting unit tests."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from reporting.domain.messages import Message, OrderPaid
+from reporting.handlers import (
+    ConcurrentWrite,
+    MessageRef,
+    PhoneRef,
+    PhoneWindow,
+    ReportChanges,
+)
+from scrm_common.contracts.envelope import EventRecord
+from scrm_common.contracts.events import Event, parse_event
+from scrm_common.kafka.consumer import Item
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PHONE = "+4915112345678"
+OTHER_PHONE = "+4915198765432"
+_ids = itertools.count(1)
+
+
+def event(type_: str, *, at: datetime = T0, external_id: str | None = None, phone: str | None = PHONE,
+          event_id: str | None = None, **data: Any) -> Event:
+    contact = {k: v for k, v in {"external_id": external_id, "phone": phone}.items() if v is not None}
+    return parse_event({"event_id": event_id or f"ev-{next(_ids)}", "type": type_, "occurred_at": at.isoformat(),
+                        "contact": contact, "data": data})
+
+
+def status(status_: str, *, message_id: str | None = "wamid.1", at: datetime = T0, **kw: Any) -> Event:
+    data = {k: kw.pop(k) for k in ("flow", "idempotency_key", "account_id", "category") if k in kw}
+    if message_id is not None:
+        data["message_id"] = message_id
+    return event("message.status", status=status_, at=at, **data, **kw)
+
+
+def sent(message_id: str = "wamid.1", *, flow: str = "welcome", **kw: Any) -> Event:
+    return status("sent", message_id=message_id, flow=flow, idempotency_key=f"k-{message_id}",
+                  account_id="acc-1", category="marketing", external_id="cust-1", **kw)
+
+
+def inbound(*, at: datetime = T0, phone: str = PHONE, **kw: Any) -> Event:
+    return event("message.inbound", text="hi", at=at, phone=phone, **kw)
+
+
+def clicked(url: str = "https://shop.example/p?utm_source=whatsapp&utm_campaign=welcome", **kw: Any) -> Event:
+    return event("link.clicked", link_id="l1", url=url, **kw)
+
+
+def paid(order_id: str, amount: float, currency: str = "EUR", **kw: Any) -> Event:
+    return event("payment.succeeded", order_id=order_id, amount=amount, currency=currency,
+                 external_id="cust-1", **kw)
+
+
+def items(*events: Event, tenant: str = "shop") -> list[Item[EventRecord]]:
+    return [Item(record=None, value=EventRecord(tenant, ev, None, None)) for ev in events]
+
+
+class FakeUnit:
+    """One 'transaction': applied to the store only when the block ends normally."""
+
+    def __init__(self, store: FakeStore) -> None:
+        self.inbox = set(store.inbox)
+        self.msgs = dict(store.msgs)
+        self.inbounds = dict(store.inbounds)
+        self.orders = dict(store.orders)
+        self.counts = dict(store.counts)
+        self.revenue = dict(store.revenue)
+
+    async def claim(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        new = {e for e in events if e not in self.inbox}
+        self.inbox |= new
+        return new
+
+    async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
+        return {r: self.msgs[r] for r in refs if r in self.msgs}
+
+    async def phone_history(self, windows: Sequence[PhoneWindow]
+                            ) -> tuple[dict[MessageRef, Message], dict[PhoneRef, dict[str, datetime]]]:
+        msgs: dict[MessageRef, Message] = {}
+        inb: dict[PhoneRef, dict[str, datetime]] = {}
+        for w in windows:
+            for (t, k), m in self.msgs.items():
+                if t == w.tenant and m.phone == w.phone and m.sent_on is not None and w.lo <= m.sent_on <= w.hi:
+                    msgs[(t, k)] = m
+            for (t, eid), (phone, at) in self.inbounds.items():
+                if t == w.tenant and phone == w.phone and w.lo <= at <= w.hi:
+                    inb.setdefault((t, phone), {})[eid] = at
+        return msgs, inb
+
+    async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
+        new = []
+        for t, o in orders:
+            if (t, o.order_id) not in self.orders:
+                self.orders[(t, o.order_id)] = o
+                new.append((t, o))
+        return new
+
+    async def save(self, changes: ReportChanges) -> None:
+        for t, m in changes.inserted:
+            if (t, m.key) in self.msgs:
+                raise ConcurrentWrite("exists")
+            self.msgs[(t, m.key)] = m
+        for t, m in changes.updated:
+            self.msgs[(t, m.key)] = m
+        for i in changes.inbounds:
+            self.inbounds.setdefault((i.tenant, i.event_id), (i.phone, i.at))
+        for key, n in changes.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        for key, amount in changes.revenue.items():
+            self.revenue[key] = self.revenue.get(key, Decimal(0)) + amount
+
+
+class FakeStore:
+    """An in-memory ReportStore with the same transactional behaviour as the real one."""
+
+    def __init__(self) -> None:
+        self.inbox: set[tuple[str, str]] = set()
+        self.msgs: dict[MessageRef, Message] = {}
+        self.inbounds: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self.orders: dict[tuple[str, str], OrderPaid] = {}
+        self.counts: dict = {}
+        self.revenue: dict = {}
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[FakeUnit]:
+        unit = FakeUnit(self)
+        yield unit
+        self.inbox, self.msgs, self.inbounds = unit.inbox, unit.msgs, unit.inbounds
+        self.orders, self.counts, self.revenue = unit.orders, unit.counts, unit.revenue
+
+    async def overview_rows(self, tenant: str, start: date, end: date):
+        counts = [(c[0], c[1], c[2].value, n) for (t, c), n in self.counts.items()
+                  if t == tenant and start <= c[0] <= end and n]
+        revenue = [(c[0], c[1], c[2], a) for (t, c), a in self.revenue.items() if t == tenant and start <= c[0] <= end]
+        return counts, revenue
+
+    async def ping(self) -> bool:
+        return True
+
+    def totals(self, tenant: str = "shop") -> dict[str, int]:
+        out: dict[str, int] = {}
+        for (t, (_, _, metric)), n in self.counts.items():
+            if t == tenant:
+                out[metric.value] = out.get(metric.value, 0) + n
+        return {k: v for k, v in out.items() if v}

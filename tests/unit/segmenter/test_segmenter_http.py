@@ -1,0 +1,77 @@
+"""GET /v1/contacts/{contact}: tenant-scoped, by external id or phone, tiers against now."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import HTTPException, Request
+from prometheus_client import CollectorRegistry
+from segmenter_factories import PHONE, T0, FakeStore, inbound, paid, record
+
+from scrm_common.clock import FixedClock
+from scrm_common.http import Principal
+from scrm_common.kafka.consumer import Item
+from segmenter.adapters.http import create_app
+from segmenter.domain.policy import SegmentPolicy
+from segmenter.handlers import ApplyEvents, SegmenterMetrics
+
+
+async def tenant_from_header(request: Request) -> Principal:
+    """Stands in for KeyIntrospection: the bearer token is the tenant."""
+    auth = request.headers.get("authorization", "")
+    if not auth.startswith("Bearer "):
+        raise HTTPException(401, detail="missing bearer API key")
+    return Principal(tenant=auth.removeprefix("Bearer "), read_only=True)
+
+
+@pytest.fixture
+async def client():
+    store, clock = FakeStore(), FixedClock(T0)
+    handle = ApplyEvents(store=store, clock=clock, policy=SegmentPolicy(),
+                         metrics=SegmenterMetrics(CollectorRegistry()))
+    await handle([Item(None, record(e)) for e in (inbound(at=T0), paid("o1", 1500.0, at=T0, name="Anna"))])
+    clock.advance(timedelta(days=2))
+
+    async def ready() -> bool:
+        return True
+
+    app = create_app(store=store, principal=tenant_from_header, clock=clock, policy=SegmentPolicy(),
+                     registry=CollectorRegistry(), ready=ready)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+async def test_contact_by_external_id(client):
+    resp = await client.get("/v1/contacts/cust-1", headers={"Authorization": "Bearer shop"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["tenant"] == "shop"
+    assert body["contact"]["key"] == "cust-1"
+    assert body["contact"]["name"] == "Anna"
+    assert body["features"]["orders"] == 1
+    assert body["features"]["value_tier"] == "mid"
+    assert body["activity"] == {"tier": "medium", "colour": "yellow", "as_of": "2026-03-03T12:00:00Z"}
+    assert "activity:medium" in body["tags"]
+
+
+async def test_contact_by_url_encoded_phone(client):
+    resp = await client.get("/v1/contacts/%2B" + PHONE[1:], headers={"Authorization": "Bearer shop"})
+    assert resp.status_code == 200
+    assert resp.json()["contact"]["key"] == "cust-1"
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/v1/contacts/cust-1", {"Authorization": "Bearer another-shop"}, 404),
+    ("/v1/contacts/nobody", {"Authorization": "Bearer shop"}, 404),
+    ("/v1/contacts/cust-1", {}, 401),
+])
+async def test_contacts_are_scoped_to_the_callers_tenant(client, path, headers, status):
+    assert (await client.get(path, headers=headers)).status_code == status
+
+
+async def test_operations_endpoints(client):
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).status_code == 200
+    assert (await client.get("/metrics")).status_code == 200
