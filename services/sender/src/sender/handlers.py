@@ -120,7 +120,8 @@ class Dispatcher:
 
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, client: CloudApiClient, clock: Clock,
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
-                 on_commit: Callable[[], None], rng: random.Random | None = None) -> None:
+                 on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
+                 rng: random.Random | None = None) -> None:
         self._engine = engine
         self._log = log_
         self._client = client
@@ -130,6 +131,7 @@ class Dispatcher:
         self._poll = poll_seconds
         self._doubt_timeout = doubt_timeout
         self._on_commit = on_commit
+        self._evidence_caught_up = evidence_caught_up
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._last_sweep = 0.0
@@ -152,8 +154,18 @@ class Dispatcher:
                     pass
 
     async def release_doubtful(self) -> int:
+        """Resend what stayed in doubt: no provider evidence although the evidence stream was read past it.
+
+        A message claimed at T is released only once the evidence consumer has caught up at some moment
+        after T + timeout, so every status webhook that arrived in that time was applied first — after a
+        crash the backlog of webhooks is read before anything is sent again.
+        """
+        caught_up = self._evidence_caught_up()
+        if caught_up is None:
+            return 0
+        now = self._clock.now()
         async with self._engine.begin() as conn:
-            released = await self._log.release_doubtful(conn, self._clock.now(), self._doubt_timeout)
+            released = await self._log.release_doubtful(conn, now, min(now, caught_up) - self._doubt_timeout)
         if released:
             log.warning("resending %d messages left in doubt with no provider evidence", released)
             self._metrics.doubt.labels("resent").inc(released)

@@ -63,7 +63,8 @@ async def main(settings: Settings) -> None:
     dispatcher = Dispatcher(engine=engine, log_=send_log, client=client, clock=clock, metrics=metrics,
                             retry=RetryPolicy(max_attempts=settings.max_attempts),
                             poll_seconds=settings.dispatch_poll_seconds,
-                            doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake)
+                            doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
+                            evidence_caught_up=lambda: evidence.caught_up_at)
     backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
     consumer_metrics = ConsumerMetrics("sender", registry)
     commands = BatchConsumer(

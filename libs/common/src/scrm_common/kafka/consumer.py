@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -92,6 +93,8 @@ class BatchConsumer(Generic[T]):
         self._backoff = backoff
         self._max_records = max_records
         self.ready = False
+        # When this consumer last had nothing left to read: everything produced before it was applied.
+        self.caught_up_at: datetime | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set."""
@@ -99,15 +102,20 @@ class BatchConsumer(Generic[T]):
         self.ready = True
         try:
             while not stop.is_set():
+                polled_at = datetime.now(UTC)
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
                 if not batches:
+                    if self._consumer.assignment():
+                        self.caught_up_at = polled_at
                     continue
-                await self._apply(batches)
+                if await self._apply(batches) == 0:
+                    self.caught_up_at = polled_at
         finally:
             self.ready = False
             await self._consumer.stop()
 
-    async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        """Apply and commit a batch; return the lag left behind it."""
         items: list[Item[T]] = []
         for records in batches.values():
             for record in records:
@@ -132,6 +140,7 @@ class BatchConsumer(Generic[T]):
             if high is not None:
                 lag += max(0, high - (records[-1].offset + 1))
         self._metrics.lag.labels(self._topic).set(lag)
+        return lag
 
     async def _handle_with_retries(self, items: list[Item[T]]) -> None:
         try:

@@ -208,12 +208,12 @@ class SendLog:
             rows)
         return int(result.rowcount or 0)
 
-    async def release_doubtful(self, conn: AsyncConnection, now: datetime, timeout: timedelta) -> int:
-        """Messages "sending" for longer than `timeout` with no evidence: queue them to be sent again."""
+    async def release_doubtful(self, conn: AsyncConnection, now: datetime, cutoff: datetime) -> int:
+        """Messages "sending" since before `cutoff` with no evidence: queue them to be sent again."""
         result = await conn.execute(text(
             "UPDATE messages SET state = 'queued', next_attempt_at = :now, "
             "error_reason = 'no evidence of delivery after a crash or timeout; resending' "
-            "WHERE state = 'sending' AND claimed_at < :cutoff"), {"now": now, "cutoff": now - timeout})
+            "WHERE state = 'sending' AND claimed_at < :cutoff"), {"now": now, "cutoff": cutoff})
         return int(result.rowcount or 0)
 
     async def message(self, conn: AsyncConnection, tenant: str, key: str) -> dict[str, object] | None:
