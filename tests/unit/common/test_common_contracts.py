@@ -130,10 +130,6 @@ def test_undecodable_records_are_poison(key, value, headers):
         decode_event(key, value, headers)
 
 
-@pytest.mark.xfail(strict=True, reason="decode_event reads headers outside its try: a bad ingested_at header "
-                   "(envelope.py:70 fromisoformat) or a non-UTF-8 tenant header (envelope.py:54/60 decode) raises "
-                   "plain ValueError, which the consumer (consumer.py:116 only catches PoisonMessage) does not "
-                   "dead-letter; translate both into PoisonMessage")
 @pytest.mark.parametrize("headers", [
     [("tenant", b"acme"), ("ingested_at", b"not-a-time")],
     [("tenant", b"\xff")],
@@ -171,8 +167,5 @@ def test_backoff_ceiling_doubles_until_the_cap(attempt, ceiling):
     assert all(ceiling / 2 <= d <= ceiling for d in delays)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="Backoff.delay computes base·2**(attempt-1) before "
-                   "capping, so attempt > ~1024 overflows a float (backoff.py:17; cap the exponent, e.g. "
-                   "min(attempt - 1, 64)). Callers clamp today (consumer.py:164 min(attempt, 16)).")
 def test_backoff_survives_a_very_long_outage():
     assert Backoff().delay(2000, random.Random(0)) == pytest.approx(10.0, rel=0.5)

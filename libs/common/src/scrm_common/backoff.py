@@ -14,5 +14,5 @@ class Backoff:
     max_seconds: float = 10.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.max_seconds, self.base_seconds * (2 ** max(0, attempt - 1)))
+        ceiling = min(self.max_seconds, self.base_seconds * (2 ** min(64, max(0, attempt - 1))))
         return (rng or random).uniform(ceiling / 2, ceiling)

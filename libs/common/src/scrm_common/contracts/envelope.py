@@ -57,15 +57,19 @@ def header(headers: Headers | None, name: str) -> str | None:
 
 def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None) -> EventRecord:
     """Parse a record of `scrm.events.v1`; raises PoisonMessage when it can never be processed."""
-    tenant = header(headers, "tenant")
-    if not tenant and key:
-        tenant = key.decode(errors="replace").split(":", 1)[0]
+    try:
+        tenant = header(headers, "tenant")
+        if not tenant and key:
+            tenant = key.decode(errors="replace").split(":", 1)[0]
+        raw_ingested = header(headers, "ingested_at")
+        ingested_at = datetime.fromisoformat(raw_ingested) if raw_ingested else None
+        correlation_id = header(headers, "correlation_id")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PoisonMessage(f"unreadable headers: {exc}") from None
     if not tenant:
         raise PoisonMessage("record has no tenant header and no tenant in its key")
     try:
         event = parse_event(json.loads(value or b""))
     except (ValueError, TypeError) as exc:
         raise PoisonMessage(f"not a valid event: {exc}") from None
-    raw_ingested = header(headers, "ingested_at")
-    ingested_at = datetime.fromisoformat(raw_ingested) if raw_ingested else None
-    return EventRecord(tenant, event, ingested_at, header(headers, "correlation_id"))
+    return EventRecord(tenant, event, ingested_at, correlation_id)

@@ -34,6 +34,9 @@ def render(template: Template, parameters: list[str] | tuple[str, ...]) -> str:
     """The text the customer will see; raises CannotRender when a variable cannot be filled (R-S2)."""
     if template.status != "APPROVED":
         raise CannotRender(f"template {template.name}/{template.language} is {template.status.lower()}")
+    numbers = sorted({int(n) for n in _PLACEHOLDER.findall(template.body)})
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise CannotRender(f"template {template.name} numbers its variables with gaps: {numbers}")
     expected = template.variable_count
     if len(parameters) != expected:
         raise CannotRender(f"template {template.name} needs {expected} variables, got {len(parameters)}")

@@ -36,12 +36,18 @@ def item_summary(event: PaymentSucceeded, config: OrderConfirmationConfig, langu
         room = min(config.item_name_chars, budget - len(prefix) - len(tail))
         if room < min(config.item_name_chars, len(item.name), 6):
             break  # not even a recognisable name fits: count it among the hidden
-        shown.append(f"{item.quantity}× {shorten(item.name, room)}")
+        shown.append(f"{item.quantity}× {shorten(_plain(item.name), room)}")
     hidden = len(items) - len(shown)
     if not shown:
         count = sum(i.quantity for i in items)
-        return f"{count} Artikel" if language.startswith("de") else f"{count} item{'s' if count != 1 else ''}"
+        text = f"{count} Artikel" if language.startswith("de") else f"{count} item{'s' if count != 1 else ''}"
+        return text if len(text) <= budget else str(count)
     return ", ".join(shown) + (" " + more.format(n=hidden) if hidden else "")
+
+
+def _plain(name: str) -> str:
+    """A product name as message text: whitespace folded, template braces and the count sign defused."""
+    return " ".join(name.replace("{{", "{ {").replace("}}", "} }").replace("×", "x").split())
 
 
 def shorten(text: str, limit: int) -> str:
