@@ -1,0 +1,359 @@
+"""Realistic shop traffic as CONTRACT §2 events: pure and seeded — no I/O, the clock is passed in.
+
+`DemoShop.emit(now, count)` returns exactly `count` JSON-ready events: follow-ups that fell due first
+(checkouts of carts, shipments, gateway duplicates and re-sends), then fresh activity. What happens:
+
+- new contacts (`contact.created`, German/English/… names, valid mobile numbers, sometimes no name);
+- carts (`cart.updated`), about half of them checked out a little later, some emptied;
+- payments (`payment.succeeded` with 1–5 items, tax, shipping, region); ~3 % sent twice with the same
+  `event_id` (gateway retries), ~2 % re-sent minutes later under a new `event_id`, ~5 % arriving minutes
+  late (`occurred_at` in the past); a few failed payments;
+- shipments (`shipment.updated` shipped → out_for_delivery → delivered, with a tracking URL);
+- inbound chat (`message.inbound`), feedback, price changes, returns, contact updates.
+
+Time is compressed so a demo shows every flow within minutes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from demo_shop.catalog import (
+    COUNTRIES,
+    FEEDBACK_TEXTS,
+    FIRST_NAMES,
+    INBOUND_TEXTS,
+    LAST_NAMES,
+    PRODUCTS,
+    RATING_WEIGHTS,
+    TAGS,
+    Country,
+    Product,
+)
+from scrm_common.phones import InvalidPhoneNumber, to_e164
+
+Event = dict[str, Any]
+
+SHOP_URL = "https://shop.example"
+CATALOG_CONTACT = {"external_id": "shop-catalog"}
+
+# Fresh activity and its relative weight.
+ACTIVITY: tuple[tuple[str, float], ...] = (
+    ("contact.created", 0.16),
+    ("contact.updated", 0.04),
+    ("cart.updated", 0.26),
+    ("payment.succeeded", 0.20),
+    ("payment.failed", 0.02),
+    ("message.inbound", 0.14),
+    ("feedback.submitted", 0.08),
+    ("product.price_changed", 0.03),
+    ("order.returned", 0.02),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Odds:
+    """How often the messy things happen."""
+
+    duplicate: float = 0.03  # same event_id again, seconds later (gateway retry)
+    resend: float = 0.02  # same payment under a new event_id, minutes later
+    late: float = 0.05  # payment arriving minutes after it occurred
+    no_name: float = 0.15  # contact without a name
+    guest_checkout: float = 0.15  # payment by a contact known only by phone
+    cart_checkout: float = 0.5  # a cart that is paid a little later
+    cart_emptied: float = 0.06
+
+
+def iso(at: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and a `Z`."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    external_id: str | None
+    phone: str
+    name: str | None
+    country: Country
+    birthday: str | None = None
+
+    def contact(self, *, full: bool = True) -> dict[str, Any]:
+        """The event's `contact`: identity always, profile fields when `full`."""
+        out: dict[str, Any] = {"phone": self.phone}
+        if self.external_id:
+            out["external_id"] = self.external_id
+        if full:
+            if self.name:
+                out["name"] = self.name
+            out["locale"] = self.country.locale
+            out["timezone"] = self.country.timezone
+            if self.birthday:
+                out["birthday"] = self.birthday
+        return out
+
+    @property
+    def language(self) -> str:
+        return self.country.names
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    at: datetime
+    seq: int
+    event: Event = field(compare=False)
+
+
+@dataclass(slots=True)
+class _Order:
+    order_id: str
+    customer: Customer
+    amount: float
+    currency: str
+
+
+class DemoShop:
+    """A shop's worth of customers, carts and orders, driven by a seeded RNG and the caller's clock."""
+
+    def __init__(self, seed: int | None = None, *, account_id: str = "100000000000001", odds: Odds | None = None,
+                 max_customers: int = 5000) -> None:
+        self.rng = random.Random(seed)
+        self.odds = odds or Odds()
+        self.account_id = account_id
+        self._prefix = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(2))
+        self._max_customers = max_customers
+        self._customers: list[Customer] = []
+        self._orders: deque[_Order] = deque(maxlen=2000)
+        self._prices = {p.sku: p.price for p in PRODUCTS}
+        self._due: list[_Due] = []
+        self._seq = itertools.count()
+        self._order_no = itertools.count(1)
+        self._cart_no = itertools.count(1)
+        self._customer_no = itertools.count(1)
+        self._activities = [a for a, _ in ACTIVITY]
+        self._weights = [w for _, w in ACTIVITY]
+
+    # ---------- the one public step ----------
+
+    def emit(self, now: datetime, count: int) -> list[Event]:
+        """Exactly `count` events for `now`: due follow-ups first, then fresh activity."""
+        out: list[Event] = []
+        while len(out) < count and self._due and self._due[0].at <= now:
+            out.append(heapq.heappop(self._due).event)
+        while len(out) < count:
+            out.append(self._fresh(now))
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Follow-ups scheduled for later."""
+        return len(self._due)
+
+    # ---------- fresh activity ----------
+
+    def _fresh(self, now: datetime) -> Event:
+        kind = "contact.created" if not self._customers else self.rng.choices(self._activities, self._weights)[0]
+        if kind == "order.returned" and not self._orders:
+            kind = "payment.succeeded"
+        return getattr(self, "_" + kind.replace(".", "_"))(now)
+
+    def _contact_created(self, now: datetime) -> Event:
+        customer = self._new_customer(with_external_id=True)
+        self._remember(customer)
+        data: dict[str, Any] = {}
+        if self.rng.random() < 0.8:
+            data["opted_in"] = self.rng.random() < 0.9
+        if self.rng.random() < 0.4:
+            data["tags"] = self.rng.sample(TAGS, self.rng.randint(1, 2))
+        if self.rng.random() < 0.3:
+            data["attributes"] = {"source": self.rng.choice(["instagram", "newsletter", "checkout", "store"])}
+        return self._event("cst", "contact.created", now, customer.contact(), data)
+
+    def _contact_updated(self, now: datetime) -> Event:
+        customer = self.rng.choice(self._customers)
+        data: dict[str, Any] = {"preferences": {"channel": "whatsapp"}}
+        if self.rng.random() < 0.5:
+            data["opted_in"] = self.rng.random() < 0.85
+        if self.rng.random() < 0.5:
+            data["attributes"] = {"loyalty_points": self.rng.randrange(0, 5000)}
+        return self._event("cup", "contact.updated", now, customer.contact(), data)
+
+    def _cart_updated(self, now: datetime) -> Event:
+        customer = self._some_customer()
+        cart_id = f"cart-{self._prefix}{next(self._cart_no):06d}"
+        lines = self._lines(max_items=4)
+        event = self._cart_event(now, customer, cart_id, lines)
+        roll = self.rng.random()
+        if roll < self.odds.cart_checkout:
+            at = now + timedelta(seconds=self.rng.uniform(10, 90))
+            self._payment_at(at, at, customer, lines, cart_id=cart_id, scheduled=True)
+        elif roll < self.odds.cart_checkout + self.odds.cart_emptied:
+            at = now + timedelta(seconds=self.rng.uniform(20, 120))
+            self._schedule(at, self._cart_event(at, customer, cart_id, []))
+        return event
+
+    def _payment_succeeded(self, now: datetime) -> Event:
+        customer = self._some_customer(guest=self.rng.random() < self.odds.guest_checkout)
+        occurred = now
+        if self.rng.random() < self.odds.late:
+            occurred = now - timedelta(seconds=self.rng.uniform(120, 600))
+        return self._payment_at(now, occurred, customer, self._lines(max_items=5), cart_id=None)
+
+    def _payment_failed(self, now: datetime) -> Event:
+        customer = self._some_customer()
+        lines = self._lines(max_items=3)
+        data = self._payment_data(f"{self._prefix}{next(self._order_no):06d}", customer, lines, cart_id=None)
+        return self._event("pfl", "payment.failed", now, customer.contact(full=False), data)
+
+    def _message_inbound(self, now: datetime) -> Event:
+        customer = self.rng.choice(self._customers)
+        texts = INBOUND_TEXTS.get(customer.language, INBOUND_TEXTS["en"])
+        text = self.rng.choice(texts[:-1]) if self.rng.random() > 0.02 else texts[-1]
+        return self._event("msg", "message.inbound", now, customer.contact(full=False),
+                           {"text": text, "account_id": self.account_id})
+
+    def _feedback_submitted(self, now: datetime) -> Event:
+        customer = self.rng.choice(self._customers)
+        rating = self.rng.choices(range(1, 6), RATING_WEIGHTS)[0]
+        data: dict[str, Any] = {"rating": rating}
+        if self.rng.random() < 0.6:
+            data["text"] = self.rng.choice(FEEDBACK_TEXTS[rating])
+        return self._event("fbk", "feedback.submitted", now, customer.contact(full=False), data)
+
+    def _product_price_changed(self, now: datetime) -> Event:
+        product = self.rng.choice(PRODUCTS)
+        old = self._prices[product.sku]
+        if old > product.price * 0.75 and self.rng.random() < 0.7:
+            new = round(old * self.rng.choice([0.8, 0.85, 0.9]), 2)  # a price drop
+        else:
+            new = product.price  # back to list price
+        self._prices[product.sku] = new
+        # The contract wants a contact on every event; a catalog change is the shop's own.
+        return self._event("prc", "product.price_changed", now, dict(CATALOG_CONTACT),
+                           {"sku": product.sku, "old_price": old, "new_price": new})
+
+    def _order_returned(self, now: datetime) -> Event:
+        order = self.rng.choice(self._orders)
+        amount = round(order.amount * self.rng.choice([1.0, 0.5, 0.3]), 2)
+        return self._event("ret", "order.returned", now, order.customer.contact(full=False),
+                           {"order_id": order.order_id, "amount": amount})
+
+    # ---------- payments and their follow-ups ----------
+
+    def _payment_at(self, at: datetime, occurred: datetime, customer: Customer,
+                    lines: list[tuple[Product, int]], *, cart_id: str | None, scheduled: bool = False) -> Event:
+        """A payment sent at `at` (scheduled for then when `scheduled`), its duplicates, re-send and shipments."""
+        order_id = f"{self._prefix}{next(self._order_no):06d}"
+        data = self._payment_data(order_id, customer, lines, cart_id=cart_id)
+        event = self._event("pay", "payment.succeeded", occurred, customer.contact(), data)
+        self._orders.append(_Order(order_id, customer, data["amount"], data["currency"]))
+        if scheduled:
+            self._schedule(at, event)
+        if self.rng.random() < self.odds.duplicate:
+            self._schedule(at + timedelta(seconds=self.rng.uniform(0.5, 5)), dict(event))
+        if self.rng.random() < self.odds.resend:
+            resend = dict(event, event_id=self._event_id("pay"))
+            self._schedule(at + timedelta(seconds=self.rng.uniform(120, 480)), resend)
+        self._schedule_shipments(at, order_id, customer)
+        return event
+
+    def _payment_data(self, order_id: str, customer: Customer, lines: list[tuple[Product, int]], *,
+                      cart_id: str | None) -> dict[str, Any]:
+        country = customer.country
+        subtotal = round(sum(self._prices[p.sku] * q for p, q in lines), 2)
+        shipping = 0.0 if subtotal >= country.free_shipping_from else country.shipping
+        if country.sales_tax:
+            tax = round(subtotal * country.sales_tax, 2)
+            amount = round(subtotal + tax + shipping, 2)
+        else:
+            amount = round(subtotal + shipping, 2)
+            tax = round(amount * country.vat / (1 + country.vat), 2)
+        data: dict[str, Any] = {
+            "order_id": order_id, "amount": amount, "currency": country.currency, "tax": tax,
+            "shipping": shipping, "region": country.code,
+            "items": [{"sku": p.sku, "name": p.name, "category": p.category, "price": self._prices[p.sku],
+                       "quantity": q} for p, q in lines],
+        }
+        if cart_id:
+            data["cart_id"] = cart_id
+        return data
+
+    def _schedule_shipments(self, paid_at: datetime, order_id: str, customer: Customer) -> None:
+        carrier = self.rng.choice(customer.country.carriers)
+        tracking_no = "".join(self.rng.choice("0123456789") for _ in range(14))
+        url = f"https://track.example/{carrier.lower().replace(' ', '-').replace('.', '')}/{tracking_no}"
+        at = paid_at
+        for status, (low, high) in (("shipped", (30, 120)), ("out_for_delivery", (60, 180)),
+                                    ("delivered", (30, 150))):
+            at = at + timedelta(seconds=self.rng.uniform(low, high))
+            data = {"order_id": order_id, "status": status, "carrier": carrier, "tracking_url": url}
+            self._schedule(at, self._event("shp", "shipment.updated", at, customer.contact(full=False), data))
+
+    def _cart_event(self, at: datetime, customer: Customer, cart_id: str, lines: list[tuple[Product, int]]) -> Event:
+        items = [{"sku": p.sku, "name": p.name, "category": p.category, "price": self._prices[p.sku], "quantity": q,
+                  "stock": self.rng.randrange(0, 40), "image_url": f"{SHOP_URL}/img/{p.sku.lower()}.jpg"}
+                 for p, q in lines]
+        data = {"cart_id": cart_id, "items": items,
+                "total": round(sum(self._prices[p.sku] * q for p, q in lines), 2),
+                "currency": customer.country.currency, "checkout_url": f"{SHOP_URL}/checkout/{cart_id}"}
+        return self._event("crt", "cart.updated", at, customer.contact(full=False), data)
+
+    # ---------- helpers ----------
+
+    def _schedule(self, at: datetime, event: Event) -> None:
+        heapq.heappush(self._due, _Due(at, next(self._seq), event))
+
+    def _event_id(self, kind: str) -> str:
+        return f"{kind}-{self.rng.getrandbits(64):016x}"
+
+    def _event(self, kind: str, type_: str, occurred: datetime, contact: dict[str, Any],
+               data: dict[str, Any]) -> Event:
+        return {"event_id": self._event_id(kind), "type": type_, "occurred_at": iso(occurred),
+                "contact": contact, "data": data}
+
+    def _lines(self, *, max_items: int) -> list[tuple[Product, int]]:
+        n = self.rng.choices(range(1, max_items + 1), [0.45, 0.25, 0.15, 0.1, 0.05][:max_items])[0]
+        products = self.rng.sample(PRODUCTS, n)
+        return [(p, self.rng.choices((1, 2, 3), (0.8, 0.15, 0.05))[0]) for p in products]
+
+    def _some_customer(self, *, guest: bool = False) -> Customer:
+        if guest or not self._customers or self.rng.random() < 0.1:
+            customer = self._new_customer(with_external_id=not guest)
+            self._remember(customer)
+            return customer
+        return self.rng.choice(self._customers)
+
+    def _remember(self, customer: Customer) -> None:
+        if len(self._customers) < self._max_customers:
+            self._customers.append(customer)
+        else:
+            self._customers[self.rng.randrange(self._max_customers)] = customer
+
+    def _new_customer(self, *, with_external_id: bool) -> Customer:
+        country = self.rng.choices(COUNTRIES, [c.weight for c in COUNTRIES])[0]
+        name = None
+        if self.rng.random() >= self.odds.no_name:
+            first = self.rng.choice(FIRST_NAMES[country.names])
+            name = first if self.rng.random() < 0.2 else f"{first} {self.rng.choice(LAST_NAMES[country.names])}"
+        birthday = None
+        if self.rng.random() < 0.3:
+            birthday = date(self.rng.randint(1950, 2006), self.rng.randint(1, 12), self.rng.randint(1, 28)).isoformat()
+        external_id = f"cust-{self._prefix}{next(self._customer_no):06d}" if with_external_id else None
+        return Customer(external_id, self._phone(country), name, country, birthday)
+
+    def _phone(self, country: Country) -> str:
+        """A valid mobile number of the country (numbers failing validation are redrawn)."""
+        for _ in range(50):
+            prefix, digits = self.rng.choice(country.phone_prefixes)
+            first = str(self.rng.randint(2, 9)) if prefix.startswith("+1") else str(self.rng.randrange(10))
+            number = prefix + first + "".join(str(self.rng.randrange(10)) for _ in range(digits - 1))
+            try:
+                return to_e164(number)
+            except InvalidPhoneNumber:
+                continue
+        return to_e164(f"+49151{self.rng.randrange(10**8):08d}")  # always valid
