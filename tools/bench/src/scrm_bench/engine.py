@@ -99,15 +99,15 @@ async def _measure(bootstrap: str, run: str, events: int, metrics_port: int,
             "cpu": cpu_used}
 
 
-def run_engine(root: Path, *, events: int) -> dict[str, Any]:
+def run_engine(root: Path, *, events: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Broker + embedded PostgreSQL + the trigger-engine only; events/s consumed → decided → relayed."""
     run = uuid.uuid4().hex[:6].upper()
-    with bench_stack(root, postgres=True) as stack:
+    with bench_stack(root, postgres=True, env=env) as stack:
         start_processes(stack, ["trigger-engine"])
         port = stack.config.ports["trigger-engine"]
         result = asyncio.run(_measure(stack.kafka_bootstrap, run, events, port, lambda: cpu_snapshot(stack)))
         decisions = counter_value(scrape(port), "scrm_trigger_engine_decisions_total")
         settings = {k: v for k, v in stack.service_env().items()
                     if k in ("SCRM_CONSUMER_MAX_RECORDS", "SCRM_TOPIC_PARTITIONS", "SCRM_DATABASE_POOL_SIZE")}
-    return {**result, "decisions_total": decisions, "settings": settings,
+    return {**result, "decisions_total": decisions, "settings": {**settings, **(env or {})},
             "target_events_per_s": TARGET_EVENTS_PER_S}

@@ -41,9 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000, help="(b) payments pre-loaded (default 20000)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where <date>.json goes (bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs under .scrm/bench-*")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="(b, c) extra environment for the stack's processes, e.g. to try a setting; recorded")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="(c) sample every process with py-spy during the load into DIR (slows them down)")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.batch < 1:
         parser.error("--rate and --duration must be positive and --batch at least 1")
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes KEY=VALUE")
+    args.extra_env = dict(item.split("=", 1) for item in args.env)
     return args
 
 
@@ -126,6 +133,12 @@ def render(document: dict[str, Any], console: Console) -> None:
             cpu.add_row(name, f"{used['cores']:.2f}")
         console.print(cpu)
         console.print(f"settings: {f.get('settings')}")
+        for name, hot in (f.get("profile") or {}).get("hot", {}).items():
+            console.print(f"[bold]py-spy {name}[/bold]: {hot['samples']} samples, busy {hot['busy_share']:.0%}")
+            for frame, share in hot["own"]:
+                console.print(f"   own  {share:6.1%}  {frame}")
+            for frame, share in hot["inclusive"]:
+                console.print(f"   incl {share:6.1%}  {frame}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         from scrm_bench.engine import run_engine
 
         def engine(root: Path) -> None:
-            data = run_engine(root, events=args.events)
+            data = run_engine(root, events=args.events, env=args.extra_env)
             met = bool(data["complete"] and data["events_per_s"] >= TARGET_EVENTS_PER_S)
             document["figures"]["trigger_engine"] = results.figure(
                 "trigger_engine", data, target=f"≥ {TARGET_EVENTS_PER_S:,.0f} events/s", met=met)
@@ -178,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         from scrm_bench.pipeline import run_pipeline
 
         def pipeline(root: Path) -> None:
-            data = run_pipeline(root, rate=args.rate, duration=args.duration, batch=args.batch)
+            data = run_pipeline(root, rate=args.rate, duration=args.duration, batch=args.batch, env=args.extra_env,
+                                profile_dir=args.profile.resolve() if args.profile else None)
             data["met_at_offered_rate"] = data.pop("target_met")
             official = args.rate >= TARGET_RATE and args.duration >= TARGET_DURATION
             document["figures"]["pipeline"] = results.figure(

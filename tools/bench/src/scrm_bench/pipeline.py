@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from scrm_bench import profile
 from scrm_bench.infra import bench_stack, cpu_delta, cpu_snapshot, scrape, start_processes
 from scrm_bench.payments import order_id, order_of_callback, payment
 from scrm_bench.schedule import Slot, per_second, scheduled_time, slots
@@ -169,7 +170,8 @@ async def sample_lag(client: httpx.AsyncClient, ports: dict[str, int], peaks: di
             pass
 
 
-async def _run_load(stack: Stack, *, rate: float, duration: float, batch: int, drain: float) -> dict[str, Any]:
+async def _run_load(stack: Stack, *, rate: float, duration: float, batch: int, drain: float,
+                    profile_dir: Path | None) -> dict[str, Any]:
     ports = stack.config.ports
     ingest = f"http://127.0.0.1:{ports['ingest']}/v1/events"
     sim = f"http://127.0.0.1:{ports['simulator']}"
@@ -202,6 +204,7 @@ async def _run_load(stack: Stack, *, rate: float, duration: float, batch: int, d
         peaks: dict[str, float] = {}
         lag_task = asyncio.create_task(sample_lag(client, ports, peaks, stop))
         start = time.time() + 0.5
+        spies = profile.start(stack, [*SERVICES, "simulator"], profile_dir, duration) if profile_dir else []
         load = await open_loop(client, ingest, key, run, rate=rate, duration=duration, batch=batch, start=start,
                                phone_offset=1_000)
         sent_done = time.time()
@@ -215,6 +218,7 @@ async def _run_load(stack: Stack, *, rate: float, duration: float, batch: int, d
         stop.set()
         await watcher
         await lag_task
+        profile.wait(spies)
         after_stages = _stage_buckets(_scrape_all(ports))
         sim_stats = {}
         try:
@@ -250,15 +254,24 @@ async def _run_load(stack: Stack, *, rate: float, duration: float, batch: int, d
     }
 
 
-def run_pipeline(root: Path, *, rate: float, duration: float, batch: int, drain: float = 30.0) -> dict[str, Any]:
-    """All five services and the simulator (no demo shop), open-loop load at `rate` for `duration` seconds."""
-    with bench_stack(root, postgres=True, env=PIPELINE_ENV) as stack:
+def run_pipeline(root: Path, *, rate: float, duration: float, batch: int, drain: float = 30.0,
+                 profile_dir: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """All five services and the simulator (no demo shop), open-loop load at `rate` for `duration` seconds.
+
+    With `profile_dir`, py-spy samples every process during the load (this slows them; diagnosis only).
+    """
+    settings = {**PIPELINE_ENV, **(env or {})}
+    with bench_stack(root, postgres=True, env=settings) as stack:
         start_processes(stack, [*SERVICES, "simulator"])
-        result = asyncio.run(_run_load(stack, rate=rate, duration=duration, batch=batch, drain=drain))
+        result = asyncio.run(_run_load(stack, rate=rate, duration=duration, batch=batch, drain=drain,
+                                       profile_dir=profile_dir))
+        if profile_dir:
+            result["profile"] = {"directory": str(profile_dir),
+                                 "hot": profile.summarise(profile_dir, [*SERVICES, "simulator"])}
         dead = [p.name for p in stack.dead()]
     p99 = result["latency_s"]["p99"]
     complete = result["received"] >= 0.999 * result["offered"]
     met = bool(complete and p99 is not None and p99 <= TARGET_P99_S
                and result["throughput_in_window_per_s"] >= 0.97 * rate)
-    return {**result, "settings": dict(PIPELINE_ENV), "processes_died": dead, "target_met": met,
+    return {**result, "settings": settings, "processes_died": dead, "target_met": met,
             "target_p99_s": TARGET_P99_S}
