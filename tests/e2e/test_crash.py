@@ -18,8 +18,8 @@ BATCH = 10
 
 
 @pytest.fixture
-def crash_stack(postgres, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
-    stack = start_stack(work_dir, postgres.new_database(),
+def crash_stack(backend, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
+    stack = start_stack(work_dir, backend,
                         processes=("ingest", "trigger-engine", "sender", "simulator"))
     yield stack
     stack.close()

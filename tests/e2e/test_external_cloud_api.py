@@ -59,9 +59,9 @@ class CloudApiDouble:
 
 
 @pytest.fixture(scope="module")
-def external(postgres, work_dir: Path) -> Iterator[tuple[TestStack, CloudApiDouble]]:  # type: ignore[no-untyped-def]
+def external(backend, work_dir: Path) -> Iterator[tuple[TestStack, CloudApiDouble]]:  # type: ignore[no-untyped-def]
     double = CloudApiDouble()
-    stack = start_stack(work_dir, postgres.new_database(),
+    stack = start_stack(work_dir, backend,
                         processes=("ingest", "trigger-engine", "sender", "segmenter", "reporting"),
                         env={"SCRM_WHATSAPP_BASE_URL": double.url, "SCRM_DEMO": "0",
                              "SCRM_BOOTSTRAP_PHONE_NUMBER_ID": PHONE_NUMBER_ID, "SCRM_BOOTSTRAP_ACCESS_TOKEN": TOKEN})

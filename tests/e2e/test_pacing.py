@@ -15,8 +15,8 @@ BURST = 4
 
 
 @pytest.fixture(scope="module")
-def paced_stack(postgres, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
-    stack = start_stack(work_dir, postgres.new_database(),
+def paced_stack(backend, work_dir: Path) -> Iterator[TestStack]:  # type: ignore[no-untyped-def]
+    stack = start_stack(work_dir, backend,
                         processes=("ingest", "trigger-engine", "sender", "simulator"))
     yield stack
     stack.close()

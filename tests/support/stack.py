@@ -13,6 +13,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from scrm_stack.stack import SERVICES, Stack, StackConfig, free_port
+from tests.support.backend import Backend
 
 T = TypeVar("T")
 
@@ -99,10 +100,13 @@ async def _topic_size(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-def start_stack(root: Path, database_url: str, *, processes: tuple[str, ...] = (*SERVICES, "simulator"),
+def start_stack(root: Path, backend: Backend, *, processes: tuple[str, ...] = (*SERVICES, "simulator"),
                 env: dict[str, str] | None = None) -> TestStack:
-    """A fresh broker on free ports and the named processes against `database_url`."""
-    config_env = {**_base_env(), **TEST_ENV, "SCRM_DATABASE_URL": database_url, **(env or {})}
+    """A fresh broker, a fresh database and the named processes on free ports."""
+    config_env = {**_base_env(), **TEST_ENV, "SCRM_DATABASE_URL": backend.new_database(), **(env or {})}
+    kafka = backend.new_kafka()
+    if kafka:
+        config_env["SCRM_KAFKA_BOOTSTRAP"] = kafka
     config = StackConfig.from_env(root / uuid.uuid4().hex[:8], env=config_env)
     config.broker_port = free_port()
     config.ports = {name: free_port() for name in config.ports}
