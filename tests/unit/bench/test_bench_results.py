@@ -60,3 +60,26 @@ def test_cli_defaults_match_the_targets() -> None:
     assert parse_args(["--only", "c", "--duration", "20"]).only == ["c"]
     with pytest.raises(SystemExit):
         parse_args(["--rate", "0"])
+
+
+def test_cpu_delta_names_what_else_ran_on_the_machine() -> None:
+    from scrm_bench.infra import MACHINE, OTHERS, cpu_delta
+
+    before = {"sender": 1.0, "ingest": 2.0, MACHINE: 100.0}
+    after = {"sender": 3.0, "ingest": 3.0, MACHINE: 110.0}
+    delta = cpu_delta(before, after, 10.0)
+    assert delta["sender"] == {"cpu_seconds": 2.0, "cores": 0.2}
+    assert delta[OTHERS]["cpu_seconds"] == 7.0 and delta[MACHINE]["cores"] == 1.0
+    assert list(delta)[:2] == ["sender", "ingest"]
+
+
+def test_hot_frames_of_collapsed_stacks() -> None:
+    from scrm_bench.profile import hot_frames
+
+    collapsed = ("main (m.py:1);run (asyncio/runners.py:1);EpollSelector.select (selectors.py:468) 50\n"
+                 "main (m.py:1);handle (h.py:3);validate (p.py:9) 30\n"
+                 "main (m.py:1);handle (h.py:3);post (httpx/_client.py:1) 20\n")
+    hot = hot_frames(collapsed, top=2)
+    assert hot["samples"] == 100 and hot["busy_share"] == 0.5
+    assert hot["own"] == [("validate (p.py:9)", 0.6), ("post (httpx/_client.py:1)", 0.4)]
+    assert ("handle (h.py:3)", 1.0) in hot["inclusive"]

@@ -41,6 +41,10 @@ class SenderMetrics:
         self.event_to_provider = Histogram(
             "scrm_sender_event_to_provider_seconds", "From the event's ingest to the provider accepting the message",
             ["category"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.occurred_to_provider = Histogram(
+            "scrm_sender_occurred_to_provider_seconds",
+            "From the event's own occurred_at to the provider accepting the message", ["category"],
+            buckets=(*LATENCY_BUCKETS, 300.0, 3600.0), registry=registry)
         self.doubt = Counter("scrm_sender_in_doubt_total", "In-doubt sends by resolution", ["resolution"],
                              registry=registry)
 
@@ -225,6 +229,8 @@ class Dispatcher:
                 sent.append(key | {"wamid": result.wamid, "at": now})
                 outbox.append(outcome_event(command, status="sent", at=now, wamid=result.wamid))
                 self._metrics.outcomes.labels("sent", command.category).inc()
+                self._metrics.occurred_to_provider.labels(command.category).observe(
+                    max(0.0, (now - command.event_occurred_at).total_seconds()))
                 if command.event_ingested_at is not None:
                     self._metrics.event_to_provider.labels(command.category).observe(
                         max(0.0, (now - command.event_ingested_at).total_seconds()))

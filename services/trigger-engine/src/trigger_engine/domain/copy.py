@@ -22,3 +22,8 @@ def day(value: date, language: str) -> str:
     if language.startswith("de"):
         return value.strftime("%d.%m.%Y")
     return value.isoformat()
+
+
+def variable(text: str) -> str:
+    """Text safe as a template variable: no template braces, no line breaks (Meta rejects both)."""
+    return " ".join(text.replace("{{", "{ {").replace("}}", "} }").split())

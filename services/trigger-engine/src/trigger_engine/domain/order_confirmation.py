@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from scrm_common.contracts.events import PaymentSucceeded
-from trigger_engine.domain.copy import money
+from trigger_engine.domain.copy import money, variable
 from trigger_engine.domain.decisions import Decision, Send, Suppress
 from trigger_engine.domain.model import ContactProfile, EngineConfig, OrderConfirmationConfig
 
@@ -47,7 +47,7 @@ def item_summary(event: PaymentSucceeded, config: OrderConfirmationConfig, langu
 
 def _plain(name: str) -> str:
     """A product name as message text: whitespace folded, template braces and the count sign defused."""
-    return " ".join(name.replace("{{", "{ {").replace("}}", "} }").replace("×", "x").split())
+    return variable(name.replace("×", "x"))
 
 
 def shorten(text: str, limit: int) -> str:
@@ -87,6 +87,7 @@ def decide_order_confirmation(
     # R-T2.2: the whole body stays under max_body_chars; the item list gets what the rest leaves.
     fixed = flow_config.template_text_chars + len(data.order_id) + sum(map(len, others))
     budget = flow_config.max_body_chars - 1 - fixed
-    parameters = (data.order_id, item_summary(event, flow_config, language, budget=budget), *others)
+    parameters = tuple(variable(p) for p in (data.order_id, item_summary(event, flow_config, language, budget=budget),
+                                             *others))
     return (Send(FLOW, key, "utility", profile.contact_key, profile.phone, flow_config.template, language,
                  parameters),)

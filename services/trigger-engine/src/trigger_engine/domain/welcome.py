@@ -19,15 +19,23 @@ def discount_code(tenant: str, contact_key: str, prefix: str, percent: int) -> s
     return f"{prefix}{percent}-{digest}"
 
 
+# Merge-tag syntaxes of other tools and null-like values that shops export instead of a name.
+_MERGE_TAG_CHARS = set("{}[]<>%*|$#@\\")
+_NOT_NAMES = {"null", "none", "nil", "undefined", "n/a", "na", "unknown", "customer", "kunde", "test", "name",
+              "firstname", "first_name", "vorname"}
+
+
 def first_name(name: str | None) -> str | None:
     """The name to greet with, or None when there is nothing usable (R-T1.4: never a placeholder)."""
     if not name:
+        return None
+    if _MERGE_TAG_CHARS & set(name) or name.strip().lower() in _NOT_NAMES:
         return None
     cleaned = name.strip().split()
     if not cleaned:
         return None
     first = cleaned[0]
-    if not any(ch.isalpha() for ch in first) or "{" in first:
+    if not any(ch.isalpha() for ch in first) or first.lower() in _NOT_NAMES:
         return None
     return first[:40]
 
