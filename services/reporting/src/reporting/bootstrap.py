@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -14,23 +14,16 @@ from reporting.adapters.db import SCHEMA, PostgresReportStore
 from reporting.adapters.http import create_app
 from reporting.config import Settings
 from reporting.handlers import ApplyEvents, ReportingMetrics
-from scrm_common.backoff import Backoff
 from scrm_common.clock import Clock, SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.envelope import EventRecord, decode_event
+from scrm_common.contracts.envelope import EventRecord, decode_record
 from scrm_common.db import make_engine, migrate
 from scrm_common.http import KeyIntrospection
-from scrm_common.kafka import BatchConsumer, ensure_topics, make_consumer, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics
+from scrm_common.kafka import BatchConsumer, ConsumerMetrics, batch_consumer, ensure_topics, make_producer
 from scrm_common.observability.metrics import new_registry
 
 SERVICE = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def decode_record(record: ConsumerRecord) -> EventRecord:
-    """A record of `scrm.events.v1` as an EventRecord (PoisonMessage when it never can be)."""
-    return decode_event(record.key, record.value, record.headers)
 
 
 @dataclass
@@ -62,18 +55,10 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Reporting:
     registry = new_registry()
     store = PostgresReportStore(engine)
     policy = settings.report_policy
-    consumer: BatchConsumer[EventRecord] = BatchConsumer(
-        consumer=make_consumer(settings.kafka_bootstrap, group_id=SERVICE, topic=topics.EVENTS,
-                               max_records=settings.consumer_max_records),
-        producer=producer,
-        topic=topics.EVENTS,
-        decode=decode_record,
-        handle=ApplyEvents(store=store, policy=policy, metrics=ReportingMetrics(registry)),
-        metrics=ConsumerMetrics(SERVICE, registry),
-        max_tries=settings.consumer_max_tries,
-        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
-        max_records=settings.consumer_max_records,
-    )
+    consumer = batch_consumer(settings, group_id=SERVICE, topic=topics.EVENTS, producer=producer,
+                              decode=decode_record,
+                              handle=ApplyEvents(store=store, policy=policy, metrics=ReportingMetrics(registry)),
+                              metrics=ConsumerMetrics(SERVICE, registry))
     keys = KeyIntrospection(settings.ingest_url)
 
     async def ready() -> bool:

@@ -7,18 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
-from scrm_common.backoff import Backoff
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
-from scrm_common.contracts.envelope import PoisonMessage, decode_event
-from scrm_common.db import make_engine, migrate
+from scrm_common.contracts.envelope import PoisonMessage, decode_record
+from scrm_common.db import database_ready, make_engine, migrate
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
-from scrm_common.kafka import BatchConsumer, ensure_topics, make_consumer, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics
+from scrm_common.kafka import ConsumerMetrics, batch_consumer, ensure_topics, make_producer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
@@ -65,32 +62,19 @@ async def main(settings: Settings) -> None:
                             poll_seconds=settings.dispatch_poll_seconds,
                             doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                             evidence_caught_up=lambda: evidence.caught_up_at)
-    backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
     consumer_metrics = ConsumerMetrics("sender", registry)
-    commands = BatchConsumer(
-        consumer=make_consumer(settings.kafka_bootstrap, group_id="sender", topic=topics.SEND_COMMANDS,
-                               max_records=settings.consumer_max_records),
-        producer=producer, topic=topics.SEND_COMMANDS, decode=decode_command,
+    commands = batch_consumer(
+        settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
         handle=CommandHandler(engine=engine, log_=send_log, catalog=Catalog(engine), clock=clock, metrics=metrics,
                               on_commit=lambda: (dispatcher.wake(), relay.wake())),
-        metrics=consumer_metrics, max_tries=settings.consumer_max_tries, backoff=backoff,
-        max_records=settings.consumer_max_records)
-    evidence = BatchConsumer(
-        consumer=make_consumer(settings.kafka_bootstrap, group_id="sender-evidence", topic=topics.EVENTS,
-                               max_records=settings.consumer_max_records),
-        producer=producer, topic=topics.EVENTS, decode=lambda r: decode_event(r.key, r.value, r.headers),
-        handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics),
-        metrics=consumer_metrics, max_tries=settings.consumer_max_tries, backoff=backoff,
-        max_records=settings.consumer_max_records)
+        metrics=consumer_metrics)
+    evidence = batch_consumer(
+        settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer, decode=decode_record,
+        handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics), metrics=consumer_metrics)
     keys = KeyIntrospection(settings.ingest_url)
 
     async def ready() -> bool:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return commands.ready and evidence.ready
+        return commands.ready and evidence.ready and await database_ready(engine)
 
     app = FastAPI(title="scrm sender", version="0.1.0")
     app.include_router(build_router(engine=engine, send_log=send_log, keys=keys))

@@ -6,17 +6,14 @@ import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
-from scrm_common.backoff import Backoff
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.envelope import decode_event
-from scrm_common.db import make_engine, migrate
+from scrm_common.contracts.envelope import decode_record
+from scrm_common.db import database_ready, make_engine, migrate
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
-from scrm_common.kafka import BatchConsumer, ensure_topics, make_consumer, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics
+from scrm_common.kafka import ConsumerMetrics, batch_consumer, ensure_topics, make_producer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
@@ -45,25 +42,12 @@ async def main(settings: Settings) -> None:
     handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
                            config_for=settings.engine_config, metrics=EngineMetrics(registry),
                            on_commit=relay.wake)
-    consumer = BatchConsumer(
-        consumer=make_consumer(settings.kafka_bootstrap, group_id=GROUP, topic=topics.EVENTS,
-                               max_records=settings.consumer_max_records),
-        producer=producer, topic=topics.EVENTS,
-        decode=lambda r: decode_event(r.key, r.value, r.headers),
-        handle=handler, metrics=ConsumerMetrics("trigger-engine", registry),
-        max_tries=settings.consumer_max_tries,
-        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
-        max_records=settings.consumer_max_records,
-    )
+    consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer, decode=decode_record,
+                              handle=handler, metrics=ConsumerMetrics("trigger-engine", registry))
     keys = KeyIntrospection(settings.ingest_url)
 
     async def ready() -> bool:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return consumer.ready
+        return consumer.ready and await database_ready(engine)
 
     app = FastAPI(title="scrm trigger-engine", version="0.1.0")
     app.include_router(build_router(engine=engine, repository=repository, keys=keys))

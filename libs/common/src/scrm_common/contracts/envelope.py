@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from scrm_common.contracts.events import Event, parse_event
 
@@ -73,3 +74,8 @@ def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None
     except (ValueError, TypeError) as exc:
         raise PoisonMessage(f"not a valid event: {exc}") from None
     return EventRecord(tenant, event, ingested_at, correlation_id)
+
+
+def decode_record(record: Any) -> EventRecord:
+    """A consumed record of `scrm.events.v1` (anything with key, value, headers) as an EventRecord."""
+    return decode_event(record.key, record.value, record.headers)

@@ -21,3 +21,13 @@ def make_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         connect_args={"server_settings": {"search_path": f"{schema},public",
                                           "application_name": f"scrm-{schema}"}},
     )
+
+
+async def database_ready(engine: AsyncEngine) -> bool:
+    """True when the database answers a trivial query."""
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+    except Exception:
+        return False
+    return True

@@ -19,6 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from scrm_common.backoff import Backoff
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import PoisonMessage
+from scrm_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -186,3 +187,19 @@ class _GiveUp(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def batch_consumer(
+    settings: CommonSettings, *, group_id: str, topic: str, producer: AIOKafkaProducer,
+    decode: Callable[[ConsumerRecord], T], handle: Callable[[Sequence[Item[T]]], Awaitable[None]],
+    metrics: ConsumerMetrics,
+) -> BatchConsumer[T]:
+    """A BatchConsumer configured from the shared settings (batch size, tries, backoff)."""
+    return BatchConsumer(
+        consumer=make_consumer(settings.kafka_bootstrap, group_id=group_id, topic=topic,
+                               max_records=settings.consumer_max_records),
+        producer=producer, topic=topic, decode=decode, handle=handle, metrics=metrics,
+        max_tries=settings.consumer_max_tries,
+        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        max_records=settings.consumer_max_records,
+    )
