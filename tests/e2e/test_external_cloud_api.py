@@ -31,9 +31,9 @@ class CloudApiDouble:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 body = json.loads(raw)
-                double.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body,
-                                        "at": time.monotonic()})
                 wamid = "wamid.HBgL" + secrets.token_hex(20).upper()
+                double.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body,
+                                        "at": time.monotonic(), "wamid": wamid})
                 reply = json.dumps({"messaging_product": "whatsapp",
                                     "contacts": [{"input": body.get("to"), "wa_id": str(body.get("to")).lstrip("+")}],
                                     "messages": [{"id": wamid}]}).encode()
@@ -133,3 +133,35 @@ def test_a_signed_read_webhook_is_counted_in_the_overview_once(external: tuple[T
 
     poll(lambda: delivered() >= 1, timeout=30, what="the marker")
     assert read_count() == 1
+
+
+def test_an_undeliverable_number_reported_by_webhook_is_marked_and_left_out(
+        external: tuple[TestStack, CloudApiDouble]) -> None:
+    stack, double = external
+    phone = new_phone()
+    assert stack.post_events(payment(order_id=new_order(), phone=phone)).status_code == 202
+    [request] = poll(lambda: [r for r in double.requests if r["body"].get("to") == phone], timeout=10,
+                     what="the first request")
+    key = request["body"]["biz_opaque_callback_data"]
+    failed = status(request["wamid"], "failed", phone, days_ago(0))
+    failed["biz_opaque_callback_data"] = key
+    failed["errors"] = [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable",
+                         "error_data": {"details": "Message Undeliverable."}}]
+    raw = status_webhook(phone_number_id=PHONE_NUMBER_ID, statuses=[failed])
+    assert stack.http.post(stack.url("ingest", "/v1/webhooks/whatsapp"), content=raw,
+                           headers={"X-Hub-Signature-256": sign(stack.app_secret, raw),
+                                    "Content-Type": "application/json"}).status_code == 200
+
+    def logged(idempotency_key: str) -> dict[str, Any] | None:
+        resp = stack.http.get(stack.url("sender", f"/v1/messages/{idempotency_key}"), headers=stack.auth)
+        return resp.json() if resp.status_code == 200 else None
+
+    poll(lambda: (m := logged(key)) and m["state"] == "failed" and m["error_code"] == 131026, timeout=20,
+         what="the send log to record the provider's failure")
+    # R-S7: the number is marked; the next message to it is refused, never sent
+    second = new_order()
+    assert stack.post_events(payment(order_id=second, phone=phone)).status_code == 202
+    refused = poll(lambda: (m := logged(f"demo|order_confirmation|{second}")) and m["state"] == "failed" and m,
+                   timeout=20, what="the second message to be refused")
+    assert "invalid" in refused["error_reason"]
+    assert len([r for r in double.requests if r["body"].get("to") == phone]) == 1

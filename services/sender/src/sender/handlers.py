@@ -266,7 +266,11 @@ class Dispatcher:
 
 
 class EvidenceHandler:
-    """Batch handler on `scrm.events.v1`: a provider status naming our key proves the call went through."""
+    """Batch handler on `scrm.events.v1`: what the provider reports about our messages.
+
+    Any status naming our key proves the call went through (it settles doubt); a `failed` status
+    records the provider's reason, and an undeliverable or invalid number is marked (R-S7).
+    """
 
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, metrics: SenderMetrics) -> None:
         self._engine = engine
@@ -274,16 +278,26 @@ class EvidenceHandler:
         self._metrics = metrics
 
     async def __call__(self, items: Sequence[Item[EventRecord]]) -> None:
-        rows = []
+        accepted, failed, invalid = [], [], []
         for item in items:
             event = item.value.event
-            if isinstance(event, MessageStatus) and event.data.idempotency_key and event.data.message_id:
-                rows.append({"tenant": item.value.tenant, "key": event.data.idempotency_key,
-                             "wamid": event.data.message_id, "at": event.occurred_at})
-        if not rows:
+            if not isinstance(event, MessageStatus) or not event.data.idempotency_key:
+                continue
+            key = {"tenant": item.value.tenant, "key": event.data.idempotency_key}
+            if event.data.message_id:
+                accepted.append(key | {"wamid": event.data.message_id, "at": event.occurred_at})
+            if event.data.status == "failed" and event.data.message_id:
+                failed.append(key | {"code": event.data.error_code,
+                                     "reason": event.data.error_reason or "failed after the provider accepted it"})
+                if classify(event.data.error_code) is Next.INVALID_NUMBER and event.contact.phone:
+                    invalid.append({"tenant": item.value.tenant, "phone": event.contact.phone,
+                                    "code": event.data.error_code, "at": event.occurred_at})
+        if not accepted:
             return
         async with self._engine.begin() as conn:
-            confirmed = await self._log.confirm_by_evidence(conn, rows)
+            confirmed = await self._log.confirm_by_evidence(conn, accepted)
+            await self._log.mark_failed_by_provider(conn, failed)
+            await self._log.mark_invalid_numbers(conn, invalid)
         if confirmed:
             self._metrics.doubt.labels("confirmed_by_webhook").inc(confirmed)
 

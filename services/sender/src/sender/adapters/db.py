@@ -208,6 +208,13 @@ class SendLog:
             rows)
         return int(result.rowcount or 0)
 
+    async def mark_failed_by_provider(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """The provider accepted a message and later reported it failed (async error, CLOUD-API §4.2)."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages SET state = 'failed', error_code = :code, error_reason = :reason "
+                "WHERE tenant = :tenant AND idempotency_key = :key AND state <> 'failed'"), rows)
+
     async def release_doubtful(self, conn: AsyncConnection, now: datetime, cutoff: datetime) -> int:
         """Messages "sending" since before `cutoff` with no evidence: queue them to be sent again."""
         result = await conn.execute(text(
