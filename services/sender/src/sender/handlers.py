@@ -44,7 +44,7 @@ class SenderMetrics:
         self.occurred_to_provider = Histogram(
             "scrm_sender_occurred_to_provider_seconds",
             "From the event's own occurred_at to the provider accepting the message", ["category"],
-            buckets=(*LATENCY_BUCKETS, 300.0, 3600.0), registry=registry)
+            buckets=(*LATENCY_BUCKETS, 3600.0), registry=registry)
         self.doubt = Counter("scrm_sender_in_doubt_total", "In-doubt sends by resolution", ["resolution"],
                              registry=registry)
 
@@ -125,7 +125,7 @@ class Dispatcher:
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, client: CloudApiClient, clock: Clock,
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
                  on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
-                 rng: random.Random | None = None) -> None:
+                 batch_size: int = 200, rng: random.Random | None = None) -> None:
         self._engine = engine
         self._log = log_
         self._client = client
@@ -136,6 +136,7 @@ class Dispatcher:
         self._doubt_timeout = doubt_timeout
         self._on_commit = on_commit
         self._evidence_caught_up = evidence_caught_up
+        self._batch_size = batch_size
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._last_sweep = 0.0
@@ -193,7 +194,8 @@ class Dispatcher:
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
             allowed = allowance(account.policy, account.pacing, now, account_created_at=account.created_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
-            claimed = await self._log.claim(conn, account, now, utility=allowed.utility, marketing=allowed.marketing)
+            claimed = await self._log.claim(conn, account, now, utility=min(allowed.utility, self._batch_size),
+                                            marketing=allowed.marketing)
             marketing = sum(1 for c in claimed if c.command.get("category") == "marketing")
             await self._log.save_pacing(conn, account, after_claim(
                 account.policy, account.pacing, now, utility=len(claimed) - marketing, marketing=marketing,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
-from scrm_common.contracts.envelope import PoisonMessage, decode_record
+from scrm_common.contracts.envelope import PoisonMessage, decoder_for
 from scrm_common.db import database_ready, make_engine, migrate
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
@@ -61,7 +61,8 @@ async def main(settings: Settings) -> None:
                             retry=RetryPolicy(max_attempts=settings.max_attempts),
                             poll_seconds=settings.dispatch_poll_seconds,
                             doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
-                            evidence_caught_up=lambda: evidence.caught_up_at)
+                            evidence_caught_up=lambda: evidence.caught_up_at,
+                            batch_size=min(settings.dispatch_batch_size, settings.whatsapp_max_connections))
     consumer_metrics = ConsumerMetrics("sender", registry)
     commands = batch_consumer(
         settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
@@ -69,7 +70,8 @@ async def main(settings: Settings) -> None:
                               on_commit=lambda: (dispatcher.wake(), relay.wake())),
         metrics=consumer_metrics)
     evidence = batch_consumer(
-        settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer, decode=decode_record,
+        settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer,
+        decode=decoder_for(frozenset({"message.status"})),
         handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics), metrics=consumer_metrics)
     keys = KeyIntrospection(settings.ingest_url)
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.envelope import decode_record
+from scrm_common.contracts.envelope import decoder_for
 from scrm_common.db import database_ready, make_engine, migrate
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
@@ -20,6 +20,7 @@ from scrm_common.runtime import serve
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
 from trigger_engine.config import Settings
+from trigger_engine.domain.decide import EVENTS_READ
 from trigger_engine.handlers import EngineMetrics, EventHandler
 
 SCHEMA = "trigger_engine"
@@ -42,7 +43,8 @@ async def main(settings: Settings) -> None:
     handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
                            config_for=settings.engine_config, metrics=EngineMetrics(registry),
                            on_commit=relay.wake)
-    consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer, decode=decode_record,
+    consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
+                              decode=decoder_for(EVENTS_READ),
                               handle=handler, metrics=ConsumerMetrics("trigger-engine", registry))
     keys = KeyIntrospection(settings.ingest_url)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -46,9 +47,13 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below Linux's ephemeral range, so outgoing connections cannot take it meanwhile."""
+    low, high = 20_000, 32_000
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port_free(port) and port_free(port, "0.0.0.0"):
+            return port
+    raise StackError(f"no free port found between {low} and {high}")
 
 
 def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

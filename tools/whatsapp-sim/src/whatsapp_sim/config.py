@@ -62,6 +62,7 @@ class SimulatorSettings(BaseSettings):
     simulator_webhook_timeout_s: float = Field(default=5.0, gt=0)
     simulator_webhook_concurrency: int = Field(default=8, ge=1)
     simulator_webhook_batch: int = Field(default=100, ge=1, le=1000)
+    simulator_webhook_linger_ms: float = Field(default=20.0, ge=0, le=1000)
 
     @field_validator("simulator_status_delay_ms", mode="before")
     @classmethod

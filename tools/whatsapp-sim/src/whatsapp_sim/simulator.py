@@ -92,6 +92,7 @@ class Simulator:
             max_tries=settings.simulator_webhook_max_tries, retry_base_s=settings.simulator_webhook_retry_base_s,
             retry_max_s=settings.simulator_webhook_retry_max_s, timeout_s=settings.simulator_webhook_timeout_s,
             concurrency=settings.simulator_webhook_concurrency, batch_max=settings.simulator_webhook_batch,
+            linger_s=settings.simulator_webhook_linger_ms / 1000,
         )
 
     # -- Graph API -------------------------------------------------------------------------------

@@ -151,6 +151,7 @@ class WebhookDispatcher:
         timeout_s: float = 5.0,
         concurrency: int = 8,
         batch_max: int = 100,
+        linger_s: float = 0.02,
     ) -> None:
         self.url = url
         self._secret = secret
@@ -166,6 +167,7 @@ class WebhookDispatcher:
         self._retry_max_s = retry_max_s
         self._concurrency = concurrency
         self._batch_max = batch_max
+        self._linger_s = linger_s
         self._timers: list[tuple[float, int, Event | _Post]] = []
         self._order = itertools.count()
         self._ready: asyncio.Queue[Event | _Post] = asyncio.Queue()
@@ -256,6 +258,9 @@ class WebhookDispatcher:
     async def _worker(self) -> None:
         while True:
             batch = [await self._ready.get()]
+            if self._linger_s > 0 and self._ready.qsize() < self._batch_max:
+                # Like Kafka's linger.ms: a moment's wait turns many single-status POSTs into one.
+                await asyncio.sleep(self._linger_s)
             while len(batch) < self._batch_max and not self._ready.empty():
                 batch.append(self._ready.get_nowait())
             for post in self._posts(batch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,7 @@ def encode_event(
     tenant: str, event: Event, *, ingested_at: datetime | None, correlation_id: str | None = None
 ) -> tuple[bytes, bytes, Headers]:
     """Key, value and headers for producing an event."""
-    headers: Headers = [("tenant", tenant.encode())]
+    headers: Headers = [("tenant", tenant.encode()), ("type", event.type.encode())]
     if ingested_at is not None:
         headers.append(("ingested_at", ingested_at.isoformat().encode()))
     if correlation_id:
@@ -79,3 +80,23 @@ def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None
 def decode_record(record: Any) -> EventRecord:
     """A consumed record of `scrm.events.v1` (anything with key, value, headers) as an EventRecord."""
     return decode_event(record.key, record.value, record.headers)
+
+
+def decoder_for(types: frozenset[str]) -> Callable[[Any], EventRecord | None]:
+    """A decoder that skips (returns None for) events of other types, before parsing when it can.
+
+    Our producers put the type in a header, so uninteresting records cost no JSON parsing;
+    records produced without it are parsed and then filtered.
+    """
+
+    def decode(record: Any) -> EventRecord | None:
+        try:
+            kind = header(record.headers, "type")
+        except UnicodeDecodeError:
+            kind = None
+        if kind is not None and kind not in types:
+            return None
+        decoded = decode_event(record.key, record.value, record.headers)
+        return decoded if decoded.event.type in types else None
+
+    return decode

@@ -27,6 +27,9 @@ async def migrate(engine: AsyncEngine, *, schema: str, directory: Path) -> list[
             await conn.commit()
             done = set((await conn.execute(
                 text(f'SELECT version FROM "{schema}".schema_migrations'))).scalars())
+            # End the read's implicit transaction, so each migration below commits on its own,
+            # while the advisory lock is still held (not at the final commit, after the unlock).
+            await conn.commit()
             for path in files:
                 if path.name in done:
                     continue

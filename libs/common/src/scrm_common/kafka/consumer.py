@@ -77,7 +77,7 @@ class BatchConsumer(Generic[T]):
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         topic: str,
-        decode: Callable[[ConsumerRecord], T],
+        decode: Callable[[ConsumerRecord], T | None],
         handle: Callable[[Sequence[Item[T]]], Awaitable[None]],
         metrics: ConsumerMetrics,
         max_tries: int,
@@ -121,9 +121,12 @@ class BatchConsumer(Generic[T]):
         for records in batches.values():
             for record in records:
                 try:
-                    items.append(Item(record, self._decode(record)))
+                    value = self._decode(record)
                 except PoisonMessage as exc:
                     await self._dead_letter(record, str(exc), tries=0)
+                    continue
+                if value is not None:  # None: not this consumer's business; committed with the rest
+                    items.append(Item(record, value))
         self._metrics.records.labels(self._topic).inc(sum(len(r) for r in batches.values()))
         started = time.perf_counter()
         if items:
@@ -191,7 +194,7 @@ class _GiveUp(Exception):
 
 def batch_consumer(
     settings: CommonSettings, *, group_id: str, topic: str, producer: AIOKafkaProducer,
-    decode: Callable[[ConsumerRecord], T], handle: Callable[[Sequence[Item[T]]], Awaitable[None]],
+    decode: Callable[[ConsumerRecord], T | None], handle: Callable[[Sequence[Item[T]]], Awaitable[None]],
     metrics: ConsumerMetrics,
 ) -> BatchConsumer[T]:
     """A BatchConsumer configured from the shared settings (batch size, tries, backoff)."""

@@ -202,11 +202,14 @@ class SendLog:
         """The provider reported on a message: it was accepted, whatever our own record says."""
         if not rows:
             return 0
-        result = await conn.execute(text(
-            "UPDATE messages SET state = 'sent', wamid = COALESCE(wamid, :wamid), sent_at = COALESCE(sent_at, :at) "
-            "WHERE tenant = :tenant AND idempotency_key = :key AND attempts > 0 AND state IN ('sending', 'queued')"),
-            rows)
-        return int(result.rowcount or 0)
+        confirmed = 0
+        for row in rows:  # one statement per receipt: RETURNING tells which ones resolved doubt
+            result = await conn.execute(text(
+                "UPDATE messages SET state = 'sent', wamid = COALESCE(wamid, :wamid), "
+                "sent_at = COALESCE(sent_at, :at) WHERE tenant = :tenant AND idempotency_key = :key "
+                "AND attempts > 0 AND state IN ('sending', 'queued') RETURNING 1"), row)
+            confirmed += len(result.all())
+        return confirmed
 
     async def mark_failed_by_provider(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         """The provider accepted a message and later reported it failed (async error, CLOUD-API §4.2)."""

@@ -32,3 +32,11 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
 
 # Which flow an event type triggers: used to record duplicates against the flow they would have fed.
 FLOW_OF_EVENT = {"payment.succeeded": "order_confirmation", "contact.created": "welcome"}
+
+# What the engine reads: events that trigger a flow or carry contact fields. Delivery receipts
+# (message.status) are the bulk of the log and change nothing here, so they are skipped unparsed.
+EVENTS_READ: frozenset[str] = frozenset({
+    "contact.created", "contact.updated", "cart.updated", "payment.succeeded", "payment.failed",
+    "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted", "message.inbound",
+    "link.clicked",
+})
