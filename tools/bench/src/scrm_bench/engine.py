@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from scrm_bench import profile
 from scrm_bench.infra import bench_stack, cpu_delta, cpu_snapshot, scrape, start_processes
 from scrm_bench.payments import payment
 from scrm_bench.stats import counter_value
@@ -68,7 +69,7 @@ class CommandCounter:
 
 
 async def _measure(bootstrap: str, run: str, events: int, metrics_port: int,
-                   cpu: Callable[[], dict[str, float]]) -> dict[str, Any]:
+                   cpu: Callable[[], dict[str, float]], spy: Callable[[], Callable[[], None]]) -> dict[str, Any]:
     counter = CommandCounter(bootstrap, run)
     await counter.start()
     producer = await make_producer(bootstrap, client_id="bench-loader")
@@ -81,12 +82,14 @@ async def _measure(bootstrap: str, run: str, events: int, metrics_port: int,
         records = encoded_payments(run, 1, events)
         relayed_before = counter_value(scrape(metrics_port), "scrm_trigger_engine_outbox_relayed_total")
         cpu_before = cpu()
+        stop_spy = spy()
         started = time.perf_counter()
         futures = [await producer.send(topics.EVENTS, key=k, value=v, headers=h) for k, v, h in records]
         await asyncio.gather(*futures)
         produced = time.perf_counter() - started
         finished = await counter.until(events + 1, timeout=max(300.0, events / 50))
         cpu_used = cpu_delta(cpu_before, cpu(), time.perf_counter() - started)
+        stop_spy()
         relayed_after = counter_value(scrape(metrics_port), "scrm_trigger_engine_outbox_relayed_total")
     finally:
         await producer.stop()
@@ -99,13 +102,22 @@ async def _measure(bootstrap: str, run: str, events: int, metrics_port: int,
             "cpu": cpu_used}
 
 
-def run_engine(root: Path, *, events: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_engine(root: Path, *, events: int, env: dict[str, str] | None = None,
+               profile_dir: Path | None = None) -> dict[str, Any]:
     """Broker + embedded PostgreSQL + the trigger-engine only; events/s consumed → decided → relayed."""
     run = uuid.uuid4().hex[:6].upper()
     with bench_stack(root, postgres=True, env=env) as stack:
         start_processes(stack, ["trigger-engine"])
         port = stack.config.ports["trigger-engine"]
-        result = asyncio.run(_measure(stack.kafka_bootstrap, run, events, port, lambda: cpu_snapshot(stack)))
+
+        def spy() -> Callable[[], None]:
+            spies = profile.start(stack, ["trigger-engine"], profile_dir, 600) if profile_dir else []
+            return lambda: profile.wait(spies, interrupt=True)
+
+        result = asyncio.run(_measure(stack.kafka_bootstrap, run, events, port, lambda: cpu_snapshot(stack), spy))
+        if profile_dir:
+            hot = profile.summarise(profile_dir, ["trigger-engine"])
+            result["profile"] = {"directory": str(profile_dir), "hot": hot}
         decisions = counter_value(scrape(port), "scrm_trigger_engine_decisions_total")
         settings = {k: v for k, v in stack.service_env().items()
                     if k in ("SCRM_CONSUMER_MAX_RECORDS", "SCRM_TOPIC_PARTITIONS", "SCRM_DATABASE_POOL_SIZE")}

@@ -72,6 +72,8 @@ def scrape(port: int, path: str = "/metrics", timeout: float = 5.0) -> str:
 # ---------- CPU accounting from /proc (Linux) ----------
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+MACHINE = "whole machine"
+OTHERS = "other processes (not this benchmark)"
 
 
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float | None:
@@ -114,6 +116,16 @@ def postgres_pids(stack: Stack) -> list[int]:
     return [master, *children_of(master)]
 
 
+def machine_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat minus idle and iowait)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICK
+
+
 def cpu_snapshot(stack: Stack) -> dict[str, float]:
     """CPU seconds so far per stack process, PostgreSQL (all backends) and this benchmark process."""
     out: dict[str, float] = {}
@@ -127,13 +139,18 @@ def cpu_snapshot(stack: Stack) -> dict[str, float]:
         out["postgres"] = sum(pg)
     times = os.times()
     out["bench (this process)"] = times.user + times.system
+    machine = machine_cpu_seconds()
+    if machine is not None:
+        out[MACHINE] = machine
     return out
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, dict[str, float]]:
-    """CPU seconds used per process between two snapshots, and as a share of one core."""
-    out = {}
-    for name, value in after.items():
-        used = max(0.0, value - before.get(name, 0.0))
-        out[name] = {"cpu_seconds": round(used, 2), "cores": round(used / seconds, 2) if seconds > 0 else 0.0}
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]["cpu_seconds"]))
+    """CPU seconds used per process between two snapshots, and in cores; what else ran on the machine too."""
+    used = {name: max(0.0, value - before.get(name, 0.0)) for name, value in after.items()}
+    if MACHINE in used:
+        ours = sum(v for k, v in used.items() if k != MACHINE)
+        used[OTHERS] = max(0.0, used[MACHINE] - ours)
+    out = {name: {"cpu_seconds": round(v, 2), "cores": round(v / seconds, 2) if seconds > 0 else 0.0}
+           for name, v in used.items()}
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] in (MACHINE, OTHERS), -kv[1]["cpu_seconds"])))

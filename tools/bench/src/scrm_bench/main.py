@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import traceback
 import warnings
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="(b, c) extra environment for the stack's processes, e.g. to try a setting; recorded")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="(c) sample every process with py-spy during the load into DIR (slows them down)")
+                        help="(b, c) sample the processes with py-spy while measuring, into DIR (slows them down)")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.batch < 1:
         parser.error("--rate and --duration must be positive and --batch at least 1")
@@ -133,6 +134,7 @@ def render(document: dict[str, Any], console: Console) -> None:
             cpu.add_row(name, f"{used['cores']:.2f}")
         console.print(cpu)
         console.print(f"settings: {f.get('settings')}")
+    for f in figures.values():
         for name, hot in (f.get("profile") or {}).get("hot", {}).items():
             console.print(f"[bold]py-spy {name}[/bold]: {hot['samples']} samples, busy {hot['busy_share']:.0%}")
             for frame, share in hot["own"]:
@@ -141,8 +143,14 @@ def render(document: dict[str, Any], console: Console) -> None:
                 console.print(f"   incl {share:6.1%}  {frame}")
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` stops the processes the benchmark started."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     only = set(args.only or ["a", "b", "c"])
     console = Console(width=None if sys.stdout.isatty() else 160)
@@ -181,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         from scrm_bench.engine import run_engine
 
         def engine(root: Path) -> None:
-            data = run_engine(root, events=args.events, env=args.extra_env)
+            data = run_engine(root, events=args.events, env=args.extra_env,
+                              profile_dir=args.profile.resolve() if args.profile else None)
             met = bool(data["complete"] and data["events_per_s"] >= TARGET_EVENTS_PER_S)
             document["figures"]["trigger_engine"] = results.figure(
                 "trigger_engine", data, target=f"≥ {TARGET_EVENTS_PER_S:,.0f} events/s", met=met)

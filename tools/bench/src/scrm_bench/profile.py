@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -35,7 +36,11 @@ def start(stack: Stack, names: list[str], directory: Path, seconds: float, rate:
     return spies
 
 
-def wait(spies: list[subprocess.Popen], timeout: float = 60.0) -> None:
+def wait(spies: list[subprocess.Popen], timeout: float = 60.0, *, interrupt: bool = False) -> None:
+    """Wait for the samplers to write their output (with `interrupt`, stop them now: py-spy saves on SIGINT)."""
+    for spy in spies:
+        if interrupt and spy.poll() is None:
+            spy.send_signal(signal.SIGINT)
     for spy in spies:
         try:
             spy.wait(timeout=timeout)

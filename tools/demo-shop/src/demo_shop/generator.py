@@ -125,7 +125,8 @@ class DemoShop:
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
         self.account_id = account_id
-        self._prefix = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(2))
+        # Ids carry a per-run prefix (~330k of them) so a restarted demo does not reuse order numbers.
+        self._prefix = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
         self._max_customers = max_customers
         self._customers: list[Customer] = []
         self._orders: deque[_Order] = deque(maxlen=2000)
