@@ -280,3 +280,27 @@ async def test_transient_errors_are_retried_beyond_max_tries_until_they_heal(kaf
     assert running.metric("consumer_retries_total") == 4
     assert running.metric("dead_letters_total") == 0
     assert await kafka.dead_letters(topic) == []
+
+
+async def test_caught_up_only_once_everything_produced_before_was_applied(kafka: Kafka, consumers) -> None:
+    """The sender resends an in-doubt message only after its evidence stream is caught up: this must be exact."""
+    topic, group = await kafka.new_topic(3), f"g-{uuid.uuid4().hex[:8]}"
+    values = [f"c-{i}".encode() for i in range(300)]
+    await kafka.produce(topic, values)
+    produced_at = datetime.now(UTC)
+    applied: list[bytes] = []
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def handle(items: Sequence[Item[bytes]]) -> None:
+        entered.set()
+        await gate.wait()
+        applied.extend(i.value for i in items)
+
+    running = consumers(topic=topic, group=group, handle=handle, max_records=50)
+    await eventually(entered.is_set, timeout=30, what="the first batch to reach the handler")
+    held = running.consumer.caught_up_at
+    assert held is None or held < produced_at  # a backlog is waiting behind the held batch
+    gate.set()
+    await running.caught_up_after(produced_at)
+    assert sorted(applied) == sorted(values)
+    await running.stop_cleanly()

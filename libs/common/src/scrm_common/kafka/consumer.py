@@ -105,15 +105,27 @@ class BatchConsumer(Generic[T]):
             while not stop.is_set():
                 polled_at = datetime.now(UTC)
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
-                if not batches:
-                    if self._consumer.assignment():
-                        self.caught_up_at = polled_at
-                    continue
-                if await self._apply(batches) == 0:
+                if batches:
+                    await self._apply(batches)
+                if await self._caught_up(since_ms=polled_at.timestamp() * 1000):
                     self.caught_up_at = polled_at
         finally:
             self.ready = False
             await self._consumer.stop()
+
+    async def _caught_up(self, *, since_ms: float) -> bool:
+        """True when every assigned partition was fetched after `since_ms` and nothing is left behind it."""
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            high = self._consumer.highwater(tp)
+            fetched_ms = self._consumer.last_poll_timestamp(tp)
+            if high is None or fetched_ms is None or fetched_ms < since_ms:
+                return False
+            if await self._consumer.position(tp) < high:
+                return False
+        return True
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         """Apply and commit a batch; return the lag left behind it."""
