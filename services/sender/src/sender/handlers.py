@@ -202,12 +202,12 @@ class Dispatcher:
                 jitter=self._rng.random()))
         if not claimed:
             return False
-        results = await asyncio.gather(*(self._call(account, c) for c in claimed))
-        await self._settle(list(zip(claimed, results, strict=True)))
+        commands = [SendMessage.model_validate_json(_json(c.command)) for c in claimed]
+        results = await asyncio.gather(*(self._call(account, c) for c in commands))
+        await self._settle(list(zip(claimed, commands, results, strict=True)))
         return True
 
-    async def _call(self, account: Account, claimed: Claimed) -> Accepted | Rejected | NotSent | Unknown:
-        command = SendMessage.model_validate_json(_json(claimed.command))
+    async def _call(self, account: Account, command: SendMessage) -> Accepted | Rejected | NotSent | Unknown:
         loop = asyncio.get_running_loop()
         started = loop.time()
         result = await self._client.send(phone_number_id=account.account_id, access_token=account.access_token,
@@ -217,15 +217,14 @@ class Dispatcher:
         self._metrics.provider_calls.labels(type(result).__name__.lower(), code).inc()
         return result
 
-    async def _settle(self, outcomes: list[tuple[Claimed, object]]) -> None:
+    async def _settle(self, outcomes: list[tuple[Claimed, SendMessage, object]]) -> None:
         now = self._clock.now()
         sent: list[dict[str, object]] = []
         retry: list[dict[str, object]] = []
         failed: list[dict[str, object]] = []
         invalid: list[dict[str, object]] = []
         outbox: list[OutboxRow] = []
-        for claimed, result in outcomes:
-            command = SendMessage.model_validate_json(_json(claimed.command))
+        for claimed, command, result in outcomes:
             key = {"tenant": claimed.tenant, "key": claimed.idempotency_key}
             if isinstance(result, Accepted):
                 sent.append(key | {"wamid": result.wamid, "at": now})

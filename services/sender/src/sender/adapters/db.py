@@ -202,14 +202,15 @@ class SendLog:
         """The provider reported on a message: it was accepted, whatever our own record says."""
         if not rows:
             return 0
-        confirmed = 0
-        for row in rows:  # one statement per receipt: RETURNING tells which ones resolved doubt
-            result = await conn.execute(text(
-                "UPDATE messages SET state = 'sent', wamid = COALESCE(wamid, :wamid), "
-                "sent_at = COALESCE(sent_at, :at) WHERE tenant = :tenant AND idempotency_key = :key "
-                "AND attempts > 0 AND state IN ('sending', 'queued') RETURNING 1"), row)
-            confirmed += len(result.all())
-        return confirmed
+        result = await conn.execute(text(
+            "UPDATE messages m SET state = 'sent', wamid = COALESCE(m.wamid, q.wamid), "
+            "sent_at = COALESCE(m.sent_at, q.at) FROM unnest(CAST(:t AS text[]), CAST(:k AS text[]), "
+            "CAST(:w AS text[]), CAST(:a AS timestamptz[])) AS q(tenant, key, wamid, at) "
+            "WHERE m.tenant = q.tenant AND m.idempotency_key = q.key AND m.attempts > 0 "
+            "AND m.state IN ('sending', 'queued') RETURNING m.idempotency_key"),
+            {"t": [r["tenant"] for r in rows], "k": [r["key"] for r in rows], "w": [r["wamid"] for r in rows],
+             "a": [r["at"] for r in rows]})
+        return len(result.all())
 
     async def mark_failed_by_provider(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         """The provider accepted a message and later reported it failed (async error, CLOUD-API §4.2)."""
