@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -11,6 +10,7 @@ from ingest.adapters.db import TenantDirectory
 from ingest.adapters.http import IngestMetrics, build_router, install_error_handlers
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
+from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.db import make_engine, migrate
 from scrm_common.http import ops_router
@@ -47,7 +47,7 @@ async def main(settings: Settings) -> None:
 
 
 def run() -> None:
-    asyncio.run(main(Settings()))
+    runtime.run(main(Settings()))
 
 
 if __name__ == "__main__":

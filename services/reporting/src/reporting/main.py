@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from reporting.bootstrap import SERVICE, build
 from reporting.config import Settings
+from scrm_common import runtime
 from scrm_common.observability.logging import setup_logging
 from scrm_common.runtime import serve
 
@@ -23,7 +22,7 @@ async def main() -> None:
 
 def run() -> None:
     """Console script."""
-    asyncio.run(main())
+    runtime.run(main())
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from scrm_common import runtime
 from scrm_common.observability.logging import setup_logging
 from scrm_common.runtime import serve
 from segmenter.bootstrap import SERVICE, build
@@ -24,7 +23,7 @@ async def main() -> None:
 
 def run() -> None:
     """Console script."""
-    asyncio.run(main())
+    runtime.run(main())
 
 
 if __name__ == "__main__":

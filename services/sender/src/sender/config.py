@@ -14,7 +14,9 @@ class Settings(CommonSettings):
     whatsapp_base_url: str = "http://127.0.0.1:8089"
     whatsapp_api_version: str = "v25.0"
     whatsapp_timeout_seconds: float = Field(default=10.0, gt=0)
-    whatsapp_max_connections: int = Field(default=100, ge=1)
+    # Requests in flight per sender instance. httpcore scans every pooled connection per request, so a
+    # few busy keep-alive connections beat many idle ones; raise it for a high-latency provider.
+    whatsapp_max_connections: int = Field(default=16, ge=1)
     bootstrap_tenant: str = "demo"
     bootstrap_phone_number_id: str = "100000000000001"
     bootstrap_access_token: str = "sim-token"

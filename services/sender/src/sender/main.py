@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
@@ -62,7 +62,7 @@ async def main(settings: Settings) -> None:
                             poll_seconds=settings.dispatch_poll_seconds,
                             doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                             evidence_caught_up=lambda: evidence.caught_up_at,
-                            batch_size=min(settings.dispatch_batch_size, settings.whatsapp_max_connections))
+                            batch_size=settings.dispatch_batch_size)
     consumer_metrics = ConsumerMetrics("sender", registry)
     commands = batch_consumer(
         settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
@@ -92,7 +92,7 @@ async def main(settings: Settings) -> None:
 
 
 def run() -> None:
-    asyncio.run(main(Settings()))
+    runtime.run(main(Settings()))
 
 
 if __name__ == "__main__":

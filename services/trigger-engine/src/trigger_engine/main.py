@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import decoder_for
@@ -63,7 +63,7 @@ async def main(settings: Settings) -> None:
 
 
 def run() -> None:
-    asyncio.run(main(Settings()))
+    runtime.run(main(Settings()))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from scrm_common import runtime
 from scrm_common.observability.logging import setup_logging
 from scrm_common.runtime import serve
 from whatsapp_sim.app import create_app
@@ -26,7 +26,7 @@ def run() -> None:
     """Run the simulator until SIGTERM/SIGINT."""
     settings = SimulatorSettings()
     setup_logging("whatsapp-sim", settings.log_level)
-    asyncio.run(_main(settings))
+    runtime.run(_main(settings))
 
 
 if __name__ == "__main__":
