@@ -146,12 +146,21 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        failures = 0
         while not stop.is_set():
-            if loop.time() - self._last_sweep > 1.0:
-                self._last_sweep = loop.time()
-                await self.release_doubtful()
             self._wake.clear()
-            busy = await self.dispatch_once()
+            try:
+                if loop.time() - self._last_sweep > 1.0:
+                    self._last_sweep = loop.time()
+                    await self.release_doubtful()
+                busy = await self.dispatch_once()
+                failures = 0
+            except Exception as exc:
+                # A failed pass leaves rows queued or "sending": the next pass or the doubt rule settles them.
+                failures += 1
+                log.warning("dispatch pass failed (%d in a row), retrying: %r", failures, exc)
+                await asyncio.sleep(self._retry.backoff.delay(min(failures, 10), self._rng))
+                continue
             if not busy:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._poll)

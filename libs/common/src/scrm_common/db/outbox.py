@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scrm_common.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -50,6 +52,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        self._backoff = Backoff(base_seconds=0.1, max_seconds=5.0)
         self._relayed = Counter(f"{prefix}_outbox_relayed_total", "Records published from the outbox",
                                 registry=registry)
         self._pending = Gauge(f"{prefix}_outbox_batch_records", "Outbox rows found at the last pass",
@@ -60,8 +63,17 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
         while not stop.is_set():
-            moved = await self.relay_once()
+            try:
+                moved = await self.relay_once()
+                failures = 0
+            except Exception as exc:
+                # Rows stay in the outbox until published; a broker or database hiccup only delays them.
+                failures += 1
+                log.warning("outbox relay failed (%d in a row), retrying: %r", failures, exc)
+                await asyncio.sleep(self._backoff.delay(min(failures, 10)))
+                continue
             if moved < self._batch_size:
                 self._wake.clear()
                 try:

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from scrm_common.backoff import Backoff
 from scrm_common.contracts import topics
@@ -26,6 +26,19 @@ T = TypeVar("T")
 
 # Failures of infrastructure, not of the message: retried until they heal, never dead-lettered.
 TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError)
+# PostgreSQL's answers that mean "try the same transaction again" (deadlock, serialization failure).
+_RETRY_SQLSTATES = {"40P01", "40001"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that retrying heals, whatever the message: infrastructure, deadlocks."""
+    if isinstance(exc, TRANSIENT):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None),
+                                                                    "sqlstate", None)
+        return sqlstate in _RETRY_SQLSTATES
+    return False
 
 
 def make_consumer(bootstrap: str, *, group_id: str, topic: str, max_records: int) -> AIOKafkaConsumer:
@@ -178,11 +191,12 @@ class BatchConsumer(Generic[T]):
                 return
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT as exc:
-                self._metrics.retries.labels(self._topic).inc()
-                log.warning("transient failure (attempt %d), retrying: %r", attempt, exc)
             except Exception as exc:
                 self._metrics.retries.labels(self._topic).inc()
+                if is_transient(exc):
+                    log.warning("transient failure (attempt %d), retrying: %r", attempt, exc)
+                    await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
+                    continue
                 if attempt >= self._max_tries:
                     raise _GiveUp(f"{type(exc).__name__}: {exc}") from exc
                 log.warning("failure (attempt %d/%d), retrying: %r", attempt, self._max_tries, exc)
