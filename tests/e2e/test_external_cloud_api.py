@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.events import days_ago, new_order, new_phone, payment, sign, status, status_webhook
-from tests.support.stack import TestStack, free_port_host, poll, start_stack
+from scrm_stack.stack import free_port
+from tests.support.stack import TestStack, poll, start_stack
 
 PHONE_NUMBER_ID = "987654321098765"
 TOKEN = "external-token-" + secrets.token_hex(4)
@@ -46,7 +47,7 @@ class CloudApiDouble:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port_host()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

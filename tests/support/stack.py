@@ -129,8 +129,3 @@ def _base_env() -> dict[str, str]:
 
     keep = ("PATH", "HOME", "LANG", "TMPDIR", "XDG_RUNTIME_DIR", "VIRTUAL_ENV")
     return {k: os.environ[k] for k in keep if k in os.environ}
-
-
-def free_port_host() -> int:
-    """A free TCP port on 127.0.0.1 for an in-test server."""
-    return free_port()
