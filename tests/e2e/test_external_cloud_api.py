@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.events import days_ago, new_order, new_phone, payment, sign, status, status_webhook
 from scrm_stack.stack import free_port
+from tests.support.events import days_ago, new_order, new_phone, payment, sign, status, status_webhook
 from tests.support.stack import TestStack, poll, start_stack
 
 PHONE_NUMBER_ID = "987654321098765"
