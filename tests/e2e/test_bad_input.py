@@ -138,3 +138,33 @@ def test_a_valid_batch_is_202_after_the_broker_has_it(ingest_only: TestStack) ->
     assert resp.json() == {"accepted": 2}
     # Tansu's latest offset is the last batch's base offset + 1, so only "it moved" is exact here.
     assert ingest_only.topic_size(topics.EVENTS) > before
+
+
+def test_a_status_posted_by_a_shop_is_refused_because_only_the_platform_reports_delivery(
+        ingest_only: TestStack) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    forged = {"event_id": "forged-1", "type": "message.status", "occurred_at": "2026-11-22T10:00:00Z",
+              "contact": {"phone": new_phone()}, "data": {"message_id": "wamid.X", "status": "read"}}
+    resp = ingest_only.post_events(forged)
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [{"index": 0, "field": "type", "reason": resp.json()["errors"][0]["reason"]}]
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+def test_an_event_too_large_for_one_broker_request_is_422_not_a_retry_forever(ingest_only: TestStack) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    cart = {"event_id": "big-cart", "type": "cart.updated", "occurred_at": "2026-11-22T10:00:00Z",
+            "contact": {"phone": new_phone()},
+            "data": {"cart_id": "c-big", "total": 1.0, "currency": "EUR",
+                     "items": [{"sku": f"S{i}", "name": "n" * 256, "price": 1.0, "quantity": 1,
+                                "image_url": "https://img.example/" + "x" * 2000} for i in range(500)]}}
+    resp = ingest_only.post_events({"events": [_valid(), cart]})
+    assert resp.status_code == 422, resp.text
+    [error] = resp.json()["errors"]
+    assert (error["index"], error["field"]) == (1, "(event)")
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+def test_an_oversized_correlation_id_is_replaced_not_propagated(ingest_only: TestStack) -> None:
+    resp = ingest_only.post_events(_valid(), headers={"X-Correlation-ID": "c" * 500})
+    assert resp.status_code == 202

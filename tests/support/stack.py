@@ -64,9 +64,10 @@ class TestStack:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    def post_events(self, body: Any, *, key: str | None = None, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key or self.api_key}"}
-        return self.http.post(self.url("ingest", "/v1/events"), json=body, headers=headers, **kw)
+    def post_events(self, body: Any, *, key: str | None = None, headers: dict[str, str] | None = None,
+                    **kw: Any) -> httpx.Response:
+        sent = {"Authorization": f"Bearer {key or self.api_key}", **(headers or {})}
+        return self.http.post(self.url("ingest", "/v1/events"), json=body, headers=sent, **kw)
 
     def sim_messages(self, **params: Any) -> list[dict[str, Any]]:
         resp = self.http.get(self.url("simulator", "/_sim/messages"), params=params)

@@ -130,3 +130,13 @@ def test_granted_tokens_never_exceed_burst_plus_rate_times_elapsed(requests):
         if wait == 0:
             granted += n
         assert granted <= 20 + 10 * now + 1e-6
+
+
+def test_platform_produced_types_are_refused_with_index_and_reason():
+    status = {"event_id": "s-1", "type": "message.status", "occurred_at": "2026-11-22T10:00:00Z",
+              "contact": {"phone": "+4915112345678"}, "data": {"message_id": "wamid.X", "status": "read"}}
+    events, errors = parse_batch({"events": [event(0), status]}, max_events=10,
+                                 refused_types=frozenset({"message.status"}))
+    assert events == []
+    assert [(e.index, e.field) for e in errors] == [(1, "type")]
+    assert "produced by the platform" in errors[0].reason

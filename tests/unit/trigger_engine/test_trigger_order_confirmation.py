@@ -222,3 +222,12 @@ def test_item_name_with_braces_does_not_block_the_confirmation():
     (decision,) = decide(profile(), payment(items=[item("Mug {{logo}} edition", 12.0)]), T0, config())
     assert isinstance(decision, Send)
     assert "Mug" in rendered(decision)
+
+
+def test_a_tenant_without_a_whatsapp_account_gets_a_reasoned_suppression_not_a_doomed_send():
+    from dataclasses import replace
+
+    (decision,) = decide(profile(), payment(), T0, replace(config(), account_id=None))
+    assert isinstance(decision, Suppress)
+    assert decision.reason == "no WhatsApp account configured for this tenant"
+    assert decision.idempotency_key is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -12,6 +11,7 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
 from prometheus_client import CollectorRegistry
 
+from scrm_common.cache import MISSING, TtlCache
 from scrm_common.observability.metrics import render
 
 
@@ -69,17 +69,15 @@ class KeyIntrospection:
 
     def __init__(self, ingest_url: str, *, ttl_seconds: float = 30.0, client: httpx.AsyncClient | None = None):
         self._url = ingest_url.rstrip("/") + "/internal/v1/keys/introspect"
-        self._ttl = ttl_seconds
         self._client = client or httpx.AsyncClient(timeout=5.0)
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: TtlCache[str, Principal | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
 
     async def principal(self, request: Request) -> Principal:
         """FastAPI dependency: the caller's principal, or 401."""
         token = bearer_token(request)
         digest = hash_api_key(token)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is None or hit[0] < now:
+        hit = self._cache.get(digest, MISSING)
+        if hit is MISSING:
             try:
                 resp = await self._client.post(self._url, json={"api_key": token})
             except httpx.HTTPError:
@@ -90,11 +88,11 @@ class KeyIntrospection:
                 principal = Principal(tenant=body["tenant"], read_only=bool(body.get("read_only")))
             elif resp.status_code != 404:
                 raise HTTPException(503, detail="key service unavailable")
-            hit = (now + self._ttl, principal)
-            self._cache[digest] = hit
-        if hit[1] is None:
+            self._cache.put(digest, principal)
+            hit = principal
+        if not isinstance(hit, Principal):
             raise HTTPException(401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"})
-        return hit[1]
+        return hit
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -21,6 +21,8 @@ class Settings(CommonSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_webhook_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1)
+    # One event must fit one Kafka request (1 MiB by default) with its key and headers.
+    max_event_bytes: int = Field(default=900_000, ge=1024)
     ingest_rate_per_second: float = Field(default=5000.0, gt=0)
     ingest_burst: float = Field(default=10000.0, gt=0)
     key_cache_seconds: float = Field(default=10.0, ge=0)

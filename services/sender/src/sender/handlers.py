@@ -212,7 +212,9 @@ class Dispatcher:
         if not claimed:
             return False
         commands = [SendMessage.model_validate_json(_json(c.command)) for c in claimed]
-        results = await asyncio.gather(*(self._call(account, c) for c in commands))
+        raw = await asyncio.gather(*(self._call(account, c) for c in commands), return_exceptions=True)
+        # A call that raised may still have reached the provider: in doubt, never a reason to drop the batch.
+        results = [Unknown(repr(r)) if isinstance(r, BaseException) else r for r in raw]
         await self._settle(list(zip(claimed, commands, results, strict=True)))
         return True
 

@@ -12,6 +12,7 @@ class Settings(CommonSettings):
     """Trigger-engine: consumer, outbox relay, flow defaults."""
 
     trigger_engine_port: int = 8081
+    bootstrap_tenant: str = "demo"
     bootstrap_phone_number_id: str = "100000000000001"
     shop_tracking_url: str = "https://shop.example/t/{order_id}"
     shop_support_url: str = "https://shop.example/help"
@@ -21,10 +22,11 @@ class Settings(CommonSettings):
     relay_poll_seconds: float = Field(default=0.1, gt=0)
 
     def engine_config(self, tenant: str) -> EngineConfig:
-        """The flow configuration of a tenant (today: the installation's defaults for every tenant)."""
+        """The flow configuration of a tenant: the installation's defaults; the bootstrap tenant sends from
+        the bootstrap account, other tenants until their account is configured from nothing."""
         return EngineConfig(
             tenant=tenant,
-            account_id=self.bootstrap_phone_number_id,
+            account_id=self.bootstrap_phone_number_id if tenant == self.bootstrap_tenant else None,
             default_language=self.default_language,
             order_confirmation=OrderConfirmationConfig(
                 tracking_url=self.shop_tracking_url, support_url=self.shop_support_url,

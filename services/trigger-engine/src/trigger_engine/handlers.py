@@ -85,9 +85,7 @@ class EventHandler:
                     else:
                         reason = "duplicate: a message was already decided for this key"
                 else:
-                    reason = decision.reason
-                    if reason.startswith("expired"):
-                        outcome = "expired"
+                    reason, outcome = decision.reason, decision.outcome
                 rows.append(DecisionRow(record.tenant, record.event.event_id, record.event.type,
                                         decision.contact_key, decision.flow, outcome, reason,
                                         decision.idempotency_key, now))
@@ -102,6 +100,7 @@ class EventHandler:
 
     def _command(self, record: EventRecord, send: Send, now) -> OutboxRow:  # type: ignore[no-untyped-def]
         config = self._config_for(record.tenant)
+        assert config.account_id is not None  # decide() never sends without an account
         command = SendMessage(
             idempotency_key=send.idempotency_key, tenant=record.tenant, account_id=config.account_id,
             flow=send.flow, category=send.category, contact_key=send.contact_key, to=send.to,

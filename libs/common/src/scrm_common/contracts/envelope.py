@@ -66,6 +66,8 @@ def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None
         raw_ingested = header(headers, "ingested_at")
         ingested_at = datetime.fromisoformat(raw_ingested) if raw_ingested else None
         correlation_id = header(headers, "correlation_id")
+        if correlation_id is not None and len(correlation_id) > 128:
+            correlation_id = None  # someone else's oversized id is not worth a poisoned event
     except (UnicodeDecodeError, ValueError) as exc:
         raise PoisonMessage(f"unreadable headers: {exc}") from None
     if not tenant:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -128,16 +128,21 @@ class BatchConsumer(Generic[T]):
 
     async def _caught_up(self, *, since_ms: float) -> bool:
         """True when every assigned partition was fetched after `since_ms` and nothing is left behind it."""
-        assigned = self._consumer.assignment()
+        assigned = set(self._consumer.assignment())
         if not assigned:
             return False
-        for tp in assigned:
-            high = self._consumer.highwater(tp)
-            fetched_ms = self._consumer.last_poll_timestamp(tp)
-            if high is None or fetched_ms is None or fetched_ms < since_ms:
-                return False
-            if await self._consumer.position(tp) < high:
-                return False
+        try:
+            for tp in assigned:
+                if tp not in self._consumer.assignment():
+                    return False  # a rebalance is under way: not a moment to call anything caught up
+                high = self._consumer.highwater(tp)
+                fetched_ms = self._consumer.last_poll_timestamp(tp)
+                if high is None or fetched_ms is None or fetched_ms < since_ms:
+                    return False
+                if await self._consumer.position(tp) < high:
+                    return False
+        except (IllegalStateError, AssertionError, KafkaError):
+            return False
         return True
 
     async def _apply(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> int:
@@ -165,7 +170,10 @@ class BatchConsumer(Generic[T]):
             log.warning("commit failed, records will be redelivered: %s", exc)
         lag = 0
         for tp, records in batches.items():
-            high = self._consumer.highwater(tp)
+            try:
+                high = self._consumer.highwater(tp) if tp in self._consumer.assignment() else None
+            except (IllegalStateError, AssertionError):
+                high = None  # revoked meanwhile
             if high is not None:
                 lag += max(0, high - (records[-1].offset + 1))
         self._metrics.lag.labels(self._topic).set(lag)
@@ -208,8 +216,16 @@ class BatchConsumer(Generic[T]):
         meta = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
                            "error": reason[:2000], "tries": tries})
         headers = [*(record.headers or ()), ("dead_letter", meta.encode())]
-        await (await self._producer.send(topics.DEAD_LETTER, key=record.key, value=record.value,
-                                         headers=headers))
+        attempt = 0
+        while True:  # the offset is committed only once the dead letter is stored: keep trying
+            attempt += 1
+            try:
+                await (await self._producer.send(topics.DEAD_LETTER, key=record.key, value=record.value,
+                                                 headers=headers))
+                return
+            except KafkaError as exc:
+                log.warning("dead letter not stored (attempt %d), retrying: %r", attempt, exc)
+                await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
 
 
 class _GiveUp(Exception):

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ingest.adapters.db import TenantDirectory
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
-from ingest.domain.batch import FieldError, parse_batch
+from ingest.domain.batch import PLATFORM_PRODUCED, FieldError, parse_batch
 from ingest.domain.rate_limit import TokenBucket
 from ingest.domain.webhooks import signature_valid, translate
 from scrm_common.clock import Clock
@@ -111,7 +111,8 @@ def build_router(
             metrics.rejected.labels("422").inc()
             return _error(422, "invalid_json", "body is not valid JSON",
                           [FieldError(None, "(body)", str(exc))])
-        events, errors = parse_batch(body, max_events=settings.max_batch_events)
+        events, errors = parse_batch(body, max_events=settings.max_batch_events,
+                                     refused_types=PLATFORM_PRODUCED)
         if errors:
             metrics.rejected.labels("422").inc()
             return _error(422, "invalid_events", "the batch was rejected whole; nothing was accepted", errors)
@@ -125,11 +126,18 @@ def build_router(
             metrics.rejected.labels("429").inc()
             return _error(429, "rate_limited", "over the tenant's ingest rate",
                           headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+        correlation_id = request.headers.get("x-correlation-id", "")
+        if not (0 < len(correlation_id) <= 128 and correlation_id.isprintable() and correlation_id.isascii()):
+            correlation_id = uuid.uuid4().hex
+        records = publisher.encode(principal.tenant, events, ingested_at=clock.now(), correlation_id=correlation_id)
+        too_big = [FieldError(i, "(event)", f"event is {len(r[1])} bytes encoded; at most {settings.max_event_bytes}")
+                   for i, r in enumerate(records) if len(r[1]) > settings.max_event_bytes]
+        if too_big:
+            metrics.rejected.labels("422").inc()
+            return _error(422, "invalid_events", "the batch was rejected whole; nothing was accepted", too_big)
         started = time.perf_counter()
-        correlation_id = request.headers.get("x-correlation-id") or uuid.uuid4().hex
         try:
-            await publisher.publish(principal.tenant, events, ingested_at=clock.now(),
-                                    correlation_id=correlation_id)
+            await publisher.send(records)
         except KafkaError as exc:
             log.error("publish failed: %r", exc, extra={"tenant": principal.tenant})
             metrics.rejected.labels("503").inc()

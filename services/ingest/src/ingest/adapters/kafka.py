@@ -12,6 +12,8 @@ from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import encode_event
 from scrm_common.contracts.events import Event
 
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
 
 class EventPublisher:
     """Sends a batch of a tenant's events and waits for every acknowledgement (acks=all)."""
@@ -19,12 +21,16 @@ class EventPublisher:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
 
+    @staticmethod
+    def encode(tenant: str, events: Sequence[Event], *, ingested_at: datetime, correlation_id: str) -> list[Record]:
+        """The Kafka records for a batch, so their sizes can be checked before anything is sent."""
+        return [encode_event(tenant, e, ingested_at=ingested_at, correlation_id=correlation_id) for e in events]
+
+    async def send(self, records: Sequence[Record]) -> None:
+        futures = [await self._producer.send(topics.EVENTS, key=k, value=v, headers=h) for k, v, h in records]
+        await asyncio.gather(*futures)
+
     async def publish(
         self, tenant: str, events: Sequence[Event], *, ingested_at: datetime, correlation_id: str
     ) -> None:
-        futures = []
-        for event in events:
-            key, value, headers = encode_event(tenant, event, ingested_at=ingested_at,
-                                               correlation_id=correlation_id)
-            futures.append(await self._producer.send(topics.EVENTS, key=key, value=value, headers=headers))
-        await asyncio.gather(*futures)
+        await self.send(self.encode(tenant, events, ingested_at=ingested_at, correlation_id=correlation_id))

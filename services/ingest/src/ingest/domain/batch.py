@@ -43,7 +43,13 @@ def _errors_of(index: int | None, exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def parse_batch(body: Any, *, max_events: int) -> tuple[list[Event], list[FieldError]]:
+# Facts only the platform itself reports (CONTRACT §2: "produced from the webhook"); a shop key
+# posting one could rewrite the send log and the reports.
+PLATFORM_PRODUCED: frozenset[str] = frozenset({"message.status"})
+
+
+def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = frozenset()
+                ) -> tuple[list[Event], list[FieldError]]:
     """Validate a body (one event, or `{"events": [...]}`); any error rejects the whole batch."""
     if isinstance(body, dict) and "events" in body and "type" not in body:
         extra = sorted(set(body) - {"events"})
@@ -65,9 +71,14 @@ def parse_batch(body: Any, *, max_events: int) -> tuple[list[Event], list[FieldE
     errors: list[FieldError] = []
     for index, raw in indexed:
         try:
-            events.append(parse_event(raw))
+            event = parse_event(raw)
         except ValidationError as exc:
             errors.extend(_errors_of(index, exc))
+            continue
+        if event.type in refused_types:
+            errors.append(FieldError(index, "type", f"{event.type} is produced by the platform itself, not posted"))
+            continue
+        events.append(event)
     if errors:
         return [], errors
     return events, []

@@ -97,8 +97,9 @@ class CloudApiClient:
         if isinstance(error, dict):
             code = error.get("code")
             details = (error.get("error_data") or {}).get("details") or error.get("message") or ""
-            return Rejected(int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
-                            resp.status_code, str(details)[:500])
+            number = code if isinstance(code, int) else int(code) if isinstance(code, str) and code.isdecimal() \
+                and code.isascii() else None
+            return Rejected(number, resp.status_code, str(details)[:500])
         return Rejected(None, resp.status_code, resp.text[:200])
 
     async def aclose(self) -> None:

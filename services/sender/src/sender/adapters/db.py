@@ -217,7 +217,8 @@ class SendLog:
         if rows:
             await conn.execute(text(
                 "UPDATE messages SET state = 'failed', error_code = :code, error_reason = :reason "
-                "WHERE tenant = :tenant AND idempotency_key = :key AND state <> 'failed'"), rows)
+                "WHERE tenant = :tenant AND idempotency_key = :key AND attempts > 0 AND state IN ('sending', 'sent')"),
+                rows)
 
     async def release_doubtful(self, conn: AsyncConnection, now: datetime, cutoff: datetime) -> int:
         """Messages "sending" since before `cutoff` with no evidence: queue them to be sent again."""

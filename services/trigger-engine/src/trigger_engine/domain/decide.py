@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from scrm_common.contracts.events import ContactCreated, ContactUpdated, Event, PaymentSucceeded
-from trigger_engine.domain.decisions import Decision
+from trigger_engine.domain.decisions import Decision, Send, Suppress
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.welcome import decide_welcome
@@ -23,11 +23,16 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
 
 def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
     """What to do about one event, given the contact's profile after it."""
+    decisions: tuple[Decision, ...] = ()
     if isinstance(event, PaymentSucceeded):
-        return decide_order_confirmation(profile, event, now, config)  # R-T2
-    if isinstance(event, ContactCreated):
-        return decide_welcome(profile, event, now, config)  # R-T1
-    return ()
+        decisions = decide_order_confirmation(profile, event, now, config)  # R-T2
+    elif isinstance(event, ContactCreated):
+        decisions = decide_welcome(profile, event, now, config)  # R-T1
+    if config.account_id is None:
+        # A message no account can carry is not decided as a send: say why instead.
+        return tuple(Suppress(d.flow, "no WhatsApp account configured for this tenant", d.contact_key,
+                              d.idempotency_key) if isinstance(d, Send) else d for d in decisions)
+    return decisions
 
 
 # Which flow an event type triggers: used to record duplicates against the flow they would have fed.

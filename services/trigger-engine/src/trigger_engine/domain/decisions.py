@@ -30,6 +30,7 @@ class Suppress:
     reason: str
     contact_key: str
     idempotency_key: str | None = None
+    outcome: Literal["suppressed", "expired"] = "suppressed"
 
 
 Decision = Send | Suppress

@@ -73,7 +73,7 @@ class EngineConfig:
     """Everything a tenant can tune about its flows; defaults are SPEC.md's."""
 
     tenant: str
-    account_id: str
+    account_id: str | None  # the WhatsApp account the tenant's flows send from; None: none configured
     default_language: str = "en_US"
     languages: frozenset[str] = frozenset({"en_US", "de"})
     welcome: WelcomeConfig = field(default_factory=WelcomeConfig)

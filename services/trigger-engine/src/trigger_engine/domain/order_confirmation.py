@@ -70,7 +70,7 @@ def decide_order_confirmation(
         return (Suppress(FLOW, "flow disabled", profile.contact_key, key),)
     if now - event.occurred_at > flow_config.expire_after:
         return (Suppress(FLOW, f"expired: payment is older than {flow_config.expire_after}", profile.contact_key,
-                         key),)
+                         key, outcome="expired"),)
     if not profile.phone:
         return (Suppress(FLOW, "no phone number known for contact", profile.contact_key, key),)
     language = config.language_for(profile.locale)

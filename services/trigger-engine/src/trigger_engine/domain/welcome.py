@@ -56,7 +56,7 @@ def decide_welcome(
         return (Suppress(FLOW, "contact has not opted in to marketing", profile.contact_key, key),)
     if now - event.occurred_at > flow_config.expire_after:
         return (Suppress(FLOW, f"expired: contact was created more than {flow_config.expire_after} ago",
-                         profile.contact_key, key),)
+                         profile.contact_key, key, outcome="expired"),)
     if not profile.phone:
         return (Suppress(FLOW, "no phone number known for contact", profile.contact_key, key),)
     language = config.language_for(profile.locale)
