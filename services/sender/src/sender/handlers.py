@@ -25,7 +25,7 @@ from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejecte
 from sender.adapters.db import Account, Catalog, Claimed, SendLog
 from sender.domain.outcomes import Next, RetryPolicy, classify
 from sender.domain.pacing import after_claim, allowance
-from sender.domain.templates import CannotRender, render
+from sender.domain.refusal import refusal
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +103,17 @@ class CommandHandler:
         self._on_commit()
 
     async def _refusal(self, c: SendMessage, known: set[tuple[str, str]], invalid: set[tuple[str, str]]) -> str | None:
-        """Why a command must not be sent at all (R-S2, R-S7), or None."""
-        if (c.tenant, c.account_id) not in known:
-            return f"unknown account {c.account_id}"
-        if (c.tenant, c.to) in invalid:
-            return "number marked invalid after an earlier failure"
+        template = None
         if c.template is not None:
             template = await self._catalog.lookup(c.tenant, c.template.name, c.template.language)
-            if template is None:
-                return f"no template {c.template.name} in {c.template.language}"
-            try:
-                render(template, c.template.parameters)  # R-S2: unfilled variables are never sent
-            except CannotRender as exc:
-                return str(exc)
-        return None
+        reason = refusal(
+            account_known=(c.tenant, c.account_id) in known, number_invalid=(c.tenant, c.to) in invalid,
+            template_name=c.template.name if c.template else None,
+            language=c.template.language if c.template else None, template=template,
+            parameters=c.template.parameters if c.template else ())
+        if reason == "unknown account":
+            return f"unknown account {c.account_id}"
+        return reason
 
 
 class Dispatcher:
