@@ -106,7 +106,8 @@ def run_engine(root: Path, *, events: int, env: dict[str, str] | None = None,
                profile_dir: Path | None = None) -> dict[str, Any]:
     """Broker + embedded PostgreSQL + the trigger-engine only; events/s consumed → decided → relayed."""
     run = uuid.uuid4().hex[:6].upper()
-    with bench_stack(root, postgres=True, env=env) as stack:
+    # The bench tenant is the bootstrap tenant: it sends from the bootstrap account, so decisions are sends.
+    with bench_stack(root, postgres=True, env={"SCRM_BOOTSTRAP_TENANT": TENANT, **(env or {})}) as stack:
         start_processes(stack, ["trigger-engine"])
         port = stack.config.ports["trigger-engine"]
 
