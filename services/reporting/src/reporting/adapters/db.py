@@ -21,14 +21,9 @@ from reporting.handlers import (
     PhoneWindow,
     ReportChanges,
 )
+from scrm_common.db.inbox import claim_events
 
 SCHEMA = "reporting"
-
-_CLAIM = text("""
-    INSERT INTO inbox (tenant, event_id)
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]))
-    ON CONFLICT DO NOTHING
-    RETURNING tenant, event_id""")
 
 _MESSAGE_COLUMNS = ("message_key, message_id, idempotency_key, flow, account_id, category, phone, sent_at, "
                     "delivered_at, read_at, failed_at, replied_at")
@@ -143,9 +138,7 @@ class PostgresReportUnit:
         self._conn = conn
 
     async def claim(self, events: Sequence[EventRef]) -> set[EventRef]:
-        result = await self._conn.execute(_CLAIM, {"tenants": [e[0] for e in events],
-                                                    "event_ids": [e[1] for e in events]})
-        return {(row[0], row[1]) for row in result}
+        return await claim_events(self._conn, events)
 
     async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
         ordered = sorted(refs)

@@ -12,17 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scrm_common.db.inbox import claim_events
 from segmenter.domain.features import ContactFeatures
 from segmenter.domain.roster import ContactRef, PhoneRef
 from segmenter.handlers import ConcurrentWrite, ContactChanges, ContactRow, EventRef
 
 SCHEMA = "segmenter"
-
-_CLAIM = text("""
-    INSERT INTO inbox (tenant, event_id)
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]))
-    ON CONFLICT DO NOTHING
-    RETURNING tenant, event_id""")
 
 _LOAD_PHONES = text("""
     SELECT p.tenant, p.phone, p.contact_key
@@ -124,9 +119,7 @@ class PostgresContactUnit:
         self._conn = conn
 
     async def claim(self, events: Sequence[EventRef]) -> set[EventRef]:
-        result = await self._conn.execute(_CLAIM, {"tenants": [e[0] for e in events],
-                                                    "event_ids": [e[1] for e in events]})
-        return {(row[0], row[1]) for row in result}
+        return await claim_events(self._conn, events)
 
     async def load(self, keys: set[ContactRef], phones: set[PhoneRef]
                    ) -> tuple[dict[ContactRef, ContactFeatures], dict[PhoneRef, str]]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scrm_common.db.inbox import claim_events
 from trigger_engine.domain import ContactProfile
 
 
@@ -30,14 +31,7 @@ class EngineRepository:
 
     async def claim_events(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Record events in the inbox; return those not seen before."""
-        if not keys:
-            return set()
-        rows = await conn.execute(text(
-            "INSERT INTO processed_events(tenant, event_id) "
-            "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:e AS text[])) "
-            "ON CONFLICT DO NOTHING RETURNING tenant, event_id"),
-            {"t": [k[0] for k in keys], "e": [k[1] for k in keys]})
-        return {(r.tenant, r.event_id) for r in rows}
+        return await claim_events(conn, keys)
 
     async def load_profiles(
         self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
