@@ -12,38 +12,31 @@ from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
 from scrm_common import runtime
 from scrm_common.clock import SystemClock
-from scrm_common.db import make_engine, migrate
 from scrm_common.http import ops_router
-from scrm_common.kafka import ensure_topics, make_producer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
+from scrm_common.service import infrastructure
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "ingest"
 
 
 async def main(settings: Settings) -> None:
     setup_logging("ingest", settings.log_level)
-    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
-    await migrate(engine, schema=SCHEMA, directory=Path(__file__).parent / "migrations")
-    directory = TenantDirectory(engine, cache_seconds=settings.key_cache_seconds)
-    await directory.bootstrap(tenant=settings.bootstrap_tenant, api_key=settings.bootstrap_api_key,
-                              phone_number_id=settings.bootstrap_phone_number_id)
-    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
-                        replication=settings.topic_replication)
-    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms,
-                                   client_id="ingest")
-    registry = new_registry()
-    app = FastAPI(title="scrm ingest", version="0.1.0")
-    install_error_handlers(app)
-    app.include_router(build_router(settings=settings, directory=directory, publisher=EventPublisher(producer),
-                                    clock=SystemClock(), metrics=IngestMetrics(registry)))
-    app.include_router(ops_router(registry, directory.ping))
-    try:
+    async with infrastructure(settings, service="ingest", schema=SCHEMA, migrations=MIGRATIONS) as infra:
+        engine, producer = infra.engine, infra.producer
+        directory = TenantDirectory(engine, cache_seconds=settings.key_cache_seconds)
+        await directory.bootstrap(tenant=settings.bootstrap_tenant, api_key=settings.bootstrap_api_key,
+                                  phone_number_id=settings.bootstrap_phone_number_id)
+        registry = new_registry()
+        app = FastAPI(title="scrm ingest", version="0.1.0")
+        install_error_handlers(app)
+        app.include_router(build_router(settings=settings, directory=directory,
+                                        publisher=EventPublisher(producer), clock=SystemClock(),
+                                        metrics=IngestMetrics(registry)))
+        app.include_router(ops_router(registry, directory.ping))
         await serve(app=app, port=settings.ingest_port, loops=[])
-    finally:
-        await producer.stop()
-        await engine.dispose()
 
 
 def run() -> None:

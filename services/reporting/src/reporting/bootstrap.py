@@ -6,21 +6,19 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reporting.adapters.db import SCHEMA, PostgresReportStore
+from reporting.adapters.db import PostgresReportStore
 from reporting.adapters.http import create_app
 from reporting.config import Settings
 from reporting.handlers import ApplyEvents, ReportingMetrics
 from scrm_common.clock import Clock, SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import EventRecord, decode_record
-from scrm_common.db import make_engine, migrate
 from scrm_common.http import KeyIntrospection
-from scrm_common.kafka import BatchConsumer, ConsumerMetrics, batch_consumer, ensure_topics, make_producer
+from scrm_common.kafka import BatchConsumer, ConsumerMetrics, batch_consumer
 from scrm_common.observability.metrics import new_registry
+from scrm_common.service import Infrastructure
 
 SERVICE = "reporting"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,26 +30,17 @@ class Reporting:
 
     app: FastAPI
     consumer: BatchConsumer[EventRecord]
-    engine: AsyncEngine
-    producer: AIOKafkaProducer
     keys: KeyIntrospection
 
     async def aclose(self) -> None:
         """Release connections."""
         await self.keys.aclose()
-        await self.producer.stop()
-        await self.engine.dispose()
 
 
-async def build(settings: Settings, *, clock: Clock | None = None) -> Reporting:
-    """Migrate the schema, make sure the topics exist and wire the consumer and the HTTP app."""
+async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | None = None) -> Reporting:
+    """Wire the consumer and the HTTP app onto the service's infrastructure."""
     clock = clock or SystemClock()
-    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
-    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
-    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
-                        replication=settings.topic_replication)
-    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms,
-                                   client_id=SERVICE)
+    engine, producer = infra.engine, infra.producer
     registry = new_registry()
     store = PostgresReportStore(engine)
     policy = settings.report_policy
@@ -72,4 +61,4 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Reporting:
 
     app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
                      ready=ready)
-    return Reporting(app=app, consumer=consumer, engine=engine, producer=producer, keys=keys)
+    return Reporting(app=app, consumer=consumer, keys=keys)

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from reporting.bootstrap import SERVICE, build
+from reporting.adapters.db import SCHEMA
+from reporting.bootstrap import MIGRATIONS, SERVICE, build
 from reporting.config import Settings
 from scrm_common import runtime
 from scrm_common.observability.logging import setup_logging
 from scrm_common.runtime import serve
+from scrm_common.service import infrastructure
 
 
 async def main() -> None:
     """Build from the environment and serve until SIGTERM/SIGINT."""
     settings = Settings()
     setup_logging(SERVICE, settings.log_level)
-    service = await build(settings)
-    try:
-        await serve(app=service.app, port=settings.reporting_port, loops=[service.consumer.run])
-    finally:
-        await service.aclose()
+    async with infrastructure(settings, service=SERVICE, schema=SCHEMA, migrations=MIGRATIONS) as infra:
+        service = await build(settings, infra)
+        try:
+            await serve(app=service.app, port=settings.reporting_port, loops=[service.consumer.run])
+        finally:
+            await service.aclose()
 
 
 def run() -> None:

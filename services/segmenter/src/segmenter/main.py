@@ -5,7 +5,9 @@ from __future__ import annotations
 from scrm_common import runtime
 from scrm_common.observability.logging import setup_logging
 from scrm_common.runtime import serve
-from segmenter.bootstrap import SERVICE, build
+from scrm_common.service import infrastructure
+from segmenter.adapters.db import SCHEMA
+from segmenter.bootstrap import MIGRATIONS, SERVICE, build
 from segmenter.config import Settings
 
 
@@ -13,12 +15,13 @@ async def main() -> None:
     """Build from the environment and serve until SIGTERM/SIGINT."""
     settings = Settings()
     setup_logging(SERVICE, settings.log_level)
-    service = await build(settings)
-    try:
-        await serve(app=service.app, port=settings.segmenter_port,
-                    loops=[service.consumer.run, service.refresher.run])
-    finally:
-        await service.aclose()
+    async with infrastructure(settings, service=SERVICE, schema=SCHEMA, migrations=MIGRATIONS) as infra:
+        service = await build(settings, infra)
+        try:
+            await serve(app=service.app, port=settings.segmenter_port,
+                        loops=[service.consumer.run, service.refresher.run])
+        finally:
+            await service.aclose()
 
 
 def run() -> None:

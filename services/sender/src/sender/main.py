@@ -12,13 +12,14 @@ from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.envelope import PoisonMessage, decoder_for
-from scrm_common.db import database_ready, make_engine, migrate
+from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
-from scrm_common.kafka import ConsumerMetrics, batch_consumer, ensure_topics, make_producer
+from scrm_common.kafka import ConsumerMetrics, batch_consumer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
+from scrm_common.service import infrastructure
 from sender.adapters.cloud_api import CloudApiClient
 from sender.adapters.db import Catalog, SendLog
 from sender.adapters.http import build_router
@@ -26,6 +27,7 @@ from sender.config import Settings
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "sender"
 
 
@@ -39,56 +41,51 @@ def decode_command(record) -> SendMessage:  # type: ignore[no-untyped-def]
 async def main(settings: Settings) -> None:
     setup_logging("sender", settings.log_level)
     clock = SystemClock()
-    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
-    await migrate(engine, schema=SCHEMA, directory=Path(__file__).parent / "migrations")
-    send_log = SendLog()
-    async with engine.begin() as conn:
-        await send_log.bootstrap(
-            conn, tenant=settings.bootstrap_tenant, account_id=settings.bootstrap_phone_number_id,
-            access_token=settings.bootstrap_access_token, throughput=settings.bootstrap_throughput_per_second,
-            created_at=clock.now() - timedelta(days=settings.bootstrap_account_age_days))
-    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
-                        replication=settings.topic_replication)
-    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms, client_id="sender")
-    registry = new_registry()
-    metrics = SenderMetrics(registry)
-    relay = OutboxRelay(service="sender", engine=engine, producer=producer, batch_size=1000, poll_seconds=0.1,
-                        registry=registry)
-    client = CloudApiClient(base_url=settings.whatsapp_base_url, version=settings.whatsapp_api_version,
-                            timeout=settings.whatsapp_timeout_seconds,
-                            max_connections=settings.whatsapp_max_connections)
-    dispatcher = Dispatcher(engine=engine, log_=send_log, client=client, clock=clock, metrics=metrics,
-                            retry=RetryPolicy(max_attempts=settings.max_attempts),
-                            poll_seconds=settings.dispatch_poll_seconds,
-                            doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
-                            evidence_caught_up=lambda: evidence.caught_up_at,
-                            batch_size=settings.dispatch_batch_size)
-    consumer_metrics = ConsumerMetrics("sender", registry)
-    commands = batch_consumer(
-        settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
-        handle=CommandHandler(engine=engine, log_=send_log, catalog=Catalog(engine), clock=clock, metrics=metrics,
-                              on_commit=lambda: (dispatcher.wake(), relay.wake())),
-        metrics=consumer_metrics)
-    evidence = batch_consumer(
-        settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer,
-        decode=decoder_for(frozenset({"message.status"})),
-        handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics), metrics=consumer_metrics)
-    keys = KeyIntrospection(settings.ingest_url)
+    async with infrastructure(settings, service="sender", schema=SCHEMA, migrations=MIGRATIONS) as infra:
+        engine, producer = infra.engine, infra.producer
+        send_log = SendLog()
+        async with engine.begin() as conn:
+            await send_log.bootstrap(
+                conn, tenant=settings.bootstrap_tenant, account_id=settings.bootstrap_phone_number_id,
+                access_token=settings.bootstrap_access_token, throughput=settings.bootstrap_throughput_per_second,
+                created_at=clock.now() - timedelta(days=settings.bootstrap_account_age_days))
+        registry = new_registry()
+        metrics = SenderMetrics(registry)
+        relay = OutboxRelay(service="sender", engine=engine, producer=producer, batch_size=1000, poll_seconds=0.1,
+                            registry=registry)
+        client = CloudApiClient(base_url=settings.whatsapp_base_url, version=settings.whatsapp_api_version,
+                                timeout=settings.whatsapp_timeout_seconds,
+                                max_connections=settings.whatsapp_max_connections)
+        dispatcher = Dispatcher(engine=engine, log_=send_log, client=client, clock=clock, metrics=metrics,
+                                retry=RetryPolicy(max_attempts=settings.max_attempts),
+                                poll_seconds=settings.dispatch_poll_seconds,
+                                doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
+                                evidence_caught_up=lambda: evidence.caught_up_at,
+                                batch_size=settings.dispatch_batch_size)
+        consumer_metrics = ConsumerMetrics("sender", registry)
+        commands = batch_consumer(
+            settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
+            handle=CommandHandler(engine=engine, log_=send_log, catalog=Catalog(engine), clock=clock, metrics=metrics,
+                                  on_commit=lambda: (dispatcher.wake(), relay.wake())),
+            metrics=consumer_metrics)
+        evidence = batch_consumer(
+            settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer,
+            decode=decoder_for(frozenset({"message.status"})),
+            handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics), metrics=consumer_metrics)
+        keys = KeyIntrospection(settings.ingest_url)
 
-    async def ready() -> bool:
-        return commands.ready and evidence.ready and await database_ready(engine)
+        async def ready() -> bool:
+            return commands.ready and evidence.ready and await database_ready(engine)
 
-    app = FastAPI(title="scrm sender", version="0.1.0")
-    app.include_router(build_router(engine=engine, send_log=send_log, keys=keys))
-    app.include_router(ops_router(registry, ready))
-    try:
-        await serve(app=app, port=settings.sender_port,
-                    loops=[commands.run, evidence.run, dispatcher.run, relay.run])
-    finally:
-        await client.aclose()
-        await keys.aclose()
-        await producer.stop()
-        await engine.dispose()
+        app = FastAPI(title="scrm sender", version="0.1.0")
+        app.include_router(build_router(engine=engine, send_log=send_log, keys=keys))
+        app.include_router(ops_router(registry, ready))
+        try:
+            await serve(app=app, port=settings.sender_port,
+                        loops=[commands.run, evidence.run, dispatcher.run, relay.run])
+        finally:
+            await client.aclose()
+            await keys.aclose()
 
 
 def run() -> None:

@@ -10,56 +10,52 @@ from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import decoder_for
-from scrm_common.db import database_ready, make_engine, migrate
+from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router
-from scrm_common.kafka import ConsumerMetrics, batch_consumer, ensure_topics, make_producer
+from scrm_common.kafka import ConsumerMetrics, batch_consumer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
+from scrm_common.service import infrastructure
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
 from trigger_engine.config import Settings
 from trigger_engine.domain.decide import EVENTS_READ
 from trigger_engine.handlers import EngineMetrics, EventHandler
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "trigger_engine"
 GROUP = "trigger-engine"
 
 
 async def main(settings: Settings) -> None:
     setup_logging("trigger-engine", settings.log_level)
-    engine = make_engine(settings.database_url, schema=SCHEMA, pool_size=settings.database_pool_size)
-    await migrate(engine, schema=SCHEMA, directory=Path(__file__).parent / "migrations")
-    await ensure_topics(settings.kafka_bootstrap, partitions=settings.topic_partitions,
-                        replication=settings.topic_replication)
-    producer = await make_producer(settings.kafka_bootstrap, linger_ms=settings.producer_linger_ms,
-                                   client_id="trigger-engine")
-    registry = new_registry()
-    repository = EngineRepository()
-    relay = OutboxRelay(service="trigger-engine", engine=engine, producer=producer,
-                        batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
-                        registry=registry)
-    handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
-                           config_for=settings.engine_config, metrics=EngineMetrics(registry),
-                           on_commit=relay.wake)
-    consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
-                              decode=decoder_for(EVENTS_READ),
-                              handle=handler, metrics=ConsumerMetrics("trigger-engine", registry))
-    keys = KeyIntrospection(settings.ingest_url)
+    async with infrastructure(settings, service="trigger-engine", schema=SCHEMA, migrations=MIGRATIONS) as infra:
+        engine, producer = infra.engine, infra.producer
+        registry = new_registry()
+        repository = EngineRepository()
+        relay = OutboxRelay(service="trigger-engine", engine=engine, producer=producer,
+                            batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
+                            registry=registry)
+        handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
+                               config_for=settings.engine_config, metrics=EngineMetrics(registry),
+                               on_commit=relay.wake)
+        consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
+                                  decode=decoder_for(EVENTS_READ),
+                                  handle=handler, metrics=ConsumerMetrics("trigger-engine", registry))
+        keys = KeyIntrospection(settings.ingest_url)
 
-    async def ready() -> bool:
-        return consumer.ready and await database_ready(engine)
+        async def ready() -> bool:
+            return consumer.ready and await database_ready(engine)
 
-    app = FastAPI(title="scrm trigger-engine", version="0.1.0")
-    app.include_router(build_router(engine=engine, repository=repository, keys=keys))
-    app.include_router(ops_router(registry, ready))
-    try:
-        await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run])
-    finally:
-        await keys.aclose()
-        await producer.stop()
-        await engine.dispose()
+        app = FastAPI(title="scrm trigger-engine", version="0.1.0")
+        app.include_router(build_router(engine=engine, repository=repository, keys=keys))
+        app.include_router(ops_router(registry, ready))
+        try:
+            await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run])
+        finally:
+            await keys.aclose()
 
 
 def run() -> None:
