@@ -164,7 +164,3 @@ def test_an_event_too_large_for_one_broker_request_is_422_not_a_retry_forever(in
     assert (error["index"], error["field"]) == (1, "(event)")
     assert ingest_only.topic_size(topics.EVENTS) == before
 
-
-def test_an_oversized_correlation_id_is_replaced_not_propagated(ingest_only: TestStack) -> None:
-    resp = ingest_only.post_events(_valid(), headers={"X-Correlation-ID": "c" * 500})
-    assert resp.status_code == 202

@@ -91,3 +91,12 @@ def test_a_duplicate_arriving_much_later_still_sends_nothing(full_stack: TestSta
                   what="the duplicate's decision")
     assert [d["outcome"] for d in logged] == ["suppressed", "send"]
     assert len(messages_to(full_stack, phone)) == 1
+
+
+def test_an_oversized_correlation_id_does_not_cost_the_customer_their_confirmation(full_stack: TestStack) -> None:
+    # Commands allow 128-character correlation ids; a longer header used to poison the send command.
+    phone, order = new_phone(), new_order()
+    resp = full_stack.post_events(payment(order_id=order, phone=phone), headers={"X-Correlation-ID": "c" * 500})
+    assert resp.status_code == 202
+    [message] = poll(lambda: messages_to(full_stack, phone), timeout=20, what="the confirmation")
+    assert message["template"]["parameters"][0] == order

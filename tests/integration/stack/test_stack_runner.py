@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from scrm_stack.stack import Stack, StackConfig, StackError, free_port, port_free
+from tests.support.stack import poll
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -47,14 +48,6 @@ def occupied(request: pytest.FixtureRequest) -> Iterator[int]:
         sock.bind((host, 0))
         sock.listen()
         yield int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("occupied", ["127.0.0.1", "0.0.0.0"], indirect=True)
@@ -119,5 +112,5 @@ def test_stop_all_leaves_no_child_process_alive(new_stack, postgres) -> None:  #
 
     assert [(p.name, p.popen.poll()) for p in procs if p.popen.poll() is None] == []
     for port in (stack.config.broker_port, stack.config.ports["ingest"]):
-        wait_for(lambda port=port: port_free(port), timeout=10, what=f"port {port} to be released")
+        poll(lambda port=port: port_free(port), timeout=10, what=f"port {port} to be released")
     stack.stop_all()  # a second stop is harmless

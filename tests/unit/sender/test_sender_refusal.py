@@ -11,7 +11,7 @@ TPL = Template("order_confirmation", "en_US", "utility", "Order {{1}}: {{2}}")
 
 
 @pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"account_known": False}, "unknown account"),
+    ({"account_known": False}, "unknown account 100000000000001"),
     ({"number_invalid": True}, "number marked invalid after an earlier failure"),
     ({"template": None}, "no template order_confirmation in en_US"),
     ({"parameters": ("A1",)}, "template order_confirmation needs 2 variables, got 1"),
@@ -19,6 +19,6 @@ TPL = Template("order_confirmation", "en_US", "utility", "Order {{1}}: {{2}}")
     ({}, None),
 ])
 def test_refusal_reasons(kwargs: dict, reason: str | None) -> None:
-    args = {"account_known": True, "number_invalid": False, "template_name": "order_confirmation",
+    args = {"account_id": "100000000000001", "account_known": True, "number_invalid": False, "template_name": "order_confirmation",
             "language": "en_US", "template": TPL, "parameters": ("A1", "2 items")} | kwargs
     assert refusal(**args) == reason

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -106,14 +105,12 @@ class CommandHandler:
         template = None
         if c.template is not None:
             template = await self._catalog.lookup(c.tenant, c.template.name, c.template.language)
-        reason = refusal(
-            account_known=(c.tenant, c.account_id) in known, number_invalid=(c.tenant, c.to) in invalid,
+        return refusal(
+            account_id=c.account_id, account_known=(c.tenant, c.account_id) in known,
+            number_invalid=(c.tenant, c.to) in invalid,
             template_name=c.template.name if c.template else None,
             language=c.template.language if c.template else None, template=template,
             parameters=c.template.parameters if c.template else ())
-        if reason == "unknown account":
-            return f"unknown account {c.account_id}"
-        return reason
 
 
 class Dispatcher:
@@ -208,7 +205,7 @@ class Dispatcher:
                 jitter=self._rng.random()))
         if not claimed:
             return False
-        commands = [SendMessage.model_validate_json(_json(c.command)) for c in claimed]
+        commands = [SendMessage.model_validate(c.command) for c in claimed]
         raw = await asyncio.gather(*(self._call(account, c) for c in commands), return_exceptions=True)
         # A call that raised may still have reached the provider: in doubt, never a reason to drop the batch.
         results = [Unknown(repr(r)) if isinstance(r, BaseException) else r for r in raw]
@@ -310,6 +307,3 @@ class EvidenceHandler:
         if confirmed:
             self._metrics.doubt.labels("confirmed_by_webhook").inc(confirmed)
 
-
-def _json(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value)

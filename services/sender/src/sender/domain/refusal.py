@@ -5,11 +5,11 @@ from __future__ import annotations
 from sender.domain.templates import CannotRender, Template, render
 
 
-def refusal(*, account_known: bool, number_invalid: bool, template_name: str | None, language: str | None,
-            template: Template | None, parameters: list[str] | tuple[str, ...]) -> str | None:
+def refusal(*, account_id: str, account_known: bool, number_invalid: bool, template_name: str | None,
+            language: str | None, template: Template | None, parameters: list[str] | tuple[str, ...]) -> str | None:
     """The reason a command must not be sent, or None when it may be queued."""
     if not account_known:
-        return "unknown account"
+        return f"unknown account {account_id}"
     if number_invalid:
         return "number marked invalid after an earlier failure"  # R-S7
     if template_name is not None:
