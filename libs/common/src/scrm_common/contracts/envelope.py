@@ -28,12 +28,32 @@ class EventRecord:
 
     @property
     def contact_key(self) -> str:
-        return self.event.contact.key
+        """The contact key the event names; for events without a contact, see `subject_key`."""
+        return subject_key(self.event)
+
+
+def subject_key(event: Event) -> str:
+    """What an event is about, as a partition key part.
+
+    A contact's key when the event names one; an account or template event's `account:<id>` /
+    `waba:<id>`; a status whose recipient is unknown is keyed by its message (`wamid:<id>`).
+    """
+    contact = event.contact
+    if contact is not None:
+        return contact.key
+    data: Any = event.data
+    account = getattr(data, "account_id", None)
+    if account:
+        return f"account:{account}"
+    waba = getattr(data, "waba_id", None)
+    if waba:
+        return f"waba:{waba}"
+    return f"wamid:{getattr(data, 'message_id', None) or event.event_id}"
 
 
 def event_key(tenant: str, event: Event) -> bytes:
     """Partition key: all of a contact's history lands in one partition, in order."""
-    return f"{tenant}:{event.contact.key}".encode()
+    return f"{tenant}:{subject_key(event)}".encode()
 
 
 def encode_event(

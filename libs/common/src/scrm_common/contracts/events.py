@@ -42,6 +42,11 @@ def _zone(value: str) -> str:
 
 
 Phone = Annotated[str, Field(min_length=3, max_length=32), AfterValidator(_phone)]
+# A WhatsApp id as Meta gives it (`wa_id`, `from`, `recipient_id`): digits only, kept even when the
+# phone library rejects the number (CLOUD-API.md §1: Mexico's 521…, Brazil's 8-digit mobiles …).
+WaId = Annotated[str, Field(pattern=r"^[0-9]{5,20}$")]
+# A business-scoped user id (BSUID, 2026), e.g. `US.13491208655302741918`.
+UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Text128 = Annotated[str, Field(min_length=1, max_length=128)]
 Name = Annotated[str, Field(max_length=256)]
 Url = Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")]
@@ -52,25 +57,33 @@ Scalar = str | int | float | bool | None
 
 
 class Contact(StrictModel):
-    """Who an event is about: identified by `external_id` or `phone`."""
+    """Who an event is about: identified by `external_id`, `phone`, WhatsApp `wa_id` or BSUID `user_id`.
+
+    `name` is the shop's name for the person; `profile_name` is the WhatsApp profile name, kept apart
+    and used only when the shop gave none. `wa_id` is the identity WhatsApp uses, which can differ
+    from the shop's `phone` (CLOUD-API.md §1); both are aliases of one contact.
+    """
 
     external_id: Text128 | None = None
     phone: Phone | None = None
+    wa_id: WaId | None = None
+    user_id: UserId | None = None
     name: Name | None = None
+    profile_name: Name | None = None
     locale: Annotated[str, Field(pattern=r"^[a-z]{2,3}([-_][A-Za-z]{2,4})?$")] | None = None
     timezone: Annotated[str, AfterValidator(_zone)] | None = None
     birthday: Annotated[date, Strict(False)] | None = None
 
     @model_validator(mode="after")
     def _identified(self) -> Contact:
-        if self.external_id is None and self.phone is None:
+        if self.external_id is None and self.phone is None and self.wa_id is None and self.user_id is None:
             raise ValueError("a contact needs an external_id or a phone")
         return self
 
     @property
     def key(self) -> str:
-        """The contact's key within its tenant: external id when known, else phone."""
-        return self.external_id or self.phone or ""
+        """The contact's key as the event names it: external id, else phone, else `+wa_id`, else user id."""
+        return self.external_id or self.phone or (f"+{self.wa_id}" if self.wa_id else None) or self.user_id or ""
 
 
 class ContactData(StrictModel):
@@ -140,14 +153,50 @@ class FeedbackData(StrictModel):
     text: Annotated[str, Field(max_length=4096)] | None = None
 
 
+InboundType = Literal[
+    "text", "image", "video", "audio", "voice", "document", "sticker", "reaction", "location", "contacts",
+    "order", "interactive", "button", "unsupported", "unknown",
+]
+WamidText = Annotated[str, Field(max_length=256)]
+Details = Annotated[dict[Text128, Scalar], Field(max_length=32)]
+
+
 class InboundData(StrictModel):
-    text: Annotated[str, Field(max_length=4096)]
+    """What the customer sent (CLOUD-API.md §5.4): any message type counts as a reply.
+
+    `text` is what the customer wrote or chose (text body, caption, emoji of a reaction, button or
+    list title …), None for a pure media message or an un-reaction. `reply_id` is a quick-reply
+    button's payload or an interactive reply's id; `context_message_id` the wamid it answers (for a
+    reaction: the message reacted to); `referral` the click-to-WhatsApp ad; `details` type-specific
+    scalars (media id and mime type, coordinates, product count, error codes of `unsupported`).
+    """
+
+    type: InboundType = "text"
+    text: Annotated[str, Field(max_length=4096)] | None = None
     account_id: Text128 | None = None
-    message_id: Annotated[str, Field(max_length=256)] | None = None
+    message_id: WamidText | None = None
+    reply_id: Annotated[str, Field(max_length=1024)] | None = None
+    context_message_id: WamidText | None = None
+    forwarded: bool | None = None
+    referral: Details | None = None
+    details: Details = {}
+
+    @model_validator(mode="after")
+    def _text_message_has_text(self) -> InboundData:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a text message needs its text")
+        return self
 
 
 class StatusData(StrictModel):
-    message_id: Annotated[str, Field(max_length=256)] | None = None
+    """A message's status: from Meta's webhook (sent/delivered/read/failed) or the sender's own outcome.
+
+    `idempotency_key` is the send's key (echoed as `biz_opaque_callback_data`); `pricing_category`
+    Meta's pricing category (marketing, utility, authentication, service …); `category` the
+    template category the platform sent it as.
+    """
+
+    message_id: WamidText | None = None
     status: Literal["sent", "delivered", "read", "failed"]
     error_code: int | None = None
     error_reason: Annotated[str, Field(max_length=512)] | None = None
@@ -155,6 +204,78 @@ class StatusData(StrictModel):
     flow: Text128 | None = None
     account_id: Text128 | None = None
     category: Text128 | None = None
+    pricing_category: Text128 | None = None
+    pricing_type: Text128 | None = None
+
+
+class MarketingPreferenceData(StrictModel):
+    """The customer stopped or resumed marketing messages, or signed up (`user_preferences`, 131050).
+
+    `source` says where it was learned: `user_preferences` (Meta's webhook) or `error_131050`
+    (a marketing template failed because the user stopped marketing messages).
+    """
+
+    category: Text128 = "marketing_messages"
+    value: Literal["stop", "resume", "signup"]
+    detail: Annotated[str, Field(max_length=512)] | None = None
+    source: Literal["user_preferences", "error_131050"] = "user_preferences"
+    account_id: Text128 | None = None
+
+
+class NumberChangedData(StrictModel):
+    """The customer moved WhatsApp to a new number (`system` `user_changed_number`); the old stays an alias."""
+
+    old_wa_id: WaId
+    new_wa_id: WaId
+    account_id: Text128 | None = None
+    detail: Annotated[str, Field(max_length=512)] | None = None
+
+
+class Restriction(StrictModel):
+    """One restriction on a WhatsApp Business Account; `expires_at` None means until lifted."""
+
+    type: Text128
+    expires_at: Timestamp | None = None
+
+
+class AccountUpdateData(StrictModel):
+    """`account_update` / `phone_number_quality_update` / `business_capability_update` for an account.
+
+    `account_id` is the phone number id when Meta names one; `waba_id` the business account.
+    `event` is Meta's event name (ACCOUNT_RESTRICTION, DISABLED_UPDATE, ACCOUNT_VIOLATION,
+    THROUGHPUT_UPGRADE …); `restrictions` with their expiry; `ban_state` (e.g. DISABLE, REINSTATE).
+    """
+
+    field: Text128
+    account_id: Text128 | None = None
+    waba_id: Text128 | None = None
+    event: Text128 | None = None
+    restrictions: Annotated[list[Restriction], Field(max_length=32)] = []
+    ban_state: Text128 | None = None
+    quality: Text128 | None = None
+    messaging_limit: Text128 | None = None
+    detail: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class TemplateUpdateData(StrictModel):
+    """`message_template_status_update` / `_quality_update` / `template_category_update`.
+
+    `event` is the new status (APPROVED, REJECTED, PAUSED, DISABLED, FLAGGED, REINSTATED …) for a
+    status update; `quality` (GREEN, YELLOW, RED, UNKNOWN) for a quality update; `category` the new
+    category (and `previous_category`) for a category update.
+    """
+
+    field: Text128
+    waba_id: Text128 | None = None
+    template_id: Text128 | None = None
+    name: Text128 | None = None
+    language: Annotated[str, Field(max_length=16)] | None = None
+    event: Text128 | None = None
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+    quality: Text128 | None = None
+    previous_quality: Text128 | None = None
+    category: Text128 | None = None
+    previous_category: Text128 | None = None
 
 
 class LinkClickData(StrictModel):
@@ -219,8 +340,41 @@ class MessageInbound(_Event):
 
 
 class MessageStatus(_Event):
+    """A status names its message; its recipient may be unknown (BSUID only, or unreadable)."""
+
     type: Literal["message.status"]
+    contact: Contact | None = None  # type: ignore[assignment]
     data: StatusData
+
+
+class MarketingPreferenceChanged(_Event):
+    type: Literal["contact.marketing_preference_changed"]
+    data: MarketingPreferenceData
+
+
+class ContactNumberChanged(_Event):
+    """`contact` names the old identity (old `wa_id`); `data.new_wa_id` is where the person now is."""
+
+    type: Literal["contact.number_changed"]
+    data: NumberChangedData
+
+
+class _AccountEvent(StrictModel):
+    """An event about a WhatsApp account or template, not about a contact."""
+
+    event_id: Text128
+    occurred_at: Timestamp
+    contact: None = None
+
+
+class AccountUpdated(_AccountEvent):
+    type: Literal["account.updated"]
+    data: AccountUpdateData
+
+
+class TemplateUpdated(_AccountEvent):
+    type: Literal["template.updated"]
+    data: TemplateUpdateData
 
 
 class LinkClicked(_Event):
@@ -240,7 +394,11 @@ Event = Annotated[
     | FeedbackSubmitted
     | MessageInbound
     | MessageStatus
-    | LinkClicked,
+    | LinkClicked
+    | MarketingPreferenceChanged
+    | ContactNumberChanged
+    | AccountUpdated
+    | TemplateUpdated,
     Field(discriminator="type"),
 ]
 
@@ -248,8 +406,14 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 EVENT_TYPES: tuple[str, ...] = (
     "contact.created", "contact.updated", "cart.updated", "payment.succeeded", "payment.failed",
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted",
-    "message.inbound", "message.status", "link.clicked",
+    "message.inbound", "message.status", "link.clicked", "contact.marketing_preference_changed",
+    "contact.number_changed", "account.updated", "template.updated",
 )
+# Produced by the platform (from Meta's webhooks, the sender, the redirect); refused from shop keys.
+PLATFORM_PRODUCED: frozenset[str] = frozenset({
+    "message.status", "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
+    "account.updated", "template.updated",
+})
 
 
 def parse_event(raw: Any) -> Event:

@@ -7,7 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scrm_common.contracts.events import EVENT_TYPES, Event, parse_event
+# PLATFORM_PRODUCED: facts only the platform itself reports (CONTRACT §2); a shop key posting one
+# could rewrite the send log and the reports.
+from scrm_common.contracts.events import EVENT_TYPES, PLATFORM_PRODUCED, Event, parse_event
+
+__all__ = ["PLATFORM_PRODUCED", "FieldError", "parse_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +46,6 @@ def _errors_of(index: int | None, exc: ValidationError) -> list[FieldError]:
         out.append(FieldError(index, field, reason))
     return out
 
-
-# Facts only the platform itself reports (CONTRACT §2: "produced from the webhook"); a shop key
-# posting one could rewrite the send log and the reports.
-PLATFORM_PRODUCED: frozenset[str] = frozenset({"message.status"})
 
 
 def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = frozenset()
