@@ -27,3 +27,5 @@ class Settings(CommonSettings):
     # How long a "sending" row waits for the provider's own evidence (a status webhook) before resending.
     doubt_timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
+    # R-S7: how long a number marked invalid stays left out of later sends (SCRM_SENDER_INVALID_NUMBER_TTL_DAYS).
+    sender_invalid_number_ttl_days: float = Field(default=30.0, gt=0)

@@ -10,23 +10,37 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.envelope import EventRecord, encode_event
-from scrm_common.contracts.events import Contact, MessageStatus, StatusData
+from scrm_common.contracts.events import (
+    AccountUpdated,
+    Contact,
+    MarketingPreferenceChanged,
+    MarketingPreferenceData,
+    MessageStatus,
+    StatusData,
+    TemplateUpdated,
+)
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
 from sender.adapters.db import Account, Catalog, Claimed, SendLog
-from sender.domain.outcomes import Next, RetryPolicy, classify
+from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
 from sender.domain.refusal import refusal
+from sender.domain.restrictions import Blocked, Restriction, blocked, change_from_update, error_hold
+from sender.domain.templates import status_after_event
 
 log = logging.getLogger(__name__)
+
+# A message waiting for a restriction that lasts until lifted is looked at again this often.
+UNTIL_LIFTED_RECHECK = timedelta(hours=1)
+DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
 
 
 class SenderMetrics:
@@ -46,18 +60,48 @@ class SenderMetrics:
             buckets=(*LATENCY_BUCKETS, 3600.0), registry=registry)
         self.doubt = Counter("scrm_sender_in_doubt_total", "In-doubt sends by resolution", ["resolution"],
                              registry=registry)
+        self.held = Counter("scrm_sender_held_total", "Messages held back by an account restriction or hold",
+                            ["kind"], registry=registry)
+        self.account_updates = Counter("scrm_sender_account_updates_total",
+                                       "Account and template events acted on", ["what"], registry=registry)
+
+
+def _contact(command: SendMessage, wa_id: str | None = None) -> Contact:
+    return Contact(phone=command.to, wa_id=wa_id,
+                   external_id=None if command.contact_key == command.to else command.contact_key)
 
 
 def outcome_event(command: SendMessage, *, status: str, at: datetime, wamid: str | None = None,
-                  code: int | None = None, reason: str | None = None) -> OutboxRow:
-    """`message.status` for `scrm.events.v1`, carrying the flow and idempotency key."""
+                  code: int | None = None, reason: str | None = None, wa_id: str | None = None,
+                  late_retry: bool = False) -> OutboxRow:
+    """`message.status` for `scrm.events.v1`, carrying the flow and idempotency key.
+
+    A "sent" status names the WhatsApp identity Meta answered for the number sent to
+    (`contact.wa_id`, `contact.phone` = the number sent to), so every consumer learns phone ↔ wa_id.
+    The one 24 h retry (R-S7) gets its own event id: its new wamid must not be taken for a duplicate.
+    """
     digest = hashlib.sha256(command.idempotency_key.encode()).hexdigest()[:32]
-    contact = Contact(phone=command.to, external_id=None if command.contact_key == command.to else command.contact_key)
     event = MessageStatus(
-        event_id=f"send:{digest}:{status}", type="message.status", occurred_at=at, contact=contact,
+        event_id=f"send:{digest}:{status}{':late' if late_retry else ''}", type="message.status", occurred_at=at,
+        contact=_contact(command, wa_id),
         data=StatusData(message_id=wamid, status=status, error_code=code, error_reason=reason[:500] if reason else None,
                         idempotency_key=command.idempotency_key, flow=command.flow, account_id=command.account_id,
                         category=command.category))
+    key, value, headers = encode_event(command.tenant, event, ingested_at=at, correlation_id=command.correlation_id)
+    return OutboxRow(topics.EVENTS, key, value, [(k, v.decode()) for k, v in headers])
+
+
+def opt_out_event(command: SendMessage, *, at: datetime, detail: str) -> OutboxRow:
+    """`contact.marketing_preference_changed` (stop, from error 131050 answered synchronously).
+
+    When 131050 arrives by webhook, ingest publishes this event itself; the sender only covers the
+    synchronous answer, which no webhook reports.
+    """
+    digest = hashlib.sha256(command.idempotency_key.encode()).hexdigest()[:32]
+    event = MarketingPreferenceChanged(
+        event_id=f"send:{digest}:opt-out", type="contact.marketing_preference_changed", occurred_at=at,
+        contact=_contact(command), data=MarketingPreferenceData(
+            value="stop", source="error_131050", account_id=command.account_id, detail=detail[:500] or None))
     key, value, headers = encode_event(command.tenant, event, ingested_at=at, correlation_id=command.correlation_id)
     return OutboxRow(topics.EVENTS, key, value, [(k, v.decode()) for k, v in headers])
 
@@ -83,7 +127,7 @@ class CommandHandler:
             rows: list[dict[str, object]] = []
             failures: dict[tuple[str, str], tuple[SendMessage, str]] = {}
             for c in commands:
-                reason = await self._refusal(c, known, invalid)
+                reason = await self._refusal(c, known, invalid, now)
                 if reason:
                     failures[(c.tenant, c.idempotency_key)] = (c, reason)
                 rows.append({
@@ -101,13 +145,14 @@ class CommandHandler:
             self._metrics.outcomes.labels("refused", c.category).inc()
         self._on_commit()
 
-    async def _refusal(self, c: SendMessage, known: set[tuple[str, str]], invalid: set[tuple[str, str]]) -> str | None:
+    async def _refusal(self, c: SendMessage, known: set[tuple[str, str]], invalid: dict[tuple[str, str], datetime],
+                       now: datetime) -> str | None:
         template = None
         if c.template is not None:
             template = await self._catalog.lookup(c.tenant, c.template.name, c.template.language)
         return refusal(
             account_id=c.account_id, account_known=(c.tenant, c.account_id) in known,
-            number_invalid=(c.tenant, c.to) in invalid,
+            invalid_until=invalid.get((c.tenant, c.to)), now=now,
             template_name=c.template.name if c.template else None,
             language=c.template.language if c.template else None, template=template,
             parameters=c.template.parameters if c.template else ())
@@ -119,7 +164,9 @@ class Dispatcher:
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, client: CloudApiClient, clock: Clock,
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
                  on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
-                 batch_size: int = 200, rng: random.Random | None = None) -> None:
+                 batch_size: int = 200, rng: random.Random | None = None,
+                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL) -> None:
+        self._invalid_ttl = invalid_number_ttl
         self._engine = engine
         self._log = log_
         self._client = client
@@ -194,6 +241,7 @@ class Dispatcher:
             account = await self._log.lock_account(conn, tenant, account_id)
             if account is None:
                 return False  # another sender instance is pacing this account right now
+            await self._hold_restricted(conn, account, now)
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
             allowed = allowance(account.policy, account.pacing, now, account_created_at=account.created_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
@@ -212,6 +260,27 @@ class Dispatcher:
         await self._settle(list(zip(claimed, commands, results, strict=True)))
         return True
 
+    async def _hold_restricted(self, conn: AsyncConnection, account: Account, now: datetime) -> None:
+        """A restricted account sends no message of the kind restricted: due ones wait, the reason logged."""
+        restrictions = await self._log.restrictions(conn, account.tenant, account.account_id, now)
+        if not restrictions:
+            return
+        templates = blocked(restrictions, business_initiated=True, now=now)
+        free_form = blocked(restrictions, business_initiated=False, now=now)
+        holds: list[tuple[bool | None, Blocked]] = []
+        if templates is not None and templates == free_form:
+            holds.append((None, templates))
+        else:
+            holds += [(kind, b) for kind, b in ((True, templates), (False, free_form)) if b is not None]
+        for kind, b in holds:
+            until = b.until or now + UNTIL_LIFTED_RECHECK
+            held = await self._log.hold_due(conn, account, now, templates=kind, until=until, reason=b.reason,
+                                            held_by=b.kind)
+            if held:
+                self._metrics.held.labels(b.kind).inc(held)
+                log.info("held %d messages of account %s: %s", held, account.account_id, b.reason,
+                         extra={"tenant": account.tenant})
+
     async def _call(self, account: Account, command: SendMessage) -> Accepted | Rejected | NotSent | Unknown:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -226,14 +295,19 @@ class Dispatcher:
         now = self._clock.now()
         sent: list[dict[str, object]] = []
         retry: list[dict[str, object]] = []
+        held: list[dict[str, object]] = []
         failed: list[dict[str, object]] = []
         invalid: list[dict[str, object]] = []
+        holds: dict[tuple[str, str], Restriction] = {}
         outbox: list[OutboxRow] = []
         for claimed, command, result in outcomes:
             key = {"tenant": claimed.tenant, "key": claimed.idempotency_key}
+            late = claimed.late_retry_attempt is not None
             if isinstance(result, Accepted):
-                sent.append(key | {"wamid": result.wamid, "at": now})
-                outbox.append(outcome_event(command, status="sent", at=now, wamid=result.wamid))
+                sent.append(key | {"wamid": result.wamid, "at": now, "wa_id": result.wa_id,
+                                   "message_status": result.message_status})
+                outbox.append(outcome_event(command, status="sent", at=now, wamid=result.wamid, wa_id=result.wa_id,
+                                            late_retry=late))
                 self._metrics.outcomes.labels("sent", command.category).inc()
                 self._metrics.occurred_to_provider.labels(command.category).observe(
                     max(0.0, (now - command.event_occurred_at).total_seconds()))
@@ -246,64 +320,177 @@ class Dispatcher:
                 log.warning("send in doubt: %s", result.reason, extra={"idempotency_key": claimed.idempotency_key})
                 self._metrics.doubt.labels("pending").inc()
                 continue
-            next_ = Next.RETRY if isinstance(result, NotSent) else classify(result.code)
-            code = result.code if isinstance(result, Rejected) else None
-            reason = result.reason if isinstance(result, NotSent) else result.details
-            if next_ in (Next.RETRY, Next.RETRY_RECIPIENT):
-                at = self._retry.next_attempt_at(next_, claimed.attempts, now, self._rng.random())
-                if at is not None:
-                    retry.append(key | {"next": at, "code": code, "reason": reason})
-                    self._metrics.outcomes.labels("retry", command.category).inc()
-                    continue
-                reason = f"gave up after {claimed.attempts} attempts: {reason}"
-            if next_ is Next.INVALID_NUMBER:
-                invalid.append({"tenant": claimed.tenant, "phone": command.to, "code": code, "at": now})
-            failed.append(key | {"code": code, "reason": reason})
-            outbox.append(outcome_event(command, status="failed", at=now, code=code, reason=reason))
+            if isinstance(result, NotSent):
+                code, found, detail = None, meaning(None), result.reason
+            else:
+                assert isinstance(result, Rejected)
+                code, found, detail = result.code, meaning(result.code, http_status=result.http_status), result.details
+            decision = after_error(found, detail=detail, attempts=claimed.attempts,
+                                   late_retry_attempt=claimed.late_retry_attempt, now=now, policy=self._retry,
+                                   jitter=self._rng.random())
+            if decision.action == "retry":
+                retry.append(key | {"next": decision.at, "code": code, "reason": decision.reason,
+                                    "late": decision.late_retry})
+                self._metrics.outcomes.labels("late_retry" if decision.late_retry else "retry", command.category).inc()
+                continue
+            if decision.action == "hold":
+                assert decision.at is not None
+                held.append(key | {"next": decision.at, "code": code, "reason": decision.reason,
+                                   "by": f"error:{code}"})
+                holds[(claimed.tenant, command.account_id)] = error_hold(code, decision.at, decision.reason)
+                self._metrics.outcomes.labels("held", command.category).inc()
+                continue
+            if decision.mark_invalid:
+                invalid.append({"tenant": claimed.tenant, "phone": command.to, "code": code, "at": now,
+                                "expires": now + self._invalid_ttl})
+            if decision.opt_out:
+                outbox.append(opt_out_event(command, at=now, detail=detail))
+            failed.append(key | {"code": code, "reason": decision.reason})
+            outbox.append(outcome_event(command, status="failed", at=now, code=code, reason=decision.reason))
             self._metrics.outcomes.labels("failed", command.category).inc()
         async with self._engine.begin() as conn:
             await self._log.mark_sent(conn, sent)
             await self._log.mark_retry(conn, retry)
+            await self._log.mark_held(conn, held)
             await self._log.mark_failed(conn, failed)
             await self._log.mark_invalid_numbers(conn, invalid)
+            for (tenant, account_id), restriction in holds.items():
+                log.warning("holding account %s: %s", account_id, restriction.reason, extra={"tenant": tenant})
+                await self._log.upsert_restrictions(conn, tenant, [account_id], [restriction], now)
             await enqueue(conn, outbox)
         if outbox:
             self._on_commit()
 
 
 class EvidenceHandler:
-    """Batch handler on `scrm.events.v1`: what the provider reports about our messages.
+    """Batch handler on `scrm.events.v1`: what Meta reports about our messages, accounts and templates.
 
-    Any status naming our key proves the call went through (it settles doubt); a `failed` status
-    records the provider's reason, and an undeliverable or invalid number is marked (R-S7).
+    - `message.status`: any status naming our key proves the call went through (it settles doubt);
+      a `failed` status follows the code table like a synchronous error (R-S7): 131026/131049 queue
+      the one 24 h retry of that message (same idempotency key), the number is marked invalid only
+      when that retry failed too, an account-level code holds the account.
+    - `account.updated`: restrictions with their expiry and disablement are stored per account; the
+      dispatcher holds the messages they block until they end.
+    - `template.updated`: the tenant's catalog status follows (R-S2 refuses paused/disabled templates).
     """
 
-    def __init__(self, *, engine: AsyncEngine, log_: SendLog, metrics: SenderMetrics) -> None:
+    def __init__(self, *, engine: AsyncEngine, log_: SendLog, metrics: SenderMetrics, clock: Clock,
+                 retry: RetryPolicy, catalog: Catalog | None = None,
+                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL,
+                 on_commit: Callable[[], None] = lambda: None, rng: random.Random | None = None) -> None:
         self._engine = engine
         self._log = log_
         self._metrics = metrics
+        self._clock = clock
+        self._retry = retry
+        self._catalog = catalog
+        self._invalid_ttl = invalid_number_ttl
+        self._on_commit = on_commit
+        self._rng = rng or random.Random()
 
     async def __call__(self, items: Sequence[Item[EventRecord]]) -> None:
-        accepted, failed, invalid = [], [], []
+        statuses: list[tuple[str, MessageStatus]] = []
+        accounts: list[tuple[str, AccountUpdated]] = []
+        templates: list[tuple[str, TemplateUpdated]] = []
         for item in items:
             event = item.value.event
-            if not isinstance(event, MessageStatus) or not event.data.idempotency_key:
-                continue
-            key = {"tenant": item.value.tenant, "key": event.data.idempotency_key}
-            if event.data.message_id:
-                accepted.append(key | {"wamid": event.data.message_id, "at": event.occurred_at})
-            if event.data.status == "failed" and event.data.message_id:
-                failed.append(key | {"code": event.data.error_code,
-                                     "reason": event.data.error_reason or "failed after the provider accepted it"})
-                if classify(event.data.error_code) is Next.INVALID_NUMBER and event.contact.phone:
-                    invalid.append({"tenant": item.value.tenant, "phone": event.contact.phone,
-                                    "code": event.data.error_code, "at": event.occurred_at})
-        if not accepted:
+            if isinstance(event, MessageStatus) and event.data.idempotency_key:
+                statuses.append((item.value.tenant, event))
+            elif isinstance(event, AccountUpdated):
+                accounts.append((item.value.tenant, event))
+            elif isinstance(event, TemplateUpdated):
+                templates.append((item.value.tenant, event))
+        if not (statuses or accounts or templates):
             return
+        now = self._clock.now()
         async with self._engine.begin() as conn:
-            confirmed = await self._log.confirm_by_evidence(conn, accepted)
-            await self._log.mark_failed_by_provider(conn, failed)
-            await self._log.mark_invalid_numbers(conn, invalid)
+            confirmed, requeued = await self._statuses(conn, statuses, now)
+            released = await self._accounts(conn, accounts, now)
+            changed = await self._templates(conn, templates)
         if confirmed:
             self._metrics.doubt.labels("confirmed_by_webhook").inc(confirmed)
+        if self._catalog is not None:
+            for tenant in changed:
+                self._catalog.invalidate(tenant)
+        if requeued or released:
+            self._on_commit()
 
+    async def _statuses(self, conn: AsyncConnection, statuses: list[tuple[str, MessageStatus]],
+                        now: datetime) -> tuple[int, int]:
+        accepted: list[dict[str, object]] = [
+            {"tenant": tenant, "key": e.data.idempotency_key, "wamid": e.data.message_id, "at": e.occurred_at}
+            for tenant, e in statuses if e.data.message_id]
+        confirmed = await self._log.confirm_by_evidence(conn, accepted)
+        requeued = 0
+        for tenant, event in statuses:
+            if event.data.status == "failed" and event.data.message_id and event.data.idempotency_key:
+                requeued += await self._failed(conn, tenant, event, now)
+        return confirmed, requeued
+
+    async def _failed(self, conn: AsyncConnection, tenant: str, event: MessageStatus, now: datetime) -> int:
+        """Settle a `failed` status by the code table; 1 when the message was queued again."""
+        data = event.data
+        assert data.idempotency_key is not None and data.message_id is not None
+        row = await self._log.logged_for_update(conn, tenant, data.idempotency_key)
+        if (row is None or row.attempts == 0 or row.state not in ("sending", "sent")
+                or data.message_id in row.superseded_wamids or (row.wamid and row.wamid != data.message_id)):
+            return 0  # not ours, already settled, or about an earlier attempt: old news
+        found = meaning(data.error_code, asynchronous=True)
+        decision = after_error(found, detail=data.error_reason or "", attempts=row.attempts,
+                               late_retry_attempt=row.late_retry_attempt, now=now, policy=self._retry,
+                               jitter=self._rng.random())
+        if decision.action == "fail":
+            await self._log.fail_by_provider(conn, tenant=tenant, key=row.idempotency_key, code=data.error_code,
+                                             reason=decision.reason)
+            if decision.mark_invalid:
+                await self._log.mark_invalid_numbers(conn, [{
+                    "tenant": tenant, "phone": row.to_phone, "code": data.error_code, "at": now,
+                    "expires": now + self._invalid_ttl}])
+            return 0
+        assert decision.at is not None
+        held_by = f"error:{data.error_code}" if decision.action == "hold" else None
+        await self._log.requeue_after_provider_failure(
+            conn, tenant=tenant, key=row.idempotency_key, failed_wamid=data.message_id, next_at=decision.at,
+            code=data.error_code, reason=decision.reason, late=decision.late_retry, held_by=held_by)
+        if decision.action == "hold":
+            await self._log.upsert_restrictions(conn, tenant, [row.account_id],
+                                                [error_hold(data.error_code, decision.at, decision.reason)], now)
+        self._metrics.outcomes.labels("late_retry" if decision.late_retry else decision.action, "provider").inc()
+        return 1
+
+    async def _accounts(self, conn: AsyncConnection, updates: list[tuple[str, AccountUpdated]],
+                        now: datetime) -> int:
+        released = 0
+        for tenant, event in updates:
+            data = event.data
+            change = change_from_update(event=data.event, ban_state=data.ban_state,
+                                        restrictions=[(r.type, r.expires_at) for r in data.restrictions],
+                                        detail=data.detail, now=now)
+            if not change.upsert and not change.lift:
+                continue
+            ids = await self._log.accounts_addressed(conn, tenant, data.account_id, data.waba_id)
+            if not ids:
+                continue
+            await self._log.upsert_restrictions(conn, tenant, ids, change.upsert, now)
+            # A restriction stored again may end sooner: its messages are looked at again now.
+            released += await self._log.release_held(conn, tenant, ids, [r.kind for r in change.upsert], now)
+            released += await self._log.lift_restrictions(conn, tenant, ids, change.lift, now)
+            self._metrics.account_updates.labels("account").inc()
+            log.warning("account update for %s: restricted %s, lifted %s", ",".join(ids),
+                        [(r.kind, r.until.isoformat() if r.until else None) for r in change.upsert],
+                        list(change.lift), extra={"tenant": tenant})
+        return released
+
+    async def _templates(self, conn: AsyncConnection, updates: list[tuple[str, TemplateUpdated]]) -> set[str]:
+        changed: set[str] = set()
+        for tenant, event in updates:
+            data = event.data
+            status = status_after_event(data.event)
+            if status is None or not data.name:
+                continue
+            if await self._log.set_template_status(conn, tenant, data.name, data.language, status):
+                changed.add(tenant)
+                self._metrics.account_updates.labels("template").inc()
+                log.info("template %s/%s is now %s", data.name, data.language or "*", status,
+                         extra={"tenant": tenant})
+        return changed

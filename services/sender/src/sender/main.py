@@ -22,7 +22,7 @@ from scrm_common.runtime import serve
 from scrm_common.service import infrastructure
 from sender.adapters.cloud_api import CloudApiClient
 from sender.adapters.db import Catalog, SendLog
-from sender.adapters.http import build_router
+from sender.adapters.http import build_router, install_error_handlers
 from sender.config import Settings
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
@@ -56,8 +56,11 @@ async def main(settings: Settings) -> None:
         client = CloudApiClient(base_url=settings.whatsapp_base_url, version=settings.whatsapp_api_version,
                                 timeout=settings.whatsapp_timeout_seconds,
                                 max_connections=settings.whatsapp_max_connections)
+        retry = RetryPolicy(max_attempts=settings.max_attempts)
+        invalid_ttl = timedelta(days=settings.sender_invalid_number_ttl_days)
+        catalog = Catalog(engine)
         dispatcher = Dispatcher(engine=engine, log_=send_log, client=client, clock=clock, metrics=metrics,
-                                retry=RetryPolicy(max_attempts=settings.max_attempts),
+                                retry=retry, invalid_number_ttl=invalid_ttl,
                                 poll_seconds=settings.dispatch_poll_seconds,
                                 doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                                 evidence_caught_up=lambda: evidence.caught_up_at,
@@ -65,20 +68,24 @@ async def main(settings: Settings) -> None:
         consumer_metrics = ConsumerMetrics("sender", registry)
         commands = batch_consumer(
             settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
-            handle=CommandHandler(engine=engine, log_=send_log, catalog=Catalog(engine), clock=clock, metrics=metrics,
+            handle=CommandHandler(engine=engine, log_=send_log, catalog=catalog, clock=clock, metrics=metrics,
                                   on_commit=lambda: (dispatcher.wake(), relay.wake())),
             metrics=consumer_metrics)
         evidence = batch_consumer(
             settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer,
-            decode=decoder_for(frozenset({"message.status"})),
-            handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics), metrics=consumer_metrics)
+            decode=decoder_for(frozenset({"message.status", "account.updated", "template.updated"})),
+            handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics, clock=clock, retry=retry,
+                                   catalog=catalog, invalid_number_ttl=invalid_ttl,
+                                   on_commit=lambda: (dispatcher.wake(), relay.wake())),
+            metrics=consumer_metrics)
         keys = KeyIntrospection(settings.ingest_url)
 
         async def ready() -> bool:
             return commands.ready and evidence.ready and await database_ready(engine)
 
         app = FastAPI(title="scrm sender", version="0.1.0")
-        app.include_router(build_router(engine=engine, send_log=send_log, keys=keys))
+        install_error_handlers(app)
+        app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock))
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.sender_port,

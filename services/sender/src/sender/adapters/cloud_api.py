@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,18 @@ from scrm_common.contracts.commands import SendMessage
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
+    """Meta accepted the request (CLOUD-API.md §3): the wamid and what Meta says of the recipient.
+
+    `wa_id` is `contacts[0].wa_id`, the WhatsApp identity of the number sent to (it can differ from
+    it: Mexico's 521…, Brazil's 8-digit mobiles, CLOUD-API.md §1); `input` the `to` Meta echoes;
+    `message_status` a template's `messages[0].message_status` (accepted, held_for_quality_assessment,
+    paused). Each is None when absent or malformed.
+    """
+
     wamid: str
+    wa_id: str | None = None
+    input: str | None = None
+    message_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,32 @@ def message_body(command: SendMessage) -> dict[str, Any]:
     return body
 
 
+_WA_ID = re.compile(r"^[0-9]{5,20}$")
+
+
+def accepted_from(payload: dict[str, Any]) -> Accepted | None:
+    """Read a 200 answer's wamid, `contacts[0]` and `message_status`; None without a message id.
+
+    Anything of an unexpected shape is left out, never a reason to doubt the send: the wamid alone
+    proves Meta accepted it.
+    """
+    messages = payload.get("messages")
+    first = messages[0] if isinstance(messages, list) and messages else None
+    if not isinstance(first, dict) or not isinstance(first.get("id"), str) or not first["id"]:
+        return None
+    contacts = payload.get("contacts")
+    contact = contacts[0] if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict) else {}
+    wa_id = contact.get("wa_id")
+    raw_input = contact.get("input")
+    status = first.get("message_status")
+    return Accepted(
+        wamid=first["id"][:256],
+        wa_id=wa_id if isinstance(wa_id, str) and _WA_ID.match(wa_id) else None,
+        input=raw_input[:64] if isinstance(raw_input, str) else None,
+        message_status=status[:64] if isinstance(status, str) and status else None,
+    )
+
+
 class CloudApiClient:
     """POST {base}/{version}/{phone_number_id}/messages with the account's bearer token."""
 
@@ -89,10 +127,8 @@ class CloudApiClient:
         except ValueError:
             payload = None
         if resp.status_code == 200 and isinstance(payload, dict):
-            messages = payload.get("messages") or []
-            if messages and isinstance(messages[0], dict) and messages[0].get("id"):
-                return Accepted(str(messages[0]["id"]))
-            return Unknown("200 without a message id")
+            accepted = accepted_from(payload)
+            return accepted if accepted is not None else Unknown("200 without a message id")
         error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
             code = error.get("code")

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sender.domain.pacing import PacingPolicy, PacingState
-from sender.domain.templates import Template
+from sender.domain.restrictions import Restriction
+from sender.domain.templates import Template, TemplateStatus
 
 
 def default_catalog() -> list[Template]:
@@ -40,6 +41,21 @@ class Claimed:
     idempotency_key: str
     command: dict[str, object]
     attempts: int
+    late_retry_attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """A send-log row as the evidence of a failure needs it (locked for the transaction)."""
+
+    idempotency_key: str
+    account_id: str
+    to_phone: str
+    state: str
+    attempts: int
+    late_retry_attempt: int | None
+    wamid: str | None
+    superseded_wamids: list[str]
 
 
 class Catalog:
@@ -63,6 +79,15 @@ class Catalog:
             hit = (now + self._ttl, own or self._default)
             self._cache[tenant] = hit
         return hit[1].get((name, language))
+
+    def invalidate(self, tenant: str) -> None:
+        """Forget the cached catalog of `tenant` (its templates changed)."""
+        self._cache.pop(tenant, None)
+
+
+_LOG_COLUMNS = ("idempotency_key, account_id, flow, category, contact_key, to_phone, state, attempts, wamid, wa_id, "
+                "provider_message_status, error_code, error_reason, held_by, late_retry_attempt IS NOT NULL AS "
+                "late_retry_used, next_attempt_at, queued_at, sent_at")
 
 
 class SendLog:
@@ -90,14 +115,31 @@ class SendLog:
             {"t": [k[0] for k in keys], "a": [k[1] for k in keys]})
         return {(r.tenant, r.account_id) for r in rows}
 
-    async def invalid_numbers(self, conn: AsyncConnection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    async def invalid_numbers(self, conn: AsyncConnection,
+                              keys: set[tuple[str, str]]) -> dict[tuple[str, str], datetime]:
+        """When each marked number's invalid mark expires (expired marks included: the domain decides)."""
         if not keys:
-            return set()
+            return {}
         rows = await conn.execute(text(
-            "SELECT i.tenant, i.phone FROM invalid_numbers i JOIN unnest(CAST(:t AS text[]), CAST(:p AS text[])) "
-            "AS q(t, p) ON i.tenant = q.t AND i.phone = q.p"),
+            "SELECT i.tenant, i.phone, i.expires_at FROM invalid_numbers i "
+            "JOIN unnest(CAST(:t AS text[]), CAST(:p AS text[])) AS q(t, p) ON i.tenant = q.t AND i.phone = q.p"),
             {"t": [k[0] for k in keys], "p": [k[1] for k in keys]})
-        return {(r.tenant, r.phone) for r in rows}
+        return {(r.tenant, r.phone): r.expires_at for r in rows}
+
+    async def list_invalid_numbers(self, conn: AsyncConnection, tenant: str, now: datetime, *,
+                                   include_expired: bool = False) -> list[dict[str, object]]:
+        """The tenant's invalid-number marks, newest first (unexpired ones unless asked)."""
+        rows = await conn.execute(text(
+            "SELECT phone, error_code AS code, marked_at, expires_at FROM invalid_numbers WHERE tenant = :t "
+            "AND (:all OR expires_at > :now) ORDER BY marked_at DESC, phone"),
+            {"t": tenant, "now": now, "all": include_expired})
+        return [dict(r._mapping) for r in rows]
+
+    async def delete_invalid_number(self, conn: AsyncConnection, tenant: str, phone: str) -> bool:
+        """Remove a mark; False when the number was not marked."""
+        result = await conn.execute(text("DELETE FROM invalid_numbers WHERE tenant = :t AND phone = :p"),
+                                    {"t": tenant, "p": phone})
+        return bool(result.rowcount)
 
     async def record(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> set[tuple[str, str]]:
         """Insert send-log rows (queued or failed); return the (tenant, key) pairs that were new."""
@@ -155,15 +197,31 @@ class SendLog:
             if limit <= 0:
                 continue
             rows = (await conn.execute(text(
-                "UPDATE messages SET state = 'sending', claimed_at = :now, attempts = attempts + 1 "
+                "UPDATE messages SET state = 'sending', claimed_at = :now, attempts = attempts + 1, held_by = NULL "
                 "WHERE (tenant, idempotency_key) IN (SELECT tenant, idempotency_key FROM messages "
                 "WHERE tenant = :t AND account_id = :a AND state = 'queued' AND next_attempt_at <= :now "
                 f"AND category {'=' if marketing_only else '<>'} 'marketing' "
                 "ORDER BY next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED) "
-                "RETURNING tenant, idempotency_key, command, attempts"),
+                "RETURNING tenant, idempotency_key, command, attempts, late_retry_attempt"),
                 {"t": account.tenant, "a": account.account_id, "now": now, "n": limit})).all()
-            claimed.extend(Claimed(r.tenant, r.idempotency_key, r.command, r.attempts) for r in rows)
+            claimed.extend(Claimed(r.tenant, r.idempotency_key, r.command, r.attempts, r.late_retry_attempt)
+                           for r in rows)
         return claimed
+
+    async def hold_due(self, conn: AsyncConnection, account: Account, now: datetime, *, templates: bool | None,
+                       until: datetime, reason: str, held_by: str) -> int:
+        """Due messages of a restricted account wait until `until` with the reason recorded (R-S8).
+
+        `templates` True holds business-initiated (template) messages, False free-form ones, None all.
+        """
+        kind = "" if templates is None else "AND command -> 'template' IS NOT NULL " if templates else \
+            "AND command -> 'template' IS NULL "
+        result = await conn.execute(text(
+            "UPDATE messages SET next_attempt_at = :until, error_reason = :reason, held_by = :by "
+            "WHERE tenant = :t AND account_id = :a AND state = 'queued' AND next_attempt_at <= :now " + kind),
+            {"until": until, "reason": reason, "by": held_by, "t": account.tenant, "a": account.account_id,
+             "now": now})
+        return int(result.rowcount or 0)
 
     async def save_pacing(self, conn: AsyncConnection, account: Account, state: PacingState) -> None:
         await conn.execute(text(
@@ -173,18 +231,30 @@ class SendLog:
              "t": account.tenant, "a": account.account_id})
 
     async def mark_sent(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Accepted by the provider: wamid, the recipient's `wa_id` and any `message_status` recorded."""
         if rows:
             await conn.execute(text(
                 "UPDATE messages SET state = 'sent', wamid = COALESCE(wamid, :wamid), "
-                "sent_at = COALESCE(sent_at, :at), error_code = NULL, error_reason = NULL "
+                "sent_at = COALESCE(sent_at, :at), error_code = NULL, error_reason = NULL, held_by = NULL, "
+                "wa_id = COALESCE(:wa_id, wa_id), provider_message_status = :message_status "
                 "WHERE tenant = :tenant AND idempotency_key = :key AND state IN ('sending', 'sent')"), rows)
 
     async def mark_retry(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Queued again at `next`; `late` records that this is the one 24 h retry (R-S7)."""
         if rows:
             await conn.execute(text(
                 "UPDATE messages SET state = 'queued', next_attempt_at = :next, error_code = :code, "
-                "error_reason = :reason WHERE tenant = :tenant AND idempotency_key = :key AND state = 'sending'"),
-                rows)
+                "error_reason = :reason, late_retry_attempt = CASE WHEN :late THEN attempts "
+                "ELSE late_retry_attempt END "
+                "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'sending'"), rows)
+
+    async def mark_held(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Queued again until the account's hold ends; the attempt that met the hold is not counted."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages SET state = 'queued', next_attempt_at = :next, error_code = :code, "
+                "error_reason = :reason, held_by = :by, attempts = GREATEST(attempts - 1, 0) "
+                "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'sending'"), rows)
 
     async def mark_failed(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         if rows:
@@ -193,10 +263,13 @@ class SendLog:
                 "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'sending'"), rows)
 
     async def mark_invalid_numbers(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Mark numbers invalid until `expires` (R-S7); marking again renews the mark."""
         if rows:
             await conn.execute(text(
-                "INSERT INTO invalid_numbers(tenant, phone, error_code, marked_at) "
-                "VALUES (:tenant, :phone, :code, :at) ON CONFLICT (tenant, phone) DO NOTHING"), rows)
+                "INSERT INTO invalid_numbers(tenant, phone, error_code, marked_at, expires_at) "
+                "VALUES (:tenant, :phone, :code, :at, :expires) ON CONFLICT (tenant, phone) DO UPDATE SET "
+                "error_code = EXCLUDED.error_code, marked_at = EXCLUDED.marked_at, expires_at = EXCLUDED.expires_at"),
+                rows)
 
     async def confirm_by_evidence(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> int:
         """The provider reported on a message: it was accepted, whatever our own record says."""
@@ -207,18 +280,135 @@ class SendLog:
             "sent_at = COALESCE(m.sent_at, q.at) FROM unnest(CAST(:t AS text[]), CAST(:k AS text[]), "
             "CAST(:w AS text[]), CAST(:a AS timestamptz[])) AS q(tenant, key, wamid, at) "
             "WHERE m.tenant = q.tenant AND m.idempotency_key = q.key AND m.attempts > 0 "
-            "AND m.state IN ('sending', 'queued') RETURNING m.idempotency_key"),
+            "AND m.state IN ('sending', 'queued') AND NOT (q.wamid = ANY(m.superseded_wamids)) "
+            "RETURNING m.idempotency_key"),
             {"t": [r["tenant"] for r in rows], "k": [r["key"] for r in rows], "w": [r["wamid"] for r in rows],
              "a": [r["at"] for r in rows]})
         return len(result.all())
 
-    async def mark_failed_by_provider(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
-        """The provider accepted a message and later reported it failed (async error, CLOUD-API §4.2)."""
+    async def logged_for_update(self, conn: AsyncConnection, tenant: str, key: str) -> Logged | None:
+        """The row a provider's failure report is about, locked for this transaction."""
+        r = (await conn.execute(text(
+            "SELECT idempotency_key, account_id, to_phone, state, attempts, late_retry_attempt, wamid, "
+            "superseded_wamids FROM messages WHERE tenant = :t AND idempotency_key = :k FOR UPDATE"),
+            {"t": tenant, "k": key})).first()
+        if r is None:
+            return None
+        return Logged(r.idempotency_key, r.account_id, r.to_phone, r.state, r.attempts, r.late_retry_attempt,
+                      r.wamid, list(r.superseded_wamids or ()))
+
+    async def requeue_after_provider_failure(self, conn: AsyncConnection, *, tenant: str, key: str, failed_wamid: str,
+                                             next_at: datetime, code: int | None, reason: str, late: bool,
+                                             held_by: str | None) -> None:
+        """An accepted message failed later: send it again at `next_at` (a retry, or after a hold).
+
+        The failed wamid is remembered so that its later (duplicate, reordered) reports change nothing.
+        """
+        await conn.execute(text(
+            "UPDATE messages SET state = 'queued', next_attempt_at = :next, error_code = :code, "
+            "error_reason = :reason, wamid = NULL, sent_at = NULL, "
+            "superseded_wamids = array_append(superseded_wamids, CAST(:w AS text)), "
+            "late_retry_attempt = CASE WHEN :late THEN attempts ELSE late_retry_attempt END, held_by = :by, "
+            "attempts = CASE WHEN CAST(:by AS text) IS NULL THEN attempts ELSE GREATEST(attempts - 1, 0) END "
+            "WHERE tenant = :t AND idempotency_key = :k"),
+            {"next": next_at, "code": code, "reason": reason, "w": failed_wamid, "late": late, "by": held_by,
+             "t": tenant, "k": key})
+
+    async def fail_by_provider(self, conn: AsyncConnection, *, tenant: str, key: str, code: int | None,
+                               reason: str) -> None:
+        """The provider accepted a message and later reported it failed for good (CLOUD-API §4.2)."""
+        await conn.execute(text(
+            "UPDATE messages SET state = 'failed', error_code = :code, error_reason = :reason "
+            "WHERE tenant = :t AND idempotency_key = :k"), {"code": code, "reason": reason, "t": tenant, "k": key})
+
+    # -- account restrictions ------------------------------------------------------------------------
+
+    async def restrictions(self, conn: AsyncConnection, tenant: str, account_id: str,
+                           now: datetime) -> list[Restriction]:
+        """The account's restrictions that have not expired."""
+        rows = await conn.execute(text(
+            "SELECT kind, scope, until, reason FROM account_restrictions WHERE tenant = :t AND account_id = :a "
+            "AND (until IS NULL OR until > :now)"), {"t": tenant, "a": account_id, "now": now})
+        return [Restriction(r.kind, r.scope, r.until, r.reason) for r in rows]
+
+    async def accounts_addressed(self, conn: AsyncConnection, tenant: str, account_id: str | None,
+                                 waba_id: str | None) -> list[str]:
+        """The tenant's accounts an account event is about: the phone number id it names, else every
+        account of its WABA (when known), else every account of the tenant. Learns the WABA of a
+        named account."""
+        if account_id:
+            if waba_id:
+                await conn.execute(text(
+                    "UPDATE accounts SET waba_id = :w WHERE tenant = :t AND account_id = :a "
+                    "AND waba_id IS DISTINCT FROM :w"), {"w": waba_id, "t": tenant, "a": account_id})
+            named = await conn.execute(text(
+                "SELECT account_id FROM accounts WHERE tenant = :t AND account_id = :a"),
+                {"t": tenant, "a": account_id})
+            return [r.account_id for r in named]
+        if waba_id:
+            rows = (await conn.execute(text(
+                "SELECT account_id FROM accounts WHERE tenant = :t AND waba_id = :w ORDER BY account_id"),
+                {"t": tenant, "w": waba_id})).all()
+            if rows:
+                return [r.account_id for r in rows]
+        rows = (await conn.execute(text("SELECT account_id FROM accounts WHERE tenant = :t ORDER BY account_id"),
+                                   {"t": tenant})).all()
+        return [r.account_id for r in rows]
+
+    async def upsert_restrictions(self, conn: AsyncConnection, tenant: str, account_ids: Sequence[str],
+                                  restrictions: Sequence[Restriction], now: datetime) -> None:
+        """Store restrictions (a kind stored again takes the new expiry and reason)."""
+        rows = [{"t": tenant, "a": a, "k": r.kind, "s": r.scope, "u": r.until, "r": r.reason[:1000], "now": now}
+                for a in account_ids for r in restrictions]
         if rows:
             await conn.execute(text(
-                "UPDATE messages SET state = 'failed', error_code = :code, error_reason = :reason "
-                "WHERE tenant = :tenant AND idempotency_key = :key AND attempts > 0 AND state IN ('sending', 'sent')"),
-                rows)
+                "INSERT INTO account_restrictions(tenant, account_id, kind, scope, until, reason, updated_at) "
+                "VALUES (:t, :a, :k, :s, :u, :r, :now) ON CONFLICT (tenant, account_id, kind) DO UPDATE SET "
+                "scope = EXCLUDED.scope, until = EXCLUDED.until, reason = EXCLUDED.reason, "
+                "updated_at = EXCLUDED.updated_at"), rows)
+
+    async def lift_restrictions(self, conn: AsyncConnection, tenant: str, account_ids: Sequence[str],
+                                kinds: Sequence[str], now: datetime) -> int:
+        """Lift restrictions and release the messages that waited for them; the number released."""
+        if not account_ids or not kinds:
+            return 0
+        await conn.execute(text(
+            "DELETE FROM account_restrictions WHERE tenant = :t AND account_id = ANY(CAST(:a AS text[])) "
+            "AND kind = ANY(CAST(:k AS text[]))"), {"t": tenant, "a": list(account_ids), "k": list(kinds)})
+        return await self.release_held(conn, tenant, account_ids, kinds, now)
+
+    async def release_held(self, conn: AsyncConnection, tenant: str, account_ids: Sequence[str],
+                           kinds: Sequence[str], now: datetime) -> int:
+        """Messages waiting for these restrictions are due now (the dispatcher holds them again if need be)."""
+        if not account_ids or not kinds:
+            return 0
+        result = await conn.execute(text(
+            "UPDATE messages SET next_attempt_at = :now, held_by = NULL WHERE tenant = :t "
+            "AND account_id = ANY(CAST(:a AS text[])) AND state = 'queued' AND held_by = ANY(CAST(:k AS text[]))"),
+            {"now": now, "t": tenant, "a": list(account_ids), "k": list(kinds)})
+        return int(result.rowcount or 0)
+
+    # -- template catalog ----------------------------------------------------------------------------
+
+    async def set_template_status(self, conn: AsyncConnection, tenant: str, name: str, language: str | None,
+                                  status: TemplateStatus) -> int:
+        """Set a template's status (every language when `language` is None); the rows changed.
+
+        A tenant still on the default catalog gets its own copy first, so one changed template does
+        not hide the others.
+        """
+        own = (await conn.execute(text("SELECT 1 FROM templates WHERE tenant = :t LIMIT 1"), {"t": tenant})).first()
+        if own is None:
+            for tpl in default_catalog():
+                await conn.execute(text(
+                    "INSERT INTO templates(tenant, name, language, category, body, status) "
+                    "VALUES (:t, :n, :l, :c, :b, :s) ON CONFLICT DO NOTHING"),
+                    {"t": tenant, "n": tpl.name, "l": tpl.language, "c": tpl.category, "b": tpl.body,
+                     "s": tpl.status})
+        result = await conn.execute(text(
+            "UPDATE templates SET status = :s WHERE tenant = :t AND name = :n "
+            "AND (CAST(:l AS text) IS NULL OR language = :l)"), {"s": status, "t": tenant, "n": name, "l": language})
+        return int(result.rowcount or 0)
 
     async def release_doubtful(self, conn: AsyncConnection, now: datetime, cutoff: datetime) -> int:
         """Messages "sending" since before `cutoff` with no evidence: queue them to be sent again."""
@@ -230,22 +420,30 @@ class SendLog:
 
     async def message(self, conn: AsyncConnection, tenant: str, key: str) -> dict[str, object] | None:
         r = (await conn.execute(text(
-            "SELECT idempotency_key, account_id, flow, category, contact_key, to_phone, state, attempts, wamid, "
-            "error_code, error_reason, queued_at, sent_at FROM messages WHERE tenant = :t AND idempotency_key = :k"),
+            f"SELECT {_LOG_COLUMNS} FROM messages WHERE tenant = :t AND idempotency_key = :k"),
             {"t": tenant, "k": key})).first()
         return dict(r._mapping) if r else None
 
     async def recent(self, conn: AsyncConnection, tenant: str, contact_key: str | None, limit: int) -> list[dict]:
         rows = await conn.execute(text(
-            "SELECT idempotency_key, account_id, flow, category, contact_key, to_phone, state, attempts, wamid, "
-            "error_code, error_reason, queued_at, sent_at FROM messages WHERE tenant = :t "
+            f"SELECT {_LOG_COLUMNS} FROM messages WHERE tenant = :t "
             "AND (CAST(:c AS text) IS NULL OR contact_key = :c) ORDER BY queued_at DESC LIMIT :n"),
             {"t": tenant, "c": contact_key, "n": limit})
         return [dict(r._mapping) for r in rows]
 
-    async def accounts(self, conn: AsyncConnection, tenant: str) -> list[dict]:
+    async def accounts(self, conn: AsyncConnection, tenant: str, now: datetime) -> list[dict]:
+        """The tenant's accounts with their pacing policy and their restrictions in force."""
         rows = await conn.execute(text(
-            "SELECT account_id, marketing_min_interval_s, marketing_max_interval_s, marketing_per_hour, "
+            "SELECT account_id, waba_id, marketing_min_interval_s, marketing_max_interval_s, marketing_per_hour, "
             "new_account_per_day, new_account_days, throughput_per_second, created_at FROM accounts "
             "WHERE tenant = :t ORDER BY account_id"), {"t": tenant})
-        return [dict(r._mapping) for r in rows]
+        accounts = [dict(r._mapping) | {"restrictions": []} for r in rows]
+        by_id = {a["account_id"]: a for a in accounts}
+        restrictions = await conn.execute(text(
+            "SELECT account_id, kind, scope, until, reason FROM account_restrictions WHERE tenant = :t "
+            "AND (until IS NULL OR until > :now) ORDER BY account_id, kind"), {"t": tenant, "now": now})
+        for r in restrictions:
+            if r.account_id in by_id:
+                by_id[r.account_id]["restrictions"].append(
+                    {"kind": r.kind, "scope": r.scope, "until": r.until, "reason": r.reason})
+        return accounts

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sender.domain.templates import CannotRender, Template, render
 
 
-def refusal(*, account_id: str, account_known: bool, number_invalid: bool, template_name: str | None,
-            language: str | None, template: Template | None, parameters: list[str] | tuple[str, ...]) -> str | None:
-    """The reason a command must not be sent, or None when it may be queued."""
+def refusal(*, account_id: str, account_known: bool, invalid_until: datetime | None, now: datetime,
+            template_name: str | None, language: str | None, template: Template | None,
+            parameters: list[str] | tuple[str, ...]) -> str | None:
+    """The reason a command must not be sent, or None when it may be queued.
+
+    `invalid_until` is when the number's invalid mark expires (None: not marked); an expired mark
+    is ignored (R-S7). A paused, disabled or rejected template is refused with its status (R-S2).
+    """
     if not account_known:
         return f"unknown account {account_id}"
-    if number_invalid:
-        return "number marked invalid after an earlier failure"  # R-S7
+    if invalid_until is not None and invalid_until > now:
+        return f"number marked invalid after an earlier failure, until {invalid_until.isoformat(timespec='seconds')}"
     if template_name is not None:
         if template is None:
             return f"no template {template_name} in {language}"

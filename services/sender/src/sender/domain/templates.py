@@ -8,7 +8,20 @@ from typing import Literal
 
 _PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
-TemplateStatus = Literal["APPROVED", "PAUSED", "DISABLED", "PENDING", "REJECTED"]
+TemplateStatus = Literal["APPROVED", "FLAGGED", "PAUSED", "DISABLED", "PENDING", "REJECTED"]
+# FLAGGED (low quality, not yet paused) may still be sent; every other status is refused (R-S2).
+SENDABLE: frozenset[str] = frozenset({"APPROVED", "FLAGGED"})
+# Meta's `message_template_status_update` event → the catalog status it leaves (CLOUD-API.md §5.5, §7).
+STATUS_AFTER_EVENT: dict[str, TemplateStatus] = {
+    "APPROVED": "APPROVED", "REINSTATED": "APPROVED", "FLAGGED": "FLAGGED", "PAUSED": "PAUSED",
+    "DISABLED": "DISABLED", "REJECTED": "REJECTED", "PENDING": "PENDING",
+    "PENDING_DELETION": "DISABLED", "DELETED": "DISABLED",
+}
+
+
+def status_after_event(event: str | None) -> TemplateStatus | None:
+    """The catalog status a template status event leaves, or None for an event that changes none."""
+    return STATUS_AFTER_EVENT.get((event or "").upper())
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +45,7 @@ class CannotRender(ValueError):
 
 def render(template: Template, parameters: list[str] | tuple[str, ...]) -> str:
     """The text the customer will see; raises CannotRender when a variable cannot be filled (R-S2)."""
-    if template.status != "APPROVED":
+    if template.status not in SENDABLE:
         raise CannotRender(f"template {template.name}/{template.language} is {template.status.lower()}")
     numbers = sorted({int(n) for n in _PLACEHOLDER.findall(template.body)})
     if numbers != list(range(1, len(numbers) + 1)):
