@@ -13,8 +13,8 @@ from reporting.domain.messages import Message, OrderPaid
 from reporting.handlers import (
     ConcurrentWrite,
     MessageRef,
-    PhoneRef,
-    PhoneWindow,
+    RecipientRef,
+    RecipientWindow,
     ReportChanges,
 )
 from scrm_common.contracts.envelope import EventRecord
@@ -28,26 +28,39 @@ _ids = itertools.count(1)
 
 
 def event(type_: str, *, at: datetime = T0, external_id: str | None = None, phone: str | None = PHONE,
+          wa_id: str | None = None, user_id: str | None = None, no_contact: bool = False,
           event_id: str | None = None, **data: Any) -> Event:
-    contact = {k: v for k, v in {"external_id": external_id, "phone": phone}.items() if v is not None}
-    return parse_event({"event_id": event_id or f"ev-{next(_ids)}", "type": type_, "occurred_at": at.isoformat(),
-                        "contact": contact, "data": data})
+    """A contract event; `no_contact` leaves the contact out (statuses whose recipient is unknown)."""
+    raw: dict[str, Any] = {"event_id": event_id or f"ev-{next(_ids)}", "type": type_,
+                           "occurred_at": at.isoformat(), "data": data}
+    if not no_contact:
+        raw["contact"] = {k: v for k, v in {"external_id": external_id, "phone": phone, "wa_id": wa_id,
+                                            "user_id": user_id}.items() if v is not None}
+    return parse_event(raw)
 
 
 def status(status_: str, *, message_id: str | None = "wamid.1", at: datetime = T0, **kw: Any) -> Event:
-    data = {k: kw.pop(k) for k in ("flow", "idempotency_key", "account_id", "category") if k in kw}
+    """A webhook status; it carries the send's key (biz_opaque_callback_data) only when given one."""
+    data = {k: kw.pop(k) for k in ("flow", "idempotency_key", "account_id", "category", "pricing_category")
+            if k in kw}
     if message_id is not None:
         data["message_id"] = message_id
     return event("message.status", status=status_, at=at, **data, **kw)
 
 
 def sent(message_id: str = "wamid.1", *, flow: str = "welcome", **kw: Any) -> Event:
+    """The sender's own 'sent' outcome: always with the send's idempotency key."""
     return status("sent", message_id=message_id, flow=flow, idempotency_key=f"k-{message_id}",
                   account_id="acc-1", category="marketing", external_id="cust-1", **kw)
 
 
-def inbound(*, at: datetime = T0, phone: str = PHONE, **kw: Any) -> Event:
-    return event("message.inbound", text="hi", at=at, phone=phone, **kw)
+def inbound(*, at: datetime = T0, phone: str | None = PHONE, type_: str = "text", text: str | None = "hi",
+            **kw: Any) -> Event:
+    """A customer's message of `type_` (any type is a reply)."""
+    data: dict[str, Any] = {"type": type_}
+    if text is not None:
+        data["text"] = text
+    return event("message.inbound", at=at, phone=phone, **data, **kw)
 
 
 def clicked(url: str = "https://shop.example/p?utm_source=whatsapp&utm_campaign=welcome", **kw: Any) -> Event:
@@ -82,17 +95,18 @@ class FakeUnit:
     async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
         return {r: self.msgs[r] for r in refs if r in self.msgs}
 
-    async def phone_history(self, windows: Sequence[PhoneWindow]
-                            ) -> tuple[dict[MessageRef, Message], dict[PhoneRef, dict[str, datetime]]]:
+    async def recipient_history(self, windows: Sequence[RecipientWindow]
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
         msgs: dict[MessageRef, Message] = {}
-        inb: dict[PhoneRef, dict[str, datetime]] = {}
+        inb: dict[RecipientRef, dict[str, datetime]] = {}
         for w in windows:
             for (t, k), m in self.msgs.items():
-                if t == w.tenant and m.phone == w.phone and m.sent_on is not None and w.lo <= m.sent_on <= w.hi:
+                if (t == w.tenant and m.recipient == w.recipient and m.sent_on is not None
+                        and w.lo <= m.sent_on <= w.hi):
                     msgs[(t, k)] = m
-            for (t, eid), (phone, at) in self.inbounds.items():
-                if t == w.tenant and phone == w.phone and w.lo <= at <= w.hi:
-                    inb.setdefault((t, phone), {})[eid] = at
+            for (t, eid), (recipient, at) in self.inbounds.items():
+                if t == w.tenant and recipient == w.recipient and w.lo <= at <= w.hi:
+                    inb.setdefault((t, recipient), {})[eid] = at
         return msgs, inb
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
@@ -111,7 +125,7 @@ class FakeUnit:
         for t, m in changes.updated:
             self.msgs[(t, m.key)] = m
         for i in changes.inbounds:
-            self.inbounds.setdefault((i.tenant, i.event_id), (i.phone, i.at))
+            self.inbounds.setdefault((i.tenant, i.seen.event_id), (i.seen.recipient, i.seen.at))
         for key, n in changes.counts.items():
             self.counts[key] = self.counts.get(key, 0) + n
         for key, amount in changes.revenue.items():

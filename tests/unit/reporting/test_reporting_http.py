@@ -51,7 +51,7 @@ async def test_default_range_is_the_last_seven_days(client):
     assert len(body["days"]) == 7
     assert body["totals"]["sent"] == 1
     assert body["totals"]["replied"] == 1
-    assert body["totals"]["revenue"] == {"EUR": 99.5}
+    assert body["totals"]["revenue"] == {"EUR": "99.50"}
     assert body["totals"]["rates"]["delivery_rate"] == 1.0
     by_day = {d["day"]: d for d in body["days"]}
     assert by_day["2026-03-01"]["delivered"] == 1
@@ -70,7 +70,11 @@ async def test_explicit_range_is_inclusive(client):
 @pytest.mark.parametrize("query", ["from=2026-03-02&to=2026-03-01", "from=2025-01-01&to=2026-01-02",
                                    "from=yesterday", "to=2026-13-01"])
 async def test_bad_ranges_are_422(client, query):
-    assert (await client.get(f"/v1/reports/overview?{query}", headers=AUTH)).status_code == 422
+    resp = await client.get(f"/v1/reports/overview?{query}", headers=AUTH)
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["error"]["code"] == "invalid_request"
+    assert body["errors"] and all(e["field"].startswith("query.") and e["reason"] for e in body["errors"])
 
 
 async def test_another_tenant_sees_nothing(client):
@@ -81,4 +85,6 @@ async def test_another_tenant_sees_nothing(client):
 
 
 async def test_no_key_is_401(client):
-    assert (await client.get("/v1/reports/overview")).status_code == 401
+    resp = await client.get("/v1/reports/overview")
+    assert resp.status_code == 401
+    assert resp.json()["error"] == {"code": "unauthorized", "message": "missing bearer API key"}

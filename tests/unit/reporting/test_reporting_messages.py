@@ -35,8 +35,9 @@ def fold(facts):
     return m
 
 
-def seen(st_, at=T0, key="wamid.1", flow=None):
-    return StatusSeen(key=key, status=st_, at=at, flow=flow)
+def seen(st_, at=T0, key="wamid.1", flow=None, idempotency_key="k-1"):
+    """A status of a message the platform sent (it carries the send's key) unless told otherwise."""
+    return StatusSeen(key=key, status=st_, at=at, flow=flow, idempotency_key=idempotency_key)
 
 
 def metrics_of(message):

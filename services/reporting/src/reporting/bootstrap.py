@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from reporting.adapters.db import PostgresReportStore
 from reporting.adapters.http import create_app
 from reporting.config import Settings
+from reporting.domain.reads import EVENTS_READ
 from reporting.handlers import ApplyEvents, ReportingMetrics
 from scrm_common.clock import Clock, SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.envelope import EventRecord, decode_record
+from scrm_common.contracts.envelope import EventRecord, decoder_for
 from scrm_common.http import KeyIntrospection
 from scrm_common.kafka import BatchConsumer, ConsumerMetrics, batch_consumer
 from scrm_common.observability.metrics import new_registry
@@ -45,7 +46,7 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
     store = PostgresReportStore(engine)
     policy = settings.report_policy
     consumer = batch_consumer(settings, group_id=SERVICE, topic=topics.EVENTS, producer=producer,
-                              decode=decode_record,
+                              decode=decoder_for(EVENTS_READ),
                               handle=ApplyEvents(store=store, policy=policy, metrics=ReportingMetrics(registry)),
                               metrics=ConsumerMetrics(SERVICE, registry))
     keys = KeyIntrospection(settings.ingest_url)

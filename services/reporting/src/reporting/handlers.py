@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from reporting.domain.messages import (
     Cell,
+    InboundSeen,
     Message,
     OrderPaid,
     RevenueCell,
@@ -21,8 +22,10 @@ from reporting.domain.messages import (
     add_into,
     click_cell,
     delta,
+    inbound_seen,
     observe,
     order_cells,
+    order_paid,
     replies_in,
     status_seen,
 )
@@ -33,25 +36,23 @@ from scrm_common.kafka.consumer import Item
 
 EventRef = tuple[str, str]  # (tenant, event_id)
 MessageRef = tuple[str, str]  # (tenant, message key)
-PhoneRef = tuple[str, str]  # (tenant, E.164 phone)
+RecipientRef = tuple[str, str]  # (tenant, recipient key: the match key of the person's WhatsApp number)
 
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A message.inbound with a phone: what reply attribution needs."""
+    """A message.inbound of any type from a known number: what reply attribution needs."""
 
     tenant: str
-    event_id: str
-    phone: str
-    at: datetime
+    seen: InboundSeen
 
 
 @dataclass(frozen=True, slots=True)
-class PhoneWindow:
-    """A phone's history between `lo` and `hi` (message sent times and inbound times)."""
+class RecipientWindow:
+    """A recipient's history between `lo` and `hi` (message sent times and inbound times)."""
 
     tenant: str
-    phone: str
+    recipient: str
     lo: datetime
     hi: datetime
 
@@ -65,6 +66,10 @@ class ReportChanges:
     inbounds: list[Inbound] = field(default_factory=list)
     counts: dict[tuple[str, Cell], int] = field(default_factory=dict)
     revenue: dict[tuple[str, RevenueCell], Decimal] = field(default_factory=dict)
+    # Not written; observed for the metrics: (event type, reason) of events that changed nothing,
+    # and the statuses of messages the platform did not send.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
 
 
 class ConcurrentWrite(Exception):
@@ -80,9 +85,9 @@ class ReportUnit(Protocol):
     async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
         """Lock and return the stored messages among `refs`."""
 
-    async def phone_history(self, windows: Sequence[PhoneWindow]
-                            ) -> tuple[dict[MessageRef, Message], dict[PhoneRef, dict[str, datetime]]]:
-        """Lock and return the messages sent to each phone within its window, and its inbound times."""
+    async def recipient_history(self, windows: Sequence[RecipientWindow]
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
+        """Lock and return the messages sent to each recipient within its window, and its inbound times."""
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
         """Record paid orders; return those not recorded before (an order counts once, R-T2.4)."""
@@ -116,6 +121,12 @@ class ReportingMetrics:
                                registry=registry)
         self.duplicates = Counter("scrm_reporting_events_duplicate_total",
                                   "Events skipped because they were applied before", registry=registry)
+        self.skipped = Counter("scrm_reporting_events_skipped_total",
+                               "Events read but not applicable, by type and reason", ["type", "reason"],
+                               registry=registry)
+        self.foreign = Counter("scrm_reporting_foreign_statuses_total",
+                               "Statuses of messages the platform did not send (kept apart, not counted)",
+                               ["status"], registry=registry)
 
 
 class ApplyEvents:
@@ -142,6 +153,10 @@ class ApplyEvents:
                 await unit.save(changes)
         for _, event in events:
             self._metrics.applied.labels(event.type).inc()
+        for kind, reason in changes.skipped:
+            self._metrics.skipped.labels(kind, reason).inc()
+        for status in changes.foreign:
+            self._metrics.foreign.labels(status).inc()
         self._metrics.duplicates.inc(len(records) - len(events))
         per_metric: dict[str, int] = defaultdict(int)
         for (_, (_, _, metric)), n in changes.counts.items():
@@ -160,21 +175,26 @@ class ApplyEvents:
                     seen = status_seen(event)
                     if seen is not None:
                         statuses.append((tenant, seen))
-                case MessageInbound() if event.contact.phone is not None:
-                    changes.inbounds.append(Inbound(tenant, event.event_id, event.contact.phone, event.occurred_at))
+                    else:
+                        changes.skipped.append((event.type, "no_message_id"))
+                case MessageInbound():  # any type: text, image, reaction, button … is a reply
+                    reply = inbound_seen(event)
+                    if reply is not None:
+                        changes.inbounds.append(Inbound(tenant, reply))
+                    else:
+                        changes.skipped.append((event.type, "unknown_sender"))
                 case LinkClicked():
                     _add(changes.counts, tenant, {click_cell(event): 1})
                 case PaymentSucceeded():
-                    orders.append((tenant, OrderPaid(order_id=event.data.order_id,
-                                                     amount=Decimal(str(event.data.amount)),
-                                                     currency=event.data.currency, paid_at=event.occurred_at)))
+                    orders.append((tenant, order_paid(event)))
                 case _:
-                    pass
+                    changes.skipped.append((event.type, "not_reported"))
 
         before = await unit.messages({(t, s.key) for t, s in statuses}) if statuses else {}
         current = dict(before)
         for tenant, seen in statuses:
             current[(tenant, seen.key)] = observe(current.get((tenant, seen.key)), seen)
+        changes.foreign = [seen.status for tenant, seen in statuses if not current[(tenant, seen.key)].platform]
         await self._attribute_replies(unit, before, current, changes.inbounds)
 
         for ref, message in current.items():
@@ -197,31 +217,32 @@ class ApplyEvents:
                                  current: dict[MessageRef, Message], inbounds: list[Inbound]) -> None:
         """Recompute `replied_at` of every message a changed sent time or a new inbound can affect."""
         window = self._policy.reply_window
-        touched: dict[PhoneRef, list[datetime]] = defaultdict(list)
+        touched: dict[RecipientRef, list[datetime]] = defaultdict(list)
         for ref, message in current.items():
             old = before.get(ref)
             if old == message:
                 continue
             for m in (old, message):
-                if m is not None and m.phone is not None and m.sent_on is not None:
-                    touched[(ref[0], m.phone)].append(m.sent_on)
+                if m is not None and m.recipient is not None and m.sent_on is not None:
+                    touched[(ref[0], m.recipient)].append(m.sent_on)
         for inbound in inbounds:
-            touched[(inbound.tenant, inbound.phone)].append(inbound.at)
+            touched[(inbound.tenant, inbound.seen.recipient)].append(inbound.seen.at)
         if not touched:
             return
-        windows = [PhoneWindow(t, p, min(ts) - window, max(ts) + window) for (t, p), ts in sorted(touched.items())]
-        nearby, history = await unit.phone_history(windows)
+        windows = [RecipientWindow(t, r, min(ts) - window, max(ts) + window)
+                   for (t, r), ts in sorted(touched.items())]
+        nearby, history = await unit.recipient_history(windows)
         for ref, message in nearby.items():
             if ref not in current:
                 before[ref] = current[ref] = message
-        by_phone: dict[PhoneRef, list[Message]] = defaultdict(list)
+        by_recipient: dict[RecipientRef, list[Message]] = defaultdict(list)
         for (tenant, _), message in current.items():
-            if message.phone is not None:
-                by_phone[(tenant, message.phone)].append(message)
+            if message.recipient is not None:
+                by_recipient[(tenant, message.recipient)].append(message)
         for inbound in inbounds:
-            history.setdefault((inbound.tenant, inbound.phone), {})[inbound.event_id] = inbound.at
-        for (tenant, phone), times in touched.items():
-            replies = replies_in(by_phone[(tenant, phone)], history.get((tenant, phone), {}).values(),
+            history.setdefault((inbound.tenant, inbound.seen.recipient), {})[inbound.seen.event_id] = inbound.seen.at
+        for (tenant, recipient), times in touched.items():
+            replies = replies_in(by_recipient[(tenant, recipient)], history.get((tenant, recipient), {}).values(),
                                  min(times) - window, max(times), window)
             for key, at in replies.items():
                 ref = (tenant, key)

@@ -17,16 +17,16 @@ from reporting.handlers import (
     ConcurrentWrite,
     EventRef,
     MessageRef,
-    PhoneRef,
-    PhoneWindow,
+    RecipientRef,
+    RecipientWindow,
     ReportChanges,
 )
 from scrm_common.db.inbox import claim_events
 
 SCHEMA = "reporting"
 
-_MESSAGE_COLUMNS = ("message_key, message_id, idempotency_key, flow, account_id, category, phone, sent_at, "
-                    "delivered_at, read_at, failed_at, replied_at")
+_MESSAGE_COLUMNS = ("message_key, message_id, idempotency_key, flow, account_id, category, phone, wa_id, platform, "
+                    "sent_at, delivered_at, read_at, failed_at, replied_at")
 
 _LOAD_MESSAGES = text(f"""
     SELECT m.tenant, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}
@@ -36,49 +36,51 @@ _LOAD_MESSAGES = text(f"""
     ORDER BY m.tenant, m.message_key
     FOR UPDATE OF m""")
 
-_PHONE_MESSAGES = text(f"""
+_RECIPIENT_MESSAGES = text(f"""
     SELECT m.tenant, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}
     FROM messages m
-    JOIN unnest(CAST(:tenants AS text[]), CAST(:phones AS text[]), CAST(:los AS timestamptz[]),
-                CAST(:his AS timestamptz[])) AS w(tenant, phone, lo, hi)
-      ON m.tenant = w.tenant AND m.phone = w.phone AND m.effective_sent_at BETWEEN w.lo AND w.hi
+    JOIN unnest(CAST(:tenants AS text[]), CAST(:recipients AS text[]), CAST(:los AS timestamptz[]),
+                CAST(:his AS timestamptz[])) AS w(tenant, recipient, lo, hi)
+      ON m.tenant = w.tenant AND m.recipient = w.recipient AND m.effective_sent_at BETWEEN w.lo AND w.hi
     ORDER BY m.tenant, m.message_key
     FOR UPDATE OF m""")
 
-_PHONE_INBOUNDS = text("""
-    SELECT i.tenant, i.phone, i.event_id, i.received_at
+_RECIPIENT_INBOUNDS = text("""
+    SELECT i.tenant, i.recipient, i.event_id, i.received_at
     FROM inbound_messages i
-    JOIN unnest(CAST(:tenants AS text[]), CAST(:phones AS text[]), CAST(:los AS timestamptz[]),
-                CAST(:his AS timestamptz[])) AS w(tenant, phone, lo, hi)
-      ON i.tenant = w.tenant AND i.phone = w.phone AND i.received_at BETWEEN w.lo AND w.hi""")
+    JOIN unnest(CAST(:tenants AS text[]), CAST(:recipients AS text[]), CAST(:los AS timestamptz[]),
+                CAST(:his AS timestamptz[])) AS w(tenant, recipient, lo, hi)
+      ON i.tenant = w.tenant AND i.recipient = w.recipient AND i.received_at BETWEEN w.lo AND w.hi""")
 
 _ROWS = """unnest(CAST(:tenant AS text[]), CAST(:message_key AS text[]), CAST(:message_id AS text[]),
                   CAST(:idempotency_key AS text[]), CAST(:flow AS text[]), CAST(:account_id AS text[]),
-                  CAST(:category AS text[]), CAST(:phone AS text[]), CAST(:sent_at AS timestamptz[]),
+                  CAST(:category AS text[]), CAST(:phone AS text[]), CAST(:wa_id AS text[]),
+                  CAST(:platform AS boolean[]), CAST(:sent_at AS timestamptz[]),
                   CAST(:delivered_at AS timestamptz[]), CAST(:read_at AS timestamptz[]),
                   CAST(:failed_at AS timestamptz[]), CAST(:replied_at AS timestamptz[]),
-                  CAST(:effective_sent_at AS timestamptz[]))
-           AS u(tenant, message_key, message_id, idempotency_key, flow, account_id, category, phone, sent_at,
-                delivered_at, read_at, failed_at, replied_at, effective_sent_at)"""
+                  CAST(:effective_sent_at AS timestamptz[]), CAST(:recipient AS text[]))
+           AS u(tenant, message_key, message_id, idempotency_key, flow, account_id, category, phone, wa_id,
+                platform, sent_at, delivered_at, read_at, failed_at, replied_at, effective_sent_at, recipient)"""
 
 _INSERT_MESSAGES = text(f"""
-    INSERT INTO messages (tenant, {_MESSAGE_COLUMNS}, effective_sent_at)
+    INSERT INTO messages (tenant, {_MESSAGE_COLUMNS}, effective_sent_at, recipient)
     SELECT * FROM {_ROWS}
     ON CONFLICT DO NOTHING
     RETURNING message_key""")
 
 _UPDATE_MESSAGES = text(f"""
     UPDATE messages m SET message_id = u.message_id, idempotency_key = u.idempotency_key, flow = u.flow,
-           account_id = u.account_id, category = u.category, phone = u.phone, sent_at = u.sent_at,
-           delivered_at = u.delivered_at, read_at = u.read_at, failed_at = u.failed_at,
-           replied_at = u.replied_at, effective_sent_at = u.effective_sent_at, updated_at = now()
+           account_id = u.account_id, category = u.category, phone = u.phone, wa_id = u.wa_id,
+           platform = u.platform, sent_at = u.sent_at, delivered_at = u.delivered_at, read_at = u.read_at,
+           failed_at = u.failed_at, replied_at = u.replied_at, effective_sent_at = u.effective_sent_at,
+           recipient = u.recipient, updated_at = now()
     FROM {_ROWS}
     WHERE m.tenant = u.tenant AND m.message_key = u.message_key""")
 
 _INSERT_INBOUNDS = text("""
-    INSERT INTO inbound_messages (tenant, event_id, phone, received_at)
-    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:phones AS text[]),
-                         CAST(:ats AS timestamptz[]))
+    INSERT INTO inbound_messages (tenant, event_id, recipient, phone, wa_id, received_at)
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:recipients AS text[]),
+                         CAST(:phones AS text[]), CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[]))
     ON CONFLICT DO NOTHING""")
 
 _INSERT_ORDERS = text("""
@@ -109,25 +111,26 @@ _OVERVIEW_REVENUE = text("""
     WHERE tenant = :tenant AND day BETWEEN :start AND :end AND amount <> 0""")
 
 
+_FIELDS = ("message_id", "idempotency_key", "flow", "account_id", "category", "phone", "wa_id", "platform",
+           "sent_at", "delivered_at", "read_at", "failed_at", "replied_at")
+
+
 def _message(row: Any) -> tuple[MessageRef, Message]:
-    m = Message(key=row[1], message_id=row[2], idempotency_key=row[3], flow=row[4], account_id=row[5],
-                category=row[6], phone=row[7], sent_at=row[8], delivered_at=row[9], read_at=row[10],
-                failed_at=row[11], replied_at=row[12])
+    m = Message(key=row[1], **dict(zip(_FIELDS, row[2:], strict=True)))
     return (row[0], m.key), m
 
 
 def _columns(rows: Sequence[tuple[str, Message]]) -> dict[str, list[Any]]:
-    names = ("message_id", "idempotency_key", "flow", "account_id", "category", "phone", "sent_at",
-             "delivered_at", "read_at", "failed_at", "replied_at")
     out: dict[str, list[Any]] = {"tenant": [t for t, _ in rows], "message_key": [m.key for _, m in rows]}
-    for name in names:
+    for name in _FIELDS:
         out[name] = [getattr(m, name) for _, m in rows]
     out["effective_sent_at"] = [m.sent_on for _, m in rows]
+    out["recipient"] = [m.recipient for _, m in rows]
     return out
 
 
-def _windows(windows: Sequence[PhoneWindow]) -> dict[str, list[Any]]:
-    return {"tenants": [w.tenant for w in windows], "phones": [w.phone for w in windows],
+def _windows(windows: Sequence[RecipientWindow]) -> dict[str, list[Any]]:
+    return {"tenants": [w.tenant for w in windows], "recipients": [w.recipient for w in windows],
             "los": [w.lo for w in windows], "his": [w.hi for w in windows]}
 
 
@@ -146,13 +149,13 @@ class PostgresReportUnit:
                                                            "keys": [r[1] for r in ordered]})
         return dict(_message(row) for row in result)
 
-    async def phone_history(self, windows: Sequence[PhoneWindow]
-                            ) -> tuple[dict[MessageRef, Message], dict[PhoneRef, dict[str, datetime]]]:
+    async def recipient_history(self, windows: Sequence[RecipientWindow]
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
         params = _windows(windows)
-        messages = dict(_message(row) for row in await self._conn.execute(_PHONE_MESSAGES, params))
-        inbounds: dict[PhoneRef, dict[str, datetime]] = {}
-        for tenant, phone, event_id, at in await self._conn.execute(_PHONE_INBOUNDS, params):
-            inbounds.setdefault((tenant, phone), {})[event_id] = at
+        messages = dict(_message(row) for row in await self._conn.execute(_RECIPIENT_MESSAGES, params))
+        inbounds: dict[RecipientRef, dict[str, datetime]] = {}
+        for tenant, recipient, event_id, at in await self._conn.execute(_RECIPIENT_INBOUNDS, params):
+            inbounds.setdefault((tenant, recipient), {})[event_id] = at
         return messages, inbounds
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
@@ -173,8 +176,9 @@ class PostgresReportUnit:
         if changes.inbounds:
             rows = changes.inbounds
             await self._conn.execute(_INSERT_INBOUNDS, {
-                "tenants": [i.tenant for i in rows], "event_ids": [i.event_id for i in rows],
-                "phones": [i.phone for i in rows], "ats": [i.at for i in rows]})
+                "tenants": [i.tenant for i in rows], "event_ids": [i.seen.event_id for i in rows],
+                "recipients": [i.seen.recipient for i in rows], "phones": [i.seen.phone for i in rows],
+                "wa_ids": [i.seen.wa_id for i in rows], "ats": [i.seen.at for i in rows]})
         if changes.counts:
             cells = sorted(changes.counts.items(), key=lambda kv: (kv[0][0], kv[0][1][0], kv[0][1][1] or "",
                                                                     kv[0][1][2].value))

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from prometheus_client import CollectorRegistry
 
+from reporting.adapters.errors import install_error_handlers
 from reporting.domain.policy import ReportPolicy
 from reporting.domain.report import BadRange, Overview, build_overview, report_range
 from reporting.handlers import ReportStore
@@ -35,8 +36,7 @@ def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Pri
         try:
             first, last = report_range(start, end, today, policy)
         except BadRange as exc:
-            raise HTTPException(422, detail=[{"loc": ["query", "from"], "msg": str(exc),
-                                              "type": "value_error"}]) from None
+            raise HTTPException(422, detail=[{"field": "query.from", "reason": str(exc)}]) from None
         counts, revenue = await store.overview_rows(caller.tenant, first, last)
         return build_overview(caller.tenant, first, last, counts, revenue)
 
@@ -47,6 +47,7 @@ def create_app(*, store: ReportStore, principal: Callable[..., Awaitable[Princip
                policy: ReportPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
     """Reporting's HTTP application."""
     app = FastAPI(title="scrm reporting", version="0.1.0", description="Reports over the event log")
+    install_error_handlers(app)
     app.include_router(ops_router(registry, ready))
     app.include_router(reports_router(store=store, principal=principal, clock=clock, policy=policy))
     return app

@@ -5,6 +5,14 @@ its idempotency key. Each status keeps its earliest timestamp, so redelivered an
 converge on the same row. Implications: read ⇒ delivered ⇒ sent — a status proves the ones before it
 even when their own receipt is missing or late; an implied status counts on the day of the earliest
 status that proves it.
+
+Only what the platform sent is counted (issue 5): a message is the platform's once a status of it
+carries the send's idempotency key (the sender's own outcome events always do; Meta echoes it as
+`biz_opaque_callback_data`). Statuses of other wamids — a number shared with an agent app — are kept
+apart, uncounted, until (if ever) the platform's own status claims the wamid.
+
+Statuses are matched by their message, never by their recipient (which may be unknown: BSUID-only or
+unreadable). Replies meet messages by the recipient's match key (`recipient_key`).
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from scrm_common.contracts.events import LinkClicked, MessageStatus
+from reporting.domain.money import exact_amount
+from scrm_common.contracts.events import LinkClicked, MessageInbound, MessageStatus, PaymentSucceeded
+from scrm_common.identity import match_key
 
 
 class Metric(StrEnum):
@@ -52,8 +62,24 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def recipient_key(phone: str | None, wa_id: str | None) -> str | None:
+    """One person's WhatsApp identity as digits: the match key of the `wa_id`, else of the phone.
+
+    CLOUD-API.md §1: WhatsApp may answer from another form of the number the shop stores (Mexico's
+    `521…` for `+52…`, Brazil's 8-digit mobiles, Argentina's `549…`); both forms share one match key
+    (`scrm_common.identity.match_key`). The `wa_id` is preferred because it is the exact identity
+    WhatsApp uses — learned from the send response or the webhook — so a reply from that `wa_id`
+    meets the message even where no country rule applies. None when neither is known.
+    """
+    if wa_id:
+        return match_key(wa_id)
+    if phone:
+        return match_key(phone)
+    return None
+
+
 class StatusSeen(_Frozen):
-    """A `message.status` event reduced to what the report needs."""
+    """A `message.status` event reduced to what the report needs; `phone`/`wa_id` None when unknown."""
 
     key: str
     status: str
@@ -64,6 +90,12 @@ class StatusSeen(_Frozen):
     account_id: str | None = None
     category: str | None = None
     phone: str | None = None
+    wa_id: str | None = None
+
+    @property
+    def from_platform(self) -> bool:
+        """The status names a send of ours: it carries the send's idempotency key."""
+        return self.idempotency_key is not None
 
 
 def message_key(message_id: str | None, idempotency_key: str | None) -> str | None:
@@ -76,14 +108,43 @@ def message_key(message_id: str | None, idempotency_key: str | None) -> str | No
 
 
 def status_seen(event: MessageStatus) -> StatusSeen | None:
-    """The status fact of an event, or None when it names no message."""
+    """The status fact of an event, or None when it names no message (neither wamid nor idempotency key).
+
+    The recipient is optional: a status whose contact is None or names only a BSUID is applied by
+    its message all the same.
+    """
     d = event.data
     key = message_key(d.message_id, d.idempotency_key)
     if key is None:
         return None
+    contact = event.contact
     return StatusSeen(key=key, status=d.status, at=event.occurred_at, message_id=d.message_id,
                       idempotency_key=d.idempotency_key, flow=d.flow, account_id=d.account_id,
-                      category=d.category, phone=event.contact.phone)
+                      category=d.category, phone=contact.phone if contact else None,
+                      wa_id=contact.wa_id if contact else None)
+
+
+class InboundSeen(_Frozen):
+    """A customer's message of any type (text, image, reaction, button …): a possible reply."""
+
+    event_id: str
+    recipient: str
+    at: datetime
+    phone: str | None = None
+    wa_id: str | None = None
+
+
+def inbound_seen(event: MessageInbound) -> InboundSeen | None:
+    """The reply fact of an inbound message, whatever its type; None when its sender is unknown.
+
+    A sender named only by a BSUID cannot be matched to a message's recipient and is left out.
+    """
+    c = event.contact
+    recipient = recipient_key(c.phone, c.wa_id)
+    if recipient is None:
+        return None
+    return InboundSeen(event_id=event.event_id, recipient=recipient, at=event.occurred_at, phone=c.phone,
+                       wa_id=c.wa_id)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -95,7 +156,10 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 class Message(_Frozen):
-    """A message as reported: who and which flow, and when each status was first seen."""
+    """A message as reported: who and which flow, and when each status was first seen.
+
+    `platform` is True once a status proved the platform sent it; only then does it count.
+    """
 
     key: str
     message_id: str | None = None
@@ -104,11 +168,18 @@ class Message(_Frozen):
     account_id: str | None = None
     category: str | None = None
     phone: str | None = None
+    wa_id: str | None = None
+    platform: bool = False
     sent_at: datetime | None = None
     delivered_at: datetime | None = None
     read_at: datetime | None = None
     failed_at: datetime | None = None
     replied_at: datetime | None = None
+
+    @property
+    def recipient(self) -> str | None:
+        """Who it went to, as replies name them (`recipient_key`)."""
+        return recipient_key(self.phone, self.wa_id)
 
     @property
     def delivered_on(self) -> datetime | None:
@@ -130,17 +201,24 @@ def observe(message: Message | None, seen: StatusSeen) -> Message:
     """The message after one status: the earliest time per status wins, the first known details stay."""
     m = message or Message(key=seen.key)
     changes: dict[str, object] = {}
-    for name in ("message_id", "idempotency_key", "flow", "account_id", "category", "phone"):
+    for name in ("message_id", "idempotency_key", "flow", "account_id", "category", "phone", "wa_id"):
         if getattr(m, name) is None and getattr(seen, name) is not None:
             changes[name] = getattr(seen, name)
+    if seen.from_platform and not m.platform:
+        changes["platform"] = True
     column = f"{seen.status}_at"
     changes[column] = _earliest(getattr(m, column), seen.at)
     return m.model_copy(update=changes)
 
 
 def contributions(message: Message) -> dict[Cell, int]:
-    """The counts one message adds to the overview: each status once, on its own UTC day."""
+    """The counts one message adds to the overview: each status once, on its own UTC day.
+
+    Nothing for a message the platform did not send (issue 5: a number shared with an agent app).
+    """
     out: dict[Cell, int] = {}
+    if not message.platform:
+        return out
     for metric, at in ((Metric.ATTEMPTED, message.attempted_on), (Metric.SENT, message.sent_on),
                        (Metric.DELIVERED, message.delivered_on), (Metric.READ, message.read_at),
                        (Metric.FAILED, message.failed_at), (Metric.REPLIED, message.replied_at)):
@@ -172,9 +250,9 @@ def add_into(total: dict[K, int], more: Mapping[K, int]) -> None:
 def assign_replies(
     messages: Iterable[tuple[str, datetime]], inbounds: Iterable[datetime], window: timedelta
 ) -> dict[str, datetime | None]:
-    """Which of one phone's messages (key, sent time) were replied to, and when.
+    """Which of one recipient's messages (key, sent time) were replied to, and when.
 
-    An inbound message replies to the latest message sent to that phone at or before it, when it
+    An inbound message (of any type) replies to the latest message sent to that person at or before it, when it
     comes within `window` of it; a message counts as replied once, at its earliest reply. Ties in
     sent time are broken by key, so the answer depends only on the sets, never on arrival order.
     """
@@ -195,9 +273,9 @@ def replies_in(
     messages: Sequence[Message], inbounds: Iterable[datetime], affected_from: datetime, affected_to: datetime,
     window: timedelta,
 ) -> dict[str, datetime | None]:
-    """Reply times of the messages sent within [affected_from, affected_to], from one phone's history.
+    """Reply times of the messages sent within [affected_from, affected_to], from one recipient's history.
 
-    `messages` and `inbounds` must hold everything of that phone from `affected_from - window`
+    `messages` and `inbounds` must hold everything of that recipient from `affected_from - window`
     to `affected_to + window`; messages outside the affected span are left alone.
     """
     sent = {m.key: at for m in messages if (at := m.sent_on) is not None}
@@ -217,12 +295,19 @@ def click_cell(event: LinkClicked) -> Cell:
 
 
 class OrderPaid(_Frozen):
-    """A distinct order of payment.succeeded."""
+    """A distinct order of payment.succeeded; `amount` exact in the currency's minor units."""
 
     order_id: str
     amount: Decimal
     currency: str
     paid_at: datetime
+
+
+def order_paid(event: PaymentSucceeded) -> OrderPaid:
+    """The order of a payment, its amount an exact Decimal (KWD keeps 3 decimals, JPY none)."""
+    d = event.data
+    return OrderPaid(order_id=d.order_id, amount=exact_amount(d.amount, d.currency), currency=d.currency,
+                     paid_at=event.occurred_at)
 
 
 def order_cells(order: OrderPaid) -> tuple[Cell, RevenueCell]:

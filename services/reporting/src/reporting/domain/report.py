@@ -9,6 +9,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reporting.domain.messages import Metric
+from reporting.domain.money import quantized
 from reporting.domain.policy import ReportPolicy
 
 
@@ -42,7 +43,11 @@ class Rates(BaseModel):
 
 
 class Counts(BaseModel):
-    """Counts of messages (attempted … failed), clicks, distinct paid orders, and revenue per currency."""
+    """Counts of messages (attempted … failed), clicks, distinct paid orders, and revenue per currency.
+
+    Revenue amounts are exact decimals written as JSON strings in the currency's ISO 4217 minor units
+    (`{"EUR": "99.50", "JPY": "12800", "KWD": "12.345"}`), never floats; currencies are not added up.
+    """
 
     attempted: int = 0
     sent: int = 0
@@ -52,7 +57,7 @@ class Counts(BaseModel):
     clicked: int = 0
     failed: int = 0
     purchased: int = 0
-    revenue: dict[str, float] = {}
+    revenue: dict[str, Decimal] = {}
 
 
 class DayCounts(Counts):
@@ -110,7 +115,7 @@ class _Tally:
 
     def fields(self) -> dict[str, object]:
         return {**{m.value: self.counts.get(m, 0) for m in Metric},
-                "revenue": {cur: float(round(amount, 2)) for cur, amount in sorted(self.revenue.items())}}
+                "revenue": {cur: quantized(amount, cur) for cur, amount in sorted(self.revenue.items())}}
 
 
 def build_overview(
