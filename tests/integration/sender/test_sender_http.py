@@ -1,0 +1,118 @@
+"""The sender's HTTP API against the real PostgreSQL: invalid-number marks visible and removable (R-S7),
+errors in the documented `{"error": {"code", "message"}}` shape."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from scrm_common.clock import FixedClock
+from scrm_common.db import make_engine, migrate
+from scrm_common.http import Principal, bearer_token
+from sender.adapters.db import SendLog
+from sender.adapters.http import build_router, install_error_handlers
+from sender.main import MIGRATIONS, SCHEMA
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres) -> str:  # type: ignore[no-untyped-def]
+    return postgres.new_database()
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database_url, schema=SCHEMA, pool_size=2)
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    yield engine
+    await engine.dispose()
+
+
+class Keys:
+    """Key introspection as ingest answers it: `write` and `read` keys of one tenant."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+    async def principal(self, request: Request) -> Principal:
+        token = bearer_token(request)
+        if token not in ("write", "read"):
+            raise HTTPException(401, detail="unknown API key")
+        return Principal(self.tenant, read_only=token == "read")
+
+
+@pytest.fixture
+async def api(engine: AsyncEngine) -> AsyncIterator[tuple[httpx.AsyncClient, str, SendLog]]:
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    log = SendLog()
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(engine=engine, send_log=log, keys=Keys(tenant), clock=FixedClock(NOW)))  # type: ignore[arg-type]
+    async with engine.begin() as conn:
+        await log.mark_invalid_numbers(conn, [
+            {"tenant": tenant, "phone": "+4915112345678", "code": 131026, "at": NOW - timedelta(days=1),
+             "expires": NOW + timedelta(days=29)},
+            {"tenant": tenant, "phone": "+4915187654321", "code": 131026, "at": NOW - timedelta(days=40),
+             "expires": NOW - timedelta(days=10)},
+            {"tenant": "someone-else", "phone": "+4915100000000", "code": 131026, "at": NOW,
+             "expires": NOW + timedelta(days=30)},
+        ])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client:
+        yield client, tenant, log
+
+
+WRITE, READ = {"Authorization": "Bearer write"}, {"Authorization": "Bearer read"}
+
+
+async def test_marks_in_force_are_listed_with_code_and_expiry(api) -> None:  # type: ignore[no-untyped-def]
+    client, tenant, _ = api
+    resp = await client.get("/v1/invalid-numbers", headers=READ)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["tenant"] == tenant
+    assert body["invalid_numbers"] == [{"phone": "+4915112345678", "code": 131026,
+                                        "marked_at": "2026-11-29T09:00:00Z", "expires_at": "2026-12-29T09:00:00Z"}]
+    everything = (await client.get("/v1/invalid-numbers", params={"include_expired": "true"}, headers=READ)).json()
+    assert [m["phone"] for m in everything["invalid_numbers"]] == ["+4915112345678", "+4915187654321"]
+
+
+@pytest.mark.parametrize("path_phone", ["%2B4915112345678", "4915112345678", "+49 151 12345678"])
+async def test_a_mark_is_removed_with_a_write_key(api, path_phone: str) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = api
+    resp = await client.delete(f"/v1/invalid-numbers/{path_phone}", headers=WRITE)
+    assert resp.status_code == 204, resp.text
+    assert (await client.get("/v1/invalid-numbers", headers=READ)).json()["invalid_numbers"] == []
+    again = await client.delete(f"/v1/invalid-numbers/{path_phone}", headers=WRITE)
+    assert again.status_code == 404
+    assert again.json() == {"error": {"code": "not_marked", "message": "+4915112345678 is not marked invalid"}}
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "status", "code"), [
+    ("DELETE", "/v1/invalid-numbers/%2B4915112345678", READ, 403, "forbidden"),
+    ("DELETE", "/v1/invalid-numbers/%2B4915100000000", WRITE, 404, "not_marked"),  # another tenant's mark
+    ("DELETE", "/v1/invalid-numbers/not-a-phone", WRITE, 422, "invalid_phone"),
+    ("GET", "/v1/invalid-numbers", {}, 401, "unauthorized"),
+    ("GET", "/v1/invalid-numbers", {"Authorization": "Bearer nope"}, 401, "unauthorized"),
+    ("GET", "/v1/messages/no-such-key", READ, 404, "not_found"),
+    ("GET", "/v1/messages", READ | {"x": "1"}, 200, None),
+    ("GET", "/v1/messages?limit=0", READ, 422, "invalid_request"),
+    ("GET", "/v1/nowhere", READ, 404, "not_found"),
+])
+async def test_errors_have_the_documented_shape(api, method: str, path: str, headers: dict[str, str],  # type: ignore[no-untyped-def]
+                                                status: int, code: str | None) -> None:
+    client, _, _ = api
+    resp = await client.request(method, path, headers=headers)
+    assert resp.status_code == status, resp.text
+    if code is not None:
+        body = resp.json()
+        assert body["error"]["code"] == code and body["error"]["message"]
+    # nothing changed for a refused request
+    assert len((await client.get("/v1/invalid-numbers", headers=READ)).json()["invalid_numbers"]) == (
+        0 if (method, status) == ("DELETE", 204) else 1)
