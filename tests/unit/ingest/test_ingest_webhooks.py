@@ -1,4 +1,4 @@
-"""Meta webhooks: signature over the exact bytes; statuses and inbound messages become events."""
+"""Meta webhooks: signature over the exact bytes; every item an event or a counted skip; no shape raises."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from ingest.domain.webhooks import signature_valid, translate
+from ingest.domain.webhooks import Routed, route, signature_valid, translate
+from scrm_common.contracts.events import MessageInbound, MessageStatus
 
 SECRET = "app-secret"
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -35,38 +37,45 @@ def test_signature_is_checked_over_the_exact_body(body, header, valid):
     assert signature_valid(SECRET, body, header) is valid
 
 
-def webhook(*, statuses: list[dict[str, Any]] | None = None, messages: list[dict[str, Any]] | None = None,
-            field: str = "messages") -> dict[str, Any]:
+def webhook(*, statuses: list[Any] | None = None, messages: list[Any] | None = None,
+            contacts: list[Any] | None = None, field: str = "messages") -> dict[str, Any]:
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "4930123456", "phone_number_id": "PNID-1"},
-        "contacts": [{"wa_id": "4915112345678", "profile": {"name": "Anna"}}],
+        "metadata": {"display_phone_number": "+1 555-000-1111", "phone_number_id": "PNID-1"},
+        "contacts": [{"wa_id": "4915112345678", "profile": {"name": "Anna"}}] if contacts is None else contacts,
     }
     if statuses is not None:
         value["statuses"] = statuses
     if messages is not None:
         value["messages"] = messages
     return {"object": "whatsapp_business_account",
-            "entry": [{"id": "WABA", "changes": [{"field": field, "value": value}]}]}
+            "entry": [{"id": "WABA-1", "changes": [{"field": field, "value": value}]}]}
 
 
 def status(kind: str = "delivered", wamid: str = "wamid.A", **extra: Any) -> dict[str, Any]:
     return {"id": wamid, "status": kind, "timestamp": "1772366400", "recipient_id": "4915112345678", **extra}
 
 
+def text(body: str = "hi", *, sender: str = "4915112345678", wamid: str = "wamid.IN", **extra: Any) -> dict[str, Any]:
+    return {"from": sender, "id": wamid, "timestamp": "1772366400", "type": "text", "text": {"body": body}, **extra}
+
+
+def events_of(payload: Any) -> list[Any]:
+    return [item.event for item in translate(payload, now=NOW).events]
+
+
 def test_statuses_become_message_status_events_keyed_by_wamid_and_status():
     payload = webhook(statuses=[status("sent", biz_opaque_callback_data="acme|order_confirmation|A-1"),
                                 status("delivered"), status("read")])
-    result = translate(payload)
-    assert result.skipped == 0
-    assert [n for n, _ in result.events] == ["PNID-1"] * 3
-    events = [e for _, e in result.events]
+    result = translate(payload, now=NOW)
+    assert result.skipped == [] and result.repaired == []
+    assert {(r.phone_number_id, r.waba_id) for r in result.events} == {("PNID-1", "WABA-1")}
+    events = [r.event for r in result.events]
     assert [e.event_id for e in events] == ["wa:wamid.A:sent", "wa:wamid.A:delivered", "wa:wamid.A:read"]
     first = events[0]
-    assert first.type == "message.status"
-    assert first.contact.phone == "+4915112345678"
+    assert isinstance(first, MessageStatus) and first.contact is not None
+    assert (first.contact.phone, first.contact.wa_id) == ("+4915112345678", "4915112345678")
     assert first.occurred_at == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    assert first.data.message_id == "wamid.A"
     assert first.data.idempotency_key == "acme|order_confirmation|A-1"
     assert first.data.account_id == "PNID-1"
     assert events[1].data.idempotency_key is None
@@ -74,52 +83,194 @@ def test_statuses_become_message_status_events_keyed_by_wamid_and_status():
 
 def test_failed_status_carries_the_first_error_code_and_reason():
     errors = [{"code": 131026, "title": "Message undeliverable"}, {"code": 1}]
-    (_, event), = translate(webhook(statuses=[status("failed", errors=errors)])).events
+    [event] = events_of(webhook(statuses=[status("failed", errors=errors)]))
     assert (event.data.status, event.data.error_code, event.data.error_reason) == (
         "failed", 131026, "Message undeliverable")
 
 
-@pytest.mark.parametrize(("message", "text"), [
-    ({"type": "text", "text": {"body": "STOP"}}, "STOP"),
-    ({"type": "button", "button": {"text": "Yes please", "payload": "YES"}}, "Yes please"),
-    ({"type": "button", "button": {"payload": "YES"}}, "YES"),
-    ({"type": "interactive", "interactive": {"button_reply": {"id": "b1", "title": "Track"}}}, "Track"),
-    ({"type": "interactive", "interactive": {"list_reply": {"id": "l1"}}}, "l1"),
+@pytest.mark.parametrize(("recipient", "user", "wa_id", "phone", "user_id"), [
+    ("4915112345678", None, "4915112345678", "+4915112345678", None),   # Germany: valid
+    ("5215512345678", None, "5215512345678", None, None),                # Mexico's legacy 521 form
+    ("551187654321", None, "551187654321", None, None),                  # Brazil: 8-digit mobile
+    ("5511987654321", None, "5511987654321", "+5511987654321", None),    # Brazil: 9-digit mobile
+    ("5491123456789", None, "5491123456789", "+5491123456789", None),    # Argentina mobile with its 9
+    ("919876543210", "IN.998877", "919876543210", "+919876543210", "IN.998877"),
+    (None, "US.13491208655302741918", None, None, "US.13491208655302741918"),
 ])
-def test_inbound_messages_become_message_inbound_events(message, text):
+def test_a_status_is_never_dropped_for_its_recipient(recipient, user, wa_id, phone, user_id):
+    extra: dict[str, Any] = {"recipient_user_id": user} if user else {}
+    raw = status("read", **extra)
+    if recipient is None:
+        del raw["recipient_id"]
+    else:
+        raw["recipient_id"] = recipient
+    [event] = events_of(webhook(statuses=[raw]))
+    assert (event.contact.wa_id, event.contact.phone, event.contact.user_id) == (wa_id, phone, user_id)
+    assert event.data.message_id == "wamid.A"
+
+
+@pytest.mark.parametrize("recipient", [None, "", "+49 151", "abc", 12, ["4915112345678"]])
+def test_a_status_with_an_unreadable_recipient_has_no_contact_but_is_kept(recipient):
+    raw = status("delivered", biz_opaque_callback_data="t|welcome|1")
+    raw["recipient_id"] = recipient
+    [event] = events_of(webhook(statuses=[raw]))
+    assert event.contact is None
+    assert (event.data.message_id, event.data.idempotency_key) == ("wamid.A", "t|welcome|1")
+
+
+@pytest.mark.parametrize(("codes", "with_recipient", "preferences"), [
+    ([131050], True, 1), ([131026, 131050], True, 1), ([131050], False, 0), ([131049], True, 0), ([], True, 0),
+])
+def test_a_131050_failure_is_also_the_contacts_marketing_stop(codes, with_recipient, preferences):
+    raw = status("failed", errors=[{"code": c, "title": "t"} for c in codes])
+    if not with_recipient:
+        del raw["recipient_id"]
+    events = events_of(webhook(statuses=[raw]))
+    stops = [e for e in events if e.type == "contact.marketing_preference_changed"]
+    assert len(stops) == preferences
+    for stop in stops:
+        assert (stop.data.value, stop.data.source, stop.contact.wa_id) == ("stop", "error_131050", "4915112345678")
+
+
+@pytest.mark.parametrize(("message", "kind", "said", "reply_id"), [
+    ({"type": "text", "text": {"body": "STOP"}}, "text", "STOP", None),
+    ({"type": "button", "button": {"text": "Yes please", "payload": "YES"}}, "button", "Yes please", "YES"),
+    ({"type": "button", "button": {"payload": "YES"}}, "button", None, "YES"),
+    ({"type": "interactive", "interactive": {"button_reply": {"id": "b1", "title": "Track"}}}, "interactive", "Track", "b1"),
+    ({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "l1"}}}, "interactive", None, "l1"),
+    ({"type": "interactive", "interactive": {"type": "call_permission_reply", "call_permission_reply": {}}},
+     "interactive", None, None),
+    ({"type": "image", "image": {"id": "m1", "caption": "Passt das?"}}, "image", "Passt das?", None),
+    ({"type": "video", "video": {"id": "m2"}}, "video", None, None),
+    ({"type": "document", "document": {"id": "m3", "filename": "a.pdf"}}, "document", None, None),
+    ({"type": "audio", "audio": {"id": "m4", "voice": True}}, "voice", None, None),
+    ({"type": "reaction", "reaction": {"message_id": "wamid.OURS", "emoji": "❤️"}}, "reaction", "❤️", None),
+    ({"type": "location", "location": {"latitude": 1.5, "longitude": 2.5}}, "location", None, None),
+    ({"type": "order", "order": {"product_items": []}}, "order", None, None),
+    ({"type": "unsupported", "unsupported": {"type": "poll_creation"}}, "unsupported", None, None),
+])
+def test_every_customer_message_type_is_an_inbound_event(message, kind, said, reply_id):
     raw = {"from": "4915112345678", "id": "wamid.IN", "timestamp": "1772366400", **message}
-    result = translate(webhook(messages=[raw]))
-    (_, event), = result.events
-    assert event.type == "message.inbound"
-    assert event.event_id == "wa:wamid.IN"
-    assert event.data.text == text
+    [event] = events_of(webhook(messages=[raw]))
+    assert isinstance(event, MessageInbound)
+    assert (event.event_id, event.data.type, event.data.text, event.data.reply_id) == ("wa:wamid.IN", kind, said, reply_id)
     assert event.data.message_id == "wamid.IN"
-    assert event.contact.phone == "+4915112345678"
-    assert event.contact.name == "Anna"
 
 
-def test_unsupported_types_and_bad_recipients_are_skipped_and_counted():
-    messages = [
-        {"from": "4915112345678", "id": "wamid.1", "timestamp": "1", "type": "image", "image": {"id": "m"}},
-        {"from": "4915112345678", "id": "wamid.2", "timestamp": "1", "type": "text", "text": {"body": "hi"}},
-        {"from": "123", "id": "wamid.3", "timestamp": "1", "type": "text", "text": {"body": "hi"}},
-        {"id": "wamid.4", "type": "text", "text": {"body": "no sender"}},
-    ]
-    statuses = [status("deleted"), status("delivered", recipient_id="12"), status("read"), {"id": "x"}]
-    result = translate(webhook(statuses=statuses, messages=messages))
-    assert [e.event_id for _, e in result.events] == ["wa:wamid.A:read", "wa:wamid.2"]
-    assert result.skipped == 6
+@pytest.mark.parametrize(("sender", "phone"), [
+    ("4915112345678", "+4915112345678"), ("5215512345678", None), ("447911123456", "+447911123456"),
+])
+def test_the_profile_name_never_becomes_the_shops_name(sender, phone):
+    raw = text(sender=sender)
+    [event] = events_of(webhook(messages=[raw], contacts=[{"wa_id": sender, "profile": {"name": "🦄 Lucky"}}]))
+    assert (event.contact.name, event.contact.profile_name) == (None, "🦄 Lucky")
+    assert (event.contact.wa_id, event.contact.phone) == (sender, phone)
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Danke \ud83e!", "Danke \ufffd!"),
+    ("\udc00 vorne", "\ufffd vorne"),
+    ("hinten \ud83d", "hinten \ufffd"),
+    ("zwei \ud83d\ud83d", "zwei \ufffd\ufffd"),
+    ("ganz 😀 normal", "ganz 😀 normal"),
+])
+def test_a_lone_surrogate_replaces_that_character_not_the_message(body, expected):
+    result = translate(webhook(messages=[text(body)]), now=NOW)
+    [item] = result.events
+    assert item.event.data.text == expected
+    item.event.model_dump_json()  # encodable: would raise on a surrogate
+    assert [r.reason for r in result.repaired] == (["bad_text"] if body != expected else [])
+
+
+@pytest.mark.parametrize(("raw", "expected", "repaired"), [
+    ("1772366400", datetime(2026, 3, 1, 12, 0, tzinfo=UTC), False),
+    (1772366400, datetime(2026, 3, 1, 12, 0, tzinfo=UTC), False),
+    ("soon", NOW, True),
+    ("", NOW, True),
+    (None, NOW, True),
+    ("0", NOW, True),
+    ("99999999999999999999", NOW, True),
+    (True, NOW, True),
+    ({"at": 1}, NOW, True),
+])
+def test_an_unreadable_timestamp_is_the_time_received_and_counted(raw, expected, repaired):
+    result = translate(webhook(statuses=[status(timestamp=raw)]), now=NOW)
+    [item] = result.events
+    assert item.event.occurred_at == expected
+    assert [r.reason for r in result.repaired] == (["bad_timestamp"] if repaired else [])
+
+
+MALFORMED_SHAPES = [
+    ("messages [null]", {"messages": [None, text()]}),
+    ("messages a string", {"messages": "x", "statuses": [status()]}),
+    ("contacts ['x']", {"contacts": ["x"], "messages": [text()]}),
+    ("contacts a number", {"contacts": 7, "messages": [text()]}),
+    ("metadata a list", {"metadata": [], "messages": [text()]}),
+    ("text an array", {"messages": [{**text(), "text": ["hi"]}, text(wamid="wamid.2")]}),
+    ("id an object", {"messages": [{**text(), "id": {"x": 1}}, text(wamid="wamid.2")]}),
+    ("status an int", {"statuses": [{**status(), "status": 3}, status(wamid="wamid.2")]}),
+    ("pricing a string", {"statuses": [{**status(), "pricing": "cheap"}]}),
+    ("errors a string", {"statuses": [{**status("failed"), "errors": "bad"}]}),
+    ("context a list", {"messages": [{**text(), "context": ["wamid.X"]}]}),
+    ("referral nested", {"messages": [{**text(), "referral": {"a": {"b": 1}, "source_type": "ad"}}]}),
+    ("reaction emoji a number", {"messages": [{"from": "4915112345678", "id": "wamid.R", "timestamp": "1",
+                                                "type": "reaction", "reaction": {"emoji": 5}}]}),
+]
+
+
+@pytest.mark.parametrize(("case", "value"), MALFORMED_SHAPES, ids=[c for c, _ in MALFORMED_SHAPES])
+def test_a_payload_of_unexpected_shape_keeps_its_good_items_and_never_raises(case, value):
+    payload = webhook()
+    payload["entry"][0]["changes"][0]["value"].update(value)
+    result = translate(payload, now=NOW)
+    assert result.events or result.skipped, case
+    for item in result.events:
+        item.event.model_dump_json()
 
 
 @pytest.mark.parametrize("payload", [
-    None, [], "x", {"object": "page", "entry": []}, {"object": "whatsapp_business_account"},
-    webhook(statuses=[status()], field="account_update"),
+    None, [], "x", 3, {"object": "page", "entry": []}, {"object": "whatsapp_business_account"},
+    {"object": "whatsapp_business_account", "entry": "x"}, {"object": "whatsapp_business_account", "entry": [None, 1]},
+    {"object": "whatsapp_business_account", "entry": [{"changes": "x"}]},
+    {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": 1}, {"field": "messages", "value": "x"}]}]},
 ])
-def test_other_payloads_translate_to_nothing(payload):
-    result = translate(payload)
-    assert (result.events, result.skipped) == ([], 0)
+def test_payloads_with_nothing_to_read_are_counted_not_raised(payload):
+    result = translate(payload, now=NOW)
+    assert result.events == []
+    assert result.skipped and all(s.reason in {"malformed", "unknown_object"} for s in result.skipped)
 
 
-def test_bad_timestamp_falls_back_to_the_epoch_rather_than_failing():
-    (_, event), = translate(webhook(statuses=[status(timestamp="soon")])).events
-    assert event.occurred_at == datetime(1970, 1, 1, tzinfo=UTC)
+def test_an_echo_of_our_own_number_is_not_a_reply():
+    result = translate(webhook(messages=[text(sender="15550001111"), text(wamid="wamid.2")]), now=NOW)
+    assert [i.event.event_id for i in result.events] == ["wa:wamid.2"]
+    assert [(s.type, s.reason) for s in result.skipped] == [("text", "echo")]
+
+
+def test_a_very_long_wamid_gets_a_stable_id_within_the_contracts_limit():
+    wamid = "wamid." + "A" * 200
+    first = events_of(webhook(statuses=[status("read", wamid=wamid)]))[0]
+    again = events_of(webhook(statuses=[status("read", wamid=wamid)]))[0]
+    other = events_of(webhook(statuses=[status("delivered", wamid=wamid)]))[0]
+    assert len(first.event_id) <= 128
+    assert first.event_id == again.event_id != other.event_id
+    assert first.data.message_id == wamid
+
+
+def _routed(number: str | None, waba: str | None) -> Routed:
+    [event] = events_of(webhook(statuses=[status()]))
+    return Routed(event, number, waba, "messages", "delivered")
+
+
+@pytest.mark.parametrize(("number", "waba", "tenant", "reason"), [
+    ("PN-A", "W-B", "a", None),               # the number decides, not the WABA
+    ("PN-X", "W-B", None, "unknown_number"),  # an unknown number is not rescued by its WABA
+    (None, "W-B", "b", None),
+    (None, "W-X", None, "unknown_account"),
+    (None, None, None, "unknown_number"),
+])
+def test_events_go_to_the_owner_of_their_number_else_of_their_account(number, waba, tenant, reason):
+    by_tenant, skipped = route([_routed(number, waba)], numbers={"PN-A": "a", "PN-X": None},
+                               accounts={"W-B": "b", "W-X": None})
+    assert list(by_tenant) == ([tenant] if tenant else [])
+    assert [s.reason for s in skipped] == ([reason] if reason else [])
+    assert all((s.field, s.type) == ("messages", "delivered") for s in skipped)

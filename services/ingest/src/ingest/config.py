@@ -18,6 +18,9 @@ class Settings(CommonSettings):
     bootstrap_tenant: str = "demo"
     bootstrap_api_key: str | None = None
     bootstrap_phone_number_id: str = "100000000000001"
+    # The WhatsApp Business Account of that number (SCRM_BOOTSTRAP_WABA_ID): template and account
+    # webhooks name only the WABA. The default is the simulator's (SCRM_SIMULATOR_WABA_ID).
+    bootstrap_waba_id: str | None = "200000000000001"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_webhook_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=1000, ge=1)

@@ -28,7 +28,8 @@ async def main(settings: Settings) -> None:
         engine, producer = infra.engine, infra.producer
         directory = TenantDirectory(engine, cache_seconds=settings.key_cache_seconds)
         await directory.bootstrap(tenant=settings.bootstrap_tenant, api_key=settings.bootstrap_api_key,
-                                  phone_number_id=settings.bootstrap_phone_number_id)
+                                  phone_number_id=settings.bootstrap_phone_number_id,
+                                  waba_id=settings.bootstrap_waba_id)
         registry = new_registry()
         app = FastAPI(title="scrm ingest", version="0.1.0")
         install_error_handlers(app)

@@ -18,6 +18,7 @@ class TenantDirectory:
         self._engine = engine
         self._keys: TtlCache[str, Principal | None] = TtlCache(ttl=cache_seconds, maxsize=50_000)
         self._numbers: TtlCache[str, str | None] = TtlCache(ttl=cache_seconds, maxsize=10_000)
+        self._accounts: TtlCache[str, str | None] = TtlCache(ttl=cache_seconds, maxsize=10_000)
 
     async def principal_for(self, api_key: str) -> Principal | None:
         """The tenant of a key, or None when unknown or revoked."""
@@ -46,8 +47,22 @@ class TenantDirectory:
         self._numbers.put(phone_number_id, tenant)
         return tenant
 
-    async def bootstrap(self, *, tenant: str, api_key: str | None, phone_number_id: str | None) -> None:
-        """Create the bootstrap tenant, its key and its first number; idempotent."""
+    async def tenant_of_waba(self, waba_id: str) -> str | None:
+        """The tenant owning the numbers of a WhatsApp Business Account; None if none or several do."""
+        hit = self._accounts.get(waba_id, MISSING)
+        if hit is not MISSING:
+            return hit  # type: ignore[return-value]
+        async with self._engine.connect() as conn:
+            owners = (await conn.execute(text(
+                "SELECT DISTINCT tenant FROM whatsapp_numbers WHERE waba_id = :w LIMIT 2"),
+                {"w": waba_id})).scalars().all()
+        tenant = owners[0] if len(owners) == 1 else None
+        self._accounts.put(waba_id, tenant)
+        return tenant
+
+    async def bootstrap(self, *, tenant: str, api_key: str | None, phone_number_id: str | None,
+                        waba_id: str | None = None) -> None:
+        """Create the bootstrap tenant, its key and its first number (with its WABA id); idempotent."""
         async with self._engine.begin() as conn:
             await conn.execute(text("INSERT INTO tenants(tenant) VALUES (:t) ON CONFLICT DO NOTHING"),
                                {"t": tenant})
@@ -57,9 +72,10 @@ class TenantDirectory:
                     {"h": hash_api_key(api_key), "t": tenant})
             if phone_number_id:
                 await conn.execute(text(
-                    "INSERT INTO whatsapp_numbers(phone_number_id, tenant) VALUES (:p, :t) "
-                    "ON CONFLICT (phone_number_id) DO UPDATE SET tenant = EXCLUDED.tenant"),
-                    {"p": phone_number_id, "t": tenant})
+                    "INSERT INTO whatsapp_numbers(phone_number_id, tenant, waba_id) VALUES (:p, :t, :w) "
+                    "ON CONFLICT (phone_number_id) DO UPDATE SET tenant = EXCLUDED.tenant, "
+                    "waba_id = COALESCE(EXCLUDED.waba_id, whatsapp_numbers.waba_id)"),
+                    {"p": phone_number_id, "t": tenant, "w": waba_id or None})
 
     async def ping(self) -> bool:
         try:

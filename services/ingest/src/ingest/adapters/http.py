@@ -1,6 +1,7 @@
 """Ingest's HTTP API: `POST /v1/events`, Meta webhooks, key introspection for sibling services."""
 
 
+import asyncio
 import hmac
 import json
 import logging
@@ -14,13 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from ingest.adapters.db import TenantDirectory
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
 from ingest.domain.batch import PLATFORM_PRODUCED, FieldError, parse_batch
 from ingest.domain.rate_limit import TokenBucket
-from ingest.domain.webhooks import signature_valid, translate
+from ingest.domain.webhooks import Skipped, Translated, model, route, signature_valid, translate
 from scrm_common.clock import Clock
 from scrm_common.http import Principal, bearer_token
 from scrm_common.observability.metrics import LATENCY_BUCKETS
@@ -45,8 +47,11 @@ class IngestMetrics:
         self.webhooks = Counter("scrm_ingest_webhook_events_total", "Events produced from Meta webhooks",
                                 ["type"], registry=registry)
         self.webhook_skipped = Counter("scrm_ingest_webhook_skipped_total",
-                                       "Webhook items skipped (unknown number, unsupported type)",
-                                       registry=registry)
+                                       "Webhook items not turned into an event, by field, item type and reason",
+                                       ["field", "type", "reason"], registry=registry)
+        self.webhook_repaired = Counter("scrm_ingest_webhook_repaired_total",
+                                        "Events produced from repaired webhook items (bad timestamp, bad text)",
+                                        ["field", "type", "reason"], registry=registry)
         self.publish_seconds = Histogram("scrm_ingest_publish_duration_seconds",
                                          "Time from request to broker acknowledgement",
                                          buckets=LATENCY_BUCKETS, registry=registry)
@@ -56,18 +61,43 @@ class _TooLarge(Exception):
     pass
 
 
+# An oversized body is read and thrown away (up to these bounds) before the 413 is sent: a client
+# that writes its whole body before reading (urllib, requests) would otherwise get a connection
+# reset instead of the answer. Past the bounds the connection is closed on it.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, at most `limit` bytes; raises _TooLarge after draining an oversized one (bounded)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
+    too_large = declared is not None and declared.isdigit() and int(declared) > limit
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(loop.time() + DRAIN_MAX_SECONDS if too_large else None) as deadline:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if not too_large and size > limit:
+                    too_large = True
+                    chunks.clear()
+                    deadline.reschedule(loop.time() + DRAIN_MAX_SECONDS)
+                if not too_large:
+                    chunks.append(chunk)
+                elif size > DRAIN_MAX_BYTES:
+                    break
+    except (TimeoutError, ClientDisconnect):
+        if not too_large:
+            raise
+    if too_large:
+        raise _TooLarge
     return b"".join(chunks)
+
+
+def _too_large(limit: int, what: str) -> JSONResponse:
+    # `Connection: close`: what was not drained must not be read as the next request.
+    return _error(413, "body_too_large", f"{what} over {limit} bytes", headers={"Connection": "close"})
 
 
 def _error(status: int, code: str, message: str, errors: list[FieldError] | None = None,
@@ -76,6 +106,18 @@ def _error(status: int, code: str, message: str, errors: list[FieldError] | None
     if errors is not None:
         body["errors"] = [e.as_dict() for e in errors]
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+# Skips that are expected in normal traffic are logged at INFO; the rest say something is off.
+_EXPECTED_SKIPS = frozenset({model.ECHO, model.CALL, model.EDIT, model.REVOKE, model.GROUP, model.PLAYED,
+                             model.REQUEST_WELCOME, model.IDENTITY_CHANGED})
+
+
+def _log_item(what: str, item: Skipped) -> None:
+    """One JSON log line per skipped or repaired webhook item, with its reason and Meta's error codes."""
+    level = logging.INFO if what.endswith("repaired") or item.reason in _EXPECTED_SKIPS else logging.WARNING
+    log.log(level, "%s: %s (field=%s type=%s error_codes=%s detail=%s)", what, item.reason, item.field or "-",
+            item.type or "-", ",".join(map(str, item.error_codes)) or "-", item.detail or "-", extra=item.as_log())
 
 
 def build_router(
@@ -104,7 +146,7 @@ def build_router(
             raw = await _read_limited(request, settings.max_body_bytes)
         except _TooLarge:
             metrics.rejected.labels("413").inc()
-            return _error(413, "body_too_large", f"request body over {settings.max_body_bytes} bytes")
+            return _too_large(settings.max_body_bytes, "request body")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -162,39 +204,46 @@ def build_router(
 
     @router.post("/v1/webhooks/whatsapp")
     async def receive_webhook(request: Request) -> JSONResponse:
-        """Statuses and inbound messages from Meta, verified before anything is parsed."""
+        """Every item of a Meta webhook as an event or a counted, logged skip; verified before it is parsed."""
         try:
             raw = await _read_limited(request, settings.max_webhook_bytes)
         except _TooLarge:
-            return _error(413, "body_too_large", "webhook body too large")
+            metrics.rejected.labels("413").inc()
+            return _too_large(settings.max_webhook_bytes, "webhook body")
         if not signature_valid(settings.whatsapp_app_secret, raw, request.headers.get("x-hub-signature-256")):
             metrics.rejected.labels("401").inc()
             return _error(401, "bad_signature", "missing or invalid X-Hub-Signature-256")
         try:
             payload = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
+            metrics.rejected.labels("400").inc()
             return _error(400, "invalid_json", "webhook body is not JSON")
-        translated = translate(payload)
-        skipped = translated.skipped
-        by_tenant: dict[str, list[Any]] = {}
-        for number_id, event in translated.events:
-            tenant = await directory.tenant_of_number(number_id)
-            if tenant is None:
-                skipped += 1
-                continue
-            by_tenant.setdefault(tenant, []).append(event)
+        received_at = clock.now()
+        try:
+            translated = translate(payload, now=received_at)
+        except Exception:  # translate never raises by design; if it does, Meta must not retry for days
+            log.exception("webhook translation failed")
+            translated = Translated([], [Skipped("", "payload", model.MALFORMED, (), "translation failed")], [])
+        numbers = {n: await directory.tenant_of_number(n)
+                   for n in {e.phone_number_id for e in translated.events if e.phone_number_id}}
+        accounts = {w: await directory.tenant_of_waba(w)
+                    for w in {e.waba_id for e in translated.events if e.phone_number_id is None and e.waba_id}}
+        by_tenant, unrouted = route(translated.events, numbers=numbers, accounts=accounts)
         try:
             for tenant, events in by_tenant.items():
-                await publisher.publish(tenant, events, ingested_at=clock.now(),
-                                        correlation_id=uuid.uuid4().hex)
+                await publisher.publish(tenant, events, ingested_at=received_at, correlation_id=uuid.uuid4().hex)
         except KafkaError:
             # Meta retries non-2xx deliveries; consumers dedupe on the derived event ids.
             return _error(503, "broker_unavailable", "retry later")
         for events in by_tenant.values():
             for event in events:
                 metrics.webhooks.labels(event.type).inc()
-        if skipped:
-            metrics.webhook_skipped.inc(skipped)
+        for skipped in [*translated.skipped, *unrouted]:
+            metrics.webhook_skipped.labels(skipped.field, skipped.type, skipped.reason).inc()
+            _log_item("webhook item skipped", skipped)
+        for repaired in translated.repaired:
+            metrics.webhook_repaired.labels(repaired.field, repaired.type, repaired.reason).inc()
+            _log_item("webhook item repaired", repaired)
         return JSONResponse({"received": sum(len(e) for e in by_tenant.values())})
 
     @router.post("/internal/v1/keys/introspect", include_in_schema=False)
