@@ -370,3 +370,40 @@ async def test_operations_endpoints(make: Factory) -> None:
     metrics = (await h.client.get("/metrics")).text
     assert 'scrm_simulator_messages_accepted_total{type="template"} 1.0' in metrics
     assert "scrm_simulator_webhook_events_pending" in metrics
+
+
+@pytest.mark.parametrize(("overrides", "to", "wa_id"), [
+    ({}, "+52 55 1234 5678", "5215512345678"),  # Mexico: WhatsApp's id carries the 1
+    ({"simulator_br_legacy_numbers": "+5511987654321"}, "+55 11 98765-4321", "551187654321"),  # an old mobile
+    ({"simulator_br_legacy_numbers": "*"}, "+5521998765432", "552198765432"),
+    ({}, "+55 11 98765-4321", "5511987654321"),  # not configured as old
+    ({}, CUSTOMER, "4915112345678"),
+])
+async def test_whatsapp_answers_and_writes_with_its_own_wa_id(make: Factory, overrides: dict[str, str], to: str,
+                                                            wa_id: str) -> None:
+    h = await make(simulator_p_reply=1.0, **overrides)
+    response = await h.send(template(to=to, biz_opaque_callback_data="idem-mx"))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["contacts"] == [{"input": to, "wa_id": wa_id}]
+    wamid = answer["messages"][0]["id"]
+    await wait_until(lambda: len(h.statuses(wamid)) == 3 and len(h.inbound_messages()) == 1)
+    assert {s["recipient_id"] for s in h.statuses(wamid)} == {wa_id}
+    [reply] = h.inbound_messages()
+    assert reply["from"] == wa_id
+    contacts = [c for p in h.payloads() for e in p["entry"] for ch in e["changes"]
+                for c in ch["value"].get("contacts", [])]
+    assert [c["wa_id"] for c in contacts] == [wa_id]
+    # the reply opened the window of that WhatsApp user, whichever form the shop sends to
+    assert (await h.send(text(to=to))).status_code == 200
+    listed = (await h.client.get("/_sim/messages", params={"to": to})).json()
+    assert listed["count"] == 2 and {m["wa_id"] for m in listed["messages"]} == {wa_id}
+
+
+async def test_a_simulated_customer_writes_from_the_wa_id(make: Factory) -> None:
+    h = await make()
+    answer = (await h.client.post("/_sim/inbound", json={"from": "+525512345678", "text": "¿Llega mañana?"})).json()
+    assert answer["wa_id"] == "5215512345678"
+    await wait_until(lambda: len(h.inbound_messages()) == 1)
+    assert h.inbound_messages()[0]["from"] == "5215512345678"
+    assert (await h.send(text(to="+525512345678"))).status_code == 200  # the window is that user's

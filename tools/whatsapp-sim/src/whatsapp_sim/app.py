@@ -70,7 +70,8 @@ def create_app(
                        limit: int | None = None) -> dict[str, Any]:
         wa_id = None
         if to is not None:
-            wa_id = normalize_recipient(to) or to
+            digits = normalize_recipient(to)
+            wa_id = sim.wa_ids.wa_id_for(digits) if digits else to
         records = sim.store.messages(wa_id=wa_id, phone_number_id=phone_number_id, since_seq=since_seq,
                                      limit=limit)
         return {"count": len(records), "last_seq": sim.store.last_seq,

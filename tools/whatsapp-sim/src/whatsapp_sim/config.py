@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from whatsapp_sim.domain.wa_ids import WaIdRules
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -63,6 +65,9 @@ class SimulatorSettings(BaseSettings):
     simulator_webhook_concurrency: int = Field(default=8, ge=1)
     simulator_webhook_batch: int = Field(default=100, ge=1, le=1000)
     simulator_webhook_linger_ms: float = Field(default=20.0, ge=0, le=1000)
+    # Brazilian mobiles whose WhatsApp id keeps the old 8-digit form (CLOUD-API.md §1): empty for none,
+    # "*" for every one, or a comma-separated list of numbers (+55 DD 9XXXX-XXXX).
+    simulator_br_legacy_numbers: str = ""
 
     @field_validator("simulator_status_delay_ms", mode="before")
     @classmethod
@@ -84,7 +89,12 @@ class SimulatorSettings(BaseSettings):
         if low < 0 or high < low:
             raise ValueError("simulator_status_delay_ms must be 0 <= min <= max")
         self.accounts()  # fail at start-up on a malformed account list
+        self.wa_id_rules()
         return self
+
+    def wa_id_rules(self) -> WaIdRules:
+        """How recipients' numbers become the WhatsApp ids the simulator answers with."""
+        return WaIdRules.parse(self.simulator_br_legacy_numbers)
 
     def accounts(self) -> dict[str, Account]:
         """The simulated phone numbers, keyed by phone_number_id."""

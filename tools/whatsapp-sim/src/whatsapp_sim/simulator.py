@@ -72,6 +72,7 @@ class Simulator:
     ) -> None:
         self.settings = settings
         self.accounts: dict[str, Account] = settings.accounts()
+        self.wa_ids = settings.wa_id_rules()
         self._tokens = {account.token for account in self.accounts.values()}
         self.catalog = catalog if catalog is not None else load_catalog(settings)
         self._wall = wall
@@ -143,7 +144,8 @@ class Simulator:
             return self._error(meta_error(100, "The request body is not valid JSON."), phone_number_id)
         account = self.accounts[phone_number_id]
         result = validate_request(body, self.catalog, business_number=account.display_phone_number,
-                                  known_inbound=lambda wamid: self.store.is_inbound(phone_number_id, wamid))
+                                  known_inbound=lambda wamid: self.store.is_inbound(phone_number_id, wamid),
+                                  wa_id_of=self.wa_ids.wa_id_for)
         if isinstance(result, MetaError):
             return self._error(result, phone_number_id, body)
         if isinstance(result, ReadReceipt):
@@ -271,10 +273,10 @@ class Simulator:
         if pnid not in self.accounts:
             raise ApiError(404, f"unknown phone_number_id {pnid}")
         raw_from = body.get("from") or body.get("wa_id")
-        wa_id = normalize_recipient(raw_from) if isinstance(raw_from, str) else None
-        if wa_id is None:
+        digits = normalize_recipient(raw_from) if isinstance(raw_from, str) else None
+        if digits is None:
             raise ApiError(400, "'from' must be a phone number (8-15 digits)")
-        return pnid, wa_id
+        return pnid, self.wa_ids.wa_id_for(digits)  # WhatsApp writes from the customer's wa_id
 
     def inbound(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """A customer writes to a business number: open the window now and send the signed webhook."""

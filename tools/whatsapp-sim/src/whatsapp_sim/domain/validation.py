@@ -32,7 +32,8 @@ TEMPLATE_BODY_MAX = 1024
 OPAQUE_MAX = 512
 _RECIPIENT_NOISE = re.compile(r"[+\-()\s]")
 _RECIPIENT = re.compile(r"[0-9]{8,15}")
-_BAD_PARAM_TEXT = re.compile(r"[\n\t]| {5,}")
+# Meta refuses a parameter with a new line or a tab, or more than 4 consecutive spaces (132018).
+_BAD_PARAM_TEXT = re.compile(r"[\r\n\t]| {5,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +140,20 @@ def validate_request(
     *,
     business_number: str | None = None,
     known_inbound: Callable[[str], bool] = lambda _wamid: False,
+    wa_id_of: Callable[[str], str] = lambda digits: digits,
 ) -> AcceptedMessage | ReadReceipt | MetaError:
-    """Check a `/messages` body the way Meta does; return what was accepted or the error."""
+    """Check a `/messages` body the way Meta does; return what was accepted or the error.
+
+    `wa_id_of` turns the recipient's digits into the WhatsApp id Meta answers (`domain.wa_ids`).
+    """
     try:
-        return _validate(body, catalog, business_number, known_inbound)
+        return _validate(body, catalog, business_number, known_inbound, wa_id_of)
     except _Invalid as exc:
         return exc.error
 
 
 def _validate(body: Any, catalog: TemplateCatalog, business_number: str | None,
-              known_inbound: Callable[[str], bool]) -> AcceptedMessage | ReadReceipt:
+              known_inbound: Callable[[str], bool], wa_id_of: Callable[[str], str]) -> AcceptedMessage | ReadReceipt:
     body = _object(body, "(root)")
     product = body.get("messaging_product")
     if product is None:
@@ -171,6 +176,7 @@ def _validate(body: Any, catalog: TemplateCatalog, business_number: str | None,
         _fail(131009, f"Invalid 'to' parameter: {to!r} is not a valid phone number.")
     if business_number is not None and wa_id == business_number:
         _fail(131021, "The recipient phone number is the same as the sender phone number.")
+    wa_id = wa_id_of(wa_id)
     msg_type = body.get("type", "text")
     if msg_type not in MESSAGE_TYPES:
         _fail(100, f"Param type must be one of {{{', '.join(sorted(MESSAGE_TYPES)).upper()}}} - got "
