@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,35 @@ def test_body_over_4_mib_is_413(ingest_only: TestStack) -> None:
                                  headers={**ingest_only.auth, "Content-Type": "application/json"})
     assert resp.status_code == 413
     assert resp.json()["error"]["code"] == "body_too_large"
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
+SIX_MB = 6 * 1024 * 1024
+
+
+def _six_mb_body(framing: str) -> bytes | Iterable[bytes]:
+    """A 6 MB JSON body, with a Content-Length (bytes) or chunked (an iterable: urllib then sends it chunked)."""
+    filler = b'{"events": [' + b" " * (SIX_MB - 14) + b"]}"
+    if framing == "content-length":
+        return filler
+    return (filler[i:i + 64 * 1024] for i in range(0, len(filler), 64 * 1024))
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/webhooks/whatsapp"])
+def test_a_6_mb_body_from_a_client_that_writes_it_all_before_reading_gets_the_413_and_its_json_error(
+        ingest_only: TestStack, path: str, framing: str) -> None:
+    """Issue 5 §5: urllib writes the whole body before it reads; it must see the 413, not a connection reset."""
+    before = ingest_only.topic_size(topics.EVENTS)
+    request = urllib.request.Request(
+        ingest_only.url("ingest", path), data=_six_mb_body(framing), method="POST",  # type: ignore[arg-type]
+        headers={**ingest_only.auth, "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - a local test server
+    assert answer.value.code == 413
+    assert answer.value.headers["Connection"] == "close"
+    assert answer.value.headers["Content-Type"] == "application/json"
+    assert json.loads(answer.value.read())["error"]["code"] == "body_too_large"
     assert ingest_only.topic_size(topics.EVENTS) == before
 
 

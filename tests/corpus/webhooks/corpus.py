@@ -38,12 +38,21 @@ def cases() -> list[Case]:
     return rows
 
 
-def matches(pattern: Any, actual: Any, *, received: datetime | None = None) -> bool:
-    """True when `actual` has every key of `pattern` with a matching value (`null`: absent or null)."""
+Received = datetime | tuple[datetime, datetime] | None
+
+
+def matches(pattern: Any, actual: Any, *, received: Received = None) -> bool:
+    """True when `actual` has every key of `pattern` with a matching value (`null`: absent or null).
+
+    `received` is the time the webhook was received, or the (earliest, latest) it can have been.
+    """
     if pattern is None:
         return actual is None
     if pattern == RECEIVED:
-        return received is not None and isinstance(actual, str) and datetime.fromisoformat(actual) == received
+        if received is None or not isinstance(actual, str):
+            return False
+        earliest, latest = received if isinstance(received, tuple) else (received, received)
+        return earliest <= datetime.fromisoformat(actual) <= latest
     if isinstance(pattern, dict):
         if not isinstance(actual, dict):
             return False
@@ -55,7 +64,7 @@ def matches(pattern: Any, actual: Any, *, received: datetime | None = None) -> b
 
 
 def unmatched(expected: list[dict[str, Any]], produced: list[dict[str, Any]], *,
-              received: datetime | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+              received: Received = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The expected patterns no produced event matched, and the produced events no pattern claimed.
 
     Each produced event satisfies at most one pattern; patterns are tried most specific first.
