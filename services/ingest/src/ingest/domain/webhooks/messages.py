@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from scrm_common.contracts.events import (
     Contact,
@@ -24,7 +24,8 @@ from .model import ECHO, GROUP, MALFORMED, NO_SENDER, PLAYED, UNKNOWN_STATUS, VA
 from .reading import ItemReader, error_codes, event_id, first_error, ident, items, obj, user_id, wa_id
 
 FIELD = "messages"
-TRACKED_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+Tracked = Literal["sent", "delivered", "read", "failed"]
+TRACKED_STATUSES: frozenset[str] = frozenset({"sent", "delivered", "read", "failed"})
 # Statuses Meta sends that are not a step of delivery: skipped with their reason.
 IGNORED_STATUSES = {"played": PLAYED}
 STOPPED_MARKETING = 131050  # CLOUD-API.md §4.3: the user stopped marketing messages from this business
@@ -82,7 +83,7 @@ def _status(status: dict[str, Any], change: Change, out: Findings, number_id: st
     if status.get("recipient_type") == "group":
         out.skip(FIELD, label, GROUP, error_codes=codes, detail=wamid)
         return
-    if kind not in TRACKED_STATUSES:
+    if not isinstance(kind, str) or kind not in TRACKED_STATUSES:
         reason = IGNORED_STATUSES.get(kind, UNKNOWN_STATUS) if isinstance(kind, str) else UNKNOWN_STATUS
         out.skip(FIELD, label, reason, error_codes=codes, detail=wamid)
         return
@@ -97,7 +98,8 @@ def _status(status: dict[str, Any], change: Change, out: Findings, number_id: st
         event_id=event_id(wamid, kind), type="message.status", occurred_at=r.when(status.get("timestamp")),
         contact=contact,
         data=StatusData(
-            message_id=wamid, status=kind, error_code=codes[0] if codes else None, error_reason=error_reason,
+            message_id=wamid, status=cast(Tracked, kind), error_code=codes[0] if codes else None,
+            error_reason=error_reason,
             idempotency_key=r.text(status.get("biz_opaque_callback_data"), 512) or None,
             account_id=number_id, pricing_category=ident(pricing.get("category")),
             pricing_type=ident(pricing.get("type")),
@@ -164,7 +166,7 @@ def _inbound_event(message: dict[str, Any], said: Said, r: ItemReader, *, wamid:
     if codes:  # e.g. 131051 on `unsupported`, 131052 on a media message whose download failed
         details["error_codes"] = ",".join(str(c) for c in codes)
     referral = {key[:128]: scalar for key, raw in obj(message.get("referral")).items()
-                if (scalar := r.scalar(raw)) is not None}
+                if key and (scalar := r.scalar(raw)) is not None}
     return MessageInbound(
         event_id=event_id(wamid), type="message.inbound", occurred_at=occurred_at, contact=contact,
         data=InboundData(

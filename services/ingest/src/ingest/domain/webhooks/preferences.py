@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 from scrm_common.contracts.events import MarketingPreferenceChanged, MarketingPreferenceData
 
@@ -12,7 +12,8 @@ from .model import NO_SENDER, UNKNOWN_TYPE, Findings
 from .reading import ItemReader, ident, obj, stable_id, user_id, wa_id
 
 FIELD = "user_preferences"
-VALUES = frozenset({"stop", "resume", "signup"})
+Preference = Literal["stop", "resume", "signup"]
+VALUES: frozenset[str] = frozenset({"stop", "resume", "signup"})
 
 
 def read_user_preferences(change: Change, out: Findings) -> None:
@@ -27,7 +28,7 @@ def _preference(item: dict[str, Any], change: Change, out: Findings, number_id: 
                 profiles: Profiles) -> None:
     value = item.get("value")
     label = value[:32] if isinstance(value, str) and value else "preference"
-    if value not in VALUES:
+    if not isinstance(value, str) or value not in VALUES:
         out.skip(FIELD, label, UNKNOWN_TYPE, detail=f"preference value {str(value)[:64]!r}")
         return
     r = ItemReader(out.now)
@@ -44,7 +45,7 @@ def _preference(item: dict[str, Any], change: Change, out: Findings, number_id: 
         event_id=eid, type="contact.marketing_preference_changed", occurred_at=r.when(item.get("timestamp")),
         contact=contact,
         data=MarketingPreferenceData(
-            category=ident(item.get("category")) or "marketing_messages", value=value,
+            category=ident(item.get("category")) or "marketing_messages", value=cast(Preference, value),
             detail=r.text(item.get("detail"), 512) or None, source="user_preferences", account_id=number_id,
         ),
     )
