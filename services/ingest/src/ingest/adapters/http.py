@@ -76,7 +76,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     size = 0
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(loop.time() + DRAIN_MAX_SECONDS if too_large else None) as deadline:
+        async with asyncio.timeout_at(loop.time() + DRAIN_MAX_SECONDS if too_large else None) as deadline:
             async for chunk in request.stream():
                 size += len(chunk)
                 if not too_large and size > limit:
