@@ -12,7 +12,8 @@ from sender.domain.templates import Template, render
 from trigger_engine.domain.decide import decide, evolve
 from trigger_engine.domain.decisions import Send, Suppress
 from trigger_engine.domain.model import ContactProfile, EngineConfig, WelcomeConfig
-from trigger_engine.domain.welcome import discount_code, first_name
+from trigger_engine.domain.names import first_name
+from trigger_engine.domain.welcome import discount_code
 
 from .factories import PHONE, T0, TENANT, catalog_body, config, contact_created, profile
 
@@ -51,6 +52,18 @@ def test_missing_blank_or_placeholder_name_falls_back_to_generic_welcome(name):
     assert body.startswith("Welcome! Enjoy 10% off")
 
 
+@pytest.mark.parametrize(("name", "locale", "opening"), [
+    ("Dr. Maria Schmidt", None, "Hi Maria, welcome!"),  # not "Hi Dr.,"
+    ("MÜLLER, ANNA", None, "Hi Anna, welcome!"),  # not "Hi MÜLLER,,"
+    ("Frau Prof. Dr. Eva Klein", "de-DE", "Hallo Eva, willkommen!"),
+    ("Herr Müller", "de-DE", "Willkommen!"),  # a title and a surname: the generic greeting
+    ("\u202eAnna\u202c", None, "Hi Anna, welcome!"),
+])
+def test_the_greeting_names_the_first_name_never_a_title_or_surname(name, locale, opening):
+    decision = welcome(profile(name=name, locale=locale))
+    assert rendered(decision).startswith(opening)
+
+
 @pytest.mark.parametrize("name", ["%FNAME%", "*|FNAME|*", "[first_name]", "<name>", "null", "undefined", "N/A"])
 def test_other_placeholder_syntaxes_fall_back_to_generic_welcome(name):
     decision = welcome(profile(name=name))
@@ -60,7 +73,7 @@ def test_other_placeholder_syntaxes_fall_back_to_generic_welcome(name):
 
 @pytest.mark.parametrize(("name", "first"), [
     ("Anna", "Anna"), ("  Anna   Schmidt ", "Anna"), ("José María", "José"), ("O'Brien", "O'Brien"),
-    ("Jean-Luc Picard", "Jean-Luc"), ("X" * 60, "X" * 40), (None, None), ("{{1}}", None),
+    ("Jean-Luc Picard", "Jean-Luc"), ("X" + "y" * 59, "X" + "y" * 38 + "…"), (None, None), ("{{1}}", None),
 ])
 def test_first_name_table(name, first):
     assert first_name(name) == first
@@ -97,17 +110,35 @@ def test_discount_codes_of_a_thousand_contacts_are_distinct():
 
 
 @pytest.mark.parametrize(("locale", "valid_until"), [
-    (None, "2026-03-08"), ("en-GB", "2026-03-08"), ("de-DE", "08.03.2026"),
+    (None, "Mar 8, 2026"), ("en-US", "Mar 8, 2026"), ("en-GB", "8 Mar 2026"), ("de-DE", "08.03.2026"),
+    ("de-AT", "08.03.2026"), ("de-CH", "08.03.2026"), ("fr-FR", "Mar 8, 2026"),
 ])
 def test_code_is_valid_seven_days_from_the_contact_creation(locale, valid_until):
     decision = welcome(profile(locale=locale), at=T0)
     assert decision.parameters[-1] == valid_until
 
 
+@pytest.mark.parametrize("written", ["2026-03-01T12:30:00Z", "2026-03-02T01:30:00+13:00",
+                                     "2026-03-01T07:30:00-05:00"])
+@pytest.mark.parametrize(("contact", "valid_until"), [
+    ({"timezone": "Pacific/Auckland"}, "Mar 9, 2026"),  # 01:30 on 2 March there, +7 days
+    ({"phone": "+64211234567"}, "Mar 9, 2026"),  # no zone given: the number's country's
+    ({"timezone": "Europe/Berlin", "locale": "de-DE"}, "08.03.2026"),
+    ({"timezone": "America/Los_Angeles"}, "Mar 8, 2026"),
+    ({}, "Mar 8, 2026"),  # a German number: Europe/Berlin
+])
+def test_valid_until_is_the_date_in_the_contacts_zone_whatever_offset_the_event_was_written_with(
+        written, contact, valid_until):
+    event = contact_created(at=written)
+    (decision,) = decide(profile(**contact), event, event.occurred_at + timedelta(seconds=5), config())
+    assert isinstance(decision, Send)
+    assert decision.parameters[-1] == valid_until
+
+
 def test_code_validity_follows_config():
     cfg = config(welcome=WelcomeConfig(code_valid_for=timedelta(days=30), discount_percent=15))
     decision = welcome(profile(), cfg=cfg)
-    assert decision.parameters[-1] == "2026-03-31"
+    assert decision.parameters[-1] == "Mar 31, 2026"
     assert decision.parameters[-2].startswith("WELCOME15-")
 
 

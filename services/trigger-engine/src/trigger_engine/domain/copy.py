@@ -1,29 +1,112 @@
-"""Small formatting helpers for message copy: money, dates, lists that fit a budget."""
+"""Message copy in the contact's conventions: money, dates, URLs with variables, the contact's zone.
+
+Money and dates are Babel's (CLDR) formats for a locale; see `format_locale` for which locale.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+import unicodedata
+from copy import copy
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "CHF": "CHF "}
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
+
+from scrm_common.identity import whatsapp_forms
+from scrm_common.phones import zone_for_phone
+from trigger_engine.domain.text import fold_whitespace
+
+# ISO 4217 minor units of the currencies for which CLDR (Babel's data) says otherwise: CLDR shows
+# no minor unit where the coins are out of everyday use. An order amount keeps ISO's digits, so the
+# customer reads what the shop charged, never a rounded figure. Every other currency: Babel's digits,
+# which are ISO's (JPY 0, EUR 2, KWD/BHD/JOD/OMR/TND/LYD 3, CLF/UYW 4).
+ISO_4217_MINOR_UNITS: dict[str, int] = {
+    "AFN": 2, "ALL": 2, "COP": 2, "HUF": 2, "IDR": 2, "IQD": 3, "IRR": 2, "KPW": 2, "LAK": 2, "LBP": 2,
+    "MGA": 2, "MMK": 2, "SLL": 2, "SOS": 2, "SYP": 2, "YER": 2,
+}
 
 
-def money(amount: float, currency: str, language: str) -> str:
-    """`€149.90` in English, `149,90 €` in German."""
-    if language.startswith("de"):
-        number = f"{amount:,.2f}".replace(",", "X").replace(".", ",").replace("X", ".")
-        symbol = _SYMBOLS.get(currency, currency + " ").strip()
-        return f"{number} {symbol}"
-    symbol = _SYMBOLS.get(currency, currency + " ")
-    return f"{symbol}{amount:,.2f}"
+def minor_units(currency: str) -> int:
+    """Digits after the decimal point for `currency` per ISO 4217 (JPY 0, EUR 2, KWD 3)."""
+    return ISO_4217_MINOR_UNITS.get(currency, get_currency_precision(currency))
 
 
-def day(value: date, language: str) -> str:
-    """`29.11.2026` in German, `2026-11-29` otherwise (unambiguous everywhere)."""
-    if language.startswith("de"):
-        return value.strftime("%d.%m.%Y")
-    return value.isoformat()
+def format_locale(locale: str | None, language: str) -> str:
+    """The Babel locale to format a contact's money and dates in.
+
+    The contact's own locale (`de-CH` → `de_CH`: Swiss grouping) when it speaks the template's
+    language; otherwise the template language (`de`, `en_US`), so one sentence never mixes two
+    languages' conventions (a French contact reading the English template sees `€149.90`).
+    """
+    fallback = language.replace("-", "_")
+    if locale:
+        candidate = locale.replace("-", "_")
+        try:
+            parsed = Locale.parse(candidate)
+            if parsed.language == Locale.parse(fallback).language:
+                return candidate
+        except (UnknownLocaleError, ValueError):
+            pass
+    return fallback
 
 
-def variable(text: str) -> str:
-    """Text safe as a template variable: no template braces, no line breaks (Meta rejects both)."""
-    return " ".join(text.replace("{{", "{ {").replace("}}", "} }").split())
+def money(amount: float | Decimal, currency: str, locale: str) -> str:
+    """`amount` of `currency` as written in `locale`, with the currency's ISO 4217 minor units.
+
+    `€149.90` (en_US), `149,90 €` (de), `¥12,800` / `12.800 ¥` (JPY has none), `KWD 12.345` (three).
+    The amount is taken as its decimal text (no binary float artefacts) and rounded half up.
+    No-break spaces come out as plain spaces, as every template parameter's whitespace does.
+    """
+    digits = minor_units(currency)
+    exact = Decimal(str(amount)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    pattern = copy(Locale.parse(locale).currency_formats["standard"])
+    pattern.frac_prec = (digits, digits)
+    # CLDR currencySpacing (Babel leaves it out): a symbol that ends or starts with a letter is kept
+    # apart from the digits beside it — `KWD 12.345`, not `KWD12.345`; `€149.90` stays as it is.
+    symbol = get_currency_symbol(currency, locale)
+    if symbol and not _is_symbol_or_space(symbol[-1]):
+        pattern.prefix = tuple(p + " " if p.endswith("¤") else p for p in pattern.prefix)
+    if symbol and not _is_symbol_or_space(symbol[0]):
+        pattern.suffix = tuple(" " + p if p.startswith("¤") else p for p in pattern.suffix)
+    return fold_whitespace(format_currency(exact, currency, format=pattern, locale=locale, currency_digits=False))
+
+
+def _is_symbol_or_space(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "SZ"
+
+
+def day(value: date, locale: str) -> str:
+    """A date as `locale` writes it unambiguously: `08.03.2026` (de), `Mar 8, 2026` (en_US)."""
+    return format_date(value, format="medium", locale=locale)
+
+
+def local_day(instant: datetime, zone: ZoneInfo) -> date:
+    """The calendar date of `instant` in `zone`, whatever UTC offset the instant was written with."""
+    return instant.astimezone(zone).date()
+
+
+def contact_zone(timezone: str | None, phone: str | None, wa_id: str | None = None) -> ZoneInfo:
+    """The contact's time zone: their own, else their number's country's (R-T5.1), else UTC."""
+    if timezone:
+        try:
+            return ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    numbers = [phone] if phone else []
+    if wa_id:
+        numbers += ["+" + form for form in whatsapp_forms(wa_id)]
+    for number in numbers:
+        zone = zone_for_phone(number, default="")
+        if zone:
+            return ZoneInfo(zone)
+    return ZoneInfo("UTC")
+
+
+def url_with(template: str, **values: str) -> str:
+    """`template` (`https://shop.example/t/{order_id}`) with each value URL-encoded, `/` and `#` too:
+    `#1001` → `%231001`, `SO 1001/B` → `SO%201001%2FB`."""
+    return template.format(**{name: quote(value, safe="") for name, value in values.items()})

@@ -2,27 +2,80 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
-from scrm_common.contracts.events import ContactCreated, ContactUpdated, Event, PaymentSucceeded
+from scrm_common.contracts.events import (
+    ContactCreated,
+    ContactNumberChanged,
+    ContactUpdated,
+    Event,
+    MarketingPreferenceChanged,
+    PaymentSucceeded,
+)
+from scrm_common.identity import match_key
 from trigger_engine.domain.decisions import Decision, Send, Suppress
+from trigger_engine.domain.identity import reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
+from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
 from trigger_engine.domain.welcome import decide_welcome
 
 
 def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
-    """The profile after an event: contact fields on any event update it (CONTRACT §2)."""
+    """The person's profile after an event (CONTRACT §2: contact fields on any event update it).
+
+    The shop's `name` is never replaced by the WhatsApp `profile_name`, which has its own field. A
+    phone that is only WhatsApp's other form of the known one (`+521…` for `+52…`) keeps the shop's.
+    `contact.number_changed` moves the person to the new number (the old stays an alias);
+    `contact.marketing_preference_changed` records the customer's choice, the latest one winning.
+    Events without a contact (account and template events) change nothing.
+    """
     contact = event.contact
-    opted_in = None
-    if isinstance(event, ContactCreated | ContactUpdated):
-        opted_in = event.data.opted_in
-    return profile.merged(phone=contact.phone, name=contact.name, locale=contact.locale,
-                          timezone=contact.timezone, opted_in=opted_in)
+    if contact is None:
+        return profile
+    if isinstance(event, ContactNumberChanged):
+        return replace(profile, wa_id=event.data.new_wa_id, phone=reachable_phone(event.data.new_wa_id))
+    if isinstance(event, MarketingPreferenceChanged):
+        return _with_marketing(profile, event)
+    phone = contact.phone
+    if phone and profile.phone and phone != profile.phone and match_key(phone) == match_key(profile.phone):
+        phone = None
+    if phone is None and profile.phone is None and contact.wa_id:
+        phone = reachable_phone(contact.wa_id)
+    opted_in = event.data.opted_in if isinstance(event, ContactCreated | ContactUpdated) else None
+    return profile.merged(phone=phone, name=contact.name, locale=contact.locale, timezone=contact.timezone,
+                          opted_in=opted_in, wa_id=contact.wa_id, profile_name=contact.profile_name)
+
+
+def _with_marketing(profile: ContactProfile, event: MarketingPreferenceChanged) -> ContactProfile:
+    if event.data.category != "marketing_messages":
+        return profile
+    if profile.marketing_changed_at is not None and event.occurred_at < profile.marketing_changed_at:
+        return profile  # an older choice arriving late does not undo a newer one
+    return replace(profile, marketing=event.data.value, marketing_changed_at=event.occurred_at)
+
+
+def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
+    """`person` after learning that `other` is the same person: `person`'s known facts win, `other`'s
+    fill the gaps; the later marketing choice holds."""
+    gaps = {name: getattr(other, name) for name in _FACTS if getattr(person, name) is None}
+    merged = replace(person, **gaps)
+    if other.marketing_changed_at is not None and (
+            merged.marketing_changed_at is None or other.marketing_changed_at > merged.marketing_changed_at):
+        merged = replace(merged, marketing=other.marketing, marketing_changed_at=other.marketing_changed_at)
+    return merged
+
+
+_FACTS = ("phone", "name", "locale", "timezone", "opted_in", "wa_id", "profile_name")
 
 
 def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
-    """What to do about one event, given the contact's profile after it."""
+    """What to do about one event, given the person's profile after it.
+
+    Every Send's parameters are cleaned to what the Cloud API accepts (see `parameters`), whichever
+    flow decided it.
+    """
     decisions: tuple[Decision, ...] = ()
     if isinstance(event, PaymentSucceeded):
         decisions = decide_order_confirmation(profile, event, now, config)  # R-T2
@@ -32,16 +85,26 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
         # A message no account can carry is not decided as a send: say why instead.
         return tuple(Suppress(d.flow, "no WhatsApp account configured for this tenant", d.contact_key,
                               d.idempotency_key) if isinstance(d, Send) else d for d in decisions)
-    return decisions
+    return tuple(_sendable(d, config) for d in decisions)
+
+
+def _sendable(decision: Decision, config: EngineConfig) -> Decision:
+    if not isinstance(decision, Send):
+        return decision
+    try:
+        return replace(decision, parameters=clean_parameters(decision.parameters, config.parameters))
+    except UnsendableParameters as exc:
+        return Suppress(decision.flow, str(exc), decision.contact_key, decision.idempotency_key)
 
 
 # Which flow an event type triggers: used to record duplicates against the flow they would have fed.
 FLOW_OF_EVENT = {"payment.succeeded": "order_confirmation", "contact.created": "welcome"}
 
 # What the engine reads: events that trigger a flow or carry contact fields. Delivery receipts
-# (message.status) are the bulk of the log and change nothing here, so they are skipped unparsed.
+# (message.status) are the bulk of the log and change nothing here, so they are skipped unparsed;
+# account and template events name no contact.
 EVENTS_READ: frozenset[str] = frozenset({
     "contact.created", "contact.updated", "cart.updated", "payment.succeeded", "payment.failed",
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted", "message.inbound",
-    "link.clicked",
+    "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
 })

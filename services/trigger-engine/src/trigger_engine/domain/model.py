@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Literal
+
+from trigger_engine.domain.parameters import ParameterRules
+
+MarketingPreference = Literal["stop", "resume", "signup"]
 
 
 @dataclass(frozen=True, slots=True)
 class ContactProfile:
-    """The facts about a contact that flows need: how to reach and address them."""
+    """The facts about one person that flows need: how to reach and address them.
+
+    `contact_key` is the person's key: the first identity the platform saw them by; every other
+    identity (external ids, phone, wa_id …) is an alias of it (see `identity`). `name` is the shop's
+    name for them; `profile_name` their WhatsApp profile name, used only when the shop gave none.
+    `marketing` is the customer's own marketing choice in WhatsApp (`stop`/`resume`/`signup`), as of
+    `marketing_changed_at`.
+    """
 
     contact_key: str
     phone: str | None = None
@@ -16,9 +28,14 @@ class ContactProfile:
     locale: str | None = None
     timezone: str | None = None
     opted_in: bool | None = None
+    wa_id: str | None = None
+    profile_name: str | None = None
+    marketing: MarketingPreference | None = None
+    marketing_changed_at: datetime | None = None
 
     def merged(self, *, phone: str | None = None, name: str | None = None, locale: str | None = None,
-               timezone: str | None = None, opted_in: bool | None = None) -> ContactProfile:
+               timezone: str | None = None, opted_in: bool | None = None, wa_id: str | None = None,
+               profile_name: str | None = None) -> ContactProfile:
         """A copy with the given fields replaced where they are known (None never erases)."""
         return replace(
             self,
@@ -27,7 +44,14 @@ class ContactProfile:
             locale=locale if locale is not None else self.locale,
             timezone=timezone if timezone is not None else self.timezone,
             opted_in=opted_in if opted_in is not None else self.opted_in,
+            wa_id=wa_id if wa_id is not None else self.wa_id,
+            profile_name=profile_name if profile_name is not None else self.profile_name,
         )
+
+    @property
+    def stopped_marketing(self) -> bool:
+        """True while the customer has stopped marketing messages in WhatsApp (CLOUD-API.md §9)."""
+        return self.marketing == "stop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +102,7 @@ class EngineConfig:
     languages: frozenset[str] = frozenset({"en_US", "de"})
     welcome: WelcomeConfig = field(default_factory=WelcomeConfig)
     order_confirmation: OrderConfirmationConfig = field(default_factory=OrderConfirmationConfig)
+    parameters: ParameterRules = field(default_factory=ParameterRules)
 
     def language_for(self, locale: str | None) -> str:
         """The template language for a contact's locale (`de-DE` → `de`), else the default."""

@@ -1,4 +1,4 @@
-"""R-T1 welcome: a personal greeting with a first-purchase code valid 7 days."""
+"""R-T1 welcome: a personal greeting with a first-purchase code valid 7 days, once per person."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import hashlib
 from datetime import datetime
 
 from scrm_common.contracts.events import ContactCreated
-from trigger_engine.domain.copy import day
+from trigger_engine.domain.copy import contact_zone, day, format_locale, local_day
 from trigger_engine.domain.decisions import Decision, Send, Suppress
 from trigger_engine.domain.model import ContactProfile, EngineConfig
+from trigger_engine.domain.names import first_name
 
 FLOW = "welcome"
 
@@ -19,41 +20,36 @@ def discount_code(tenant: str, contact_key: str, prefix: str, percent: int) -> s
     return f"{prefix}{percent}-{digest}"
 
 
-# Merge-tag syntaxes of other tools and null-like values that shops export instead of a name.
-_MERGE_TAG_CHARS = set("{}[]<>%*|$#@\\")
-_NOT_NAMES = {"null", "none", "nil", "undefined", "n/a", "na", "unknown", "customer", "kunde", "test", "name",
-              "firstname", "first_name", "vorname"}
+def greeting_name(profile: ContactProfile) -> str | None:
+    """The first name to greet with: from the shop's name; from the WhatsApp profile name only when
+    the shop gave none. None: greet generically (R-T1.4)."""
+    if profile.name and profile.name.strip():
+        return first_name(profile.name)
+    return first_name(profile.profile_name)
 
 
-def first_name(name: str | None) -> str | None:
-    """The name to greet with, or None when there is nothing usable (R-T1.4: never a placeholder)."""
-    if not name:
-        return None
-    if _MERGE_TAG_CHARS & set(name) or name.strip().lower() in _NOT_NAMES:
-        return None
-    cleaned = name.strip().split()
-    if not cleaned:
-        return None
-    first = cleaned[0]
-    if not any(ch.isalpha() for ch in first) or first.lower() in _NOT_NAMES:
-        return None
-    return first[:40]
-
-
-def idempotency_key(tenant: str, contact_key: str) -> str:
-    return f"{tenant}|{FLOW}|{contact_key}"
+def idempotency_key(tenant: str, person: str) -> str:
+    """One welcome per person, whichever of their identities (guest id, customer id …) is created."""
+    return f"{tenant}|{FLOW}|{person}"
 
 
 def decide_welcome(
     profile: ContactProfile, event: ContactCreated, now: datetime, config: EngineConfig
 ) -> tuple[Decision, ...]:
-    """Greet a new contact within the welcome window, by name when known."""
+    """Greet a new person within the welcome window, by name when known.
+
+    The code's "valid until" date is the date in the contact's own zone (their time zone, else
+    their number's country's, else UTC) at which the code expires, whatever UTC offset the event's
+    timestamp was written with; it is written as the contact's locale writes a date.
+    """
     flow_config = config.welcome
     key = idempotency_key(config.tenant, profile.contact_key)
     if not flow_config.enabled:
         return (Suppress(FLOW, "flow disabled", profile.contact_key, key),)
     if profile.opted_in is False:
         return (Suppress(FLOW, "contact has not opted in to marketing", profile.contact_key, key),)
+    if profile.stopped_marketing:
+        return (Suppress(FLOW, "customer stopped marketing messages", profile.contact_key, key),)
     if now - event.occurred_at > flow_config.expire_after:
         return (Suppress(FLOW, f"expired: contact was created more than {flow_config.expire_after} ago",
                          profile.contact_key, key, outcome="expired"),)
@@ -61,8 +57,10 @@ def decide_welcome(
         return (Suppress(FLOW, "no phone number known for contact", profile.contact_key, key),)
     language = config.language_for(profile.locale)
     code = discount_code(config.tenant, profile.contact_key, flow_config.code_prefix, flow_config.discount_percent)
-    valid_until = day((event.occurred_at + flow_config.code_valid_for).date(), language)
-    name = first_name(profile.name)
+    zone = contact_zone(profile.timezone, profile.phone, profile.wa_id)
+    expires = local_day(event.occurred_at + flow_config.code_valid_for, zone)
+    valid_until = day(expires, format_locale(profile.locale, language))
+    name = greeting_name(profile)
     parameters: tuple[str, ...]
     if name:
         template, parameters = flow_config.template, (name, str(flow_config.discount_percent), code, valid_until)

@@ -1,0 +1,282 @@
+"""One contact per person (issue 5 §2): aliases, resolving an event to its person, the shop's name kept
+apart from the WhatsApp profile name, number changes and the customer's marketing choice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from scrm_common.contracts.events import Event, parse_event
+from trigger_engine.domain.decide import absorb, decide, evolve
+from trigger_engine.domain.decisions import Decision, Send, Suppress
+from trigger_engine.domain.identity import aliases_of, event_aliases, reachable_phone, resolve, text_aliases
+from trigger_engine.domain.model import ContactProfile
+from trigger_engine.domain.welcome import greeting_name
+
+from .factories import (
+    PHONE,
+    T0,
+    TENANT,
+    config,
+    contact_created,
+    contact_updated,
+    inbound,
+    marketing_changed,
+    number_changed,
+    payment,
+)
+
+
+class Engine:
+    """The handler's load → resolve → evolve → decide loop, in memory, with its idempotency keys."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+        self.profiles: dict[str, ContactProfile] = {}
+        self.reserved: set[str] = set()
+
+    def apply(self, event: Event, *, now_after: timedelta = timedelta(seconds=1)) -> list[Decision]:
+        resolution = resolve(event, self.aliases)
+        assert resolution is not None
+        profile = self.profiles.get(resolution.person) or ContactProfile(resolution.person)
+        for other in resolution.absorbed:
+            profile = absorb(profile, self.profiles.pop(other, ContactProfile(other)))
+            self.aliases = {a: resolution.person if p == other else p for a, p in self.aliases.items()}
+        self.aliases.update(dict.fromkeys(resolution.aliases, resolution.person))
+        profile = evolve(profile, event)
+        self.profiles[resolution.person] = profile
+        decided = []
+        for decision in decide(profile, event, event.occurred_at + now_after, config()):
+            if isinstance(decision, Send):
+                if decision.idempotency_key in self.reserved:
+                    continue
+                self.reserved.add(decision.idempotency_key)
+            decided.append(decision)
+        return decided
+
+    def sends(self, events: list[Event]) -> list[Send]:
+        return [d for e in events for d in self.apply(e) if isinstance(d, Send)]
+
+
+# --- aliases -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("contact", "aliases"), [
+    ({"external_id": "cust-1"}, ("ext:cust-1",)),
+    ({"external_id": "cust-1", "phone": PHONE}, ("ext:cust-1", f"tel:{PHONE}", f"mk:{PHONE[1:]}")),
+    ({"wa_id": "5215512345678"}, ("wa:5215512345678", "mk:525512345678")),
+    ({"phone": "+525512345678", "wa_id": "5215512345678"},
+     ("wa:5215512345678", "tel:+525512345678", "mk:525512345678")),
+    ({"wa_id": "551199998888"}, ("wa:551199998888", "mk:5511999998888")),  # Brazil: 8-digit mobile wa_id
+    ({"phone": "+5491123456789"}, ("tel:+5491123456789", "mk:541123456789")),  # Argentina: the mobile 9
+    ({"user_id": "US.13491208655302741918"}, ("uid:US.13491208655302741918",)),
+])
+def test_a_contact_is_known_by_every_identity_it_names(contact, aliases):
+    event = contact_updated(**contact)
+    assert event.contact is not None
+    assert aliases_of(event.contact) == aliases
+
+
+@pytest.mark.parametrize(("identity", "includes"), [
+    ("cust-1", "ext:cust-1"),
+    ("+525512345678", "mk:525512345678"),
+    ("+5215512345678", "mk:525512345678"),
+    ("5215512345678", "tel:+525512345678"),
+    ("US.1349", "uid:US.1349"),
+])
+def test_a_person_is_found_by_any_identity_a_user_types(identity, includes):
+    assert includes in text_aliases(identity)
+
+
+@pytest.mark.parametrize(("wa_id", "phone"), [
+    ("4915112345678", "+4915112345678"),
+    ("5215512345678", "+525512345678"),  # the library rejects +521…: the shop's form is reachable
+    ("525512345678", "+525512345678"),
+    ("5491123456789", "+5491123456789"),
+    ("12", None),
+])
+def test_a_wa_id_is_reachable_at_its_first_valid_form(wa_id, phone):
+    assert reachable_phone(wa_id) == phone
+
+
+# --- one person, several shop identities -------------------------------------------------------------
+
+def test_guest_then_customer_with_the_same_phone_get_exactly_one_welcome():
+    engine = Engine()
+    sends = engine.sends([contact_created(external_id="guest-777", phone=PHONE),
+                          contact_created(external_id="cust-777", phone=PHONE)])
+    assert len(sends) == 1
+    assert sends[0].idempotency_key == f"{TENANT}|welcome|guest-777"
+    assert engine.aliases["ext:cust-777"] == engine.aliases["ext:guest-777"] == "guest-777"
+
+
+def test_the_same_person_by_external_id_or_phone_alone_is_one_person():
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-1", phone=PHONE, name="Anna"))
+    (confirmation,) = engine.apply(payment(external_id=None, phone=PHONE))
+    assert isinstance(confirmation, Send)
+    assert confirmation.contact_key == "cust-1"
+    assert engine.sends([contact_created(external_id=None, phone=PHONE)]) == []  # no second welcome
+
+
+def test_two_people_with_different_phones_each_get_their_welcome():
+    engine = Engine()
+    sends = engine.sends([contact_created(external_id="a", phone=PHONE),
+                          contact_created(external_id="b", phone="+4915198765432")])
+    assert [s.contact_key for s in sends] == ["a", "b"]
+    assert sends[0].parameters[-2] != sends[1].parameters[-2]  # two people, two codes
+
+
+@pytest.mark.parametrize(("shop_phone", "wa_id"), [
+    ("+525512345678", "5215512345678"),  # Mexico: WhatsApp's legacy 1
+    ("+5511999998888", "551199998888"),  # Brazil: an account older than the 9th digit
+    ("+5491123456789", "541123456789"),  # Argentina: without the mobile 9
+    ("+4915112345678", "4915112345678"),  # everywhere else the wa_id is the number's digits
+])
+def test_a_webhook_naming_only_the_wa_id_reaches_the_person_the_shop_stored(shop_phone, wa_id):
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-mx", phone=shop_phone, name="Lucía"))
+    engine.apply(inbound(wa_id=wa_id, profile_name="🦄 Lucky"))
+    assert set(engine.profiles) == {"cust-mx"}
+    person = engine.profiles["cust-mx"]
+    assert (person.name, person.profile_name, person.phone, person.wa_id) == ("Lucía", "🦄 Lucky", shop_phone, wa_id)
+    assert engine.aliases[f"wa:{wa_id}"] == "cust-mx"
+
+
+def test_an_event_naming_two_known_persons_merges_them_into_the_stronger_identity():
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-1", phone=PHONE, name="Anna", locale="de-DE"))
+    engine.apply(inbound(wa_id="4915198765432", profile_name="Anni"))  # a person known only by WhatsApp
+    assert set(engine.profiles) == {"cust-1", "+4915198765432"}
+    engine.apply(contact_updated(external_id="cust-1", phone="+4915198765432"))  # the shop: that is Anna's
+    assert set(engine.profiles) == {"cust-1"}
+    anna = engine.profiles["cust-1"]
+    assert (anna.phone, anna.name, anna.profile_name, anna.locale) == ("+4915198765432", "Anna", "Anni", "de-DE")
+    assert {p for a, p in engine.aliases.items() if a.startswith(("wa:", "tel:", "ext:"))} == {"cust-1"}
+
+
+def test_absorbing_fills_gaps_and_keeps_the_later_marketing_choice():
+    person = ContactProfile("a", phone=PHONE, name="Anna", marketing="resume", marketing_changed_at=T0)
+    other = ContactProfile("b", phone="+4915198765432", name="Ann", locale="de-DE", wa_id="4915198765432",
+                           marketing="stop", marketing_changed_at=T0 + timedelta(days=1))
+    merged = absorb(person, other)
+    assert (merged.contact_key, merged.phone, merged.name) == ("a", PHONE, "Anna")
+    assert (merged.locale, merged.wa_id, merged.marketing) == ("de-DE", "4915198765432", "stop")
+    assert absorb(other, person).marketing == "stop"
+
+
+# --- the shop's name and the WhatsApp profile name ---------------------------------------------------
+
+def test_the_whatsapp_profile_name_never_overwrites_the_shops_name():
+    known = ContactProfile("cust-1", phone=PHONE, name="Anna Schmidt")
+    after = evolve(known, inbound(wa_id=PHONE[1:], profile_name="🦄 Lucky"))
+    assert (after.name, after.profile_name) == ("Anna Schmidt", "🦄 Lucky")
+    assert greeting_name(after) == "Anna"
+
+
+@pytest.mark.parametrize(("name", "profile_name", "greeting"), [
+    ("Anna Schmidt", "🦄 Lucky", "Anna"),
+    (None, "🦄 Lucky", "Lucky"),  # the shop gave no name: the profile name greets
+    ("   ", "Maria José", "Maria"),
+    ("Herr Müller", "Hans", None),  # the shop's name wins even when it gives no first name
+    (None, None, None),
+])
+def test_the_profile_name_greets_only_when_the_shop_gave_no_name(name, profile_name, greeting):
+    assert greeting_name(ContactProfile("c", name=name, profile_name=profile_name)) == greeting
+
+
+def test_a_welcome_for_a_contact_the_shop_did_not_name_uses_the_profile_name():
+    engine = Engine()
+    engine.apply(inbound(wa_id=PHONE[1:], profile_name="🦄 Lucky"))
+    (welcome,) = engine.sends([contact_created(external_id="cust-9", phone=PHONE)])
+    assert welcome.template == "welcome" and welcome.parameters[0] == "Lucky"
+
+
+# --- phones: the shop's form kept, number changes -----------------------------------------------------
+
+def test_whatsapps_other_form_of_the_number_does_not_replace_the_shops():
+    known = ContactProfile("cust-mx", phone="+525512345678")
+    after = evolve(known, contact_updated(external_id="cust-mx", phone="+5491123456789"))
+    assert after.phone == "+5491123456789"  # a different number: the shop changed it
+    argentina = ContactProfile("cust-ar", phone="+5491123456789")
+    assert evolve(argentina, contact_updated(external_id="cust-ar", phone="+541123456789")).phone == "+5491123456789"
+
+
+@pytest.mark.parametrize(("old", "new", "phone"), [
+    ("4915112345678", "4915198765432", "+4915198765432"),
+    ("525512345678", "5215587654321", "+525587654321"),  # the new wa_id's reachable form
+])
+def test_a_number_change_moves_the_person_and_keeps_the_old_number_as_an_alias(old, new, phone):
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-1", phone="+" + old, name="Anna"))
+    engine.apply(number_changed(old_wa_id=old, new_wa_id=new, at=T0 + timedelta(days=1)))
+    person = engine.profiles["cust-1"]
+    assert (person.phone, person.wa_id, person.name) == (phone, new, "Anna")
+    for alias in (f"wa:{new}", f"tel:{phone}", f"tel:+{old}", "ext:cust-1"):
+        assert engine.aliases[alias] == "cust-1", alias
+    (confirmation,) = engine.apply(payment(phone=None, at=T0 + timedelta(days=2)))
+    assert isinstance(confirmation, Send) and confirmation.to == phone
+
+
+def test_a_number_change_names_the_new_numbers_aliases():
+    event = number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432")
+    assert event_aliases(event) == ("wa:4915112345678", "mk:4915112345678", "wa:4915198765432",
+                                    "tel:+4915198765432", "mk:4915198765432")
+
+
+# --- the customer's own marketing choice --------------------------------------------------------------
+
+def test_a_customer_who_stopped_marketing_gets_no_welcome_with_that_reason():
+    engine = Engine()
+    engine.apply(marketing_changed("stop", wa_id=PHONE[1:]))
+    (decision,) = engine.apply(contact_created(external_id="cust-1", phone=PHONE, at=T0 + timedelta(minutes=1)))
+    assert isinstance(decision, Suppress)
+    assert decision.reason == "customer stopped marketing messages"
+    assert decision.idempotency_key == f"{TENANT}|welcome|{PHONE}"
+
+
+def test_order_confirmations_are_not_marketing_and_still_go_out_after_a_stop():
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-1", phone=PHONE))
+    engine.apply(marketing_changed("stop", wa_id=PHONE[1:]))
+    (decision,) = engine.apply(payment())
+    assert isinstance(decision, Send) and decision.category == "utility"
+
+
+@pytest.mark.parametrize(("choices", "stopped"), [
+    ([("stop", 0)], True),
+    ([("stop", 0), ("resume", 1)], False),
+    ([("resume", 1), ("stop", 0)], False),  # an older stop arriving late does not undo a newer resume
+    ([("stop", 0), ("signup", 1)], False),
+    ([("resume", 0), ("stop", 1)], True),
+])
+def test_the_latest_marketing_choice_holds(choices, stopped):
+    state = ContactProfile("c", phone=PHONE)
+    for value, day in choices:
+        state = evolve(state, marketing_changed(value, at=T0 + timedelta(days=day)))
+    assert state.stopped_marketing is stopped
+
+
+def test_preferences_of_other_categories_change_nothing():
+    state = evolve(ContactProfile("c"), marketing_changed("stop", category="service_messages"))
+    assert state.marketing is None
+
+
+def test_a_resumed_customer_is_welcomed_again_by_a_new_person():
+    engine = Engine()
+    engine.apply(marketing_changed("stop", wa_id=PHONE[1:]))
+    engine.apply(marketing_changed("resume", wa_id=PHONE[1:], at=T0 + timedelta(minutes=1)))
+    (welcome,) = engine.sends([contact_created(external_id="c", phone=PHONE, at=T0 + timedelta(minutes=2))])
+    assert welcome.flow == "welcome"
+
+
+# --- events without a contact ------------------------------------------------------------------------
+
+def test_account_events_change_no_profile_and_decide_nothing():
+    event = parse_event({"event_id": "acc-1", "type": "account.updated", "occurred_at": T0.isoformat(),
+                         "data": {"field": "account_update", "account_id": "100000000000001",
+                                  "event": "ACCOUNT_RESTRICTION"}})
+    known = ContactProfile("c", phone=PHONE, name="Anna")
+    assert evolve(known, event) == known
+    assert resolve(event, {}) is None
+    assert decide(known, event, T0, config()) == ()
