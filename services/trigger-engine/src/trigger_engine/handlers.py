@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +19,8 @@ from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
-from trigger_engine.domain.decide import FLOW_OF_EVENT
+from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb
+from trigger_engine.domain.identity import resolve, touched_aliases
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +53,41 @@ class EventHandler:
         planned: list[tuple[EventRecord, Decision]] = []
         async with self._engine.begin() as conn:
             new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
-            fresh: list[EventRecord] = []
+            wanted = {(r.tenant, alias) for r in records for alias in touched_aliases(r.event)}
+            await self._repo.lock_aliases(conn, wanted)
+            people = _People(await self._repo.load_aliases(conn, wanted))
+            profiles = await self._repo.load_profiles(
+                conn, people.persons() | {(r.tenant, r.contact_key) for r in records})
+            touched: set[tuple[str, str]] = set()
             for record in records:
                 key = (record.tenant, record.event.event_id)
-                if key in new:
-                    new.discard(key)  # a second copy inside this batch is a duplicate too
-                    fresh.append(record)
-                elif record.event.type in FLOW_OF_EVENT:
-                    planned.append((record, Suppress(FLOW_OF_EVENT[record.event.type],
-                                                     "duplicate: event_id already processed",
-                                                     record.contact_key)))
-            profiles = await self._repo.load_profiles(conn, {(r.tenant, r.contact_key) for r in fresh})
-            for record in fresh:
-                key = (record.tenant, record.contact_key)
-                profile = evolve(profiles.get(key) or ContactProfile(record.contact_key), record.event)
-                profiles[key] = profile
+                if key not in new:
+                    if record.event.type in FLOW_OF_EVENT:
+                        planned.append((record, Suppress(FLOW_OF_EVENT[record.event.type],
+                                                         "duplicate: event_id already processed",
+                                                         people.person_of(record))))
+                    continue
+                new.discard(key)  # a second copy inside this batch is a duplicate too
+                resolution = resolve(record.event, people.of(record.tenant))
+                if resolution is None:
+                    continue  # no contact: nothing here is about a person
+                person = (record.tenant, resolution.person)
+                profile = profiles.get(person) or ContactProfile(resolution.person)
+                for other in resolution.absorbed:  # one person all along: merge the others in
+                    profile = absorb(profile, profiles.pop((record.tenant, other), ContactProfile(other)))
+                    people.merge(record.tenant, other, resolution.person)
+                    touched.discard((record.tenant, other))
+                people.record(record.tenant, resolution.aliases, resolution.person)
+                profile = evolve(profile, record.event)
+                profiles[person] = profile
+                touched.add(person)
                 for decision in decide(profile, record.event, now, self._config_for(record.tenant)):
                     planned.append((record, decision))
-            touched = {(r.tenant, r.contact_key) for r in fresh}
-            await self._repo.save_profiles(conn, {k: p for k, p in profiles.items() if k in touched}, now)
+            if people.merges:  # decisions taken earlier in the batch name the person they merged into
+                planned = [(r, replace(d, contact_key=people.current(r.tenant, d.contact_key))) for r, d in planned]
+            await self._repo.merge_people(conn, people.merges)
+            await self._repo.save_aliases(conn, people.changed, now)
+            await self._repo.save_profiles(conn, {k: profiles[k] for k in touched}, now)
 
             sends = [(r, d) for r, d in planned if isinstance(d, Send)]
             reserved = await self._repo.reserve_sends(
@@ -98,7 +117,7 @@ class EventHandler:
         if outbox:
             self._on_commit()
 
-    def _command(self, record: EventRecord, send: Send, now) -> OutboxRow:  # type: ignore[no-untyped-def]
+    def _command(self, record: EventRecord, send: Send, now: datetime) -> OutboxRow:
         config = self._config_for(record.tenant)
         assert config.account_id is not None  # decide() never sends without an account
         command = SendMessage(
@@ -113,3 +132,53 @@ class EventHandler:
             headers.append(("correlation_id", record.correlation_id))
         return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
                          command.model_dump_json(exclude_none=True).encode(), headers)
+
+
+class _People:
+    """The batch's view of who is who: (tenant, alias) → person, as loaded and as the batch changes it."""
+
+    def __init__(self, known: dict[tuple[str, str], str]) -> None:
+        self._by_tenant: dict[str, dict[str, str]] = {}
+        for (tenant, alias), person in known.items():
+            self._by_tenant.setdefault(tenant, {})[alias] = person
+        self.changed: dict[tuple[str, str], str] = {}
+        self.merges: list[tuple[str, str, str]] = []
+
+    def persons(self) -> set[tuple[str, str]]:
+        """Every (tenant, person) an alias of the batch names."""
+        return {(tenant, person) for tenant, aliases in self._by_tenant.items() for person in aliases.values()}
+
+    def of(self, tenant: str) -> dict[str, str]:
+        """alias → person for one tenant."""
+        return self._by_tenant.setdefault(tenant, {})
+
+    def person_of(self, record: EventRecord) -> str:
+        """The person a (duplicate) event names, without changing anything; its own key if unknown."""
+        resolution = resolve(record.event, self.of(record.tenant))
+        return resolution.person if resolution is not None else record.contact_key
+
+    def record(self, tenant: str, aliases: Sequence[str], person: str) -> None:
+        """`aliases` are `person`'s from now on."""
+        known = self.of(tenant)
+        for alias in aliases:
+            if known.get(alias) != person:
+                known[alias] = person
+                self.changed[(tenant, alias)] = person
+
+    def current(self, tenant: str, person: str) -> str:
+        """`person`'s key after the batch's merges."""
+        for merged_tenant, absorbed, into in self.merges:
+            if merged_tenant == tenant and absorbed == person:
+                person = into
+        return person
+
+    def merge(self, tenant: str, absorbed: str, person: str) -> None:
+        """`absorbed` was `person` all along: its aliases are `person`'s."""
+        self.merges.append((tenant, absorbed, person))
+        known = self.of(tenant)
+        for alias, owner in known.items():
+            if owner == absorbed:
+                known[alias] = person
+        for key, owner in self.changed.items():
+            if owner == absorbed:
+                self.changed[key] = person

@@ -1,4 +1,4 @@
-"""The engine's tables: inbox, contact profiles, send reservations, decision log, outbox."""
+"""The engine's tables: inbox, contact profiles and their aliases, send reservations, decision log, outbox."""
 
 from __future__ import annotations
 
@@ -33,6 +33,64 @@ class EngineRepository:
         """Record events in the inbox; return those not seen before."""
         return await claim_events(conn, keys)
 
+    async def lock_aliases(self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
+        """Hold a transaction lock on each (tenant, alias) a batch resolves or records, so two batches
+        naming one new person (a guest id and a customer id with one phone) create it once: the
+        second waits, then finds the first's aliases. Taken in one order everywhere (no deadlock)."""
+        names = sorted({f"{tenant}|{alias}" for tenant, alias in keys})
+        if not names:
+            return
+        await conn.execute(text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(n, 0) AS h "
+            "FROM unnest(CAST(:n AS text[])) AS n ORDER BY 1) AS q"), {"n": names})
+
+    async def load_aliases(
+        self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], str]:
+        """The person of each known (tenant, alias)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT a.tenant, a.alias, a.person FROM contact_aliases a "
+            "JOIN unnest(CAST(:t AS text[]), CAST(:a AS text[])) AS q(tenant, alias) "
+            "ON a.tenant = q.tenant AND a.alias = q.alias"),
+            {"t": [k[0] for k in keys], "a": [k[1] for k in keys]})
+        return {(r.tenant, r.alias): r.person for r in rows}
+
+    async def save_aliases(self, conn: AsyncConnection, aliases: dict[tuple[str, str], str], now: datetime) -> None:
+        """Record (tenant, alias) → person, moving an alias that belonged to someone else."""
+        if not aliases:
+            return
+        await conn.execute(text(
+            "INSERT INTO contact_aliases(tenant, alias, person, updated_at) "
+            "SELECT t, a, p, :now FROM unnest(CAST(:t AS text[]), CAST(:a AS text[]), CAST(:p AS text[])) "
+            "AS q(t, a, p) ON CONFLICT (tenant, alias) DO UPDATE SET person = EXCLUDED.person, "
+            "updated_at = EXCLUDED.updated_at WHERE contact_aliases.person <> EXCLUDED.person"),
+            {"t": [k[0] for k in aliases], "a": [k[1] for k in aliases], "p": list(aliases.values()), "now": now})
+
+    async def merge_people(self, conn: AsyncConnection, merges: Sequence[tuple[str, str, str]]) -> None:
+        """Apply (tenant, absorbed, person) in order: the absorbed person's aliases, sends and decisions
+        become the person's, and the absorbed person's profile row goes (it was merged in memory)."""
+        for tenant, absorbed, person in merges:
+            params = {"t": tenant, "old": absorbed, "new": person}
+            await conn.execute(text(
+                "UPDATE contact_aliases SET person = :new WHERE tenant = :t AND person = :old"), params)
+            await conn.execute(text(
+                "UPDATE sends SET contact_key = :new WHERE tenant = :t AND contact_key = :old"), params)
+            await conn.execute(text(
+                "UPDATE decisions SET contact_key = :new WHERE tenant = :t AND contact_key = :old"), params)
+            await conn.execute(text("DELETE FROM contacts WHERE tenant = :t AND contact_key = :old"), params)
+
+    async def person_for(self, conn: AsyncConnection, tenant: str, aliases: Sequence[str]) -> str | None:
+        """The person of the first of `aliases` (strongest first) that is known, else None."""
+        if not aliases:
+            return None
+        rows = await conn.execute(text(
+            "SELECT a.person FROM contact_aliases a JOIN unnest(CAST(:a AS text[])) WITH ORDINALITY AS q(alias, n) "
+            "ON a.alias = q.alias WHERE a.tenant = :t ORDER BY q.n LIMIT 1"), {"t": tenant, "a": list(aliases)})
+        return rows.scalar()
+
     async def load_profiles(
         self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], ContactProfile]:
@@ -46,7 +104,8 @@ class EngineRepository:
         return {
             (r.tenant, r.contact_key): ContactProfile(
                 contact_key=r.contact_key, phone=r.phone, name=r.name, locale=r.locale,
-                timezone=r.timezone, opted_in=r.opted_in)
+                timezone=r.timezone, opted_in=r.opted_in, wa_id=r.wa_id, profile_name=r.profile_name,
+                marketing=r.marketing, marketing_changed_at=r.marketing_changed_at)
             for r in rows
         }
 
@@ -56,13 +115,17 @@ class EngineRepository:
         if not profiles:
             return
         await conn.execute(text(
-            "INSERT INTO contacts(tenant, contact_key, phone, name, locale, timezone, opted_in, updated_at) "
-            "VALUES (:tenant, :contact_key, :phone, :name, :locale, :timezone, :opted_in, :updated_at) "
+            "INSERT INTO contacts(tenant, contact_key, phone, name, locale, timezone, opted_in, wa_id, profile_name, "
+            "marketing, marketing_changed_at, updated_at) "
+            "VALUES (:tenant, :contact_key, :phone, :name, :locale, :timezone, :opted_in, :wa_id, :profile_name, "
+            ":marketing, :marketing_changed_at, :updated_at) "
             "ON CONFLICT (tenant, contact_key) DO UPDATE SET phone = EXCLUDED.phone, name = EXCLUDED.name, "
             "locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, opted_in = EXCLUDED.opted_in, "
-            "updated_at = EXCLUDED.updated_at"),
+            "wa_id = EXCLUDED.wa_id, profile_name = EXCLUDED.profile_name, marketing = EXCLUDED.marketing, "
+            "marketing_changed_at = EXCLUDED.marketing_changed_at, updated_at = EXCLUDED.updated_at"),
             [{"tenant": t, "contact_key": p.contact_key, "phone": p.phone, "name": p.name, "locale": p.locale,
-              "timezone": p.timezone, "opted_in": p.opted_in, "updated_at": now}
+              "timezone": p.timezone, "opted_in": p.opted_in, "wa_id": p.wa_id, "profile_name": p.profile_name,
+              "marketing": p.marketing, "marketing_changed_at": p.marketing_changed_at, "updated_at": now}
              for (t, _), p in profiles.items()])
 
     async def reserve_sends(
@@ -91,7 +154,9 @@ class EngineRepository:
               "contact_key": r.contact_key, "flow": r.flow, "outcome": r.outcome, "reason": r.reason,
               "idempotency_key": r.idempotency_key, "decided_at": r.decided_at} for r in rows])
 
-    async def decisions_for(self, conn: AsyncConnection, tenant: str, contact_key: str, limit: int) -> list[dict]:
+    async def decisions_for(
+        self, conn: AsyncConnection, tenant: str, contact_key: str, limit: int
+    ) -> list[dict[str, object]]:
         rows = await conn.execute(text(
             "SELECT event_id, event_type, flow, outcome, reason, idempotency_key, decided_at FROM decisions "
             "WHERE tenant = :t AND contact_key = :c ORDER BY id DESC LIMIT :n"),
