@@ -7,7 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-_EXTRA = ("tenant", "event_id", "correlation_id", "idempotency_key", "account_id")
+_EXTRA = ("tenant", "event_id", "correlation_id", "idempotency_key", "account_id", "field", "type", "reason",
+          "error_codes", "detail", "phone_number_id", "waba_id")
 
 
 class JsonFormatter(logging.Formatter):
