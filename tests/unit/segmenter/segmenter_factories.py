@@ -10,9 +10,10 @@ from typing import Any
 
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import Event, parse_event
+from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
-from segmenter.domain.roster import ContactRef, PhoneRef
-from segmenter.handlers import ConcurrentWrite, ContactChanges, ContactRow
+from segmenter.domain.roster import AliasRef, ContactRef
+from segmenter.handlers import ConcurrentWrite, ContactChanges, ContactRow, StoredCurrency
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
@@ -21,19 +22,27 @@ _ids = itertools.count(1)
 
 
 def event(type_: str, *, at: datetime = T0, external_id: str | None = "cust-1", phone: str | None = PHONE,
-          event_id: str | None = None, name: str | None = None, **data: Any) -> Event:
-    """A contract event of `type_` about one contact."""
+          wa_id: str | None = None, user_id: str | None = None, profile_name: str | None = None,
+          event_id: str | None = None, name: str | None = None, no_contact: bool = False, **data: Any) -> Event:
+    """A contract event of `type_` about one contact (none with `no_contact`)."""
     contact: dict[str, Any] = {k: v for k, v in
-                               {"external_id": external_id, "phone": phone, "name": name}.items() if v is not None}
+                               {"external_id": external_id, "phone": phone, "wa_id": wa_id, "user_id": user_id,
+                                "profile_name": profile_name, "name": name}.items() if v is not None}
     raw: dict[str, Any] = {"event_id": event_id or f"ev-{next(_ids)}", "type": type_,
-                           "occurred_at": at.isoformat(), "contact": contact}
+                           "occurred_at": at.isoformat()}
+    if not no_contact:
+        raw["contact"] = contact
     if data or type_ not in ("contact.created", "contact.updated"):
         raw["data"] = data
     return parse_event(raw)
 
 
-def inbound(**kw: Any) -> Event:
-    return event("message.inbound", text="hello", **kw)
+def inbound(*, type_: str = "text", text: str | None = "hello", **kw: Any) -> Event:
+    """A customer's message of `type_` (text, image, reaction …)."""
+    data: dict[str, Any] = {"type": type_}
+    if text is not None:
+        data["text"] = text
+    return event("message.inbound", **data, **kw)
 
 
 def click(**kw: Any) -> Event:
@@ -44,8 +53,8 @@ def read(**kw: Any) -> Event:
     return event("message.status", message_id="wamid.1", status="read", **kw)
 
 
-def paid(order_id: str, amount: float, **kw: Any) -> Event:
-    return event("payment.succeeded", order_id=order_id, amount=amount, currency="EUR", **kw)
+def paid(order_id: str, amount: float, currency: str = "EUR", **kw: Any) -> Event:
+    return event("payment.succeeded", order_id=order_id, amount=amount, currency=currency, **kw)
 
 
 def returned(order_id: str, amount: float, **kw: Any) -> Event:
@@ -63,18 +72,21 @@ class FakeUnit:
         self.store = store
         self.inbox = set(store.inbox)
         self.contacts = dict(store.contacts)
-        self.phones = dict(store.phones)
+        self.aliases = dict(store.aliases)
+        self.currency_settings = store.currency_settings
 
     async def claim(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         new = {e for e in events if e not in self.inbox}
         self.inbox |= new
         return new
 
-    async def load(self, keys: set[ContactRef], phones: set[PhoneRef]
-                   ) -> tuple[dict[ContactRef, ContactFeatures], dict[PhoneRef, str]]:
-        owners = {p: self.phones[p] for p in phones if p in self.phones}
-        wanted = keys | {(p[0], k) for p, k in owners.items()}
-        return {k: self.contacts[k].features for k in wanted if k in self.contacts}, owners
+    async def load(self, keys: set[ContactRef], aliases: set[AliasRef]
+                   ) -> tuple[dict[ContactRef, ContactFeatures], dict[AliasRef, str]]:
+        owners = {a: self.aliases[a] for a in aliases if a in self.aliases}
+        wanted = keys | {(a[0], k) for a, k in owners.items()}
+        contacts = {k: self.contacts[k].features for k in wanted if k in self.contacts}
+        owners.update({a: k for a, k in self.aliases.items() if (a[0], k) in contacts})
+        return contacts, owners
 
     async def save(self, changes: ContactChanges) -> None:
         for ref in changes.deleted:
@@ -85,12 +97,18 @@ class FakeUnit:
             self.contacts[(row.tenant, row.key)] = row
         for row in changes.updated:
             self.contacts[(row.tenant, row.key)] = row
-        self.phones.update(changes.phones_inserted)
-        self.phones.update(changes.phones_updated)
+        for ref in changes.aliases_inserted:
+            if ref in self.aliases:
+                raise ConcurrentWrite("alias exists")
+        self.aliases.update(changes.aliases_inserted)
+        self.aliases.update(changes.aliases_updated)
 
     async def due(self, now: datetime, limit: int) -> dict[ContactRef, ContactFeatures]:
         due = [(r.refresh_at, ref) for ref, r in self.contacts.items() if r.refresh_at and r.refresh_at <= now]
         return {ref: self.contacts[ref].features for _, ref in sorted(due)[:limit]}
+
+    async def currencies(self, tenants: set[str]) -> dict[str, CurrencySettings]:
+        return {t: s.settings for t, s in self.currency_settings.items() if t in tenants}
 
 
 class FakeStore:
@@ -99,21 +117,37 @@ class FakeStore:
     def __init__(self) -> None:
         self.inbox: set[tuple[str, str]] = set()
         self.contacts: dict[ContactRef, ContactRow] = {}
-        self.phones: dict[PhoneRef, str] = {}
+        self.aliases: dict[AliasRef, str] = {}
+        self.currency_settings: dict[str, StoredCurrency] = {}
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[FakeUnit]:
         unit = FakeUnit(self)
         yield unit
-        self.inbox, self.contacts, self.phones = unit.inbox, unit.contacts, unit.phones
+        self.inbox, self.contacts, self.aliases = unit.inbox, unit.contacts, unit.aliases
 
-    async def find(self, tenant: str, ref: str, phone: str | None) -> tuple[str, ContactFeatures] | None:
+    async def find(self, tenant: str, ref: str, aliases: Sequence[str]) -> tuple[str, ContactFeatures] | None:
         if (tenant, ref) in self.contacts:
             return ref, self.contacts[(tenant, ref)].features
-        key = self.phones.get((tenant, phone or ""))
-        if key is not None and (tenant, key) in self.contacts:
-            return key, self.contacts[(tenant, key)].features
+        for alias in aliases:
+            key = self.aliases.get((tenant, alias))
+            if key is not None and (tenant, key) in self.contacts:
+                return key, self.contacts[(tenant, key)].features
         return None
+
+    async def currency(self, tenant: str) -> StoredCurrency | None:
+        return self.currency_settings.get(tenant)
+
+    async def put_currency(self, tenant: str, settings: CurrencySettings, now: datetime) -> None:
+        self.currency_settings[tenant] = StoredCurrency(settings, now)
+        for ref, row in self.contacts.items():
+            if ref[0] == tenant and row.value_tier is not None:
+                self.contacts[ref] = _with_refresh(row, now)
 
     async def ping(self) -> bool:
         return True
+
+
+def _with_refresh(row: ContactRow, at: datetime) -> ContactRow:
+    return ContactRow(tenant=row.tenant, key=row.key, features=row.features, activity_tier=row.activity_tier,
+                      value_tier=row.value_tier, tags=row.tags, computed_at=row.computed_at, refresh_at=at)

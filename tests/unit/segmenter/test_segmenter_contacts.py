@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,7 @@ from segmenter_factories import (
 from scrm_common.clock import FixedClock
 from scrm_common.kafka.consumer import Item
 from segmenter.adapters.http import contact_view
+from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures, evolve, merge
 from segmenter.domain.policy import SegmentPolicy
 from segmenter.domain.roster import Roster
@@ -43,7 +45,8 @@ def test_whatsapp_first_contact_is_absorbed_when_the_shop_names_it():
     merged = roster.contacts[("shop", "cust-1")]
     assert (merged.inbound_messages, merged.orders, merged.name, merged.phone) == (1, 1, "Anna", PHONE)
     assert merged.first_seen == T0
-    assert roster.phones[("shop", PHONE)] == "cust-1"
+    assert roster.aliases[("shop", f"phone:{PHONE}")] == "cust-1"
+    assert roster.aliases[("shop", "ext:cust-1")] == "cust-1"
 
 
 def test_webhook_events_reach_the_shop_contact_through_its_phone():
@@ -55,22 +58,27 @@ def test_webhook_events_reach_the_shop_contact_through_its_phone():
     assert set(roster.contacts) == {("shop", "cust-1")}
 
 
-def test_a_number_moving_to_another_customer_follows_the_latest_claim():
+def test_two_shop_ids_with_one_number_are_one_person():
+    """Issue 5: guest-777 then cust-777 with the same phone is one contact; both ids are its aliases."""
     roster = Roster({}, {})
-    roster.record("shop", event("contact.created", external_id="cust-1", phone=PHONE))
-    roster.record("shop", event("contact.created", external_id="cust-2", phone=PHONE))
+    roster.record("shop", event("contact.created", external_id="guest-777", phone=PHONE, name="Anna"))
+    roster.record("shop", event("contact.created", external_id="cust-777", phone=PHONE))
     roster.record("shop", inbound(external_id=None, phone=PHONE))
-    assert roster.phones[("shop", PHONE)] == "cust-2"
-    assert roster.contacts[("shop", "cust-2")].inbound_messages == 1
-    assert roster.contacts[("shop", "cust-1")].inbound_messages == 0
+    assert set(roster.contacts) == {("shop", "guest-777")}
+    person = roster.contacts[("shop", "guest-777")]
+    assert (person.external_id, person.external_ids, person.inbound_messages) == \
+        ("guest-777", ("cust-777", "guest-777"), 1)
+    assert roster.aliases[("shop", "ext:cust-777")] == "guest-777"
 
 
 def test_tenants_never_share_contacts():
     roster = Roster({}, {})
     roster.record("a", inbound(external_id=None, phone=PHONE))
     roster.record("b", event("contact.created", external_id="cust-1", phone=PHONE))
-    assert ("a", PHONE) in roster.contacts
-    assert roster.phones == {("a", PHONE): PHONE, ("b", PHONE): "cust-1"}
+    assert ("a", PHONE) in roster.contacts and ("b", "cust-1") in roster.contacts
+    assert roster.aliases[("a", f"phone:{PHONE}")] == PHONE
+    assert roster.aliases[("b", f"phone:{PHONE}")] == "cust-1"
+    assert {t for t, _ in roster.contacts} == {"a", "b"}
 
 
 def test_merge_deduplicates_orders_known_under_both_identities():
@@ -78,7 +86,7 @@ def test_merge_deduplicates_orders_known_under_both_identities():
     b = evolve(evolve(ContactFeatures(), paid("o1", 10.0)), returned("o1", 4.0))
     merged = merge(a, b)
     assert merged.orders == 1
-    assert merged.spend == 6
+    assert merged.spend_by_currency() == {"EUR": Decimal("6.00")}
 
 
 # Events with distinct ids, the kind whose effect must not depend on arrival order.
@@ -173,10 +181,11 @@ async def test_a_failed_batch_leaves_nothing_behind():
 
 def test_view_shows_tier_against_now_and_tags():
     features = evolve(evolve(ContactFeatures(), inbound(at=T0)), paid("o1", 1200.0, at=T0, phone=OTHER_PHONE))
-    view = contact_view("shop", "cust-1", features, T0 + timedelta(days=2), POLICY)
+    view = contact_view("shop", "cust-1", features, T0 + timedelta(days=2), POLICY, CurrencySettings())
     assert view.activity.tier == "medium"
     assert view.activity.colour == "yellow"
     assert view.features.value_tier == "mid"
-    assert view.features.spend == 1200.0
+    assert view.features.spend == Decimal("1200.00")
+    assert view.features.spend_currency == "EUR"
     assert view.contact.phone == OTHER_PHONE
     assert "activity:medium" in view.tags

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
-from segmenter_factories import PHONE, T0, FakeStore, inbound, paid, record
+from segmenter_factories import PHONE, T0, FakeStore, event, inbound, paid, record
 
 from scrm_common.clock import FixedClock
 from scrm_common.http import Principal
@@ -31,7 +31,12 @@ async def client():
     store, clock = FakeStore(), FixedClock(T0)
     handle = ApplyEvents(store=store, clock=clock, policy=SegmentPolicy(),
                          metrics=SegmenterMetrics(CollectorRegistry()))
-    await handle([Item(None, record(e)) for e in (inbound(at=T0), paid("o1", 1500.0, at=T0, name="Anna"))])
+    await handle([Item(None, record(e)) for e in (
+        inbound(at=T0), paid("o1", 1500.0, at=T0, name="Anna"),
+        event("contact.created", external_id="cust-mx", phone="+525512345678", name="Lucía"),
+        event("contact.created", external_id="cust-mx-2", phone="+525512345678"),
+        inbound(external_id=None, phone=None, wa_id="5215512345678", profile_name="🦄 Lucky"),
+    )])
     clock.advance(timedelta(days=2))
 
     async def ready() -> bool:
@@ -62,13 +67,27 @@ async def test_contact_by_url_encoded_phone(client):
     assert resp.json()["contact"]["key"] == "cust-1"
 
 
-@pytest.mark.parametrize(("path", "headers", "status"), [
-    ("/v1/contacts/cust-1", {"Authorization": "Bearer another-shop"}, 404),
-    ("/v1/contacts/nobody", {"Authorization": "Bearer shop"}, 404),
-    ("/v1/contacts/cust-1", {}, 401),
+@pytest.mark.parametrize("ref", ["cust-mx", "cust-mx-2", "%2B525512345678", "%2B5215512345678", "5215512345678",
+                                 "525512345678", "%2B52%2055%201234%205678"])
+async def test_a_contact_is_found_by_any_alias(client, ref):
+    resp = await client.get(f"/v1/contacts/{ref}", headers={"Authorization": "Bearer shop"})
+    assert resp.status_code == 200, resp.text
+    contact = resp.json()["contact"]
+    assert contact["key"] == "cust-mx"
+    assert contact["external_ids"] == ["cust-mx", "cust-mx-2"]
+    assert (contact["name"], contact["profile_name"]) == ("Lucía", "🦄 Lucky")
+    assert (contact["phone"], contact["wa_id"]) == ("+525512345678", "5215512345678")
+
+
+@pytest.mark.parametrize(("path", "headers", "status", "code"), [
+    ("/v1/contacts/cust-1", {"Authorization": "Bearer another-shop"}, 404, "not_found"),
+    ("/v1/contacts/nobody", {"Authorization": "Bearer shop"}, 404, "not_found"),
+    ("/v1/contacts/cust-1", {}, 401, "unauthorized"),
 ])
-async def test_contacts_are_scoped_to_the_callers_tenant(client, path, headers, status):
-    assert (await client.get(path, headers=headers)).status_code == status
+async def test_contacts_are_scoped_to_the_callers_tenant(client, path, headers, status, code):
+    resp = await client.get(path, headers=headers)
+    assert resp.status_code == status
+    assert resp.json()["error"]["code"] == code
 
 
 async def test_operations_endpoints(client):

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from segmenter_factories import T0, click, inbound, paid, read, returned
 
+from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures, OrderFact, evolve
 from segmenter.domain.policy import SegmentPolicy
 from segmenter.domain.tiers import (
@@ -23,6 +24,7 @@ from segmenter.domain.tiers import (
 )
 
 POLICY = SegmentPolicy()
+EUR = CurrencySettings()  # base EUR, no rates: the tests' orders are all in EUR
 US = timedelta(microseconds=1)
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -74,37 +76,37 @@ def test_activity_tier_uses_latest_reply_even_when_replies_arrive_out_of_order()
     (5000.01, ValueTier.HIGH),
 ])
 def test_value_tier_thresholds_rg5(amount, tier):
-    assert value_tier(fold(paid("o1", amount, at=T0)), T0, POLICY) is tier
+    assert value_tier(fold(paid("o1", amount, at=T0)), T0, POLICY, EUR) is tier
 
 
 @pytest.mark.parametrize(("age", "counted"), [(365 * D, True), (365 * D + US, False)])
 def test_value_tier_counts_only_the_last_365_days_rg5(age, counted):
     features = fold(paid("old", 6000.0, at=T0 - age))
-    assert (window_spend(features, T0, POLICY) == Decimal("6000.0")) is counted
-    assert features.spend == Decimal("6000.0")  # lifetime spend keeps it
+    assert (window_spend(features, T0, POLICY, EUR).converted == Decimal("6000.0")) is counted
+    assert features.spend_by_currency().get("EUR", 0) == Decimal("6000.0")  # lifetime spend keeps it
 
 
 def test_returns_reduce_spend_and_a_repeated_return_is_subtracted_once():
     features = fold(paid("o1", 6000.0, at=T0), returned("o1", 1500.0, at=T0 + H), returned("o1", 1500.0, at=T0 + 2 * H))
-    assert features.spend == Decimal("4500.0")
+    assert features.spend_by_currency().get("EUR", 0) == Decimal("4500.0")
     assert features.returns == 1
-    assert value_tier(features, T0 + 3 * H, POLICY) is ValueTier.MID
+    assert value_tier(features, T0 + 3 * H, POLICY, EUR) is ValueTier.MID
 
 
 def test_a_return_never_makes_an_order_negative():
     features = fold(paid("o1", 100.0), returned("o1", 250.0))
-    assert features.spend == 0
+    assert features.spend_by_currency().get("EUR", 0) == 0
 
 
 def test_return_before_its_payment_still_nets_out():
     features = fold(returned("o1", 40.0, at=T0 + H), paid("o1", 100.0, at=T0))
     assert features.orders == 1
-    assert features.spend == Decimal("60.0")
+    assert features.spend_by_currency().get("EUR", 0) == Decimal("60.0")
 
 
 def test_thresholds_come_from_the_policy():
     policy = SegmentPolicy(value_high_above=Decimal(100), value_mid_from=Decimal(50))
-    assert value_tier(fold(paid("o1", 150.0)), T0, policy) is ValueTier.HIGH
+    assert value_tier(fold(paid("o1", 150.0)), T0, policy, EUR) is ValueTier.HIGH
 
 
 def test_policy_rejects_shrinking_activity_windows():
@@ -116,14 +118,14 @@ def test_policy_rejects_shrinking_activity_windows():
 @pytest.mark.parametrize(("orders", "loyal"), [(1, False), (2, False), (3, True), (4, True)])
 def test_loyal_from_third_purchase_rg7(orders, loyal):
     features = fold(*(paid(f"o{i}", 10.0, at=T0 + i * H) for i in range(orders)))
-    assert ("loyal" in tags(features, T0 + D, POLICY)) is loyal
+    assert ("loyal" in tags(features, T0 + D, POLICY, EUR)) is loyal
 
 
 def test_duplicate_payment_counts_one_order_and_one_amount():
     features = fold(paid("o1", 10.0), paid("o1", 10.0), paid("o1", 10.0))
     assert features.orders == 1
-    assert features.spend == Decimal("10.0")
-    assert "loyal" not in tags(features, T0, POLICY)
+    assert features.spend_by_currency().get("EUR", 0) == Decimal("10.0")
+    assert "loyal" not in tags(features, T0, POLICY, EUR)
 
 
 def test_interactions_are_inbound_messages_plus_clicks():
@@ -146,7 +148,7 @@ def test_interactions_are_inbound_messages_plus_clicks():
     ((paid("o1", 900.0, at=T0), returned("o1", 10.0, at=T0 + H)), T0 + D, {"recent_return"}, {"vip_recovery"}),
 ])
 def test_tags_follow_the_rules_rg7_rg8(events, now, expected, absent):
-    got = set(tags(fold(*events), now, POLICY))
+    got = set(tags(fold(*events), now, POLICY, EUR))
     assert expected <= got
     assert not (absent & got)
 
@@ -154,13 +156,13 @@ def test_tags_follow_the_rules_rg7_rg8(events, now, expected, absent):
 def test_low_rating_is_a_complaint_and_makes_high_spenders_vip_recovery_rg8():
     from segmenter_factories import event
     features = fold(paid("o1", 6000.0, at=T0), event("feedback.submitted", rating=2, at=T0 + H))
-    assert {"complaint", "vip_recovery"} <= set(tags(features, T0 + D, POLICY))
+    assert {"complaint", "vip_recovery"} <= set(tags(features, T0 + D, POLICY, EUR))
 
 
 def test_opted_out_contact_is_tagged():
     from segmenter_factories import event
     features = fold(event("contact.updated", opted_in=False))
-    assert "opted_out" in tags(features, T0, POLICY)
+    assert "opted_out" in tags(features, T0, POLICY, EUR)
 
 
 # --- invariants -------------------------------------------------------------------------------------
@@ -183,7 +185,7 @@ features_strategy = st.builds(
 @given(features=features_strategy, now=_times, max_tags=st.integers(1, 15))
 def test_never_more_tags_than_the_policy_allows_rg9(features, now, max_tags):
     policy = SegmentPolicy(max_tags=max_tags)
-    got = tags(features, now, policy)
+    got = tags(features, now, policy, EUR)
     assert len(got) <= max_tags
     assert len(set(got)) == len(got)
 
@@ -194,7 +196,7 @@ def test_nothing_changes_before_the_next_change_time_rg10(features, now, fractio
     change = next_change_at(features, now, POLICY)
     horizon = change - US if change is not None else now + 1000 * D
     later = now + (horizon - now) * fraction
-    assert tags(features, later, POLICY) == tags(features, now, POLICY)
+    assert tags(features, later, POLICY, EUR) == tags(features, now, POLICY, EUR)
     assert activity_tier(features, later, POLICY) == activity_tier(features, now, POLICY)
 
 

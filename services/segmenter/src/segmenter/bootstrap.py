@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from scrm_common.clock import Clock, SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.envelope import EventRecord, decode_record
+from scrm_common.contracts.envelope import EventRecord, decoder_for
 from scrm_common.http import KeyIntrospection
 from scrm_common.kafka import BatchConsumer, ConsumerMetrics, batch_consumer
 from scrm_common.observability.metrics import new_registry
@@ -18,6 +18,7 @@ from scrm_common.service import Infrastructure
 from segmenter.adapters.db import PostgresContactStore
 from segmenter.adapters.http import create_app
 from segmenter.config import Settings
+from segmenter.domain.roster import EVENTS_READ
 from segmenter.handlers import ApplyEvents, RefreshTiers, SegmenterMetrics
 
 SERVICE = "segmenter"
@@ -45,14 +46,15 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
     registry = new_registry()
     metrics = SegmenterMetrics(registry)
     store = PostgresContactStore(engine)
-    policy = settings.segment_policy
+    policy, currency = settings.segment_policy, settings.default_currency
     consumer = batch_consumer(settings, group_id=SERVICE, topic=topics.EVENTS, producer=producer,
-                              decode=decode_record,
-                              handle=ApplyEvents(store=store, clock=clock, policy=policy, metrics=metrics),
+                              decode=decoder_for(EVENTS_READ),
+                              handle=ApplyEvents(store=store, clock=clock, policy=policy, metrics=metrics,
+                                                 currency=currency),
                               metrics=ConsumerMetrics(SERVICE, registry))
     refresher = RefreshTiers(store=store, clock=clock, policy=policy, metrics=metrics,
                              interval_seconds=settings.segmenter_refresh_interval_seconds,
-                             batch=settings.segmenter_refresh_batch)
+                             batch=settings.segmenter_refresh_batch, currency=currency)
     keys = KeyIntrospection(settings.ingest_url)
 
     async def ready() -> bool:
@@ -65,5 +67,5 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
             return False
 
     app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
-                     ready=ready)
+                     ready=ready, currency=currency)
     return Segmenter(app=app, consumer=consumer, refresher=refresher, keys=keys)

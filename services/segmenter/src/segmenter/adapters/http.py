@@ -1,30 +1,36 @@
-"""HTTP routes of the segmenter: a contact's features, activity tier and tags, for its tenant only."""
+"""HTTP routes of the segmenter: a contact's features, tiers and tags, and the tenant's currency settings."""
 
 # No `from __future__ import annotations`: FastAPI must see the dependency annotations built here.
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from scrm_common.clock import Clock
 from scrm_common.http import Principal, ops_router
-from scrm_common.phones import InvalidPhoneNumber, to_e164
+from segmenter.adapters.errors import install_error_handlers
+from segmenter.domain.aliases import lookup_aliases
+from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
 from segmenter.domain.policy import SegmentPolicy
-from segmenter.domain.tiers import activity_tier, tags, value_tier, window_spend
+from segmenter.domain.tiers import activity_tier, lifetime_spend, tags, value_tier, window_spend
 from segmenter.handlers import ContactStore
 
 
 class ContactIdentity(BaseModel):
-    """Who the contact is."""
+    """Who the contact is: its key and aliases; `name` is the shop's name, else the WhatsApp profile name."""
 
     key: str
     external_id: str | None
+    external_ids: list[str]
     phone: str | None
+    wa_id: str | None
     name: str | None
+    profile_name: str | None
     locale: str | None
     timezone: str | None
     birthday: date | None
@@ -32,7 +38,12 @@ class ContactIdentity(BaseModel):
 
 
 class FeaturesRead(BaseModel):
-    """What the contact did; money in the orders' currency units, net of returns."""
+    """What the contact did. Money is exact, as decimal strings in the currency's minor units.
+
+    `spend` / `spend_last_365d` are net of returns and converted to `spend_currency` (the tenant's base
+    currency) with the FX rates of `fx_as_of`; spend in currencies without a rate is listed per currency
+    in `unconverted_spend*` and not added (R-G5 compares the converted spend only).
+    """
 
     first_seen: datetime | None
     last_event_at: datetime | None
@@ -43,8 +54,12 @@ class FeaturesRead(BaseModel):
     link_clicks: int
     interactions: int
     orders: int
-    spend: float
-    spend_last_365d: float
+    spend: Decimal
+    spend_last_365d: Decimal
+    spend_currency: str
+    unconverted_spend: dict[str, Decimal]
+    unconverted_spend_last_365d: dict[str, Decimal]
+    fx_as_of: date | None
     value_tier: str | None
     returns: int
     first_order_at: datetime | None
@@ -70,54 +85,127 @@ class ContactRead(BaseModel):
     tags: list[str]
 
 
-def contact_view(tenant: str, key: str, f: ContactFeatures, now: datetime, policy: SegmentPolicy) -> ContactRead:
-    """The contact as the API shows it, its tiers and tags computed against `now`."""
+class CurrencySettingsRead(BaseModel):
+    """GET|PUT /v1/settings/currency: `rates[c]` = units of `base_currency` per unit of `c`, as of `as_of`.
+
+    `source` is `tenant` once the tenant stored its own settings, else `default` (the installation's).
+    """
+
+    tenant: str
+    base_currency: str
+    rates: dict[str, Decimal]
+    as_of: date | None
+    source: Literal["tenant", "default"]
+    updated_at: datetime | None
+
+
+def contact_view(tenant: str, key: str, f: ContactFeatures, now: datetime, policy: SegmentPolicy,
+                 fx: CurrencySettings) -> ContactRead:
+    """The contact as the API shows it, its tiers and tags computed against `now` in the tenant's currency."""
     tier = activity_tier(f, now, policy)
+    lifetime, recent = lifetime_spend(f, fx), window_spend(f, now, policy, fx)
     return ContactRead(
         tenant=tenant,
-        contact=ContactIdentity(key=key, external_id=f.external_id, phone=f.phone, name=f.name, locale=f.locale,
+        contact=ContactIdentity(key=key, external_id=f.external_id, external_ids=list(f.external_ids), phone=f.phone,
+                                wa_id=f.wa_id, name=f.display_name, profile_name=f.profile_name, locale=f.locale,
                                 timezone=f.timezone, birthday=f.birthday, opted_in=f.opted_in),
         features=FeaturesRead(
             first_seen=f.first_seen, last_event_at=f.last_event_at, last_inbound_at=f.last_inbound_at,
             last_read_at=f.last_read_at, last_click_at=f.last_click_at, inbound_messages=f.inbound_messages,
             link_clicks=f.link_clicks, interactions=f.interactions, orders=f.orders,
-            spend=float(round(f.spend, 2)),
-            spend_last_365d=float(round(window_spend(f, now, policy), 2)),
-            value_tier=value_tier(f, now, policy).value if f.orders else None,
+            spend=lifetime.converted, spend_last_365d=recent.converted, spend_currency=fx.base_currency,
+            unconverted_spend=lifetime.unconverted, unconverted_spend_last_365d=recent.unconverted,
+            fx_as_of=fx.as_of,
+            value_tier=value_tier(f, now, policy, fx).value if f.orders else None,
             returns=f.returns, first_order_at=f.first_order_at, last_order_at=f.last_order_at,
             last_rating=f.last_rating),
         activity=ActivityRead(tier=tier.value, colour=tier.colour, as_of=now),
-        tags=list(tags(f, now, policy)),
+        tags=list(tags(f, now, policy, fx)),
     )
 
 
+async def tenant_currency(store: ContactStore, tenant: str, default: CurrencySettings
+                          ) -> tuple[CurrencySettings, datetime | None]:
+    """The tenant's own currency settings and when they changed, else the default (and None)."""
+    stored = await store.currency(tenant)
+    return (stored.settings, stored.updated_at) if stored is not None else (default, None)
+
+
 def contacts_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-                    policy: SegmentPolicy) -> APIRouter:
-    """`GET /v1/contacts/{contact}`: contact = external id or E.164 phone, URL-encoded."""
+                    policy: SegmentPolicy, currency: CurrencySettings) -> APIRouter:
+    """`GET /v1/contacts/{contact}`: contact = any alias (external id, phone, wa_id, BSUID), URL-encoded."""
     router = APIRouter(tags=["contacts"])
     Caller = Annotated[Principal, Depends(principal)]
 
     @router.get("/v1/contacts/{contact:path}", response_model=ContactRead,
                 responses={404: {"description": "no such contact for this tenant"}})
     async def read_contact(contact: str, caller: Caller) -> ContactRead:
-        """A contact of the caller's tenant with its features, activity tier and tags as of now."""
-        try:
-            phone: str | None = to_e164(contact)
-        except InvalidPhoneNumber:
-            phone = None
-        found = await store.find(caller.tenant, contact, phone)
+        """A contact of the caller's tenant with its features, activity tier and tags as of now.
+
+        Found by its key or any alias: an external id the shop used, a phone in any format, the
+        WhatsApp id (`5215512345678` finds the contact stored as `+525512345678`), or a BSUID.
+        """
+        found = await store.find(caller.tenant, contact, lookup_aliases(contact))
         if found is None:
             raise HTTPException(404, detail="contact not found")
         key, features = found
-        return contact_view(caller.tenant, key, features, clock.now(), policy)
+        fx, _ = await tenant_currency(store, caller.tenant, currency)
+        return contact_view(caller.tenant, key, features, clock.now(), policy, fx)
+
+    return router
+
+
+def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
+                    currency: CurrencySettings) -> APIRouter:
+    """`GET|PUT /v1/settings/currency`: the tenant's base currency and dated FX rates (R-G5)."""
+    router = APIRouter(tags=["settings"])
+    Caller = Annotated[Principal, Depends(principal)]
+
+    async def writer(caller: Caller) -> Principal:
+        if caller.read_only:
+            raise HTTPException(403, detail="this key may not change settings")
+        return caller
+
+    Writer = Annotated[Principal, Depends(writer)]
+
+    def view(tenant: str, fx: CurrencySettings, updated_at: datetime | None) -> CurrencySettingsRead:
+        return CurrencySettingsRead(tenant=tenant, base_currency=fx.base_currency, rates=dict(fx.rates),
+                                    as_of=fx.as_of, source="tenant" if updated_at else "default",
+                                    updated_at=updated_at)
+
+    @router.get("/v1/settings/currency", response_model=CurrencySettingsRead)
+    async def read_currency(caller: Caller) -> CurrencySettingsRead:
+        """The base currency value tiers are computed in, and the FX rates other currencies convert with."""
+        fx, updated_at = await tenant_currency(store, caller.tenant, currency)
+        return view(caller.tenant, fx, updated_at)
+
+    @router.put("/v1/settings/currency", response_model=CurrencySettingsRead,
+                responses={403: {"description": "a read-only key"},
+                           422: {"description": "unknown currency, bad rate, rates without their date"}})
+    async def put_currency(caller: Writer, fx: Annotated[CurrencySettings, Body(
+            examples=[{"base_currency": "EUR", "rates": {"JPY": "0.0061", "USD": "0.92"},
+                       "as_of": "2026-11-30"}])]) -> CurrencySettingsRead:
+        """Replace the tenant's currency settings; value tiers of its customers are recomputed shortly after.
+
+        Rates are units of the base currency per unit of the other currency (numbers or decimal strings).
+        Spend in a currency without a rate is kept apart, never added raw. Bad input changes nothing.
+        """
+        now = clock.now()
+        await store.put_currency(caller.tenant, fx, now)
+        return view(caller.tenant, fx, now)
 
     return router
 
 
 def create_app(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-               policy: SegmentPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
-    """The segmenter's HTTP application."""
+               policy: SegmentPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]],
+               currency: CurrencySettings | None = None) -> FastAPI:
+    """The segmenter's HTTP application; `currency` is the tenants' default (Settings.default_currency)."""
+    default = currency or CurrencySettings()
     app = FastAPI(title="scrm segmenter", version="0.1.0", description="Contact features, tiers and tags")
+    install_error_handlers(app)
     app.include_router(ops_router(registry, ready))
-    app.include_router(contacts_router(store=store, principal=principal, clock=clock, policy=policy))
+    app.include_router(contacts_router(store=store, principal=principal, clock=clock, policy=policy,
+                                       currency=default))
+    app.include_router(settings_router(store=store, principal=principal, clock=clock, currency=default))
     return app

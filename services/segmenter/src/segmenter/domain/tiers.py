@@ -1,12 +1,17 @@
-"""Activity (R-G1) and value (R-G5) tiers and tags (R-G7, R-G8, R-G9), computed against `now`."""
+"""Activity (R-G1) and value (R-G5) tiers and tags (R-G7, R-G8, R-G9), computed against `now`.
+
+Value tiers compare spend in the tenant's base currency (`CurrencySettings`): each currency's spend is
+converted with the tenant's FX rate; spend in a currency without a rate is kept apart and does not
+count towards the tier (it is shown on the contact as unconverted).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 
-from segmenter.domain.features import ZERO, ContactFeatures
+from segmenter.domain.currency import CurrencySettings, Spend, convert
+from segmenter.domain.features import ContactFeatures
 from segmenter.domain.policy import SegmentPolicy
 
 Tag = str
@@ -57,14 +62,22 @@ def activity_tier(features: ContactFeatures, now: datetime, policy: SegmentPolic
     return ActivityTier.DORMANT
 
 
-def window_spend(features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> Decimal:
-    """R-G5: net spend of the orders paid within the value window (365 days)."""
-    return sum((o.net for o in features.paid_orders if _within(o.paid_at, now, policy.value_window)), ZERO)
+def window_spend(features: ContactFeatures, now: datetime, policy: SegmentPolicy, fx: CurrencySettings) -> Spend:
+    """R-G5: net spend of the orders paid within the value window (365 days), in the base currency."""
+    return convert(features.spend_by_currency(paid_since=now - policy.value_window), fx)
 
 
-def value_tier(features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> ValueTier:
-    """R-G5: high above 5000, mid from 1000 to 5000, low below 1000."""
-    spend = window_spend(features, now, policy)
+def lifetime_spend(features: ContactFeatures, fx: CurrencySettings) -> Spend:
+    """Net spend of every paid order, in the base currency (what has no rate kept apart)."""
+    return convert(features.spend_by_currency(), fx)
+
+
+def value_tier(features: ContactFeatures, now: datetime, policy: SegmentPolicy, fx: CurrencySettings) -> ValueTier:
+    """R-G5: converted spend over the window above 5000 is high, from 1000 to 5000 mid, below 1000 low.
+
+    Thresholds are in the base currency; spend without an FX rate does not count (never added raw).
+    """
+    spend = window_spend(features, now, policy, fx).converted
     if spend > policy.value_high_above:
         return ValueTier.HIGH
     if spend >= policy.value_mid_from:
@@ -77,12 +90,13 @@ def _complained(features: ContactFeatures, now: datetime, policy: SegmentPolicy)
     return rated_low and _within(features.last_rating_at, now, policy.complaint_window)
 
 
-def tags(features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> tuple[Tag, ...]:
+def tags(features: ContactFeatures, now: datetime, policy: SegmentPolicy, fx: CurrencySettings) -> tuple[Tag, ...]:
     """The contact's tags, most important first, at most `policy.max_tags` (R-G9)."""
     out: list[Tag] = [f"activity:{activity_tier(features, now, policy)}"]
     last_order = features.last_order_at
-    if features.orders:
-        out += ["customer", f"value:{value_tier(features, now, policy)}"]
+    value = value_tier(features, now, policy, fx) if features.orders else None
+    if value is not None:
+        out += ["customer", f"value:{value}"]
     else:
         out.append("prospect")
     if features.orders >= policy.loyal_purchases:  # R-G7: 3 purchases → loyal
@@ -93,7 +107,7 @@ def tags(features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> tup
         out.append("intent:high")
     read = features.last_read_at
     if read is not None and (features.last_inbound_at is None or features.last_inbound_at < read):
-        out.append("read_no_reply")  # R-G7: read but not replied
+        out.append("read_no_reply")  # R-G7: read but not replied (a reply of any type counts)
     first_order = features.first_order_at
     if first_order is not None and policy.cross_sell_after <= now - first_order <= policy.cross_sell_until:
         out.append("cross_sell")  # R-G7: 7 days after the first purchase
@@ -103,7 +117,7 @@ def tags(features: ContactFeatures, now: datetime, policy: SegmentPolicy) -> tup
     complained = _complained(features, now, policy)
     if complained:
         out.append("complaint")
-    if features.orders and value_tier(features, now, policy) is ValueTier.HIGH and (complained or recent_return):
+    if value is ValueTier.HIGH and (complained or recent_return):
         out.append("vip_recovery")  # R-G8: high spend with a recent complaint
     if features.opted_in is False:
         out.append("opted_out")

@@ -1,0 +1,140 @@
+"""The segmenter's PostgreSQL store against the real embedded PostgreSQL: migration 002 turns the phone
+directory into aliases (match keys agreeing with `match_key`), and identities, merges, currency settings
+and lookups by any alias work through the real SQL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from scrm_common.clock import FixedClock
+from scrm_common.contracts.envelope import EventRecord
+from scrm_common.contracts.events import Event, parse_event
+from scrm_common.db import make_engine, migrate
+from scrm_common.identity import match_key
+from scrm_common.kafka.consumer import Item
+from segmenter.adapters.db import SCHEMA, PostgresContactStore
+from segmenter.bootstrap import MIGRATIONS
+from segmenter.domain.aliases import lookup_aliases
+from segmenter.domain.currency import CurrencySettings
+from segmenter.domain.policy import SegmentPolicy
+from segmenter.handlers import ApplyEvents, RefreshTiers, SegmenterMetrics
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+MX_PHONE, MX_WA = "+525512345678", "5215512345678"
+_ids = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def database_url(postgres: Any) -> str:
+    """A fresh database per test (created synchronously, outside the test's event loop)."""
+    return str(postgres.new_database())
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    made = make_engine(database_url, schema=SCHEMA, pool_size=2)
+    yield made
+    await made.dispose()
+
+
+def _event(type_: str, contact: dict[str, Any] | None, at: datetime = T0, **data: Any) -> Event:
+    raw: dict[str, Any] = {"event_id": f"ev-{next(_ids)}", "type": type_, "occurred_at": at.isoformat()}
+    if contact is not None:
+        raw["contact"] = contact
+    if data or type_ not in ("contact.created", "contact.updated"):
+        raw["data"] = data
+    return parse_event(raw)
+
+
+def _items(*events: Event, tenant: str = "shop") -> list[Item[EventRecord]]:
+    return [Item(record=None, value=EventRecord(tenant, e, None, None)) for e in events]
+
+
+@pytest.mark.parametrize("phone", ["+525512345678", "+5511987654321", "+551187654321", "+5491123456789",
+                                   "+4915112345678"])
+async def test_migration_turns_the_phone_directory_into_aliases(engine: AsyncEngine, tmp_path: Path,
+                                                                phone: str) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.copy(MIGRATIONS / "001_init.sql", first / "001_init.sql")
+    await migrate(engine, schema=SCHEMA, directory=first)
+    features = json.dumps({"external_id": "cust-1", "phone": phone, "name": "Anna"})
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO contacts (tenant, contact_key, external_id, phone, features, activity_tier, computed_at) "
+            "VALUES ('shop', 'cust-1', 'cust-1', :phone, CAST(:f AS jsonb), 'dormant', now())"),
+            {"phone": phone, "f": features})
+        await conn.execute(text("INSERT INTO contact_phones VALUES ('shop', :phone, 'cust-1')"), {"phone": phone})
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    async with engine.connect() as conn:
+        aliases = {r[0]: r[1] for r in await conn.execute(text("SELECT alias, contact_key FROM contact_aliases"))}
+    assert aliases == {"ext:cust-1": "cust-1", f"phone:{phone}": "cust-1", f"match:{match_key(phone)}": "cust-1"}
+    store = PostgresContactStore(engine)
+    found = await store.find("shop", "+" + match_key(phone), lookup_aliases("+" + match_key(phone)))
+    assert found is not None and found[0] == "cust-1" and found[1].name == "Anna"
+
+
+async def test_identities_merges_and_currencies_through_the_real_store(engine: AsyncEngine) -> None:
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresContactStore(engine)
+    clock = FixedClock(T0 + 3 * H)
+    metrics = SegmenterMetrics(CollectorRegistry())
+    default = CurrencySettings()
+    handle = ApplyEvents(store=store, clock=clock, policy=SegmentPolicy(), metrics=metrics, currency=default)
+
+    # The customer wrote on WhatsApp first (wa_id only), then the shop created two ids for one number.
+    await handle(_items(_event("message.inbound", {"wa_id": MX_WA, "profile_name": "Lucky"}, T0,
+                               type="image", text="Hola")))
+    await handle(_items(
+        _event("contact.created", {"external_id": "guest-777", "phone": MX_PHONE, "name": "Lucía"}, T0 + H),
+        _event("payment.succeeded", {"external_id": "cust-777", "phone": MX_PHONE}, T0 + H, order_id="J1",
+               amount=1_000_000.0, currency="JPY"),
+        _event("message.status", {"wa_id": "4915112345678"}, T0 + H, message_id="wamid.agent", status="read"),
+    ))
+    async with engine.connect() as conn:
+        keys = [r[0] for r in await conn.execute(text("SELECT contact_key FROM contacts"))]
+        aliases = {r[0]: r[1] for r in await conn.execute(text("SELECT alias, contact_key FROM contact_aliases"))}
+    assert keys == ["guest-777"]  # one person; the status of an unknown number created nobody
+    assert set(aliases.values()) == {"guest-777"}
+    assert {"ext:guest-777", "ext:cust-777", f"phone:{MX_PHONE}", f"wa:{MX_WA}", "match:525512345678"} \
+        <= set(aliases)
+    for ref in ("cust-777", MX_WA, "+" + MX_WA, MX_PHONE):
+        found = await store.find("shop", ref, lookup_aliases(ref))
+        assert found is not None and found[0] == "guest-777", ref
+    _, features = found
+    assert (features.name, features.profile_name, features.inbound_messages) == ("Lucía", "Lucky", 1)
+    async with engine.connect() as conn:
+        tier = (await conn.execute(text("SELECT value_tier, wa_id FROM contacts"))).one()
+    assert tuple(tier) == ("low", MX_WA)  # ¥1,000,000 without a JPY rate is kept apart
+
+    # The tenant stores its rates: the refresher recomputes the tier.
+    rates = CurrencySettings(rates={"JPY": Decimal("0.0061")}, as_of=date(2026, 11, 30))
+    await store.put_currency("shop", rates, clock.now())
+    stored = await store.currency("shop")
+    assert stored is not None and stored.settings == rates and stored.updated_at == clock.now()
+    assert await store.currency("other") is None
+    refresher = RefreshTiers(store=store, clock=clock, policy=SegmentPolicy(), metrics=metrics,
+                             interval_seconds=1, batch=10, currency=default)
+    assert await refresher.refresh_once() == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT value_tier FROM contacts"))).scalar_one() == "high"
+
+    # A number change moves the person; the old number stays an alias.
+    await handle(_items(_event("contact.number_changed", {"wa_id": MX_WA}, T0 + 2 * H, old_wa_id=MX_WA,
+                               new_wa_id="5215587654321")))
+    found = await store.find("shop", "5215587654321", lookup_aliases("5215587654321"))
+    assert found is not None and found[0] == "guest-777" and found[1].wa_id == "5215587654321"
+    again = await store.find("shop", MX_WA, lookup_aliases(MX_WA))
+    assert again is not None and again[0] == "guest-777"
