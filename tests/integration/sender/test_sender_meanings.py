@@ -395,11 +395,18 @@ async def test_disablement_holds_everything_until_reinstated(sender: Sender) -> 
     ({"account_id": ACCOUNT, "waba_id": "waba-1"}, {"waba_id": "waba-1"}, True),  # the WABA was learned
     ({}, {"waba_id": "waba-unknown"}, True),  # an unknown WABA: every account of the tenant
     ({"account_id": ACCOUNT, "waba_id": "waba-1"}, {"waba_id": "waba-2"}, False),  # another WABA of ours
+    ({"bootstrap": "waba-b"}, {"waba_id": "waba-b"}, True),  # the WABA configured at start
+    ({"bootstrap": "waba-b"}, {"waba_id": "waba-2"}, False),
 ])
 async def test_an_update_without_an_account_reaches_the_accounts_of_its_waba(
         sender: Sender, first: dict[str, str], second: dict[str, str], restricted: bool) -> None:
-    if first:
+    if "bootstrap" in first:
+        async with sender.engine.begin() as conn:
+            await sender.log.bootstrap(conn, tenant=sender.tenant, account_id=ACCOUNT, access_token="tok",
+                                       throughput=80.0, created_at=START, waba_id=first["bootstrap"])
+    elif first:
         await sender.report(_account_update(sender.clock, event="ACCOUNT_VIOLATION", **first))
+    if first:
         async with sender.engine.begin() as conn:  # a second account, of another WABA
             await sender.log.bootstrap(conn, tenant=sender.tenant, account_id="200", access_token="t2",
                                        throughput=80.0, created_at=START)
@@ -410,6 +417,8 @@ async def test_an_update_without_an_account_reaches_the_accounts_of_its_waba(
     async with sender.engine.connect() as conn:
         accounts = {a["account_id"]: a for a in await sender.log.accounts(conn, sender.tenant, sender.clock.now())}
     assert bool(accounts[ACCOUNT]["restrictions"]) is restricted
+    if second.get("waba_id") == "waba-2":  # the other WABA's account is the one restricted
+        assert [r["kind"] for r in accounts["200"]["restrictions"]] == ["RESTRICTED_BIZ_INITIATED_MESSAGING"]
 
 
 # -- template status -----------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ class Settings(CommonSettings):
     bootstrap_tenant: str = "demo"
     bootstrap_phone_number_id: str = "100000000000001"
     bootstrap_access_token: str = "sim-token"
+    # The bootstrap number's WhatsApp Business Account (SCRM_BOOTSTRAP_WABA_ID, as ingest reads it): an
+    # `account.updated` naming only the WABA reaches the accounts stored with it.
+    bootstrap_waba_id: str | None = "200000000000001"
     bootstrap_throughput_per_second: float = Field(default=80.0, gt=0)
     bootstrap_account_age_days: int = Field(default=30, ge=0)
     dispatch_batch_size: int = Field(default=200, ge=1)

@@ -48,6 +48,7 @@ async def main(settings: Settings) -> None:
             await send_log.bootstrap(
                 conn, tenant=settings.bootstrap_tenant, account_id=settings.bootstrap_phone_number_id,
                 access_token=settings.bootstrap_access_token, throughput=settings.bootstrap_throughput_per_second,
+                waba_id=settings.bootstrap_waba_id,
                 created_at=clock.now() - timedelta(days=settings.bootstrap_account_age_days))
         registry = new_registry()
         metrics = SenderMetrics(registry)

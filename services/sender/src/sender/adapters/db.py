@@ -94,12 +94,15 @@ class SendLog:
     """Every statement the sender runs; methods take the caller's connection (its transaction)."""
 
     async def bootstrap(self, conn: AsyncConnection, *, tenant: str, account_id: str, access_token: str,
-                        throughput: float, created_at: datetime) -> None:
+                        throughput: float, created_at: datetime, waba_id: str | None = None) -> None:
+        """Create or refresh a tenant's account (and its WABA, when given) with the default catalog."""
         await conn.execute(text(
-            "INSERT INTO accounts(tenant, account_id, access_token, throughput_per_second, created_at) "
-            "VALUES (:t, :a, :tok, :mps, :created) ON CONFLICT (tenant, account_id) DO UPDATE SET "
-            "access_token = EXCLUDED.access_token, throughput_per_second = EXCLUDED.throughput_per_second"),
-            {"t": tenant, "a": account_id, "tok": access_token, "mps": throughput, "created": created_at})
+            "INSERT INTO accounts(tenant, account_id, access_token, throughput_per_second, created_at, waba_id) "
+            "VALUES (:t, :a, :tok, :mps, :created, :w) ON CONFLICT (tenant, account_id) DO UPDATE SET "
+            "access_token = EXCLUDED.access_token, throughput_per_second = EXCLUDED.throughput_per_second, "
+            "waba_id = COALESCE(EXCLUDED.waba_id, accounts.waba_id)"),
+            {"t": tenant, "a": account_id, "tok": access_token, "mps": throughput, "created": created_at,
+             "w": waba_id})
         for tpl in default_catalog():
             await conn.execute(text(
                 "INSERT INTO templates(tenant, name, language, category, body, status) "
