@@ -9,12 +9,13 @@ import unicodedata
 from copy import copy
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
+from babel.numbers import NumberPattern, get_currency_precision, get_currency_symbol
 
 from scrm_common.identity import whatsapp_forms
 from scrm_common.phones import zone_for_phone
@@ -63,20 +64,42 @@ def money(amount: float | Decimal, currency: str, locale: str) -> str:
     """
     digits = minor_units(currency)
     exact = Decimal(str(amount)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
-    pattern = copy(Locale.parse(locale).currency_formats["standard"])
-    pattern.frac_prec = (digits, digits)
+    return fold_whitespace(_currency_pattern(currency, locale).apply(exact, _locale(locale), currency=currency,
+                                                                     currency_digits=False))
+
+
+@lru_cache(maxsize=256)
+def _locale(name: str) -> Locale:
+    return Locale.parse(name)
+
+
+@lru_cache(maxsize=1024)
+def _currency_pattern(currency: str, locale: str) -> NumberPattern:
+    """The locale's standard currency pattern with the currency's minor units (built once per pair)."""
+    pattern: NumberPattern = copy(_locale(locale).currency_formats["standard"])
+    pattern.frac_prec = (minor_units(currency),) * 2
     # CLDR currencySpacing (Babel leaves it out): a symbol that ends or starts with a letter is kept
     # apart from the digits beside it — `KWD 12.345`, not `KWD12.345`; `€149.90` stays as it is.
     symbol = get_currency_symbol(currency, locale)
     if symbol and not _is_symbol_or_space(symbol[-1]):
-        pattern.prefix = tuple(p + " " if p.endswith("¤") else p for p in pattern.prefix)
+        positive, negative = pattern.prefix
+        pattern.prefix = (_spaced_after(positive), _spaced_after(negative))
     if symbol and not _is_symbol_or_space(symbol[0]):
-        pattern.suffix = tuple(" " + p if p.startswith("¤") else p for p in pattern.suffix)
-    return fold_whitespace(format_currency(exact, currency, format=pattern, locale=locale, currency_digits=False))
+        positive, negative = pattern.suffix
+        pattern.suffix = (_spaced_before(positive), _spaced_before(negative))
+    return pattern
 
 
 def _is_symbol_or_space(ch: str) -> bool:
     return unicodedata.category(ch)[0] in "SZ"
+
+
+def _spaced_after(affix: str) -> str:
+    return affix + " " if affix.endswith("¤") else affix
+
+
+def _spaced_before(affix: str) -> str:
+    return " " + affix if affix.startswith("¤") else affix
 
 
 def day(value: date, locale: str) -> str:

@@ -7,7 +7,6 @@ Grapheme clusters come from the `regex` library's `\\X` (Unicode UAX #29 extende
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import regex
 
@@ -24,19 +23,22 @@ _OPEN_RUN = re.compile(r"\{(?=\{)")
 _CLOSE_RUN = re.compile(r"\}(?=\})")
 
 
-def _dropped(ch: str, *, marks: bool) -> bool:
-    if ch in BIDI_CONTROLS or (marks and ch in INVISIBLE_MARKS):
-        return True
-    # Cc: C0/C1 controls (whitespace among them was folded before); Cs: a lone UTF-16 surrogate.
-    return unicodedata.category(ch) in ("Cc", "Cs")
+# Controls that separate words (tab, line feed, vertical tab, form feed, carriage return, the
+# information separators, next line) become spaces; every other C0/C1 control, a lone surrogate and
+# the bidi controls are dropped.
+_SPACING_CONTROLS = re.compile("[\t\n\x0b\x0c\r\x1c-\x1f\x85]")
+_DROPPED = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff" + "".join(sorted(BIDI_CONTROLS)) + "]")
+_DROPPED_WITH_MARKS = re.compile(_DROPPED.pattern[:-1] + "".join(sorted(INVISIBLE_MARKS)) + "]")
 
 
 def strip_controls(text: str, *, marks: bool = False) -> str:
-    """`text` without control characters, lone surrogates and bidi embeddings/overrides/isolates;
-    with `marks`, also without the invisible marks of INVISIBLE_MARKS. Whitespace controls (tab,
-    newline …) become spaces, so words they separated stay apart."""
-    spaced = "".join(" " if ch.isspace() else ch for ch in text)
-    return "".join(ch for ch in spaced if not _dropped(ch, marks=marks))
+    """`text` without control characters (Unicode Cc), lone surrogates (Cs) and bidi embeddings,
+    overrides and isolates; with `marks`, also without the invisible marks of INVISIBLE_MARKS.
+    Controls that separate words (tab, newline …) become spaces, so the words stay apart."""
+    if text.isascii() and text.isprintable():
+        return text  # the everyday case: nothing to strip
+    spaced = _SPACING_CONTROLS.sub(" ", text)
+    return (_DROPPED_WITH_MARKS if marks else _DROPPED).sub("", spaced)
 
 
 def fold_whitespace(text: str) -> str:
