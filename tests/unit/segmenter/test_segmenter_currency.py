@@ -261,3 +261,9 @@ async def test_the_contact_shows_converted_spend_and_what_has_no_rate(api):
     after = (await client.get("/v1/contacts/cust-1", headers=READ)).json()["features"]
     assert (after["spend"], after["spend_last_365d"], after["unconverted_spend"]) == ("134.87", "134.87", {})
     assert after["fx_as_of"] == "2026-11-30"
+
+
+def test_unconverted_spend_is_shown_in_its_currencys_minor_units():
+    """Orders stored before amounts were quantized (149.9) still read as money (149.90)."""
+    spend = convert({"BRL": Decimal("149.9"), "JPY": Decimal("12800.0")}, NO_RATES)
+    assert {c: str(a) for c, a in spend.unconverted.items()} == {"BRL": "149.90", "JPY": "12800"}

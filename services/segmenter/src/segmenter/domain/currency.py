@@ -99,7 +99,7 @@ def convert(amounts: Mapping[str, Decimal], settings: CurrencySettings) -> Spend
     for currency, amount in sorted(amounts.items()):
         rate = settings.rate(currency)
         if rate is None:
-            apart[currency] = amount
+            apart[currency] = quantized(amount, currency)
         else:
             total += amount * rate
     return Spend(currency=settings.base_currency, converted=quantized(total, settings.base_currency),
