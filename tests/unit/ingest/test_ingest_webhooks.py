@@ -8,9 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from ingest.domain.webhooks import Routed, route, signature_valid, translate
-from scrm_common.contracts.events import MessageInbound, MessageStatus
+from ingest.domain.webhooks.change import guarded
+from ingest.domain.webhooks.model import Findings
+from scrm_common.contracts.envelope import decode_event, encode_event
+from scrm_common.contracts.events import Contact, InboundData, MessageInbound, MessageStatus
 
 SECRET = "app-secret"
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
@@ -182,6 +186,67 @@ def test_a_lone_surrogate_replaces_that_character_not_the_message(body, expected
     assert [r.reason for r in result.repaired] == (["bad_text"] if body != expected else [])
 
 
+BAD_CHARACTERS = [  # (case, message fields, what the event must say): kept, cleaned, counted as bad_text
+    ("NUL in the text", {"text": {"body": "Größe\x0042?"}}, ("text", "Größe\ufffd42?")),
+    ("surrogate in an order's currency", {"type": "order", "order": {"product_items": [
+        {"product_retailer_id": "S1", "quantity": 1, "currency": "E\ud800R"}]}}, ("currency", "E\ufffdR")),
+    ("surrogate in an interactive reply kind", {"type": "interactive", "interactive": {"type": "x\udc00"}},
+     ("interactive_type", "x\ufffd")),
+    ("surrogate in a referral key", {"referral": {"source\ud83d_id": "ad-1", "source_type": "ad"}},
+     ("referral", {"source\ufffd_id": "ad-1", "source_type": "ad"})),
+    ("NUL in a referral value", {"referral": {"headline": "Sale\x00"}}, ("referral", {"headline": "Sale\ufffd"})),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "said"), BAD_CHARACTERS, ids=[c for c, _, _ in BAD_CHARACTERS])
+def test_characters_no_consumer_can_store_are_replaced_and_the_message_kept(case, fields, said):
+    """A lone surrogate cannot be encoded (the publish would fail: a 5xx) and PostgreSQL stores no NUL."""
+    result = translate(webhook(messages=[{**text(), **fields}]), now=NOW)
+    [item] = result.events
+    key, value, headers = encode_event("demo", item.event, ingested_at=NOW)
+    assert decode_event(key, value, headers).event == item.event
+    where, expected = said
+    data = item.event.data
+    actual = data.text if where == "text" else data.referral if where == "referral" else data.details[where]
+    assert actual == expected, case
+    assert [(r.type, r.reason) for r in result.repaired] == [(item.type, "bad_text")]
+
+
+@pytest.mark.parametrize(("number", "waba"), [("PN\x00-1", "WABA-1"), ("PN-1", "WA\x00BA"), ("PN-1", "WA\udfffBA")])
+def test_routing_ids_never_carry_what_postgresql_cannot_compare(number, waba):
+    """The ids are looked up in PostgreSQL: a NUL there is a database error (a 5xx), not a miss."""
+    payload = webhook(statuses=[status()])
+    payload["entry"][0]["id"] = waba
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = number
+    [item] = translate(payload, now=NOW).events
+    for routing_id in (item.phone_number_id, item.waba_id, item.event.data.account_id):
+        assert routing_id is None or ("\x00" not in routing_id and routing_id.encode())
+
+
+@pytest.mark.parametrize(("where", "raw"), [("field", "messages\ud800"), ("message type", "te\udc00xt"),
+                                            ("preference", "st\ud800op"), ("status", "rea\ud800d")])
+def test_skip_labels_are_valid_utf8_so_metrics_can_still_be_scraped(where, raw):
+    """prometheus_client encodes every label value on each scrape: one surrogate would break /metrics for good."""
+    payload = webhook()
+    change = payload["entry"][0]["changes"][0]
+    if where == "field":
+        change["field"] = raw
+    elif where == "message type":
+        change["value"]["messages"] = [{**text(), "type": raw}]
+    elif where == "preference":
+        change["field"] = "user_preferences"
+        change["value"]["user_preferences"] = [{"wa_id": "4915112345678", "value": raw, "timestamp": 1772366400}]
+    else:
+        change["value"]["statuses"] = [status(raw)]
+    result = translate(payload, now=NOW)
+    assert result.skipped, where
+    registry = CollectorRegistry()
+    counter = Counter("skipped_total", "", ["field", "type", "reason"], registry=registry)
+    for skipped in result.skipped:
+        counter.labels(skipped.field, skipped.type, skipped.reason).inc()
+    assert b"\\ufffd" in generate_latest(registry) or "\ufffd".encode() in generate_latest(registry)
+
+
 @pytest.mark.parametrize(("raw", "expected", "repaired"), [
     ("1772366400", datetime(2026, 3, 1, 12, 0, tzinfo=UTC), False),
     (1772366400, datetime(2026, 3, 1, 12, 0, tzinfo=UTC), False),
@@ -279,3 +344,15 @@ def test_events_go_to_the_owner_of_their_number_else_of_their_account(number, wa
     assert list(by_tenant) == ([tenant] if tenant else [])
     assert [s.reason for s in skipped] == ([reason] if reason else [])
     assert all((s.field, s.type) == ("messages", "delivered") for s in skipped)
+
+
+def test_an_event_a_consumer_could_not_read_back_is_counted_as_malformed_not_published():
+    """The last line of defence for a field a parser forgot to clean: a skip, never a 5xx at publish time."""
+    findings = Findings(NOW)
+    unencodable = MessageInbound(event_id="wa:wamid.X", type="message.inbound", occurred_at=NOW,
+                                 contact=Contact(wa_id="4915112345678"),
+                                 data=InboundData(type="image", message_id="wamid.X", details={"mime_type": "\ud800"}))
+    guarded(findings, "messages", "image", lambda: findings.emit(
+        unencodable, field="messages", type="image", phone_number_id="PN-1", waba_id=None))
+    assert findings.events == []
+    assert [(s.field, s.type, s.reason) for s in findings.skipped] == [("messages", "image", "malformed")]

@@ -30,6 +30,7 @@ from .model import (
     Translated,
 )
 from .preferences import read_user_preferences
+from .reading import ident
 from .routing import route
 from .templates import read_template_category, read_template_quality, read_template_status
 
@@ -104,8 +105,7 @@ def _entry(entry: dict[str, Any], out: Findings) -> None:
     if not isinstance(changes, list):
         out.skip("", "changes", MALFORMED, detail="changes is not an array")
         return
-    waba = entry.get("id")
-    waba_id = str(waba)[:128] if isinstance(waba, str | int) and not isinstance(waba, bool) and waba != "" else None
+    waba_id = ident(entry.get("id"))  # looked up in PostgreSQL: cleaned like every id
     for raw in changes:
         if not isinstance(raw, dict) or not isinstance(raw.get("field"), str):
             out.skip("", "change", MALFORMED, detail="changes[] item is not an object with a field")

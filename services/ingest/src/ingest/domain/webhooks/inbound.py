@@ -120,7 +120,7 @@ def _order(message: dict[str, Any], r: ItemReader) -> Outcome:
         "catalog_id": ident(order.get("catalog_id")),
         "product_items": len(lines),
         "quantity": sum(q for q in quantities if isinstance(q, int) and not isinstance(q, bool)),
-        "currency": next(iter(currencies)) if len(currencies) == 1 else None,
+        "currency": r.text(next(iter(currencies)), 8) if len(currencies) == 1 else None,
     }))
 
 
@@ -167,7 +167,7 @@ def _interactive(message: dict[str, Any], r: ItemReader) -> Outcome:
         kind = next((k for k in INTERACTIVE_TYPES if k in inter), "unknown")
     parser = INTERACTIVE_TYPES.get(kind)
     if parser is None:  # a reply kind we don't read (call permission, payment …) is still a reply
-        return Said("interactive", details={"interactive_type": kind[:128]})
+        return Said("interactive", details={"interactive_type": r.text(kind, 128) or "unknown"})
     text, reply_id, details = parser(obj(inter.get(kind)), r)
     return Said("interactive", text, reply_id=reply_id, details={"interactive_type": kind, **details})
 

@@ -165,8 +165,8 @@ def _inbound_event(message: dict[str, Any], said: Said, r: ItemReader, *, wamid:
     details = dict(said.details)
     if codes:  # e.g. 131051 on `unsupported`, 131052 on a media message whose download failed
         details["error_codes"] = ",".join(str(c) for c in codes)
-    referral = {key[:128]: scalar for key, raw in obj(message.get("referral")).items()
-                if key and (scalar := r.scalar(raw)) is not None}
+    referral = {name: scalar for key, raw in obj(message.get("referral")).items()
+                if (name := r.text(key, 128)) and (scalar := r.scalar(raw)) is not None}
     return MessageInbound(
         event_id=event_id(wamid), type="message.inbound", occurred_at=occurred_at, contact=contact,
         data=InboundData(

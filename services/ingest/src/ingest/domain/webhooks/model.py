@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scrm_common.contracts.events import Event
+from scrm_common.contracts.events import Event, parse_event
 
 # Reasons an item is not turned into an event: the `reason` label of scrm_ingest_webhook_skipped_total.
 ECHO = "echo"  # our own outbound message echoed back (smb_message_echoes, or `from` is the business number)
@@ -31,7 +33,17 @@ UNKNOWN_ACCOUNT = "unknown_account"  # no tenant owns the WhatsApp Business Acco
 
 # Reasons an event was produced from a repaired item: the `reason` label of scrm_ingest_webhook_repaired_total.
 BAD_TIMESTAMP = "bad_timestamp"  # unreadable timestamp: the time the webhook was received is used instead
-BAD_TEXT = "bad_text"  # a lone UTF-16 surrogate in a string was replaced by U+FFFD
+BAD_TEXT = "bad_text"  # a lone UTF-16 surrogate or a NUL in a string was replaced by U+FFFD
+
+# Characters no consumer can keep: lone UTF-16 surrogates (not encodable as UTF-8: publishing the event or
+# scraping a metric label would fail) and NUL (PostgreSQL stores it neither in text nor in jsonb). JSON
+# carries both as escapes (`"\\ud83e"`, `"\\u0000"`).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean(value: str) -> str:
+    """`value` with each lone surrogate and NUL replaced by U+FFFD."""
+    return UNSTORABLE.sub("\ufffd", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +98,20 @@ class Findings:
 
     def skip(self, field: str, type: str, reason: str, *, error_codes: tuple[int, ...] = (),
              detail: str | None = None) -> None:
-        """Record an item not turned into an event."""
-        self.skipped.append(Skipped(field, type, reason, error_codes, detail))
+        """Record an item not turned into an event; `field` and `type` are cleaned (they become metric labels)."""
+        self.skipped.append(Skipped(clean(field), clean(type), reason, error_codes, detail))
 
     def emit(self, event: Event, *, field: str, type: str, phone_number_id: str | None, waba_id: str | None,
              repairs: Iterable[str] = (), detail: str | None = None) -> None:
-        """Record an event, and the repairs its item needed (each reason once)."""
+        """Record an event, and the repairs its item needed (each reason once).
+
+        Raises pydantic's ValidationError or PydanticSerializationError (both ValueError) when the event
+        would not survive the broker — it cannot be encoded as JSON, or a consumer's `parse_event` would
+        refuse what it reads back. The parsers run under `change.guarded`, which then counts the item as
+        malformed: a webhook must never become a 5xx at publish time, nor a dead letter at a consumer.
+        """
+        parse_event(json.loads(event.model_dump_json(exclude_none=True)))
+        field, type = clean(field), clean(type)
         self.events.append(Routed(event, phone_number_id or None, waba_id or None, field, type))
         for reason in dict.fromkeys(repairs):
             self.repaired.append(Skipped(field, type, reason, (), detail))

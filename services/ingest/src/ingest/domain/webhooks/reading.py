@@ -1,8 +1,12 @@
 """Tolerant readers of Meta's JSON: a wrong type reads as absent, never as an exception.
 
 Every webhook item is read through an `ItemReader`, which remembers the repairs it made (an
-unreadable timestamp replaced by the time received, a lone surrogate replaced by U+FFFD) so the
-event can be produced and the repair still counted.
+unreadable timestamp replaced by the time received, a lone surrogate or a NUL replaced by U+FFFD) so
+the event can be produced and the repair still counted.
+
+Every string that reaches an event, a metric label or a database lookup goes through `clean` (or
+`ident`, `ItemReader.text`): a lone UTF-16 surrogate cannot be encoded as UTF-8 (publishing the event
+or scraping /metrics would fail) and PostgreSQL stores no NUL (a consumer, or the routing lookup, would).
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from typing import Any
 from scrm_common.contracts.events import Contact
 from scrm_common.phones import InvalidPhoneNumber, to_e164
 
-from .model import BAD_TEXT, BAD_TIMESTAMP
+from .model import BAD_TEXT, BAD_TIMESTAMP, UNSTORABLE, clean
 
 _WA_ID = re.compile(r"^[0-9]{5,20}$")
 _USER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _ID_LIMIT = 128
 _EARLIEST = datetime(2009, 1, 1, tzinfo=UTC)  # WhatsApp did not exist before; earlier is a broken clock
 
@@ -36,14 +39,17 @@ def items(value: Any) -> list[Any]:
 
 
 def ident(value: Any, limit: int = _ID_LIMIT) -> str | None:
-    """An id as a string: Meta writes some ids as numbers (`message_template_id`). None if absent/too long."""
+    """An id as a string: Meta writes some ids as numbers (`message_template_id`). None if absent/too long.
+
+    Cleaned (`clean`): an id with a NUL could not even be looked up in PostgreSQL.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         value = str(value)
     if not isinstance(value, str):
         return None
-    value = _SURROGATE.sub("\ufffd", value).strip()
+    value = clean(value).strip()
     return value if 0 < len(value) <= limit else None
 
 
@@ -109,10 +115,10 @@ class ItemReader:
         self.repairs: list[str] = []
 
     def text(self, value: Any, limit: int = 4096) -> str | None:
-        """A string as the customer wrote it: lone surrogates become U+FFFD (noted), cut at `limit`."""
+        """A string as the customer wrote it: lone surrogates and NULs become U+FFFD (noted), cut at `limit`."""
         if not isinstance(value, str):
             return None
-        cleaned, replaced = _SURROGATE.subn("\ufffd", value)
+        cleaned, replaced = UNSTORABLE.subn("\ufffd", value)
         if replaced:
             self.repairs.append(BAD_TEXT)
         return cleaned[:limit]
