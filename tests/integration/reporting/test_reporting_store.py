@@ -110,3 +110,91 @@ async def test_issue_5_through_the_real_store(engine: AsyncEngine) -> None:
             "SELECT message_key, platform, recipient, wa_id FROM messages"))}
     assert rows == {"wamid.oc": (True, "525512345678", MX_WA),
                     "wamid.agent": (False, "4915112345678", "4915112345678")}
+
+
+# --- R-S7's late retry: one message per idempotency key -----------------------------------------------
+
+_KEY = "shop:order_confirmation:o-1"
+_D = timedelta(days=1)
+
+
+def _late_retry_story() -> dict[str, Event]:
+    """First attempt sent then failed (131026); the retry 24 h later: same key, new wamid, delivered, read."""
+    shop = {"external_id": "cust-1", "phone": "+4915112345678", "wa_id": "4915112345678"}
+    meta = {"wa_id": "4915112345678"}
+    common = {"idempotency_key": _KEY}
+    sender = {**common, "flow": "order_confirmation", "account_id": "acc-1", "category": "utility"}
+    return {
+        "first_sent": _event("message.status", T0, shop, "send:d:sent", message_id="wamid.1", status="sent",
+                             **sender),
+        "first_failed": _event("message.status", T0 + H, meta, "w-f1", message_id="wamid.1", status="failed",
+                               error_code=131026, **common),
+        "late_sent": _event("message.status", T0 + H + _D, shop, "send:d:sent:late", message_id="wamid.2",
+                            status="sent", **sender),
+        "late_delivered": _event("message.status", T0 + 2 * H + _D, meta, "w-d2", message_id="wamid.2",
+                                 status="delivered", **common),
+        "late_read": _event("message.status", T0 + 3 * H + _D, meta, "w-r2", message_id="wamid.2", status="read",
+                            **common),
+        "reply": _event("message.inbound", T0 + 4 * H + _D, meta, "i-1", type="text", text="Danke!"),
+    }
+
+
+@pytest.mark.parametrize("order", [
+    ("first_sent", "first_failed", "late_sent", "late_delivered", "late_read", "reply"),
+    ("reply", "late_read", "late_delivered", "late_sent", "first_failed", "first_sent"),
+    ("late_read", "first_failed", "reply", "late_sent", "first_sent", "late_delivered"),
+    ("first_failed", "late_delivered", "first_sent", "reply", "late_read", "late_sent"),
+], ids=["in-order", "reversed", "mixed-1", "mixed-2"])
+async def test_a_late_retry_is_one_delivered_read_replied_message_through_the_real_store(
+        engine: AsyncEngine, order: tuple[str, ...]) -> None:
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresReportStore(engine)
+    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
+    story = _late_retry_story()
+    for name in order:
+        await handle(_items(story[name]))
+    start, end = T0.date(), (T0 + _D).date()
+    overview = build_overview("shop", start, end, *await store.overview_rows("shop", start, end)).model_dump(
+        mode="json", by_alias=True)
+    totals = {k: overview["totals"][k] for k in ("attempted", "sent", "delivered", "read", "replied", "failed")}
+    assert totals == {"attempted": 1, "sent": 1, "delivered": 1, "read": 1, "replied": 1, "failed": 0}
+    assert [(d["day"], d["sent"], d["delivered"], d["failed"]) for d in overview["days"]] == \
+        [(str(start), 1, 0, 0), (str(end), 0, 1, 0)]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT message_id, attempt_id, idempotency_key, failed_at, effective_sent_at FROM messages"))).all()
+    assert [tuple(r) for r in rows] == [("wamid.1", "wamid.2", _KEY, None, T0 + H + _D)]
+
+
+async def test_two_rows_of_one_key_from_before_migration_003_become_one_message(engine: AsyncEngine,
+                                                                                 tmp_path: Path) -> None:
+    """An earlier version counted the late retry as a second message; 003 keeps the key on the latest
+    attempt's row, and the next status of the other wamid combines the two with the counts corrected."""
+    first = tmp_path / "first"
+    first.mkdir()
+    for name in ("001_init.sql", "002_platform_messages_and_recipients.sql"):
+        shutil.copy(MIGRATIONS / name, first / name)
+    await migrate(engine, schema=SCHEMA, directory=first)
+    async with engine.begin() as conn:
+        for key, sent, failed in (("wamid.1", T0, T0 + H), ("wamid.2", T0 + _D, None)):
+            await conn.execute(text(
+                "INSERT INTO messages (tenant, message_key, message_id, idempotency_key, flow, platform, sent_at, "
+                "failed_at, effective_sent_at, recipient) VALUES ('shop', :k, :k, :key, 'oc', true, :s, :f, :s, "
+                "'4915112345678')"), {"k": key, "key": _KEY, "s": sent, "f": failed})
+        await conn.execute(text(
+            "INSERT INTO daily_counts VALUES ('shop', :d0, 'oc', 'attempted', 1), ('shop', :d0, 'oc', 'sent', 1), "
+            "('shop', :d0, 'oc', 'failed', 1), ('shop', :d1, 'oc', 'attempted', 1), ('shop', :d1, 'oc', 'sent', 1)"),
+            {"d0": T0.date(), "d1": (T0 + _D).date()})
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    async with engine.connect() as conn:
+        keys = dict((await conn.execute(text("SELECT message_key, idempotency_key FROM messages"))).all())
+    assert keys == {"wamid.1": None, "wamid.2": _KEY}
+    store = PostgresReportStore(engine)
+    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
+    await handle(_items(_event("message.status", T0 + H, {"wa_id": "4915112345678"}, "w-again",
+                               message_id="wamid.1", status="failed", idempotency_key=_KEY)))
+    counts, _ = await store.overview_rows("shop", T0.date(), (T0 + _D).date())
+    assert sorted((str(day), metric, n) for day, _, metric, n in counts) == [
+        (str(T0.date()), "attempted", 1), (str(T0.date()), "sent", 1)]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one() == 1

@@ -138,3 +138,50 @@ async def test_identities_merges_and_currencies_through_the_real_store(engine: A
     assert found is not None and found[0] == "guest-777" and found[1].wa_id == "5215587654321"
     again = await store.find("shop", MX_WA, lookup_aliases(MX_WA))
     assert again is not None and again[0] == "guest-777"
+
+
+# --- R-S7's late retry: fail, then the retry under the same key with a new wamid -----------------------
+
+_KEY = "shop:order_confirmation:o-1"
+_D = timedelta(days=1)
+
+
+def _late_retry_story() -> dict[str, Event]:
+    shop = {"external_id": "cust-1", "phone": "+4915112345678", "wa_id": "4915112345678"}
+    meta = {"phone": "+4915112345678", "wa_id": "4915112345678"}
+    return {
+        "first_sent": _event("message.status", shop, T0, message_id="wamid.1", status="sent", idempotency_key=_KEY),
+        "first_failed": _event("message.status", meta, T0 + H, message_id="wamid.1", status="failed",
+                               error_code=131026, idempotency_key=_KEY),
+        "late_sent": _event("message.status", shop, T0 + H + _D, message_id="wamid.2", status="sent",
+                            idempotency_key=_KEY),
+        "late_delivered": _event("message.status", meta, T0 + 2 * H + _D, message_id="wamid.2", status="delivered",
+                                 idempotency_key=_KEY),
+        "late_read": _event("message.status", meta, T0 + 3 * H + _D, message_id="wamid.2", status="read",
+                            idempotency_key=_KEY),
+    }
+
+
+@pytest.mark.parametrize("order", [
+    ("first_sent", "first_failed", "late_sent", "late_delivered", "late_read"),
+    ("late_read", "late_delivered", "late_sent", "first_failed", "first_sent"),
+    ("first_failed", "late_read", "first_sent", "late_sent", "late_delivered"),
+], ids=["in-order", "reversed", "mixed"])
+async def test_a_late_retry_leaves_one_contact_tagged_by_the_retrys_read(engine: AsyncEngine,
+                                                                          order: tuple[str, ...]) -> None:
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresContactStore(engine)
+    handle = ApplyEvents(store=store, clock=FixedClock(T0 + 4 * H + _D), policy=SegmentPolicy(),
+                         metrics=SegmenterMetrics(CollectorRegistry()))
+    await handle(_items(_event("contact.created", {"external_id": "cust-1", "phone": "+4915112345678"}, T0 - _D)))
+    story = _late_retry_story()
+    for name in order:
+        await handle(_items(story[name]))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT contact_key, tags, wa_id FROM contacts"))).all()
+    assert len(rows) == 1
+    key, tags, wa_id = rows[0]
+    assert (key, wa_id) == ("cust-1", "4915112345678")
+    assert "read_no_reply" in tags and "activity:dormant" in tags
+    found = await store.find("shop", "cust-1", lookup_aliases("cust-1"))
+    assert found is not None and found[1].last_read_at == T0 + 3 * H + _D

@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from reporting.domain.ledger import MessageLookup, MessageRef
 from reporting.domain.messages import Message, OrderPaid
 from reporting.handlers import (
     ConcurrentWrite,
-    MessageRef,
     RecipientRef,
     RecipientWindow,
     ReportChanges,
@@ -92,8 +92,10 @@ class FakeUnit:
         self.inbox |= new
         return new
 
-    async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
-        return {r: self.msgs[r] for r in refs if r in self.msgs}
+    async def messages(self, lookup: MessageLookup) -> dict[MessageRef, Message]:
+        return {(t, k): m for (t, k), m in self.msgs.items()
+                if (t, k) in lookup.keys or (t, m.idempotency_key) in lookup.idempotency_keys
+                or any((t, w) in lookup.wamids for w in (k, m.message_id, m.attempt_id))}
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
                                 ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
@@ -101,8 +103,8 @@ class FakeUnit:
         inb: dict[RecipientRef, dict[str, datetime]] = {}
         for w in windows:
             for (t, k), m in self.msgs.items():
-                if (t == w.tenant and m.recipient == w.recipient and m.sent_on is not None
-                        and w.lo <= m.sent_on <= w.hi):
+                if (t == w.tenant and m.recipient == w.recipient and m.reply_from is not None
+                        and w.lo <= m.reply_from <= w.hi):
                     msgs[(t, k)] = m
             for (t, eid), (recipient, at) in self.inbounds.items():
                 if t == w.tenant and recipient == w.recipient and w.lo <= at <= w.hi:
@@ -118,10 +120,16 @@ class FakeUnit:
         return new
 
     async def save(self, changes: ReportChanges) -> None:
+        for ref in changes.deleted:
+            del self.msgs[ref]
         for t, m in changes.inserted:
             if (t, m.key) in self.msgs:
                 raise ConcurrentWrite("exists")
             self.msgs[(t, m.key)] = m
+        for t, m in changes.inserted + changes.updated:
+            if m.idempotency_key and any(o.idempotency_key == m.idempotency_key and (ot, o.key) != (t, m.key)
+                                         for (ot, _), o in self.msgs.items() if ot == t):
+                raise ConcurrentWrite("idempotency key taken")
         for t, m in changes.updated:
             self.msgs[(t, m.key)] = m
         for i in changes.inbounds:

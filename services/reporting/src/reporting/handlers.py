@@ -12,6 +12,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from reporting.domain.ledger import Ledger, MessageLookup, MessageRef, lookup_for
 from reporting.domain.messages import (
     Cell,
     InboundSeen,
@@ -23,7 +24,6 @@ from reporting.domain.messages import (
     click_cell,
     delta,
     inbound_seen,
-    observe,
     order_cells,
     order_paid,
     replies_in,
@@ -35,7 +35,6 @@ from scrm_common.contracts.events import Event, LinkClicked, MessageInbound, Mes
 from scrm_common.kafka.consumer import Item
 
 EventRef = tuple[str, str]  # (tenant, event_id)
-MessageRef = tuple[str, str]  # (tenant, message key)
 RecipientRef = tuple[str, str]  # (tenant, recipient key: the match key of the person's WhatsApp number)
 
 
@@ -63,6 +62,7 @@ class ReportChanges:
 
     inserted: list[tuple[str, Message]] = field(default_factory=list)
     updated: list[tuple[str, Message]] = field(default_factory=list)
+    deleted: list[MessageRef] = field(default_factory=list)  # combined into another row (ledger.Ledger)
     inbounds: list[Inbound] = field(default_factory=list)
     counts: dict[tuple[str, Cell], int] = field(default_factory=dict)
     revenue: dict[tuple[str, RevenueCell], Decimal] = field(default_factory=dict)
@@ -82,8 +82,9 @@ class ReportUnit(Protocol):
     async def claim(self, events: Sequence[EventRef]) -> set[EventRef]:
         """Record events in the inbox; return those not recorded before."""
 
-    async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
-        """Lock and return the stored messages among `refs`."""
+    async def messages(self, lookup: MessageLookup) -> dict[MessageRef, Message]:
+        """Lock and return the stored messages with one of `lookup`'s row keys, idempotency keys or wamids
+        (a wamid names a row by its key, its first attempt's or its latest attempt's wamid)."""
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
                                 ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
@@ -93,7 +94,8 @@ class ReportUnit(Protocol):
         """Record paid orders; return those not recorded before (an order counts once, R-T2.4)."""
 
     async def save(self, changes: ReportChanges) -> None:
-        """Write the changes; raise ConcurrentWrite when a message to insert exists already."""
+        """Write the changes (deletions first); raise ConcurrentWrite when a message to insert exists
+        already, by its key or by its idempotency key."""
 
 
 class ReportStore(Protocol):
@@ -190,21 +192,23 @@ class ApplyEvents:
                 case _:
                     changes.skipped.append((event.type, "not_reported"))
 
-        before = await unit.messages({(t, s.key) for t, s in statuses}) if statuses else {}
-        current = dict(before)
-        for tenant, seen in statuses:
-            current[(tenant, seen.key)] = observe(current.get((tenant, seen.key)), seen)
-        changes.foreign = [seen.status for tenant, seen in statuses if not current[(tenant, seen.key)].platform]
-        await self._attribute_replies(unit, before, current, changes.inbounds)
+        before = await unit.messages(lookup_for(statuses)) if statuses else {}
+        ledger = Ledger(before)
+        placed = [(ledger.record(tenant, seen), seen.status) for tenant, seen in statuses]
+        current, deleted = ledger.messages, ledger.deleted
+        changes.foreign = [status for ref, status in placed if not current[ledger.row(ref)].platform]
+        await self._attribute_replies(unit, before, current, deleted, changes.inbounds)
 
-        for ref, message in current.items():
-            old = before.get(ref)
-            if old is None:
-                changes.inserted.append((ref[0], message))
-            elif old != message:
-                changes.updated.append((ref[0], message))
-            else:
+        for ref in sorted(current.keys() | deleted):
+            old, message = before.get(ref), current.get(ref)
+            if old == message:  # unchanged, or started and combined away within this batch
                 continue
+            if message is None:
+                changes.deleted.append(ref)
+            elif old is None:
+                changes.inserted.append((ref[0], message))
+            else:
+                changes.updated.append((ref[0], message))
             _add(changes.counts, ref[0], delta(old, message))
         for tenant, order in await unit.add_orders(_distinct(orders)) if orders else []:
             count_cell, revenue_cell = order_cells(order)
@@ -214,17 +218,18 @@ class ApplyEvents:
         return changes
 
     async def _attribute_replies(self, unit: ReportUnit, before: dict[MessageRef, Message],
-                                 current: dict[MessageRef, Message], inbounds: list[Inbound]) -> None:
+                                 current: dict[MessageRef, Message], deleted: set[MessageRef],
+                                 inbounds: list[Inbound]) -> None:
         """Recompute `replied_at` of every message a changed sent time or a new inbound can affect."""
         window = self._policy.reply_window
         touched: dict[RecipientRef, list[datetime]] = defaultdict(list)
-        for ref, message in current.items():
-            old = before.get(ref)
+        for ref in current.keys() | deleted:
+            old, message = before.get(ref), current.get(ref)
             if old == message:
                 continue
             for m in (old, message):
-                if m is not None and m.recipient is not None and m.sent_on is not None:
-                    touched[(ref[0], m.recipient)].append(m.sent_on)
+                if m is not None and m.recipient is not None and m.reply_from is not None:
+                    touched[(ref[0], m.recipient)].append(m.reply_from)
         for inbound in inbounds:
             touched[(inbound.tenant, inbound.seen.recipient)].append(inbound.seen.at)
         if not touched:
@@ -233,7 +238,7 @@ class ApplyEvents:
                    for (t, r), ts in sorted(touched.items())]
         nearby, history = await unit.recipient_history(windows)
         for ref, message in nearby.items():
-            if ref not in current:
+            if ref not in current and ref not in deleted:
                 before[ref] = current[ref] = message
         by_recipient: dict[RecipientRef, list[Message]] = defaultdict(list)
         for (tenant, _), message in current.items():

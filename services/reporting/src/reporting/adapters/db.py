@@ -9,14 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reporting.domain.ledger import MessageLookup, MessageRef
 from reporting.domain.messages import Message, OrderPaid
 from reporting.handlers import (
     ConcurrentWrite,
     EventRef,
-    MessageRef,
     RecipientRef,
     RecipientWindow,
     ReportChanges,
@@ -25,19 +25,41 @@ from scrm_common.db.inbox import claim_events
 
 SCHEMA = "reporting"
 
-_MESSAGE_COLUMNS = ("message_key, message_id, idempotency_key, flow, account_id, category, phone, wa_id, platform, "
-                    "sent_at, delivered_at, read_at, failed_at, replied_at")
+# Columns of a message row after its (tenant, message_key), with their SQL types; `Message` has a field
+# of each name. effective_sent_at (Message.reply_from) and recipient are derived: what reply attribution looks at.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("message_id", "text"), ("idempotency_key", "text"), ("flow", "text"), ("account_id", "text"),
+    ("category", "text"), ("phone", "text"), ("wa_id", "text"), ("platform", "boolean"),
+    ("attempt_id", "text"), ("attempt_at", "timestamptz"), ("attempted_at", "timestamptz"),
+    ("sent_at", "timestamptz"), ("delivered_at", "timestamptz"), ("read_at", "timestamptz"),
+    ("failed_at", "timestamptz"), ("replied_at", "timestamptz"))
+_DERIVED: tuple[tuple[str, str], ...] = (("effective_sent_at", "timestamptz"), ("recipient", "text"))
+_NAMES = [name for name, _ in _FIELDS]
+_SELECT = ", ".join(["m.tenant", "m.message_key", *(f"m.{n}" for n in _NAMES)])
 
+# Rows by key, idempotency key, or any wamid they are known by (first or latest attempt's, or the key).
 _LOAD_MESSAGES = text(f"""
-    SELECT m.tenant, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}
-    FROM messages m
-    JOIN unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS w(tenant, message_key)
-      ON m.tenant = w.tenant AND m.message_key = w.message_key
+    WITH keys AS (SELECT * FROM unnest(CAST(:key_tenants AS text[]), CAST(:keys AS text[])) AS k(tenant, name)),
+         idem AS (SELECT * FROM unnest(CAST(:idem_tenants AS text[]), CAST(:idems AS text[])) AS k(tenant, name)),
+         wamids AS (SELECT * FROM unnest(CAST(:wamid_tenants AS text[]), CAST(:wamids AS text[])) AS k(tenant, name)),
+         found AS (
+           SELECT m.tenant, m.message_key FROM messages m JOIN keys k
+             ON m.tenant = k.tenant AND m.message_key = k.name
+           UNION SELECT m.tenant, m.message_key FROM messages m JOIN idem k
+             ON m.tenant = k.tenant AND m.idempotency_key = k.name
+           UNION SELECT m.tenant, m.message_key FROM messages m JOIN wamids k
+             ON m.tenant = k.tenant AND m.message_key = k.name
+           UNION SELECT m.tenant, m.message_key FROM messages m JOIN wamids k
+             ON m.tenant = k.tenant AND m.message_id = k.name
+           UNION SELECT m.tenant, m.message_key FROM messages m JOIN wamids k
+             ON m.tenant = k.tenant AND m.attempt_id = k.name)
+    SELECT {_SELECT}
+    FROM messages m JOIN found f ON m.tenant = f.tenant AND m.message_key = f.message_key
     ORDER BY m.tenant, m.message_key
     FOR UPDATE OF m""")
 
 _RECIPIENT_MESSAGES = text(f"""
-    SELECT m.tenant, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}
+    SELECT {_SELECT}
     FROM messages m
     JOIN unnest(CAST(:tenants AS text[]), CAST(:recipients AS text[]), CAST(:los AS timestamptz[]),
                 CAST(:his AS timestamptz[])) AS w(tenant, recipient, lo, hi)
@@ -52,30 +74,25 @@ _RECIPIENT_INBOUNDS = text("""
                 CAST(:his AS timestamptz[])) AS w(tenant, recipient, lo, hi)
       ON i.tenant = w.tenant AND i.recipient = w.recipient AND i.received_at BETWEEN w.lo AND w.hi""")
 
-_ROWS = """unnest(CAST(:tenant AS text[]), CAST(:message_key AS text[]), CAST(:message_id AS text[]),
-                  CAST(:idempotency_key AS text[]), CAST(:flow AS text[]), CAST(:account_id AS text[]),
-                  CAST(:category AS text[]), CAST(:phone AS text[]), CAST(:wa_id AS text[]),
-                  CAST(:platform AS boolean[]), CAST(:sent_at AS timestamptz[]),
-                  CAST(:delivered_at AS timestamptz[]), CAST(:read_at AS timestamptz[]),
-                  CAST(:failed_at AS timestamptz[]), CAST(:replied_at AS timestamptz[]),
-                  CAST(:effective_sent_at AS timestamptz[]), CAST(:recipient AS text[]))
-           AS u(tenant, message_key, message_id, idempotency_key, flow, account_id, category, phone, wa_id,
-                platform, sent_at, delivered_at, read_at, failed_at, replied_at, effective_sent_at, recipient)"""
+_ALL = (("tenant", "text"), ("message_key", "text"), *_FIELDS, *_DERIVED)
+_ROWS = (f"unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _ALL)}) "
+         f"AS u({', '.join(n for n, _ in _ALL)})")
 
 _INSERT_MESSAGES = text(f"""
-    INSERT INTO messages (tenant, {_MESSAGE_COLUMNS}, effective_sent_at, recipient)
+    INSERT INTO messages ({', '.join(n for n, _ in _ALL)})
     SELECT * FROM {_ROWS}
     ON CONFLICT DO NOTHING
     RETURNING message_key""")
 
 _UPDATE_MESSAGES = text(f"""
-    UPDATE messages m SET message_id = u.message_id, idempotency_key = u.idempotency_key, flow = u.flow,
-           account_id = u.account_id, category = u.category, phone = u.phone, wa_id = u.wa_id,
-           platform = u.platform, sent_at = u.sent_at, delivered_at = u.delivered_at, read_at = u.read_at,
-           failed_at = u.failed_at, replied_at = u.replied_at, effective_sent_at = u.effective_sent_at,
-           recipient = u.recipient, updated_at = now()
+    UPDATE messages m SET {', '.join(f'{n} = u.{n}' for n, _ in (*_FIELDS, *_DERIVED))}, updated_at = now()
     FROM {_ROWS}
     WHERE m.tenant = u.tenant AND m.message_key = u.message_key""")
+
+_DELETE_MESSAGES = text("""
+    DELETE FROM messages m
+    USING unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS d(tenant, message_key)
+    WHERE m.tenant = d.tenant AND m.message_key = d.message_key""")
 
 _INSERT_INBOUNDS = text("""
     INSERT INTO inbound_messages (tenant, event_id, recipient, phone, wa_id, received_at)
@@ -111,20 +128,16 @@ _OVERVIEW_REVENUE = text("""
     WHERE tenant = :tenant AND day BETWEEN :start AND :end AND amount <> 0""")
 
 
-_FIELDS = ("message_id", "idempotency_key", "flow", "account_id", "category", "phone", "wa_id", "platform",
-           "sent_at", "delivered_at", "read_at", "failed_at", "replied_at")
-
-
 def _message(row: Any) -> tuple[MessageRef, Message]:
-    m = Message(key=row[1], **dict(zip(_FIELDS, row[2:], strict=True)))
+    m = Message(key=row[1], **dict(zip(_NAMES, row[2:], strict=True)))
     return (row[0], m.key), m
 
 
 def _columns(rows: Sequence[tuple[str, Message]]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"tenant": [t for t, _ in rows], "message_key": [m.key for _, m in rows]}
-    for name in _FIELDS:
+    for name in _NAMES:
         out[name] = [getattr(m, name) for _, m in rows]
-    out["effective_sent_at"] = [m.sent_on for _, m in rows]
+    out["effective_sent_at"] = [m.reply_from for _, m in rows]
     out["recipient"] = [m.recipient for _, m in rows]
     return out
 
@@ -143,10 +156,12 @@ class PostgresReportUnit:
     async def claim(self, events: Sequence[EventRef]) -> set[EventRef]:
         return await claim_events(self._conn, events)
 
-    async def messages(self, refs: set[MessageRef]) -> dict[MessageRef, Message]:
-        ordered = sorted(refs)
-        result = await self._conn.execute(_LOAD_MESSAGES, {"tenants": [r[0] for r in ordered],
-                                                           "keys": [r[1] for r in ordered]})
+    async def messages(self, lookup: MessageLookup) -> dict[MessageRef, Message]:
+        keys, idems, wamids = sorted(lookup.keys), sorted(lookup.idempotency_keys), sorted(lookup.wamids)
+        result = await self._conn.execute(_LOAD_MESSAGES, {
+            "key_tenants": [t for t, _ in keys], "keys": [k for _, k in keys],
+            "idem_tenants": [t for t, _ in idems], "idems": [k for _, k in idems],
+            "wamid_tenants": [t for t, _ in wamids], "wamids": [k for _, k in wamids]})
         return dict(_message(row) for row in result)
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
@@ -167,12 +182,18 @@ class PostgresReportUnit:
         return [(t, o) for t, o in orders if (t, o.order_id) in new]
 
     async def save(self, changes: ReportChanges) -> None:
+        if changes.deleted:
+            await self._conn.execute(_DELETE_MESSAGES, {"tenants": [t for t, _ in changes.deleted],
+                                                        "keys": [k for _, k in changes.deleted]})
         if changes.inserted:
             created = (await self._conn.execute(_INSERT_MESSAGES, _columns(changes.inserted))).all()
             if len(created) != len(changes.inserted):
                 raise ConcurrentWrite("a message was recorded concurrently")
         if changes.updated:
-            await self._conn.execute(_UPDATE_MESSAGES, _columns(changes.updated))
+            try:
+                await self._conn.execute(_UPDATE_MESSAGES, _columns(changes.updated))
+            except IntegrityError as exc:  # another instance gave a message this idempotency key first
+                raise ConcurrentWrite("a message was claimed concurrently") from exc
         if changes.inbounds:
             rows = changes.inbounds
             await self._conn.execute(_INSERT_INBOUNDS, {

@@ -13,6 +13,26 @@ apart, uncounted, until (if ever) the platform's own status claims the wamid.
 
 Statuses are matched by their message, never by their recipient (which may be unknown: BSUID-only or
 unreadable). Replies meet messages by the recipient's match key (`recipient_key`).
+
+One message, several attempts (R-S7): the sender retries a failed send once after 24 h under the SAME
+idempotency key, and the provider gives the retry a NEW wamid. A message is therefore one row per
+idempotency key (`ledger.Ledger` finds it by key or by any of its wamids), and its counts say what
+became of the message, not of each attempt:
+
+- sent, delivered, read: the earliest of any attempt (the first attempt was accepted, so the message
+  counts as sent on that day; the retry's delivered/read receipts count as the message's own);
+- failed: only when the *latest* attempt failed. A message that failed and then succeeded on its late
+  retry is not in `failed` (its first failure is withdrawn, on the day it was counted, as soon as the
+  retry's "sent" arrives); if the retry fails too, the message counts as failed once, on the day of
+  the retry's failure. `failure_rate` thus reads "messages that did not get through", the honest
+  figure for the tenant; a failed attempt that was retried is visible in the sender's metrics.
+- attempted: once, on the day of the first attempt.
+
+Attempts are ordered by when their first status happened. The retry waits 24 h after the failure was
+reported, so the statuses of two attempts never interleave in time and the order is the same whatever
+order the statuses arrive in. A status without a wamid is the sender's own refusal or provider
+rejection before any wamid was given, which the sender reports only when it is final: it is always
+the latest attempt.
 """
 
 from __future__ import annotations
@@ -98,12 +118,16 @@ class StatusSeen(_Frozen):
         return self.idempotency_key is not None
 
 
+_BY_KEY = "idempotency:"
+
+
 def message_key(message_id: str | None, idempotency_key: str | None) -> str | None:
-    """The wamid, or the idempotency key of a send that never got one; None when neither is known."""
+    """The key a new message row gets: the wamid, or the idempotency key of a send that never got one;
+    None when neither is known. (A row keeps its key; `ledger.Ledger` finds it by any of its names.)"""
     if message_id:
         return message_id
     if idempotency_key:
-        return f"idempotency:{idempotency_key}"
+        return f"{_BY_KEY}{idempotency_key}"
     return None
 
 
@@ -155,10 +179,17 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(a, b)
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
 class Message(_Frozen):
-    """A message as reported: who and which flow, and when each status was first seen.
+    """A message as reported: who and which flow, its attempts, and when each status was first seen.
 
     `platform` is True once a status proved the platform sent it; only then does it count.
+    `message_id` is the wamid of its first attempt; `attempt_id` / `attempt_at` name its latest attempt
+    (its wamid, None when that attempt got none, and when it first had a status); `attempted_at` is
+    the first status of any attempt. `sent_at`, `delivered_at`, `read_at` are the earliest of any
+    attempt; `failed_at` is when the latest attempt failed (None unless it did).
     """
 
     key: str
@@ -170,11 +201,22 @@ class Message(_Frozen):
     phone: str | None = None
     wa_id: str | None = None
     platform: bool = False
+    attempt_id: str | None = None
+    attempt_at: datetime | None = None
+    attempted_at: datetime | None = None
     sent_at: datetime | None = None
     delivered_at: datetime | None = None
     read_at: datetime | None = None
     failed_at: datetime | None = None
     replied_at: datetime | None = None
+
+    @property
+    def wamids(self) -> frozenset[str]:
+        """The wamids this message is known by: its key (when a wamid), its first and its latest attempt."""
+        names = {self.message_id, self.attempt_id}
+        if not self.key.startswith(_BY_KEY):
+            names.add(self.key)
+        return frozenset(n for n in names if n)
 
     @property
     def recipient(self) -> str | None:
@@ -192,28 +234,75 @@ class Message(_Frozen):
         return _earliest(self.sent_at, self.delivered_on)
 
     @property
+    def reply_from(self) -> datetime | None:
+        """When the message last went out to the person, as replies are measured from; None if never sent.
+
+        The latest attempt's first status when that attempt got a wamid (a late retry reaches the person
+        a day after the first attempt failed), else the first time it was sent.
+        """
+        sent = self.sent_on
+        if sent is None or self.attempt_id is None or self.attempt_at is None:
+            return sent
+        return max(sent, self.attempt_at)
+
+    @property
     def attempted_on(self) -> datetime | None:
-        """When the sender first tried it: sent or failed."""
-        return _earliest(self.sent_on, self.failed_at)
+        """When the sender first tried it: the first status of any attempt."""
+        return _earliest(self.attempted_at, _earliest(self.sent_on, self.failed_at))
+
+
+_DETAILS = ("idempotency_key", "flow", "account_id", "category", "phone", "wa_id")
+
+
+def first_status(seen: StatusSeen) -> Message:
+    """A message known from one status alone (one attempt: the status's wamid, or none)."""
+    return Message(key=seen.key, message_id=seen.message_id, **{n: getattr(seen, n) for n in _DETAILS},
+                   platform=seen.from_platform, attempt_id=seen.message_id, attempt_at=seen.at,
+                   attempted_at=seen.at, **{f"{seen.status}_at": seen.at})
+
+
+def _attempt_order(m: Message) -> tuple[bool, datetime, str]:
+    """Later attempts sort last; an attempt without a wamid is final (see the module docstring)."""
+    return m.attempt_id is None, m.attempt_at or _NEVER, m.attempt_id or ""
+
+
+def _first_order(m: Message) -> tuple[datetime, bool, str]:
+    return m.attempted_at or _NEVER, m.message_id is None, m.message_id or ""
+
+
+def combine(a: Message, b: Message) -> Message:
+    """What two partial views of one message say together; `a`'s key and (on a tie) details are kept.
+
+    Earliest time per status across attempts; the first attempt's wamid; the latest attempt decides
+    `failed_at`. Order-independent: combining the same statuses in any order and grouping gives the
+    same message (given attempts whose statuses do not interleave in time).
+    """
+    changes: dict[str, object] = {n: getattr(a, n) if getattr(a, n) is not None else getattr(b, n)
+                                  for n in _DETAILS}
+    changes["platform"] = a.platform or b.platform
+    first, other = (a, b) if _first_order(a) <= _first_order(b) else (b, a)
+    changes["message_id"] = first.message_id or other.message_id
+    if a.attempt_id == b.attempt_id:
+        changes.update(attempt_at=_earliest(a.attempt_at, b.attempt_at), failed_at=_earliest(a.failed_at, b.failed_at))
+    else:
+        latest = a if _attempt_order(a) > _attempt_order(b) else b
+        changes.update(attempt_id=latest.attempt_id, attempt_at=latest.attempt_at, failed_at=latest.failed_at)
+    for name in ("attempted_at", "sent_at", "delivered_at", "read_at", "replied_at"):
+        changes[name] = _earliest(getattr(a, name), getattr(b, name))
+    return a.model_copy(update=changes)
 
 
 def observe(message: Message | None, seen: StatusSeen) -> Message:
-    """The message after one status: the earliest time per status wins, the first known details stay."""
-    m = message or Message(key=seen.key)
-    changes: dict[str, object] = {}
-    for name in ("message_id", "idempotency_key", "flow", "account_id", "category", "phone", "wa_id"):
-        if getattr(m, name) is None and getattr(seen, name) is not None:
-            changes[name] = getattr(seen, name)
-    if seen.from_platform and not m.platform:
-        changes["platform"] = True
-    column = f"{seen.status}_at"
-    changes[column] = _earliest(getattr(m, column), seen.at)
-    return m.model_copy(update=changes)
+    """The message after one status: the earliest time per status wins, the first known details stay,
+    and a status of a later attempt (another wamid) makes that attempt the one whose failure counts."""
+    single = first_status(seen)
+    return single if message is None else combine(message, single)
 
 
 def contributions(message: Message) -> dict[Cell, int]:
     """The counts one message adds to the overview: each status once, on its own UTC day.
 
+    Failed only when its latest attempt failed (R-S7's late retry may still get it through).
     Nothing for a message the platform did not send (issue 5: a number shared with an agent app).
     """
     out: dict[Cell, int] = {}
@@ -278,7 +367,7 @@ def replies_in(
     `messages` and `inbounds` must hold everything of that recipient from `affected_from - window`
     to `affected_to + window`; messages outside the affected span are left alone.
     """
-    sent = {m.key: at for m in messages if (at := m.sent_on) is not None}
+    sent = {m.key: at for m in messages if (at := m.reply_from) is not None}
     replies = assign_replies(sent.items(), inbounds, window)
     return {key: at for key, at in replies.items() if affected_from <= sent[key] <= affected_to}
 
