@@ -185,3 +185,33 @@ async def test_a_late_retry_leaves_one_contact_tagged_by_the_retrys_read(engine:
     assert "read_no_reply" in tags and "activity:dormant" in tags
     found = await store.find("shop", "cust-1", lookup_aliases("cust-1"))
     assert found is not None and found[1].last_read_at == T0 + 3 * H + _D
+
+
+async def test_a_status_of_a_message_the_platform_never_sent_changes_no_stored_contact(engine: AsyncEngine) -> None:
+    """A number shared with an agent app: the app's read receipt (no idempotency key) leaves the contact as
+    it was; the same receipt of our message (with the key) tags it read_no_reply."""
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresContactStore(engine)
+    handle = ApplyEvents(store=store, clock=FixedClock(T0 + 2 * H), policy=SegmentPolicy(),
+                         metrics=SegmenterMetrics(CollectorRegistry()))
+    person = {"external_id": "cust-1", "phone": "+4915112345678"}
+    receipt = {"phone": "+4915112345678", "wa_id": "4915112345678"}
+    await handle(_items(_event("contact.created", person, T0), tenant="a"))
+    await handle(_items(_event("contact.created", person, T0), tenant="b"))
+
+    async def stored(tenant: str) -> tuple[Any, ...]:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text("SELECT features, tags, wa_id FROM contacts WHERE tenant = :t"),
+                                      {"t": tenant})).one()
+            aliases = sorted(r[0] for r in await conn.execute(
+                text("SELECT alias FROM contact_aliases WHERE tenant = :t"), {"t": tenant}))
+        return (*row, aliases)
+
+    before = await stored("a")
+    await handle(_items(_event("message.status", receipt, T0 + H, message_id="wamid.agent", status="read"),
+                        tenant="a"))
+    await handle(_items(_event("message.status", receipt, T0 + H, message_id="wamid.ours", status="read",
+                               idempotency_key="b:welcome:cust-1"), tenant="b"))
+    assert await stored("a") == before
+    assert "read_no_reply" not in before[1]
+    assert "read_no_reply" in (await stored("b"))[1]

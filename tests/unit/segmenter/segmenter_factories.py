@@ -49,8 +49,10 @@ def click(**kw: Any) -> Event:
     return event("link.clicked", link_id="l1", url="https://shop.example/x", **kw)
 
 
-def read(**kw: Any) -> Event:
-    return event("message.status", message_id="wamid.1", status="read", **kw)
+def read(*, idempotency_key: str | None = "k-1", **kw: Any) -> Event:
+    """A read receipt of a message the platform sent (it carries the send's key) unless told otherwise."""
+    data = {"idempotency_key": idempotency_key} if idempotency_key is not None else {}
+    return event("message.status", message_id="wamid.1", status="read", **data, **kw)
 
 
 def paid(order_id: str, amount: float, currency: str = "EUR", **kw: Any) -> Event:

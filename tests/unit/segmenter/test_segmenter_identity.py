@@ -28,11 +28,12 @@ MX_PHONE, MX_WA = "+525512345678", "5215512345678"
 
 def webhook(kind: str, wa_id: str, *, at=T0, **kw):
     """A webhook-derived inbound or read status as ingest publishes it: wa_id as given, the phone only
-    when the library accepts it, no external id."""
+    when the library accepts it, no external id; a status of our message echoes the send's key."""
     contact = {"external_id": None, "phone": valid_phone(wa_id), "wa_id": wa_id, "at": at}
     if kind == "inbound":
         return inbound(**contact, **{k: v for k, v in kw.items() if k not in ("message_id", "status")})
-    return event("message.status", **contact, **{"message_id": "wamid.1", "status": "read", **kw})
+    return event("message.status", **contact, **{"message_id": "wamid.1", "status": "read",
+                                                  "idempotency_key": "k-1", **kw})
 
 
 def _only(roster: Roster, tenant: str = "shop") -> tuple[str, ContactFeatures]:
@@ -159,8 +160,8 @@ def test_two_known_contacts_that_turn_out_to_be_one_person_are_merged():
 @pytest.mark.parametrize("signal", [
     lambda: webhook("read", "4915112345678", message_id="wamid.agent", status="read"),
     lambda: event("message.status", external_id=None, phone=None, user_id="US.1349120865530274",
-                  message_id="wamid.x", status="delivered"),
-    lambda: event("message.status", no_contact=True, message_id="wamid.y", status="delivered"),
+                  message_id="wamid.x", status="delivered", idempotency_key="k-x"),
+    lambda: event("message.status", no_contact=True, message_id="wamid.y", status="delivered", idempotency_key="k-y"),
     lambda: event("contact.number_changed", external_id=None, phone=None, wa_id="4915112345678",
                   old_wa_id="4915112345678", new_wa_id="4915198765432"),
     lambda: event("contact.marketing_preference_changed", external_id=None, phone=None, wa_id="4915112345678",
@@ -175,6 +176,43 @@ async def test_platform_signals_about_unknown_people_create_no_contact(signal):
     assert store.contacts == {} and store.aliases == {}
     reason = "no_contact" if ev.contact is None else "unknown_contact"
     assert registry.get_sample_value("scrm_segmenter_events_skipped_total", {"type": ev.type, "reason": reason}) == 1
+
+
+@pytest.mark.parametrize(("kind", "recipient"), [
+    ("read", {"phone": PHONE, "wa_id": PHONE[1:]}),  # the example: a read of the agent app's message
+    ("delivered", {"phone": PHONE, "wa_id": PHONE[1:]}),
+    ("failed", {"phone": None, "wa_id": PHONE[1:]}),
+    ("sent", {"phone": PHONE, "wa_id": "4915100000001"}),  # would otherwise teach the number another wa_id
+    ("read", {"phone": None, "wa_id": PHONE[1:], "user_id": "US.1349120865530274"}),
+], ids=["read", "delivered", "failed", "sent-other-wa-id", "read-with-bsuid"])
+async def test_a_status_of_a_message_the_platform_never_sent_changes_no_contact(kind, recipient):
+    """A number shared with an agent app: Meta reports the app's messages too, without our key."""
+    store = FakeStore()
+    handle, registry = _handler(store)
+    await handle([Item(None, record(e)) for e in (
+        event("contact.created", external_id="cust-1", phone=PHONE, name="Anna", at=T0),
+        inbound(external_id="cust-1", at=T0),
+    )])
+    before = (store.contacts[("shop", "cust-1")], dict(store.aliases))
+    await handle([Item(None, record(event("message.status", external_id=None, at=T0 + H, message_id="wamid.agent",
+                                          status=kind, **recipient)))])
+    row = store.contacts[("shop", "cust-1")]
+    assert (row, store.aliases) == before
+    assert row.features.last_read_at is None and "read_no_reply" not in row.tags
+    assert registry.get_sample_value("scrm_segmenter_events_skipped_total",
+                                     {"type": "message.status", "reason": "not_platform"}) == 1
+
+
+@pytest.mark.parametrize(("idempotency_key", "tagged"), [("shop:welcome:cust-1", True), (None, False)],
+                         ids=["ours", "foreign"])
+def test_a_read_receipt_counts_only_with_the_sends_key(idempotency_key, tagged):
+    roster = Roster({}, {})
+    roster.record("shop", event("contact.created", external_id="cust-1", phone=PHONE))
+    key = roster.record("shop", read(external_id=None, at=T0 + H, idempotency_key=idempotency_key))
+    assert key == ("cust-1" if tagged else None)
+    features = roster.contacts[("shop", "cust-1")]
+    assert (features.last_read_at == T0 + H) is tagged
+    assert ("read_no_reply" in tags(features, T0 + 2 * H, POLICY, EUR)) is tagged
 
 
 def test_a_status_applies_to_the_contact_that_exists():

@@ -19,7 +19,7 @@ from scrm_common.kafka.consumer import Item
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
 from segmenter.domain.policy import SegmentPolicy
-from segmenter.domain.roster import AliasRef, ContactRef, Roster, wanted
+from segmenter.domain.roster import AliasRef, ContactRef, Roster, ignored, wanted
 from segmenter.domain.tiers import activity_tier, next_change_at, tags, value_tier
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class ApplyEvents:
                 roster = Roster(dict(before[0]), dict(before[1]))
                 for tenant, event in events:
                     if roster.record(tenant, event) is None:
-                        skipped.append((event.type, "no_contact" if event.contact is None else "unknown_contact"))
+                        skipped.append((event.type, ignored(event) or "unknown_contact"))
                     elif isinstance(event, PaymentSucceeded) and \
                             currency_of(tenant).rate(event.data.currency) is None:
                         unconverted.append(event.data.currency)

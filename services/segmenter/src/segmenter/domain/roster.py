@@ -17,11 +17,16 @@ sent to together with the `wa_id` WhatsApp answered with. The alias directory (`
    a contact that exists (issue 5: the segmenter does not invent contacts from statuses).
 4. The event's aliases become the contact's; a contact first known by a number takes the shop's
    external id as its key when the shop names it.
+
+Only the platform's own messages speak about a contact (issue 5): a `message.status` applies only when
+it carries the send's idempotency key. The sender's outcome events always do, and Meta echoes it as
+`biz_opaque_callback_data` on every status of a message we sent; a status without it is about a message
+someone else sent from the same number (an agent app), and changes nobody — not even a read receipt.
 """
 
 from __future__ import annotations
 
-from scrm_common.contracts.events import Contact, ContactNumberChanged, Event
+from scrm_common.contracts.events import Contact, ContactNumberChanged, Event, MessageStatus
 from scrm_common.identity import match_key
 from segmenter.domain.aliases import Alias, exact_aliases, match_aliases, number_contact, number_key
 from segmenter.domain.features import ContactFeatures, evolve, merge
@@ -43,6 +48,19 @@ APPLY_ONLY: frozenset[str] = frozenset({
 })
 
 
+def ignored(event: Event) -> str | None:
+    """Why `event` changes no contact whatever the roster holds, or None when it may change one.
+
+    "no_contact": it names nobody (account and template events, a status whose recipient is unknown).
+    "not_platform": a status of a message the platform did not send (it carries no idempotency key).
+    """
+    if event.contact is None:
+        return "no_contact"
+    if isinstance(event, MessageStatus) and event.data.idempotency_key is None:
+        return "not_platform"
+    return None
+
+
 class Roster:
     """The contacts and aliases a batch touches, changed in memory as events are recorded.
 
@@ -58,11 +76,11 @@ class Roster:
     def record(self, tenant: str, event: Event) -> str | None:
         """Apply `event` to its contact, joining identities first; return the contact's key.
 
-        None when the event is about no contact (account/template events), or only applies to an
-        existing contact and names none.
+        None when the event changes no contact (`ignored`), or only applies to an existing contact and
+        names none.
         """
         contact = event.contact
-        if contact is None:
+        if contact is None or ignored(event) is not None:
             return None
         key = self._claim(tenant, contact, create=event.type not in APPLY_ONLY)
         if key is None:
@@ -160,7 +178,7 @@ def wanted(events: list[tuple[str, Event]]) -> tuple[set[ContactRef], set[AliasR
     aliases: set[AliasRef] = set()
     for tenant, event in events:
         contact = event.contact
-        if contact is None:
+        if contact is None or ignored(event) is not None:
             continue
         named = [contact]
         if isinstance(event, ContactNumberChanged):
