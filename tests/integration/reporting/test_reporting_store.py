@@ -198,3 +198,47 @@ async def test_two_rows_of_one_key_from_before_migration_003_become_one_message(
         (str(T0.date()), "attempted", 1), (str(T0.date()), "sent", 1)]
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM messages"))).scalar_one() == 1
+
+
+# --- a reply naming the message it answers --------------------------------------------------------------
+
+def _reply_story() -> dict[str, Event]:
+    shop = {"external_id": "cust-1", "phone": "+4915112345678", "wa_id": "4915112345678"}
+    meta = {"wa_id": "4915112345678"}
+    return {
+        "welcome": _event("message.status", T0, shop, "s-w", message_id="wamid.w", status="sent",
+                          idempotency_key="k-w", flow="welcome"),
+        "cart": _event("message.status", T0 + 2 * _D, shop, "s-c", message_id="wamid.c", status="sent",
+                       idempotency_key="k-c", flow="cart"),
+        # two days after the welcome, the customer reacts to it: its reply, not the cart reminder's
+        "reaction": _event("message.inbound", T0 + 2 * _D + H, meta, "i-r", type="reaction", text="❤️",
+                           context_message_id="wamid.w"),
+        # and writes without quoting anything: the latest message's reply
+        "plain": _event("message.inbound", T0 + 2 * _D + 2 * H, meta, "i-p", type="text", text="Noch da?"),
+        # quotes a wamid reporting never saw: the latest-message rule as well
+        "unknown": _event("message.inbound", T0 + 2 * _D + 3 * H, meta, "i-u", type="text", text="?",
+                          context_message_id="wamid.never-seen"),
+    }
+
+
+@pytest.mark.parametrize("order", [
+    ("welcome", "cart", "reaction", "plain", "unknown"),
+    ("unknown", "plain", "reaction", "cart", "welcome"),
+    ("reaction", "cart", "unknown", "welcome", "plain"),
+    ("plain", "welcome", "reaction", "unknown", "cart"),
+], ids=["in-order", "reversed", "mixed-1", "mixed-2"])
+async def test_a_reply_naming_its_message_credits_it_through_the_real_store(engine: AsyncEngine,
+                                                                         order: tuple[str, ...]) -> None:
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresReportStore(engine)
+    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
+    story = _reply_story()
+    for name in order:
+        await handle(_items(story[name]))
+    async with engine.connect() as conn:
+        replied = dict((await conn.execute(text("SELECT message_key, replied_at FROM messages"))).all())
+        contexts = dict((await conn.execute(text("SELECT event_id, context_message_id FROM inbound_messages"))).all())
+    assert replied == {"wamid.w": T0 + 2 * _D + H, "wamid.c": T0 + 2 * _D + 2 * H}
+    assert contexts == {"i-r": "wamid.w", "i-p": None, "i-u": "wamid.never-seen"}
+    counts, _ = await store.overview_rows("shop", T0.date(), (T0 + 2 * _D).date())
+    assert sorted((flow, n) for _, flow, metric, n in counts if metric == "replied") == [("cart", 1), ("welcome", 1)]

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from reporting.domain.ledger import MessageLookup, MessageRef
-from reporting.domain.messages import Message, OrderPaid
+from reporting.domain.messages import Message, OrderPaid, Reply
 from reporting.handlers import (
     ConcurrentWrite,
     RecipientRef,
@@ -98,18 +98,25 @@ class FakeUnit:
                 or any((t, w) in lookup.wamids for w in (k, m.message_id, m.attempt_id))}
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
-                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, Reply]]]:
         msgs: dict[MessageRef, Message] = {}
-        inb: dict[RecipientRef, dict[str, datetime]] = {}
+        inb: dict[RecipientRef, dict[str, Reply]] = {}
         for w in windows:
             for (t, k), m in self.msgs.items():
                 if (t == w.tenant and m.recipient == w.recipient and m.reply_from is not None
                         and w.lo <= m.reply_from <= w.hi):
                     msgs[(t, k)] = m
-            for (t, eid), (recipient, at) in self.inbounds.items():
-                if t == w.tenant and recipient == w.recipient and w.lo <= at <= w.hi:
-                    inb.setdefault((t, recipient), {})[eid] = at
+            for (t, eid), (recipient, reply) in self.inbounds.items():
+                if t == w.tenant and recipient == w.recipient and w.lo <= reply.at <= w.hi:
+                    inb.setdefault((t, recipient), {})[eid] = reply
         return msgs, inb
+
+    async def replies_naming(self, wamids: set[tuple[str, str]]) -> dict[RecipientRef, dict[str, Reply]]:
+        out: dict[RecipientRef, dict[str, Reply]] = {}
+        for (t, eid), (recipient, reply) in self.inbounds.items():
+            if (t, reply.context) in wamids:
+                out.setdefault((t, recipient), {})[eid] = reply
+        return out
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
         new = []
@@ -133,7 +140,7 @@ class FakeUnit:
         for t, m in changes.updated:
             self.msgs[(t, m.key)] = m
         for i in changes.inbounds:
-            self.inbounds.setdefault((i.tenant, i.seen.event_id), (i.seen.recipient, i.seen.at))
+            self.inbounds.setdefault((i.tenant, i.seen.event_id), (i.seen.recipient, i.seen.reply))
         for key, n in changes.counts.items():
             self.counts[key] = self.counts.get(key, 0) + n
         for key, amount in changes.revenue.items():
@@ -146,7 +153,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.inbox: set[tuple[str, str]] = set()
         self.msgs: dict[MessageRef, Message] = {}
-        self.inbounds: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self.inbounds: dict[tuple[str, str], tuple[str, Reply]] = {}
         self.orders: dict[tuple[str, str], OrderPaid] = {}
         self.counts: dict = {}
         self.revenue: dict = {}

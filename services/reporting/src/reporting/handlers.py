@@ -12,12 +12,13 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from reporting.domain.ledger import Ledger, MessageLookup, MessageRef, lookup_for
+from reporting.domain.ledger import Ledger, MessageLookup, MessageRef, Name, lookup_for
 from reporting.domain.messages import (
     Cell,
     InboundSeen,
     Message,
     OrderPaid,
+    Reply,
     RevenueCell,
     StatusSeen,
     add_into,
@@ -87,8 +88,12 @@ class ReportUnit(Protocol):
         (a wamid names a row by its key, its first attempt's or its latest attempt's wamid)."""
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
-                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
-        """Lock and return the messages sent to each recipient within its window, and its inbound times."""
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, Reply]]]:
+        """Lock and return the messages sent to each recipient within its window (by `reply_from`), and its
+        inbound messages received within it (by event id)."""
+
+    async def replies_naming(self, wamids: set[Name]) -> dict[RecipientRef, dict[str, Reply]]:
+        """The stored inbound messages (by recipient and event id) whose context names one of `wamids`."""
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
         """Record paid orders; return those not recorded before (an order counts once, R-T2.4)."""
@@ -220,39 +225,99 @@ class ApplyEvents:
     async def _attribute_replies(self, unit: ReportUnit, before: dict[MessageRef, Message],
                                  current: dict[MessageRef, Message], deleted: set[MessageRef],
                                  inbounds: list[Inbound]) -> None:
-        """Recompute `replied_at` of every message a changed sent time or a new inbound can affect."""
+        """Recompute `replied_at` of every message a changed message or a new inbound can affect.
+
+        A reply naming a message (`context.id`) credits it whenever it was sent, so three things widen
+        what is recomputed beyond the 24 h windows: a new inbound's named message; older inbounds
+        naming a message that changed (they leave the message they were credited to by the
+        latest-message rule); and, inside the windows, every message an inbound names and every
+        inbound naming a message (`replies_in` needs them to tell named replies from the others).
+        """
         window = self._policy.reply_window
         touched: dict[RecipientRef, list[datetime]] = defaultdict(list)
+        changed: set[Name] = set()
         for ref in current.keys() | deleted:
             old, message = before.get(ref), current.get(ref)
             if old == message:
                 continue
             for m in (old, message):
-                if m is not None and m.recipient is not None and m.reply_from is not None:
-                    touched[(ref[0], m.recipient)].append(m.reply_from)
+                if m is not None:
+                    changed.update((ref[0], w) for w in m.wamids)
+                    if m.recipient is not None and m.reply_from is not None:
+                        touched[(ref[0], m.recipient)].append(m.reply_from)
         for inbound in inbounds:
             touched[(inbound.tenant, inbound.seen.recipient)].append(inbound.seen.at)
+        if not touched and not changed:
+            return
+        await self._load_named(unit, {(i.tenant, i.seen.context_message_id) for i in inbounds
+                                      if i.seen.context_message_id}, before, current, deleted)
+        index = _by_wamid(current)
+        for inbound in inbounds:
+            named = _named(index, inbound.tenant, inbound.seen.context_message_id, inbound.seen.recipient)
+            if named is not None and named.reply_from is not None:
+                touched[(inbound.tenant, inbound.seen.recipient)].append(named.reply_from)
+        if changed:
+            for ref, replies in (await unit.replies_naming(changed)).items():
+                touched[ref].extend(r.at for r in replies.values())
         if not touched:
             return
+
         windows = [RecipientWindow(t, r, min(ts) - window, max(ts) + window)
                    for (t, r), ts in sorted(touched.items())]
         nearby, history = await unit.recipient_history(windows)
         for ref, message in nearby.items():
             if ref not in current and ref not in deleted:
                 before[ref] = current[ref] = message
+        for inbound in inbounds:
+            history.setdefault((inbound.tenant, inbound.seen.recipient), {})[inbound.seen.event_id] = \
+                inbound.seen.reply
+        await self._load_named(unit, {(t, r.context) for (t, _), replies in history.items()
+                                      for r in replies.values() if r.context}, before, current, deleted)
+        in_play = {(t, w) for (t, _), m in current.items() if m.recipient is not None
+                   and (t, m.recipient) in touched for w in m.wamids}
+        index = _by_wamid(current)
+        for (tenant, recipient), replies in (await unit.replies_naming(in_play) if in_play else {}).items():
+            for event_id, reply in replies.items():
+                if _named(index, tenant, reply.context, recipient) is not None:
+                    history.setdefault((tenant, recipient), {})[event_id] = reply
+
         by_recipient: dict[RecipientRef, list[Message]] = defaultdict(list)
         for (tenant, _), message in current.items():
             if message.recipient is not None:
                 by_recipient[(tenant, message.recipient)].append(message)
-        for inbound in inbounds:
-            history.setdefault((inbound.tenant, inbound.seen.recipient), {})[inbound.seen.event_id] = inbound.seen.at
         for (tenant, recipient), times in touched.items():
-            replies = replies_in(by_recipient[(tenant, recipient)], history.get((tenant, recipient), {}).values(),
+            replied = replies_in(by_recipient[(tenant, recipient)], history.get((tenant, recipient), {}).values(),
                                  min(times) - window, max(times), window)
-            for key, at in replies.items():
+            for key, at in replied.items():
                 ref = (tenant, key)
                 if current[ref].replied_at != at:
                     current[ref] = current[ref].model_copy(update={"replied_at": at})
+
+    async def _load_named(self, unit: ReportUnit, names: set[Name], before: dict[MessageRef, Message],
+                          current: dict[MessageRef, Message], deleted: set[MessageRef]) -> None:
+        """Bring the messages `names` (tenant, wamid) name into the batch, unless it holds them already."""
+        known = {(t, w) for (t, _), m in current.items() for w in m.wamids}
+        missing = frozenset(names - known)
+        if not missing:
+            return
+        for ref, message in (await unit.messages(MessageLookup(wamids=missing))).items():
+            if ref not in current and ref not in deleted:
+                before[ref] = current[ref] = message
+
+
+def _by_wamid(messages: dict[MessageRef, Message]) -> dict[Name, list[Message]]:
+    out: dict[Name, list[Message]] = defaultdict(list)
+    for (tenant, _), message in messages.items():
+        for wamid in message.wamids:
+            out[(tenant, wamid)].append(message)
+    return out
+
+
+def _named(index: dict[Name, list[Message]], tenant: str, wamid: str | None, recipient: str) -> Message | None:
+    """The message of the batch `wamid` names, when it was sent to `recipient` (a named reply's message)."""
+    if not wamid:
+        return None
+    return next((m for m in index.get((tenant, wamid), ()) if m.recipient == recipient), None)
 
 
 def _add(total: dict[tuple[str, Cell], int], tenant: str, cells: dict[Cell, int]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reporting.domain.ledger import MessageLookup, MessageRef
-from reporting.domain.messages import Message, OrderPaid
+from reporting.domain.ledger import MessageLookup, MessageRef, Name
+from reporting.domain.messages import Message, OrderPaid, Reply
 from reporting.handlers import (
     ConcurrentWrite,
     EventRef,
@@ -68,11 +68,17 @@ _RECIPIENT_MESSAGES = text(f"""
     FOR UPDATE OF m""")
 
 _RECIPIENT_INBOUNDS = text("""
-    SELECT i.tenant, i.recipient, i.event_id, i.received_at
+    SELECT i.tenant, i.recipient, i.event_id, i.received_at, i.context_message_id
     FROM inbound_messages i
     JOIN unnest(CAST(:tenants AS text[]), CAST(:recipients AS text[]), CAST(:los AS timestamptz[]),
                 CAST(:his AS timestamptz[])) AS w(tenant, recipient, lo, hi)
       ON i.tenant = w.tenant AND i.recipient = w.recipient AND i.received_at BETWEEN w.lo AND w.hi""")
+
+_REPLIES_NAMING = text("""
+    SELECT i.tenant, i.recipient, i.event_id, i.received_at, i.context_message_id
+    FROM inbound_messages i
+    JOIN unnest(CAST(:tenants AS text[]), CAST(:wamids AS text[])) AS w(tenant, wamid)
+      ON i.tenant = w.tenant AND i.context_message_id = w.wamid""")
 
 _ALL = (("tenant", "text"), ("message_key", "text"), *_FIELDS, *_DERIVED)
 _ROWS = (f"unnest({', '.join(f'CAST(:{n} AS {t}[])' for n, t in _ALL)}) "
@@ -95,9 +101,10 @@ _DELETE_MESSAGES = text("""
     WHERE m.tenant = d.tenant AND m.message_key = d.message_key""")
 
 _INSERT_INBOUNDS = text("""
-    INSERT INTO inbound_messages (tenant, event_id, recipient, phone, wa_id, received_at)
+    INSERT INTO inbound_messages (tenant, event_id, recipient, phone, wa_id, received_at, context_message_id)
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:event_ids AS text[]), CAST(:recipients AS text[]),
-                         CAST(:phones AS text[]), CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[]))
+                         CAST(:phones AS text[]), CAST(:wa_ids AS text[]), CAST(:ats AS timestamptz[]),
+                         CAST(:contexts AS text[]))
     ON CONFLICT DO NOTHING""")
 
 _INSERT_ORDERS = text("""
@@ -142,6 +149,13 @@ def _columns(rows: Sequence[tuple[str, Message]]) -> dict[str, list[Any]]:
     return out
 
 
+def _replies(rows: Any) -> dict[RecipientRef, dict[str, Reply]]:
+    out: dict[RecipientRef, dict[str, Reply]] = {}
+    for tenant, recipient, event_id, at, context in rows:
+        out.setdefault((tenant, recipient), {})[event_id] = Reply(at, context)
+    return out
+
+
 def _windows(windows: Sequence[RecipientWindow]) -> dict[str, list[Any]]:
     return {"tenants": [w.tenant for w in windows], "recipients": [w.recipient for w in windows],
             "los": [w.lo for w in windows], "his": [w.hi for w in windows]}
@@ -165,13 +179,15 @@ class PostgresReportUnit:
         return dict(_message(row) for row in result)
 
     async def recipient_history(self, windows: Sequence[RecipientWindow]
-                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, datetime]]]:
+                                ) -> tuple[dict[MessageRef, Message], dict[RecipientRef, dict[str, Reply]]]:
         params = _windows(windows)
         messages = dict(_message(row) for row in await self._conn.execute(_RECIPIENT_MESSAGES, params))
-        inbounds: dict[RecipientRef, dict[str, datetime]] = {}
-        for tenant, recipient, event_id, at in await self._conn.execute(_RECIPIENT_INBOUNDS, params):
-            inbounds.setdefault((tenant, recipient), {})[event_id] = at
-        return messages, inbounds
+        return messages, _replies(await self._conn.execute(_RECIPIENT_INBOUNDS, params))
+
+    async def replies_naming(self, wamids: set[Name]) -> dict[RecipientRef, dict[str, Reply]]:
+        ordered = sorted(wamids)
+        return _replies(await self._conn.execute(_REPLIES_NAMING, {"tenants": [t for t, _ in ordered],
+                                                                   "wamids": [w for _, w in ordered]}))
 
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
         result = await self._conn.execute(_INSERT_ORDERS, {
@@ -199,7 +215,8 @@ class PostgresReportUnit:
             await self._conn.execute(_INSERT_INBOUNDS, {
                 "tenants": [i.tenant for i in rows], "event_ids": [i.seen.event_id for i in rows],
                 "recipients": [i.seen.recipient for i in rows], "phones": [i.seen.phone for i in rows],
-                "wa_ids": [i.seen.wa_id for i in rows], "ats": [i.seen.at for i in rows]})
+                "wa_ids": [i.seen.wa_id for i in rows], "ats": [i.seen.at for i in rows],
+                "contexts": [i.seen.context_message_id for i in rows]})
         if changes.counts:
             cells = sorted(changes.counts.items(), key=lambda kv: (kv[0][0], kv[0][1][0], kv[0][1][1] or "",
                                                                     kv[0][1][2].value))

@@ -12,7 +12,13 @@ carries the send's idempotency key (the sender's own outcome events always do; M
 apart, uncounted, until (if ever) the platform's own status claims the wamid.
 
 Statuses are matched by their message, never by their recipient (which may be unknown: BSUID-only or
-unreadable). Replies meet messages by the recipient's match key (`recipient_key`).
+unreadable). Replies meet messages by the recipient's match key (`recipient_key`): an inbound that
+names the message it answers (`context.id`: a quoted reply, a button press, a reaction) replies to
+that message, whenever it was sent, when it is a message we know of sent to that person; any other
+inbound replies to the latest message sent to that person within 24 h (R-R1). A context naming a
+message the platform did not send (an agent app's, on a shared number) credits that message, which
+counts for nobody: the customer answered someone else. A context naming a wamid we never saw falls
+back to the latest-message rule.
 
 One message, several attempts (R-S7): the sender retries a failed send once after 24 h under the SAME
 idempotency key, and the provider gives the retry a NEW wamid. A message is therefore one row per
@@ -42,7 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -148,14 +154,29 @@ def status_seen(event: MessageStatus) -> StatusSeen | None:
                       wa_id=contact.wa_id if contact else None)
 
 
+class Reply(NamedTuple):
+    """An inbound message as reply attribution sees it: when, and the wamid it answers (`context.id`)."""
+
+    at: datetime
+    context: str | None = None
+
+
 class InboundSeen(_Frozen):
-    """A customer's message of any type (text, image, reaction, button …): a possible reply."""
+    """A customer's message of any type (text, image, reaction, button …): a possible reply.
+
+    `context_message_id` is the wamid it answers (a quoted reply, a button press, a reaction), when known.
+    """
 
     event_id: str
     recipient: str
     at: datetime
     phone: str | None = None
     wa_id: str | None = None
+    context_message_id: str | None = None
+
+    @property
+    def reply(self) -> Reply:
+        return Reply(self.at, self.context_message_id)
 
 
 def inbound_seen(event: MessageInbound) -> InboundSeen | None:
@@ -168,7 +189,7 @@ def inbound_seen(event: MessageInbound) -> InboundSeen | None:
     if recipient is None:
         return None
     return InboundSeen(event_id=event.event_id, recipient=recipient, at=event.occurred_at, phone=c.phone,
-                       wa_id=c.wa_id)
+                       wa_id=c.wa_id, context_message_id=event.data.context_message_id)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -337,18 +358,29 @@ def add_into(total: dict[K, int], more: Mapping[K, int]) -> None:
 
 
 def assign_replies(
-    messages: Iterable[tuple[str, datetime]], inbounds: Iterable[datetime], window: timedelta
+    messages: Iterable[tuple[str, datetime]], inbounds: Iterable[datetime | Reply], window: timedelta,
+    named: Mapping[str, str] | None = None,
 ) -> dict[str, datetime | None]:
     """Which of one recipient's messages (key, sent time) were replied to, and when.
 
-    An inbound message (of any type) replies to the latest message sent to that person at or before it, when it
-    comes within `window` of it; a message counts as replied once, at its earliest reply. Ties in
-    sent time are broken by key, so the answer depends only on the sets, never on arrival order.
+    An inbound message (of any type) that names one of them (`Reply.context`, a wamid looked up in
+    `named`: wamid → key) replies to that message, whenever it was sent — the customer said which
+    message they answer. Any other inbound replies to the latest message sent to that person at or
+    before it, when it comes within `window` of it. A message counts as replied once, at its earliest
+    reply. Ties are broken by key and context, so the answer depends only on the sets, never on
+    arrival order.
     """
     ordered = sorted(messages, key=lambda m: (m[1], m[0]))
     times = [sent for _, sent in ordered]
     replied: dict[str, datetime | None] = {key: None for key, _ in ordered}
-    for at in sorted(inbounds):
+    named = named or {}
+    replies = [r if isinstance(r, Reply) else Reply(r) for r in inbounds]
+    for at, context in sorted(replies, key=lambda r: (r.at, r.context or "")):
+        key = named.get(context) if context else None
+        if key is not None and key in replied:
+            if replied[key] is None:
+                replied[key] = at
+            continue
         i = bisect_right(times, at)
         if i == 0:
             continue
@@ -359,16 +391,19 @@ def assign_replies(
 
 
 def replies_in(
-    messages: Sequence[Message], inbounds: Iterable[datetime], affected_from: datetime, affected_to: datetime,
-    window: timedelta,
+    messages: Sequence[Message], inbounds: Iterable[datetime | Reply], affected_from: datetime,
+    affected_to: datetime, window: timedelta,
 ) -> dict[str, datetime | None]:
     """Reply times of the messages sent within [affected_from, affected_to], from one recipient's history.
 
     `messages` and `inbounds` must hold everything of that recipient from `affected_from - window`
-    to `affected_to + window`; messages outside the affected span are left alone.
+    to `affected_to + window`, every message an inbound among them names, and every inbound naming
+    one of the messages; messages outside the affected span are left alone. An inbound names a
+    message by any of its wamids (a late retry's or the first attempt's).
     """
     sent = {m.key: at for m in messages if (at := m.reply_from) is not None}
-    replies = assign_replies(sent.items(), inbounds, window)
+    named = {wamid: m.key for m in sorted(messages, key=lambda m: m.key) if m.key in sent for wamid in m.wamids}
+    replies = assign_replies(sent.items(), inbounds, window, named)
     return {key: at for key, at in replies.items() if affected_from <= sent[key] <= affected_to}
 
 
