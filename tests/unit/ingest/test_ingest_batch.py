@@ -140,3 +140,19 @@ def test_platform_produced_types_are_refused_with_index_and_reason():
     assert events == []
     assert [(e.index, e.field) for e in errors] == [(1, "type")]
     assert "produced by the platform" in errors[0].reason
+
+
+@pytest.mark.parametrize(("changes", "field", "reason"), [
+    ({"contact": {"external_id": "c1", "name": "Anna\x00"}}, "contact.name", "NUL"),
+    ({"contact": {"external_id": "c\x001"}}, "contact.external_id", "NUL"),
+    ({"data": {"attributes": {"note": "x\ud800"}}}, "data.attributes.note", "surrogate"),
+    ({"data": {"attributes": {"n\udc00te": "x"}}}, "data.attributes.n\ufffdte", "surrogate"),
+    ({"data": {"tags": ["vip", "\x00"]}}, "data.tags.1", "NUL"),
+])
+def test_text_no_consumer_could_store_is_refused_with_its_field(changes, field, reason):
+    """A lone surrogate cannot even be published (it was a 500) and PostgreSQL stores no NUL: a precise 422."""
+    events, errors = parse_batch({"events": [event(1), event(2, **changes)]}, max_events=10)
+    assert events == []
+    [error] = errors
+    assert (error.index, error.field) == (1, field)
+    assert reason in error.reason

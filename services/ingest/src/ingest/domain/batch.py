@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +49,53 @@ def _errors_of(index: int | None, exc: ValidationError) -> list[FieldError]:
 
 
 
+# JSON carries both as escapes (`"\\ud800"`, `"\\u0000"`); neither survives the way to a consumer: a lone
+# UTF-16 surrogate cannot be encoded as UTF-8 (not even in the 422 naming its field), and PostgreSQL stores
+# NUL neither in text nor in jsonb.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_REASONS = {"\x00": "contains a NUL character (\\u0000), which cannot be stored"}
+_SURROGATE_REASON = "contains a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode text"
+
+
+def _printable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def unstorable_text(raw: Any) -> tuple[str, str] | None:
+    """The first string (value or key) of a decoded JSON value no consumer could store, as (dotted path, reason).
+
+    The path names keys as given, each bad character shown as U+FFFD. None when every string is fine.
+    Iterative: the depth of the JSON is bounded only by the body size.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(raw, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _UNSTORABLE.search(value)
+            if found:
+                return ".".join(path) or "(event)", _UNSTORABLE_REASONS.get(found.group(), _SURROGATE_REASON)
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if isinstance(key, str) and (found := _UNSTORABLE.search(key)):
+                    reason = _UNSTORABLE_REASONS.get(found.group(), _SURROGATE_REASON)
+                    return ".".join((*path, _printable(key))), f"field name {reason}"
+                stack.append((item, (*path, str(key))))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, str(i))) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = frozenset()
                 ) -> tuple[list[Event], list[FieldError]]:
-    """Validate a body (one event, or `{"events": [...]}`); any error rejects the whole batch."""
+    """Validate a body (one event, or `{"events": [...]}`); any error rejects the whole batch.
+
+    Returns (events, []) or ([], errors): one error per bad event (index, dotted field, reason), or one
+    for the envelope (index None). Text no consumer could store (`unstorable_text`) is such an error.
+    """
     if isinstance(body, dict) and "events" in body and "type" not in body:
         extra = sorted(set(body) - {"events"})
         if extra:
-            return [], [FieldError(None, extra[0], "unknown field in batch envelope")]
+            return [], [FieldError(None, _printable(extra[0]), "unknown field in batch envelope")]
         raw_events = body["events"]
         if not isinstance(raw_events, list):
             return [], [FieldError(None, "events", "must be a list of events")]
@@ -70,6 +111,9 @@ def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = f
     events: list[Event] = []
     errors: list[FieldError] = []
     for index, raw in indexed:
+        if (bad := unstorable_text(raw)) is not None:
+            errors.append(FieldError(index, *bad))
+            continue
         try:
             event = parse_event(raw)
         except ValidationError as exc:
