@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ingest.adapters.db import TenantDirectory
@@ -149,7 +150,7 @@ def build_router(
             return _too_large(settings.max_body_bytes, "request body")
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
             metrics.rejected.labels("422").inc()
             return _error(422, "invalid_json", "body is not valid JSON",
                           [FieldError(None, "(body)", str(exc))])
@@ -258,13 +259,21 @@ def build_router(
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Errors in the documented shape: `{"error": {"code", "message"}}`."""
+    """Errors in the documented shape `{"error": {"code", "message"}}` (CONTRACT §2) — including a route that
+    does not exist (Starlette's own 404/405) and an unexpected failure (500)."""
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
-                            status_code=exc.status_code, headers=exc.headers)
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, __: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, so the server still logs its traceback.
+        return JSONResponse({"error": {"code": "internal_error", "message": "internal error; retry later"}},
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,152 @@
+"""Ingest's HTTP routes with the database and the broker replaced by doubles that refuse what PostgreSQL and
+the producer refuse: no input of any shape gets a 5xx, and every error has the documented JSON shape."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from prometheus_client import CollectorRegistry
+
+from ingest.adapters.http import IngestMetrics, build_router, install_error_handlers
+from ingest.adapters.kafka import EventPublisher
+from ingest.config import Settings
+from scrm_common.clock import FixedClock
+from scrm_common.http import Principal, ops_router
+from tests.unit.ingest.test_webhook_properties import payload
+
+SECRET = "unit-secret"
+KEY = "unit-key"
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _postgres_text(value: str) -> str:
+    """What asyncpg and PostgreSQL do with a text parameter: a NUL or a lone surrogate is an error."""
+    value.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    if "\x00" in value:
+        raise ValueError('invalid byte sequence for encoding "UTF8": 0x00')
+    return value
+
+
+class Directory:
+    """Tenants as ingest's TenantDirectory answers them; `broken` makes every lookup fail like a lost database."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    async def principal_for(self, api_key: str) -> Principal | None:
+        if self.broken:
+            raise ConnectionError("database unavailable")
+        return Principal("demo", False) if _postgres_text(api_key) == KEY else None
+
+    async def tenant_of_number(self, phone_number_id: str) -> str | None:
+        return "demo" if _postgres_text(phone_number_id) == "100000000000001" else None
+
+    async def tenant_of_waba(self, waba_id: str) -> str | None:
+        return "demo" if _postgres_text(waba_id) == "200000000000001" else None
+
+    async def ping(self) -> bool:
+        return True
+
+
+class Producer:
+    """The broker: records what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def send(self, _topic: str, *, key: bytes, value: bytes, headers: Sequence[Any]) -> Any:  # noqa: ARG002
+        self.sent.append((key, value))
+
+        async def done() -> None:
+            return None
+
+        return done()
+
+
+def _app() -> tuple[FastAPI, Directory, Producer]:
+    directory, producer = Directory(), Producer()
+    registry = CollectorRegistry()
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(
+        settings=Settings(whatsapp_app_secret=SECRET),
+        directory=directory, publisher=EventPublisher(producer), clock=FixedClock(NOW),  # type: ignore[arg-type]
+        metrics=IngestMetrics(registry)))
+    app.include_router(ops_router(registry, directory.ping))
+    return app, directory, producer
+
+
+async def _call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        return await client.request(method, path, **kwargs)
+
+
+def _event(**contact: Any) -> dict[str, Any]:
+    return {"event_id": "e-1", "type": "contact.created", "occurred_at": "2026-11-30T12:00:00Z",
+            "contact": {"external_id": "cust-1", **contact}}
+
+
+BAD_BODIES = [  # (case, raw body, status, error code, field)
+    ("nested deeper than the JSON parser recurses", b"[" * 100_000 + b"]" * 100_000, 422, "invalid_json", "(body)"),
+    ("a NUL in a name", json.dumps(_event(name="Anna\x00")).encode(), 422, "invalid_events", "contact.name"),
+    ("a lone surrogate in a name", b'{"event_id":"e-1","type":"contact.created","occurred_at":"2026-11-30T12:00:00Z",'
+                                   b'"contact":{"external_id":"cust-1","name":"Anna \\ud83e"}}',
+     422, "invalid_events", "contact.name"),
+    ("a lone surrogate in an unknown field's name", b'{"events":[{"event_id":"e-1","type":"contact.created",'
+                                                    b'"occurred_at":"2026-11-30T12:00:00Z","contact":'
+                                                    b'{"external_id":"c"},"x\\udc00":1}]}',
+     422, "invalid_events", "x\ufffd"),
+    ("a lone surrogate in the envelope", b'{"events":[],"x\\udc00":1}', 422, "invalid_events", "x\ufffd"),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "status", "code", "field"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+async def test_bad_event_bodies_get_their_422_in_the_documented_shape_and_publish_nothing(
+        case: str, raw: bytes, status: int, code: str, field: str) -> None:
+    app, _, producer = _app()
+    resp = await _call(app, "POST", "/v1/events", content=raw,
+                       headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert resp.status_code == status, (case, resp.text[:300])
+    body = resp.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert field in [e["field"] for e in body["errors"]], body
+    assert producer.sent == []
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/events"), ("GET", "/v1/nowhere")])
+async def test_an_unexpected_failure_is_a_json_500_in_the_documented_shape(method: str, path: str) -> None:
+    app, directory, _ = _app()
+    directory.broken = True
+    resp = await _call(app, method, path, json=_event(), headers={"Authorization": f"Bearer {KEY}"})
+    if path == "/v1/nowhere":
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+        return
+    assert resp.status_code == 500
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json()["error"] == {"code": "internal_error", "message": "internal error; retry later"}
+
+
+def _signed(raw: bytes) -> dict[str, str]:
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json"}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(payload)
+async def test_any_signed_webhook_is_a_200_and_metrics_can_still_be_scraped(raw_payload: Any) -> None:
+    app, _, producer = _app()
+    raw = json.dumps(raw_payload).encode()  # ensure_ascii: lone surrogates and NULs travel as escapes
+    resp = await _call(app, "POST", "/v1/webhooks/whatsapp", content=raw, headers=_signed(raw))
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["received"] == len(producer.sent)
+    assert (await _call(app, "GET", "/metrics")).status_code == 200
