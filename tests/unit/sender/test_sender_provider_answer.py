@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from scrm_common.contracts.commands import SendMessage, TemplateMessage
 from scrm_common.contracts.envelope import decode_event
-from sender.adapters.cloud_api import Accepted, accepted_from
+from sender.adapters.cloud_api import Accepted, CloudApiClient, Rejected, Unknown, accepted_from
 from sender.handlers import opt_out_event, outcome_event
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -74,3 +75,35 @@ def test_a_synchronous_131050_is_the_contacts_marketing_opt_out() -> None:
                                                                               "100000000000001")
     assert event.contact.phone == "+525512345678"
     assert json.loads(row.value)["contact"]["external_id"] == "cust-mx-1"
+
+
+ERROR_ANSWERS = [  # (case, HTTP status, body, what the client makes of it)
+    ("Meta's shape", 400, {"error": {"code": 131026, "message": "(#131026) Message undeliverable",
+                                     "error_data": {"messaging_product": "whatsapp", "details": "undeliverable"}}},
+     Rejected(131026, 400, "undeliverable")),
+    ("error_data a string", 400, {"error": {"code": 131026, "message": "(#131026) m", "error_data": "x"}},
+     Rejected(131026, 400, "(#131026) m")),
+    ("error_data a list", 400, {"error": {"code": 131049, "message": "m", "error_data": ["x"]}},
+     Rejected(131049, 400, "m")),
+    ("code as text", 400, {"error": {"code": "131047", "message": "m"}}, Rejected(131047, 400, "m")),
+    ("code a boolean", 400, {"error": {"code": True, "message": "m"}}, Rejected(None, 400, "m")),
+    ("details an object", 400, {"error": {"code": 100, "error_data": {"details": {"field": "to"}}}},
+     Rejected(100, 400, "{'field': 'to'}")),
+    ("error a string", 500, {"error": "boom"}, Rejected(None, 500, '{"error":"boom"}')),
+    ("a 200 that is a list", 200, [{"id": WAMID}], Unknown("200 without a message id")),
+]
+
+
+@pytest.mark.parametrize(("case", "status", "body", "result"), ERROR_ANSWERS, ids=[c[0] for c in ERROR_ANSWERS])
+async def test_every_provider_answer_is_read_never_raised(case: str, status: int, body: object,
+                                                          result: object) -> None:
+    """An answer the client cannot read must not raise: the dispatcher would take it for a send in doubt
+    and resend it after every doubt timeout, without ever using an attempt (R-S7 would never end it)."""
+    client = CloudApiClient(base_url="http://graph.test", version="v25.0", timeout=1.0, max_connections=1)
+    client._client = httpx.AsyncClient(  # noqa: SLF001 - the transport is the only thing replaced
+        base_url="http://graph.test",
+        transport=httpx.MockTransport(lambda _request: httpx.Response(status, json=body)))
+    try:
+        assert await client.send(phone_number_id="1", access_token="t", body={}) == result, case
+    finally:
+        await client.aclose()

@@ -126,17 +126,26 @@ class CloudApiClient:
             payload = resp.json()
         except ValueError:
             payload = None
-        if resp.status_code == 200 and isinstance(payload, dict):
-            accepted = accepted_from(payload)
+        if resp.status_code == 200:
+            # Meta accepted something: without a readable message id the send is in doubt, not refused.
+            accepted = accepted_from(payload) if isinstance(payload, dict) else None
             return accepted if accepted is not None else Unknown("200 without a message id")
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            code = error.get("code")
-            details = (error.get("error_data") or {}).get("details") or error.get("message") or ""
-            number = code if isinstance(code, int) else int(code) if isinstance(code, str) and code.isdecimal() \
-                and code.isascii() else None
-            return Rejected(number, resp.status_code, str(details)[:500])
-        return Rejected(None, resp.status_code, resp.text[:200])
+        return rejected_from(resp.status_code, payload, resp.text)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def rejected_from(http_status: int, payload: Any, text: str) -> Rejected:
+    """Meta's error body (CLOUD-API.md §4.1) as `Rejected`: `error.code` (None when absent or not an
+    integer) and `error_data.details`, else `error.message`, else the raw text. Reads any shape; never raises
+    (an answer that raised would be taken for a send in doubt and resent forever)."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return Rejected(None, http_status, text[:200])
+    code = error.get("code")
+    number = code if isinstance(code, int) and not isinstance(code, bool) else \
+        int(code) if isinstance(code, str) and code.isdecimal() and code.isascii() else None
+    error_data = error.get("error_data")
+    details = (error_data.get("details") if isinstance(error_data, dict) else None) or error.get("message") or ""
+    return Rejected(number, http_status, str(details)[:500])
