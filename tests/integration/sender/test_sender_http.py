@@ -64,7 +64,8 @@ async def api(engine: AsyncEngine) -> AsyncIterator[tuple[httpx.AsyncClient, str
             {"tenant": "someone-else", "phone": "+4915100000000", "code": 131026, "at": NOW,
              "expires": NOW + timedelta(days=30)},
         ])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a failure is answered, as in production
+    async with httpx.AsyncClient(transport=transport, base_url="http://sender") as client:
         yield client, tenant, log
 
 
@@ -104,6 +105,10 @@ async def test_a_mark_is_removed_with_a_write_key(api, path_phone: str) -> None:
     ("GET", "/v1/messages", READ | {"x": "1"}, 200, None),
     ("GET", "/v1/messages?limit=0", READ, 422, "invalid_request"),
     ("GET", "/v1/nowhere", READ, 404, "not_found"),
+    # PostgreSQL compares no text holding a NUL: these were database errors, answered as plain-text 500s
+    ("GET", "/v1/messages/key%00with-nul", READ, 404, "not_found"),
+    ("GET", "/v1/messages?contact=cust%00-1", READ, 422, "invalid_request"),
+    ("DELETE", "/v1/invalid-numbers/%2B49151%0012345678", WRITE, 422, "invalid_phone"),
 ])
 async def test_errors_have_the_documented_shape(api, method: str, path: str, headers: dict[str, str],  # type: ignore[no-untyped-def]
                                                 status: int, code: str | None) -> None:
@@ -116,3 +121,23 @@ async def test_errors_have_the_documented_shape(api, method: str, path: str, hea
     # nothing changed for a refused request
     assert len((await client.get("/v1/invalid-numbers", headers=READ)).json()["invalid_numbers"]) == (
         0 if (method, status) == ("DELETE", 204) else 1)
+
+
+class BrokenLog(SendLog):
+    """A send log whose database went away."""
+
+    async def recent(self, *_args: object, **_kwargs: object) -> list[dict]:
+        raise ConnectionResetError("connection to the database was lost")
+
+
+async def test_an_unexpected_failure_is_a_json_500_in_the_documented_shape(engine: AsyncEngine) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_router(engine=engine, send_log=BrokenLog(), keys=Keys("t-broken"),  # type: ignore[arg-type]
+                                    clock=FixedClock(NOW)))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sender") as client:
+        resp = await client.get("/v1/messages", headers=READ)
+    assert resp.status_code == 500
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json() == {"error": {"code": "internal_error", "message": "internal error; retry later"}}

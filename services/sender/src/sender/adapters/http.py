@@ -52,9 +52,21 @@ def install_error_handlers(app: FastAPI) -> None:
                   for e in exc.errors()]
         return _error(422, "invalid_request", "invalid request", errors=errors)
 
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, __: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, so the server still logs its traceback.
+        return _error(500, "internal_error", "internal error; retry later")
+
+
+def _storable(value: str) -> bool:
+    """False for text PostgreSQL cannot compare (a NUL): no row can hold it, and the query would fail."""
+    return "\x00" not in value
+
 
 def _phone(raw: str) -> str:
     """The E.164 form of a path's phone (`+4915…`, `4915…`, `%2B4915…`), or 422."""
+    if not _storable(raw):
+        raise ApiError(422, "invalid_phone", "not a phone number: it contains a NUL character")
     try:
         return to_e164(raw if raw.startswith("+") else "+" + raw)
     except InvalidPhoneNumber as exc:
@@ -75,13 +87,20 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
     @router.get("/v1/messages")
     async def messages(principal: PrincipalDep, contact: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, object]:
-        """The send log (R-S8), newest first, optionally for one contact."""
+        """The send log (R-S8), newest first, optionally for one contact (any key the shop gave it); 422 for
+        a `contact` with a NUL character."""
+        if contact is not None and not _storable(contact):
+            raise RequestValidationError([{"loc": ("query", "contact"), "msg": "contains a NUL character",
+                                           "type": "value_error"}])
         async with engine.connect() as conn:
             rows = await send_log.recent(conn, principal.tenant, contact, limit)
         return {"tenant": principal.tenant, "messages": rows}
 
     @router.get("/v1/messages/{idempotency_key}")
     async def message(idempotency_key: str, principal: PrincipalDep) -> dict[str, object]:
+        """One message of the send log by its idempotency key (R-S8); 404 when there is none."""
+        if not _storable(idempotency_key):
+            raise ApiError(404, "not_found", "no such message")
         async with engine.connect() as conn:
             row = await send_log.message(conn, principal.tenant, idempotency_key)
         if row is None:
