@@ -112,6 +112,16 @@ async def test_issue_5_through_the_real_store(engine: AsyncEngine) -> None:
                     "wamid.agent": (False, "4915112345678", "4915112345678")}
 
 
+async def _played(engine: AsyncEngine, story: dict[str, Event], order: tuple[str, ...]) -> PostgresReportStore:
+    """A migrated store after each event of `story` was consumed in a batch of its own, in `order`."""
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresReportStore(engine)
+    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
+    for name in order:
+        await handle(_items(story[name]))
+    return store
+
+
 # --- R-S7's late retry: one message per idempotency key -----------------------------------------------
 
 _KEY = "shop:order_confirmation:o-1"
@@ -147,12 +157,7 @@ def _late_retry_story() -> dict[str, Event]:
 ], ids=["in-order", "reversed", "mixed-1", "mixed-2"])
 async def test_a_late_retry_is_one_delivered_read_replied_message_through_the_real_store(
         engine: AsyncEngine, order: tuple[str, ...]) -> None:
-    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
-    store = PostgresReportStore(engine)
-    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
-    story = _late_retry_story()
-    for name in order:
-        await handle(_items(story[name]))
+    store = await _played(engine, _late_retry_story(), order)
     start, end = T0.date(), (T0 + _D).date()
     overview = build_overview("shop", start, end, *await store.overview_rows("shop", start, end)).model_dump(
         mode="json", by_alias=True)
@@ -229,12 +234,7 @@ def _reply_story() -> dict[str, Event]:
 ], ids=["in-order", "reversed", "mixed-1", "mixed-2"])
 async def test_a_reply_naming_its_message_credits_it_through_the_real_store(engine: AsyncEngine,
                                                                          order: tuple[str, ...]) -> None:
-    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
-    store = PostgresReportStore(engine)
-    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
-    story = _reply_story()
-    for name in order:
-        await handle(_items(story[name]))
+    store = await _played(engine, _reply_story(), order)
     async with engine.connect() as conn:
         replied = dict((await conn.execute(text("SELECT message_key, replied_at FROM messages"))).all())
         contexts = dict((await conn.execute(text("SELECT event_id, context_message_id FROM inbound_messages"))).all())

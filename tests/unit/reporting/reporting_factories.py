@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from reporting.domain.ledger import MessageLookup, MessageRef
-from reporting.domain.messages import Message, OrderPaid, Reply
+from reporting.domain.messages import Message, OrderPaid, Reply, StatusSeen, add_into, delta, observe
+from reporting.domain.policy import ReportPolicy
 from reporting.handlers import (
+    ApplyEvents,
     ConcurrentWrite,
     RecipientRef,
     RecipientWindow,
     ReportChanges,
+    ReportingMetrics,
 )
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import Event, parse_event
@@ -74,6 +79,26 @@ def paid(order_id: str, amount: float, currency: str = "EUR", **kw: Any) -> Even
 
 def items(*events: Event, tenant: str = "shop") -> list[Item[EventRecord]]:
     return [Item(record=None, value=EventRecord(tenant, ev, None, None)) for ev in events]
+
+
+async def played(events: Iterable[Event]) -> FakeStore:
+    """A fresh store after each of `events` was consumed in a batch of its own, in the order given."""
+    store = FakeStore()
+    handle = ApplyEvents(store=store, policy=ReportPolicy(), metrics=ReportingMetrics(CollectorRegistry()))
+    for ev in events:
+        await handle(items(ev))
+    return store
+
+
+def summed_deltas(facts: Iterable[StatusSeen]) -> dict:
+    """The stored totals after `facts` arrive one by one: the sum of each arrival's delta."""
+    total: dict = {}
+    previous: Message | None = None
+    for f in facts:
+        current = observe(previous, f)
+        add_into(total, delta(previous, current))
+        previous = current
+    return total
 
 
 class FakeUnit:

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from reporting_factories import T0, FakeStore, inbound, items, status
+from reporting_factories import T0, FakeStore, inbound, items, played, status, summed_deltas
 
 from reporting.domain.ledger import Ledger
-from reporting.domain.messages import Message, Metric, StatusSeen, add_into, contributions, delta, observe
+from reporting.domain.messages import Message, Metric, StatusSeen, add_into, contributions
 from reporting.domain.policy import ReportPolicy
 from reporting.handlers import ApplyEvents, ReportingMetrics
 
@@ -77,10 +77,7 @@ def per_day(store: FakeStore) -> dict[tuple[str, object], int]:
 
 @pytest.mark.parametrize("order", list(itertools.permutations(STORY)), ids="-".join)
 async def test_fail_then_late_sent_delivered_read_counts_one_delivered_message_in_any_order(order):
-    store = FakeStore()
-    handle = _handler(store)
-    for name in order:
-        await handle(items(STORY[name]()))
+    store = await played(STORY[name]() for name in order)
     assert per_day(store) == {("attempted", DAY0): 1, ("sent", DAY0): 1,
                               ("delivered", DAY1): 1, ("read", DAY1): 1}
     (message,) = store.msgs.values()
@@ -115,11 +112,8 @@ async def test_the_first_failure_counts_until_the_late_retry_is_sent_and_is_then
 @pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "reversed"])
 async def test_a_message_whose_late_retry_fails_too_counts_as_failed_once_on_the_retrys_day(retry, failed_on,
                                                                                              reverse):
-    store = FakeStore()
-    handle = _handler(store)
     story = [first_sent, first_failed, *retry]
-    for make in reversed(story) if reverse else story:
-        await handle(items(make()))
+    store = await played(make() for make in (reversed(story) if reverse else story))
     assert per_day(store) == {("attempted", DAY0): 1, ("sent", DAY0): 1, ("failed", failed_on): 1}
     assert len(store.msgs) == 1
 
@@ -133,26 +127,20 @@ async def test_a_reply_after_the_late_retry_is_that_messages_reply():
     assert sum(n for (metric, _), n in per_day(store).items() if metric == "replied") == 1
 
 
-async def test_a_status_of_the_retry_ahead_of_its_key_is_kept_apart_then_joins_the_message():
+@pytest.mark.parametrize("one_batch", [False, True], ids=["apart", "one-batch"])
+async def test_a_status_of_the_retry_ahead_of_its_key_is_kept_apart_then_joins_the_message(one_batch):
     """Meta's status without the echoed key for wamid.2 starts a row of its own; the late "sent" (with
     the key) claims the wamid, and the two rows become one."""
     store = FakeStore()
     handle = _handler(store)
     await handle(items(first_sent(), first_failed()))
-    await handle(items(status("delivered", message_id="wamid.2", at=T0 + 2 * H + D, phone=None,
-                              wa_id="4915112345678")))
-    assert set(store.msgs) == {("shop", "wamid.1"), ("shop", "wamid.2")}
-    await handle(items(late_sent()))
-    assert set(store.msgs) == {("shop", "wamid.1")}
-    assert per_day(store) == {("attempted", DAY0): 1, ("sent", DAY0): 1, ("delivered", DAY1): 1}
-
-
-async def test_a_kept_apart_status_and_the_claim_in_one_batch_are_one_message():
-    store = FakeStore()
-    handle = _handler(store)
-    await handle(items(first_sent(), first_failed()))
-    await handle(items(status("delivered", message_id="wamid.2", at=T0 + 2 * H + D, phone=None,
-                              wa_id="4915112345678"), late_sent()))
+    unkeyed = status("delivered", message_id="wamid.2", at=T0 + 2 * H + D, phone=None, wa_id="4915112345678")
+    if one_batch:
+        await handle(items(unkeyed, late_sent()))
+    else:
+        await handle(items(unkeyed))
+        assert set(store.msgs) == {("shop", "wamid.1"), ("shop", "wamid.2")}
+        await handle(items(late_sent()))
     assert set(store.msgs) == {("shop", "wamid.1")}
     assert per_day(store) == {("attempted", DAY0): 1, ("sent", DAY0): 1, ("delivered", DAY1): 1}
 
@@ -202,13 +190,7 @@ def test_attempts_in_any_order_and_multiplicity_give_the_same_counts(facts, data
     repeated = shuffled + data.draw(st.lists(st.sampled_from(facts), max_size=6))
     a, b = _fold(facts), _fold(repeated)
     assert contributions(a) == contributions(b)
-    total: dict = {}
-    previous: Message | None = None
-    for f in repeated:
-        current = observe(previous, f)
-        add_into(total, delta(previous, current))
-        previous = current
-    assert total == contributions(b)
+    assert summed_deltas(repeated) == contributions(b)
     counts: dict[Metric, int] = {}
     for (_, _, metric), n in contributions(b).items():
         counts[metric] = counts.get(metric, 0) + n

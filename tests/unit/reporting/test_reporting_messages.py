@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reporting_factories import T0, sent, status
+from reporting_factories import T0, sent, status, summed_deltas
 
 from reporting.domain.messages import (
-    Message,
     Metric,
     StatusSeen,
-    add_into,
     assign_replies,
     click_flow,
     contributions,
@@ -169,13 +167,7 @@ def test_same_statuses_in_any_order_and_multiplicity_give_the_same_counts(facts,
     assert contributions(a) == contributions(b)
     assert a.flow == (flows.pop() if flows else None)
     # Stored totals are kept by deltas: their sum along any arrival order is the final contribution.
-    total: dict = {}
-    previous: Message | None = None
-    for f in repeated:
-        current = observe(previous, f)
-        add_into(total, delta(previous, current))
-        previous = current
-    assert total == contributions(b)
+    assert summed_deltas(repeated) == contributions(b)
 
 
 @settings(max_examples=200, deadline=None)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from reporting_factories import OTHER_PHONE, T0, FakeStore, inbound, items, sent, status
+from reporting_factories import OTHER_PHONE, T0, FakeStore, inbound, items, played, sent, status
 
 from reporting.domain.messages import Reply, assign_replies
 from reporting.domain.policy import ReportPolicy
@@ -88,10 +88,7 @@ STORY = {
 
 @pytest.mark.parametrize("order", list(itertools.permutations(STORY)), ids="-".join)
 async def test_a_reply_quoting_the_older_message_credits_it_not_the_latest_in_any_order(order):
-    store = FakeStore()
-    handle = _handler(store)
-    for name in order:
-        await handle(items(STORY[name]()))
+    store = await played(STORY[name]() for name in order)
     assert replied_by_flow(store) == {"welcome": 1}
     assert store.msgs[("shop", "wamid.w")].replied_at == T0 + 3 * H
     assert store.msgs[("shop", "wamid.c")].replied_at is None
@@ -100,10 +97,7 @@ async def test_a_reply_quoting_the_older_message_credits_it_not_the_latest_in_an
 @pytest.mark.parametrize("order", list(itertools.permutations([*STORY, "plain"])), ids="-".join)
 async def test_a_plain_reply_still_goes_to_the_latest_message_beside_a_named_one(order):
     story = {**STORY, "plain": lambda: inbound(at=T0 + 4 * H, text="Und wann kommt es?")}
-    store = FakeStore()
-    handle = _handler(store)
-    for name in order:
-        await handle(items(story[name]()))
+    store = await played(story[name]() for name in order)
     assert replied_by_flow(store) == {"welcome": 1, "cart": 1}
 
 
@@ -112,10 +106,7 @@ async def test_a_reaction_days_later_is_the_named_messages_reply(reverse):
     story = [sent("wamid.w", flow="welcome", at=T0),
              sent("wamid.c", flow="cart", at=T0 + 2 * D),
              inbound(at=T0 + 2 * D + H, type_="reaction", text="❤️", context_message_id="wamid.w")]
-    store = FakeStore()
-    handle = _handler(store)
-    for ev in reversed(story) if reverse else story:
-        await handle(items(ev))
+    store = await played(reversed(story) if reverse else story)
     assert replied_by_flow(store) == {"welcome": 1}
     assert store.msgs[("shop", "wamid.w")].replied_at == T0 + 2 * D + H
 

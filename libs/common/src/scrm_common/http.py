@@ -1,15 +1,20 @@
-"""HTTP pieces every service serves: health, readiness, metrics, and tenant-key authentication."""
+"""HTTP pieces every service serves: health, readiness, metrics, tenant-key authentication, and errors
+in the documented shape."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scrm_common.cache import MISSING, TtlCache
 from scrm_common.observability.metrics import render
@@ -96,3 +101,48 @@ class KeyIntrospection:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+# Errors in the documented shape on every 4xx/5xx (CONTRACT §2):
+# `{"error": {"code": "<machine code>", "message": "<human text>"}, "errors": [{"index", "field", "reason"}]}`,
+# `errors` only where fields are at fault.
+ERROR_CODES: dict[int, str] = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "body_too_large", 422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
+
+
+def field_error(field: str, reason: str, index: int | None = None) -> dict[str, Any]:
+    """One entry of `errors`: the field at fault (dotted path), why, and the item's index in a batch."""
+    return {"index": index, "field": field, "reason": reason}
+
+
+def error_response(status: int, message: str, *, code: str | None = None,
+                   errors: list[dict[str, Any]] | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A JSON error of `status` in the documented shape; `code` defaults to the status's (`ERROR_CODES`)."""
+    body: dict[str, Any] = {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message}}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route FastAPI's HTTP and validation errors through `error_response`.
+
+    A route reports faulty fields by raising `HTTPException(status, detail=[{"field", "reason"}, …])`;
+    any other `detail` is the message. Validation errors are 422 `invalid_request` with one entry per field.
+    """
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if isinstance(detail, list):
+            return error_response(exc.status_code, "invalid request",
+                                  errors=[field_error(str(e.get("field")), str(e.get("reason"))) for e in detail],
+                                  headers=exc.headers)
+        return error_response(exc.status_code, str(detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [field_error(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+        return error_response(422, "invalid request", errors=errors)

@@ -8,12 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from prometheus_client import CollectorRegistry
 
-from reporting.adapters.errors import install_error_handlers
 from reporting.domain.policy import ReportPolicy
 from reporting.domain.report import BadRange, Overview, build_overview, report_range
 from reporting.handlers import ReportStore
 from scrm_common.clock import Clock
-from scrm_common.http import Principal, ops_router
+from scrm_common.http import Principal, install_error_handlers, ops_router
 
 
 def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,

@@ -53,9 +53,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from reporting.domain.money import exact_amount
 from scrm_common.contracts.events import LinkClicked, MessageInbound, MessageStatus, PaymentSucceeded
 from scrm_common.identity import match_key
+from scrm_common.money import exact_amount
 
 
 class Metric(StrEnum):

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reporting.domain.messages import Metric
-from reporting.domain.money import quantized
 from reporting.domain.policy import ReportPolicy
+from scrm_common.money import quantized
 
 
 class BadRange(ValueError):

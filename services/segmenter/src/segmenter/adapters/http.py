@@ -11,8 +11,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from scrm_common.clock import Clock
-from scrm_common.http import Principal, ops_router
-from segmenter.adapters.errors import install_error_handlers
+from scrm_common.http import Principal, install_error_handlers, ops_router
 from segmenter.domain.aliases import lookup_aliases
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures

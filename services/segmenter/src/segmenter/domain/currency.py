@@ -1,7 +1,7 @@
 """Spend across currencies (R-G5): exact amounts, converted to the tenant's base currency with dated FX rates.
 
-Amounts are Decimals in their currency's ISO 4217 minor units (Babel's table: EUR 2, JPY 0, KWD 3),
-never floats. A tenant's `CurrencySettings` name its base currency and, per other currency, how many
+Amounts are Decimals in their currency's ISO 4217 minor units (`scrm_common.money`: EUR 2, JPY 0,
+KWD 3), never floats. A tenant's `CurrencySettings` name its base currency and, per other currency, how many
 units of the base one unit of it is worth, as of a date. Spend in a currency without a rate is kept
 apart (reported as unconverted) and never added to the base amount raw: one ¥12,800 order is about
 78 EUR, not 12,800.
@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Annotated
 
-from babel.numbers import get_currency_precision, is_currency
+from babel.numbers import is_currency
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from scrm_common.money import quantized
 
 ZERO = Decimal(0)
 MAX_RATES = 200
@@ -30,26 +32,6 @@ def _known(code: str) -> str:
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_known)]
 Rate = Annotated[Decimal, Field(gt=0, le=Decimal("1e12"), allow_inf_nan=False)]
-
-
-def minor_units(currency: str) -> int:
-    """Decimals of `currency` per ISO 4217 (Babel's table): EUR 2, JPY 0, KWD 3; unknown codes 2."""
-    return int(get_currency_precision(currency))
-
-
-def quantized(amount: Decimal, currency: str) -> Decimal:
-    """`amount` with exactly `currency`'s minor units, rounded half-up when it has more."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
-
-
-def exact_amount(amount: float | Decimal | str, currency: str | None) -> Decimal:
-    """A contract amount (a JSON number, parsed as a float) as the exact decimal it was written.
-
-    `Decimal(str(x))` recovers the written digits (149.9 → 149.90, not 149.900000000000005684…);
-    quantized to `currency`'s minor units when it is known (JPY 12800.0 → 12800, KWD 12.345 → 12.345).
-    """
-    value = Decimal(str(amount))
-    return quantized(value, currency) if currency else value
 
 
 class CurrencySettings(BaseModel):

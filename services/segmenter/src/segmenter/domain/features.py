@@ -31,8 +31,9 @@ from scrm_common.contracts.events import (
     PaymentSucceeded,
 )
 from scrm_common.identity import match_key
+from scrm_common.money import exact_amount
 from segmenter.domain.aliases import valid_phone
-from segmenter.domain.currency import ZERO, exact_amount
+from segmenter.domain.currency import ZERO
 
 
 class _Frozen(BaseModel):

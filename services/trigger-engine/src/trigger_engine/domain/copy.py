@@ -15,25 +15,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import NumberPattern, get_currency_precision, get_currency_symbol
+from babel.numbers import NumberPattern, get_currency_symbol
 
 from scrm_common.identity import whatsapp_forms
+from scrm_common.money import minor_units  # ISO 4217 minor units, shared with reporting and the segmenter
 from scrm_common.phones import zone_for_phone
 from trigger_engine.domain.text import fold_whitespace
-
-# ISO 4217 minor units of the currencies for which CLDR (Babel's data) says otherwise: CLDR shows
-# no minor unit where the coins are out of everyday use. An order amount keeps ISO's digits, so the
-# customer reads what the shop charged, never a rounded figure. Every other currency: Babel's digits,
-# which are ISO's (JPY 0, EUR 2, KWD/BHD/JOD/OMR/TND/LYD 3, CLF/UYW 4).
-ISO_4217_MINOR_UNITS: dict[str, int] = {
-    "AFN": 2, "ALL": 2, "COP": 2, "HUF": 2, "IDR": 2, "IQD": 3, "IRR": 2, "KPW": 2, "LAK": 2, "LBP": 2,
-    "MGA": 2, "MMK": 2, "SLL": 2, "SOS": 2, "SYP": 2, "YER": 2,
-}
-
-
-def minor_units(currency: str) -> int:
-    """Digits after the decimal point for `currency` per ISO 4217 (JPY 0, EUR 2, KWD 3)."""
-    return ISO_4217_MINOR_UNITS.get(currency, get_currency_precision(currency))
 
 
 def format_locale(locale: str | None, language: str) -> str:
