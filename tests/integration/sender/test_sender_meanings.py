@@ -335,6 +335,37 @@ async def test_an_async_failure_schedules_the_24h_retry_and_old_news_changes_not
     assert (phone in await sender.invalid()) is (code == 131026)
 
 
+@pytest.mark.parametrize("first", ["async 131049", "sync 131000 exhausted"])
+async def test_one_131026_on_a_24h_retry_taken_for_another_reason_fails_the_message_but_marks_nothing(
+        sender: Sender, first: str) -> None:
+    """131026 includes temporary causes: a number is marked invalid only when the retried 131026 fails again."""
+    phone = _phone()
+    command = sender.command(phone)
+    key = command.idempotency_key
+    await sender.queue(command)
+    if first == "async 131049":
+        await sender.dispatch()
+        await sender.report(sender.status(key, (await sender.row(key))["wamid"], "failed", 131049))
+    else:
+        sender.api.answers.extend([reject(131000, 500)] * 3)
+        for _ in range(3):
+            await sender.dispatch()
+            sender.clock.advance(timedelta(minutes=1))
+    assert (await sender.row(key))["late_retry_used"] is True
+    sender.clock.advance(timedelta(hours=24))
+    await sender.dispatch()
+    await sender.report(sender.status(key, (await sender.row(key))["wamid"], "failed", 131026))
+    row = await sender.row(key)
+    assert (row["state"], row["error_code"]) == ("failed", 131026)
+    assert "failed again after the 24 h retry" in row["error_reason"]
+    assert await sender.invalid() == {}
+    # the next order confirmation to the number is sent, not refused
+    again = sender.command(phone)
+    await sender.queue(again)
+    await sender.dispatch()
+    assert (await sender.row(again.idempotency_key))["state"] == "sent"
+
+
 async def test_an_async_spam_limit_holds_the_account(sender: Sender) -> None:
     command = sender.command(_phone())
     await sender.queue(command)

@@ -69,9 +69,10 @@ def test_codes_outside_the_table(code: int | None, http_status: int | None, asyn
     assert meaning(code, http_status=http_status, asynchronous=asynchronous).message is for_message
 
 
-def _after(code: int | None, *, attempts: int = 1, late_retry_attempt: int | None = None, jitter: float = 0.5):
+def _after(code: int | None, *, attempts: int = 1, late_retry_attempt: int | None = None,
+           late_retry_code: int | None = None, jitter: float = 0.5):
     return after_error(meaning(code), detail="details", attempts=attempts, late_retry_attempt=late_retry_attempt,
-                       now=NOW, policy=RetryPolicy(max_attempts=8), jitter=jitter)
+                       late_retry_code=late_retry_code, now=NOW, policy=RetryPolicy(max_attempts=8), jitter=jitter)
 
 
 @pytest.mark.parametrize("code", [131026, 131049, 999_999])
@@ -84,8 +85,16 @@ def test_a_first_failure_is_retried_once_not_before_24_hours(code: int) -> None:
 
 @pytest.mark.parametrize(("code", "marks"), [(131026, True), (131049, False), (999_999, False)])
 def test_after_the_24_hour_retry_failed_too_the_message_fails(code: int, marks: bool) -> None:
-    second = _after(code, attempts=2, late_retry_attempt=1)
+    second = _after(code, attempts=2, late_retry_attempt=1, late_retry_code=code)
     assert (second.action, second.late_retry, second.mark_invalid) == ("fail", False, marks)
+    assert "24 h retry" in second.reason
+
+
+@pytest.mark.parametrize("first", [131049, 131000, None, 999_999])
+def test_one_131026_on_a_24_hour_retry_taken_for_another_reason_marks_nothing(first: int | None) -> None:
+    """131026 includes temporary causes: a number is marked only when the retried 131026 failed again."""
+    second = _after(131026, attempts=2, late_retry_attempt=1, late_retry_code=first)
+    assert (second.action, second.late_retry, second.mark_invalid) == ("fail", False, False)
     assert "24 h retry" in second.reason
 
 
@@ -132,7 +141,8 @@ def test_account_level_codes_hold_the_account_and_keep_the_message(code: int, ho
 
 def test_the_reason_names_the_code_its_meaning_and_metas_details() -> None:
     decision = after_error(meaning(131049), detail="In order to maintain a healthy ecosystem engagement …",
-                           attempts=1, late_retry_attempt=None, now=NOW, policy=RetryPolicy(), jitter=0.0)
+                           attempts=1, late_retry_attempt=None, late_retry_code=None, now=NOW, policy=RetryPolicy(),
+                           jitter=0.0)
     assert "(131049)" in decision.reason and "healthy ecosystem" in decision.reason
 
 

@@ -326,7 +326,8 @@ class Dispatcher:
                 assert isinstance(result, Rejected)
                 code, found, detail = result.code, meaning(result.code, http_status=result.http_status), result.details
             decision = after_error(found, detail=detail, attempts=claimed.attempts,
-                                   late_retry_attempt=claimed.late_retry_attempt, now=now, policy=self._retry,
+                                   late_retry_attempt=claimed.late_retry_attempt,
+                                   late_retry_code=claimed.late_retry_code, now=now, policy=self._retry,
                                    jitter=self._rng.random())
             if decision.action == "retry":
                 retry.append(key | {"next": decision.at, "code": code, "reason": decision.reason,
@@ -437,8 +438,8 @@ class EvidenceHandler:
             return 0  # not ours, already settled, or about an earlier attempt: old news
         found = meaning(data.error_code, asynchronous=True)
         decision = after_error(found, detail=data.error_reason or "", attempts=row.attempts,
-                               late_retry_attempt=row.late_retry_attempt, now=now, policy=self._retry,
-                               jitter=self._rng.random())
+                               late_retry_attempt=row.late_retry_attempt, late_retry_code=row.late_retry_code,
+                               now=now, policy=self._retry, jitter=self._rng.random())
         if decision.action == "fail":
             await self._log.fail_by_provider(conn, tenant=tenant, key=row.idempotency_key, code=data.error_code,
                                              reason=decision.reason)

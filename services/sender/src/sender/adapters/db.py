@@ -42,6 +42,7 @@ class Claimed:
     command: dict[str, object]
     attempts: int
     late_retry_attempt: int | None = None
+    late_retry_code: int | None = None  # the error code its one 24 h retry was taken for
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Logged:
     late_retry_attempt: int | None
     wamid: str | None
     superseded_wamids: list[str]
+    late_retry_code: int | None = None
 
 
 class Catalog:
@@ -205,10 +207,10 @@ class SendLog:
                 "WHERE tenant = :t AND account_id = :a AND state = 'queued' AND next_attempt_at <= :now "
                 f"AND category {'=' if marketing_only else '<>'} 'marketing' "
                 "ORDER BY next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED) "
-                "RETURNING tenant, idempotency_key, command, attempts, late_retry_attempt"),
+                "RETURNING tenant, idempotency_key, command, attempts, late_retry_attempt, late_retry_code"),
                 {"t": account.tenant, "a": account.account_id, "now": now, "n": limit})).all()
-            claimed.extend(Claimed(r.tenant, r.idempotency_key, r.command, r.attempts, r.late_retry_attempt)
-                           for r in rows)
+            claimed.extend(Claimed(r.tenant, r.idempotency_key, r.command, r.attempts, r.late_retry_attempt,
+                                   r.late_retry_code) for r in rows)
         return claimed
 
     async def hold_due(self, conn: AsyncConnection, account: Account, now: datetime, *, templates: bool | None,
@@ -243,12 +245,13 @@ class SendLog:
                 "WHERE tenant = :tenant AND idempotency_key = :key AND state IN ('sending', 'sent')"), rows)
 
     async def mark_retry(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
-        """Queued again at `next`; `late` records that this is the one 24 h retry (R-S7)."""
+        """Queued again at `next`; `late` records that this is the one 24 h retry (R-S7), taken for `code`."""
         if rows:
             await conn.execute(text(
                 "UPDATE messages SET state = 'queued', next_attempt_at = :next, error_code = :code, "
                 "error_reason = :reason, late_retry_attempt = CASE WHEN :late THEN attempts "
-                "ELSE late_retry_attempt END "
+                "ELSE late_retry_attempt END, "
+                "late_retry_code = CASE WHEN :late THEN CAST(:code AS integer) ELSE late_retry_code END "
                 "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'sending'"), rows)
 
     async def mark_held(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
@@ -293,25 +296,27 @@ class SendLog:
         """The row a provider's failure report is about, locked for this transaction."""
         r = (await conn.execute(text(
             "SELECT idempotency_key, account_id, to_phone, state, attempts, late_retry_attempt, wamid, "
-            "superseded_wamids FROM messages WHERE tenant = :t AND idempotency_key = :k FOR UPDATE"),
+            "superseded_wamids, late_retry_code FROM messages WHERE tenant = :t AND idempotency_key = :k FOR UPDATE"),
             {"t": tenant, "k": key})).first()
         if r is None:
             return None
         return Logged(r.idempotency_key, r.account_id, r.to_phone, r.state, r.attempts, r.late_retry_attempt,
-                      r.wamid, list(r.superseded_wamids or ()))
+                      r.wamid, list(r.superseded_wamids or ()), r.late_retry_code)
 
     async def requeue_after_provider_failure(self, conn: AsyncConnection, *, tenant: str, key: str, failed_wamid: str,
                                              next_at: datetime, code: int | None, reason: str, late: bool,
                                              held_by: str | None) -> None:
         """An accepted message failed later: send it again at `next_at` (a retry, or after a hold).
 
-        The failed wamid is remembered so that its later (duplicate, reordered) reports change nothing.
+        The failed wamid is remembered so that its later (duplicate, reordered) reports change nothing;
+        `late` records that this is the one 24 h retry (R-S7), taken for `code`.
         """
         await conn.execute(text(
             "UPDATE messages SET state = 'queued', next_attempt_at = :next, error_code = :code, "
             "error_reason = :reason, wamid = NULL, sent_at = NULL, "
             "superseded_wamids = array_append(superseded_wamids, CAST(:w AS text)), "
             "late_retry_attempt = CASE WHEN :late THEN attempts ELSE late_retry_attempt END, held_by = :by, "
+            "late_retry_code = CASE WHEN :late THEN CAST(:code AS integer) ELSE late_retry_code END, "
             "attempts = CASE WHEN CAST(:by AS text) IS NULL THEN attempts ELSE GREATEST(attempts - 1, 0) END "
             "WHERE tenant = :t AND idempotency_key = :k"),
             {"next": next_at, "code": code, "reason": reason, "w": failed_wamid, "late": late, "by": held_by,

@@ -194,12 +194,15 @@ class AfterError:
         return self.at if self.action == "hold" else None
 
 
-def after_error(found: Meaning, *, detail: str, attempts: int, late_retry_attempt: int | None, now: datetime,
-                policy: RetryPolicy, jitter: float) -> AfterError:
-    """Decide a message's fate after an error.
+def after_error(found: Meaning, *, detail: str, attempts: int, late_retry_attempt: int | None,
+                late_retry_code: int | None, now: datetime, policy: RetryPolicy, jitter: float) -> AfterError:
+    """Decide a message's fate after an error (R-S7).
 
     `attempts` counts every provider call of the message; `late_retry_attempt` is the attempt count
-    when its one 24 h retry was scheduled (None while unused). Backoff counts attempts since then.
+    when its one 24 h retry was scheduled (None while unused), `late_retry_code` the error code that
+    scheduled it (None: no code). Backoff counts attempts since then. A number is marked invalid only
+    when the code that ends the message is the one its 24 h retry was taken for (131026 twice): one
+    131026 after a retry for another reason (131049, an exhausted 131000) may be temporary.
     Raises nothing; `jitter` in [0, 1].
     """
     label = f"{found.summary} ({found.code})" if found.code is not None else found.summary
@@ -223,4 +226,4 @@ def after_error(found: Meaning, *, detail: str, attempts: int, late_retry_attemp
         return AfterError("retry", at, f"{said}; retrying once at {at.isoformat(timespec='seconds')} (R-S7)",
                           late_retry=True)
     return AfterError("fail", None, f"{said}; failed again after the 24 h retry",
-                      mark_invalid=found.contact is ForContact.INVALID_NUMBER)
+                      mark_invalid=found.contact is ForContact.INVALID_NUMBER and late_retry_code == found.code)
