@@ -31,6 +31,16 @@ PORT_VARS = {
     "reporting": ("SCRM_REPORTING_PORT", 8084), "simulator": ("SCRM_SIMULATOR_PORT", 8089),
 }
 
+# Demo FX rates for the segmenter's value tiers (R-G5): the demo shop sells in EUR, CHF, GBP and USD
+# (tools/demo-shop catalog), so its customers' spend is compared in EUR. Units of EUR per unit, rounded
+# demo values, not market data. Used only when the operator sets none of the three variables (a base
+# currency without its own rates would be mixed with these). docker-compose.yml sets the same.
+DEMO_CURRENCY_ENV = {
+    "SCRM_SEGMENTER_BASE_CURRENCY": "EUR",
+    "SCRM_SEGMENTER_FX_RATES": json.dumps({"CHF": "1.07", "GBP": "1.17", "USD": "0.92"}),
+    "SCRM_SEGMENTER_FX_AS_OF": "2026-11-30",
+}
+
 
 class StackError(RuntimeError):
     """Something the operator must fix, with its cause named."""
@@ -205,6 +215,8 @@ class Stack:
         })
         for name, (var, _) in PORT_VARS.items():
             env[var] = str(self.config.ports[name])
+        if not any(var in self.config.env for var in DEMO_CURRENCY_ENV):
+            env.update(DEMO_CURRENCY_ENV)
         return env
 
     def start(self, name: str, *, extra_env: Mapping[str, str] | None = None) -> Proc:
