@@ -67,6 +67,8 @@ REJECTED: list[tuple[str, Any, int]] = [
     ("to not a string", {**text(), "to": 4915112345678}, 131009),
     ("to is the business number", {**text(), "to": "+1 555 000 1111"}, 131021),
     ("unknown type", envelope(type="fax", fax={}), 100),
+    ("type a list", envelope(type=["text"], text={"body": "x"}), 100),  # was a TypeError: a plain-text 500
+    ("type an object", envelope(type={"text": 1}, text={"body": "x"}), 100),
     ("type body missing", envelope(type="text"), 131008),
     ("two type bodies", {**text(), "image": {"id": "1"}}, 100),
     ("text body missing", envelope(type="text", text={"preview_url": True}), 131008),
@@ -84,6 +86,8 @@ REJECTED: list[tuple[str, Any, int]] = [
     ("interactive title too long", envelope(type="interactive", interactive={
         "type": "button", "body": {"text": "Pick"}, "action": {"buttons": [
             {"type": "reply", "reply": {"id": "1", "title": "x" * 21}}]}}), 100),
+    ("interactive type an object", envelope(type="interactive", interactive={
+        "type": {"button": 1}, "body": {"text": "Pick"}, "action": {}}), 100),
     ("template name missing", envelope(type="template", template={"language": {"code": "en_US"}}), 131008),
     ("template language missing", envelope(type="template", template={"name": "hello"}), 131008),
     ("template unknown", template("nope"), 132001),

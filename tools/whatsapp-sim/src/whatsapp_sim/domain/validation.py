@@ -178,7 +178,7 @@ def _validate(body: Any, catalog: TemplateCatalog, business_number: str | None,
         _fail(131021, "The recipient phone number is the same as the sender phone number.")
     wa_id = wa_id_of(wa_id)
     msg_type = body.get("type", "text")
-    if msg_type not in MESSAGE_TYPES:
+    if not isinstance(msg_type, str) or msg_type not in MESSAGE_TYPES:
         _fail(100, f"Param type must be one of {{{', '.join(sorted(MESSAGE_TYPES)).upper()}}} - got "
                    f"\"{msg_type}\".")
     for other in MESSAGE_TYPES - {msg_type}:
@@ -304,7 +304,7 @@ def _interactive(content: Any) -> str | None:
     kind = obj.get("type")
     if kind is None:
         _fail(131008, "The parameter interactive['type'] is required.")
-    if kind not in INTERACTIVE_TYPES:
+    if not isinstance(kind, str) or kind not in INTERACTIVE_TYPES:
         _fail(100, f'Param interactive[\'type\'] is invalid - got "{kind}".')
     text: str | None = None
     if "body" in obj or kind in ("button", "list", "cta_url"):
