@@ -240,9 +240,11 @@ class ApplyEvents:
             old, message = before.get(ref), current.get(ref)
             if old == message:
                 continue
+            moved = _reply_facts(old) != _reply_facts(message)  # what a named reply finds a message by
             for m in (old, message):
                 if m is not None:
-                    changed.update((ref[0], w) for w in m.wamids)
+                    if moved:
+                        changed.update((ref[0], w) for w in m.wamids)
                     if m.recipient is not None and m.reply_from is not None:
                         touched[(ref[0], m.recipient)].append(m.reply_from)
         for inbound in inbounds:
@@ -303,6 +305,10 @@ class ApplyEvents:
         for ref, message in (await unit.messages(MessageLookup(wamids=missing))).items():
             if ref not in current and ref not in deleted:
                 before[ref] = current[ref] = message
+
+
+def _reply_facts(m: Message | None) -> tuple[object, ...] | None:
+    return None if m is None else (m.wamids, m.recipient, m.reply_from)
 
 
 def _by_wamid(messages: dict[MessageRef, Message]) -> dict[Name, list[Message]]:
