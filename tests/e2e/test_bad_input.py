@@ -148,6 +148,31 @@ def test_malformed_bodies_are_422(ingest_only: TestStack, raw: bytes) -> None:
     assert ingest_only.topic_size(topics.EVENTS) == before
 
 
+UNSTORABLE_BODIES = [  # (case, raw body, field named in the 422)
+    ("nested deeper than the JSON parser recurses", b'{"events": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+     "(body)"),
+    ("a NUL in a contact's name", b'{"event_id": "nul-1", "type": "contact.created", "occurred_at": '
+                                  b'"2026-11-22T10:00:00Z", "contact": {"external_id": "c-nul", "name": "An\\u0000na"}}',
+     "contact.name"),
+    ("a lone surrogate in an attribute", b'{"event_id": "sur-1", "type": "contact.updated", "occurred_at": '
+                                         b'"2026-11-22T10:00:00Z", "contact": {"external_id": "c-sur"}, '
+                                         b'"data": {"attributes": {"note": "x\\ud800"}}}', "data.attributes.note"),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "field"), UNSTORABLE_BODIES, ids=[c[0] for c in UNSTORABLE_BODIES])
+def test_bodies_that_were_500s_are_422_with_their_field(ingest_only: TestStack, case: str, raw: bytes,
+                                                        field: str) -> None:
+    """Issue 5: no input gets a 5xx. Deep nesting raised RecursionError, a lone surrogate could not be encoded
+    for the broker, and a NUL cannot be stored by any consumer (PostgreSQL): each a precise 422 now."""
+    before = ingest_only.topic_size(topics.EVENTS)
+    resp = ingest_only.http.post(ingest_only.url("ingest", "/v1/events"), content=raw,
+                                 headers={**ingest_only.auth, "Content-Type": "application/json"})
+    assert resp.status_code == 422, (case, resp.text[:300])
+    assert field in [e["field"] for e in resp.json()["errors"]]
+    assert ingest_only.topic_size(topics.EVENTS) == before
+
+
 def test_more_than_1000_events_is_422(ingest_only: TestStack) -> None:
     resp = ingest_only.post_events({"events": [_valid()] * 1001})
     assert resp.status_code == 422
