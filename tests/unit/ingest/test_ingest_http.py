@@ -150,3 +150,29 @@ async def test_any_signed_webhook_is_a_200_and_metrics_can_still_be_scraped(raw_
     assert resp.status_code == 200, resp.text[:300]
     assert resp.json()["received"] == len(producer.sent)
     assert (await _call(app, "GET", "/metrics")).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
+    ("GET", "/v1/webhooks/whatsapp", {"params": {"hub.mode": "subscribe", "hub.verify_token": "wrong",
+                                                 "hub.challenge": "c-1"}}, 403, "verification_failed"),
+    ("POST", "/v1/webhooks/whatsapp", {"content": b"{}", "headers": {"X-Hub-Signature-256": "sha256=00"}}, 401,
+     "bad_signature"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {"api_key": "nobody"}}, 404, "unknown_key"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {}}, 422, "invalid_request"),
+    ("DELETE", "/v1/events", {}, 405, "method_not_allowed"),
+])
+async def test_every_error_of_every_route_has_code_and_message(method: str, path: str, kwargs: dict[str, Any],
+                                                               status: int, code: str) -> None:
+    app, _, _ = _app()
+    resp = await _call(app, method, path, **kwargs)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == code and isinstance(error["message"], str) and error["message"]
+
+
+async def test_the_handshake_still_echoes_the_challenge_as_plain_text() -> None:
+    app, _, _ = _app()
+    resp = await _call(app, "GET", "/v1/webhooks/whatsapp", params={
+        "hub.mode": "subscribe", "hub.verify_token": Settings().whatsapp_verify_token, "hub.challenge": "c-42"})
+    assert (resp.status_code, resp.text) == (200, "c-42")
+    assert resp.headers["content-type"].startswith("text/plain")

@@ -191,17 +191,18 @@ def build_router(
             metrics.events.labels(event.type).inc()
         return JSONResponse({"accepted": len(events)}, status_code=202)
 
-    @router.get("/v1/webhooks/whatsapp", response_class=PlainTextResponse)
+    @router.get("/v1/webhooks/whatsapp", response_class=PlainTextResponse, response_model=None)
     async def verify_webhook(
         mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
         challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
-    ) -> PlainTextResponse:
-        """Meta's verification handshake: echo the challenge when the token matches."""
+    ) -> PlainTextResponse | JSONResponse:
+        """Meta's verification handshake (CLOUD-API.md §5.1): the challenge as plain text when the token
+        matches, else 403 in the documented error shape (Meta reads only the status)."""
         if mode == "subscribe" and token is not None and challenge is not None and hmac.compare_digest(
                 token.encode(), settings.whatsapp_verify_token.encode()):
             return PlainTextResponse(challenge)
-        return PlainTextResponse("verification failed", status_code=403)
+        return _error(403, "verification_failed", "hub.mode must be subscribe and hub.verify_token must match")
 
     @router.post("/v1/webhooks/whatsapp")
     async def receive_webhook(request: Request) -> JSONResponse:
@@ -252,7 +253,7 @@ def build_router(
         """For sibling services: the tenant a key belongs to (ingest owns the keys)."""
         principal = await directory.principal_for(body.api_key)
         if principal is None:
-            return JSONResponse({"error": {"code": "unknown_key"}}, status_code=404)
+            return _error(404, "unknown_key", "no tenant has this API key")
         return JSONResponse({"tenant": principal.tenant, "read_only": principal.read_only})
 
     return router
