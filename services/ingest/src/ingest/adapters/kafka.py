@@ -27,10 +27,12 @@ class EventPublisher:
         return [encode_event(tenant, e, ingested_at=ingested_at, correlation_id=correlation_id) for e in events]
 
     async def send(self, records: Sequence[Record]) -> None:
+        """Produce encoded records and return once the broker acknowledged all; raises aiokafka's KafkaError."""
         futures = [await self._producer.send(topics.EVENTS, key=k, value=v, headers=h) for k, v, h in records]
         await asyncio.gather(*futures)
 
     async def publish(
         self, tenant: str, events: Sequence[Event], *, ingested_at: datetime, correlation_id: str
     ) -> None:
+        """Encode and send a tenant's events (`encode`, then `send`); raises KafkaError."""
         await self.send(self.encode(tenant, events, ingested_at=ingested_at, correlation_id=correlation_id))

@@ -30,6 +30,8 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """Meta refused the request: its `error.code` (None if it gave none), the HTTP status, its details text."""
+
     code: int | None
     http_status: int
     details: str
@@ -114,6 +116,8 @@ class CloudApiClient:
         )
 
     async def send(self, *, phone_number_id: str, access_token: str, body: dict[str, Any]) -> Result:
+        """One `/messages` call. `Accepted` (a 200 with a wamid), `Rejected` (Meta's error, CLOUD-API.md §4),
+        `NotSent` (no connection: safe to retry) or `Unknown` (it may have arrived: in doubt); no answer raises."""
         try:
             async with self._in_flight:
                 resp = await self._client.post(f"/{self._version}/{phone_number_id}/messages", json=body,

@@ -117,4 +117,5 @@ class Findings:
             self.repaired.append(Skipped(field, type, reason, (), detail))
 
     def translated(self) -> Translated:
+        """What was found: the events (in payload order), the skipped and the repaired items."""
         return Translated(self.events, self.skipped, self.repaired)
