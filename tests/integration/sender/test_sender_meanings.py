@@ -33,7 +33,7 @@ from scrm_common.contracts.events import (
 )
 from scrm_common.db import make_engine, migrate
 from scrm_common.kafka.consumer import Item
-from sender.adapters.cloud_api import Accepted, Rejected
+from sender.adapters.cloud_api import Accepted, Rejected, Unknown
 from sender.adapters.db import Catalog, SendLog
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
@@ -364,6 +364,29 @@ async def test_one_131026_on_a_24h_retry_taken_for_another_reason_fails_the_mess
     await sender.queue(again)
     await sender.dispatch()
     assert (await sender.row(again.idempotency_key))["state"] == "sent"
+
+
+async def test_a_late_report_on_the_first_wamid_never_settles_the_24h_retry_left_in_doubt(sender: Sender) -> None:
+    """The 24 h retry carries the same key (biz_opaque_callback_data) as the first attempt: only a report on
+    its own wamid may settle it, whatever Meta redelivers about the first one (webhooks are retried for days)."""
+    command = sender.command(_phone())
+    key = command.idempotency_key
+    await sender.queue(command)
+    await sender.dispatch()
+    w1 = (await sender.row(key))["wamid"]
+    await sender.report(sender.status(key, w1, "failed", 131026))
+    sender.clock.advance(timedelta(hours=24))
+    sender.api.answers.append(lambda _body: Unknown("ReadTimeout"))  # Meta took it as w2; we never heard
+    await sender.dispatch()
+    assert (await sender.row(key))["state"] == "sending"
+    for old in ("sent", "delivered", "read", "failed"):
+        await sender.report(sender.status(key, w1, old, 131026 if old == "failed" else None))
+        row = await sender.row(key)
+        assert (row["state"], row["wamid"]) == ("sending", None), old
+    await sender.report(sender.status(key, "wamid.w2", "delivered"))
+    row = await sender.row(key)
+    assert (row["state"], row["wamid"]) == ("sent", "wamid.w2")
+    assert await sender.invalid() == {}
 
 
 async def test_an_async_spam_limit_holds_the_account(sender: Sender) -> None:
