@@ -35,6 +35,10 @@ def _app() -> FastAPI:
     async def busy() -> None:
         raise HTTPException(503, detail="key service unavailable")
 
+    @app.get("/bug")
+    async def bug() -> None:
+        raise ZeroDivisionError("a bug, not a client error")
+
     return app
 
 
@@ -79,3 +83,13 @@ def test_error_response_defaults_its_code_from_the_status(status, code):
 
 def test_field_error_carries_a_batch_index():
     assert field_error("events.0.type", "unknown", index=0) == {"index": 0, "field": "events.0.type", "reason": "unknown"}
+
+
+async def test_an_unexpected_exception_is_a_json_500_without_the_traceback() -> None:
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        resp = await client.get("/bug")
+    assert resp.status_code == 500
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json() == {"error": {"code": "internal_error", "message": "internal error; retry later"}}
+    assert "ZeroDivisionError" not in resp.text

@@ -4,6 +4,7 @@ in the documented shape."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -146,3 +147,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [field_error(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
         return error_response(422, "invalid request", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Even a bug answers in the documented shape; the traceback goes to the log, not the client.
+        logging.getLogger(__name__).error("unhandled error on %s %s", request.method, request.url.path,
+                                          exc_info=exc)
+        return error_response(500, "internal error; retry later", code="internal_error")
