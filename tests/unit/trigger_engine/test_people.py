@@ -88,6 +88,15 @@ def test_a_person_is_found_by_any_identity_a_user_types(identity, includes):
     assert includes in text_aliases(identity)
 
 
+@pytest.mark.parametrize(("identity", "other_number"), [
+    ("+5511934567890", "551134567890"),  # a São Paulo mobile is not its landline twin
+    ("5561934567890", "556134567890"),
+])
+def test_a_person_is_not_looked_up_by_another_numbers_form(identity, other_number):
+    aliases = text_aliases(identity)
+    assert f"tel:+{other_number}" not in aliases and f"wa:{other_number}" not in aliases
+
+
 @pytest.mark.parametrize(("wa_id", "phone"), [
     ("4915112345678", "+4915112345678"),
     ("5215512345678", "+525512345678"),  # the library rejects +521…: the shop's form is reachable
@@ -141,6 +150,47 @@ def test_a_webhook_naming_only_the_wa_id_reaches_the_person_the_shop_stored(shop
     person = engine.profiles["cust-mx"]
     assert (person.name, person.profile_name, person.phone, person.wa_id) == ("Lucía", "🦄 Lucky", shop_phone, wa_id)
     assert engine.aliases[f"wa:{wa_id}"] == "cust-mx"
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    # Brazil: a São Paulo landline and the mobile with the same eight digits after its 9
+    ({"external_id": "land", "phone": "+551134567890"}, {"external_id": "mob", "phone": "+5511934567890"}),
+    ({"external_id": "mob", "phone": "+5511934567890"}, {"external_id": "land", "phone": "+551134567890"}),
+    ({"external_id": "land", "phone": "+556134567890"}, {"wa_id": "5561934567890"}),  # Brasília, from WhatsApp
+    # Mexico: the shop's number and a different number in WhatsApp's 521 form
+    ({"external_id": "mx", "phone": "+525512345678"}, {"wa_id": "5215587654321"}),
+    ({"wa_id": "5215587654321"}, {"external_id": "mx", "phone": "+525512345678"}),
+    # Argentina: two numbers that differ after the mobile 9
+    ({"external_id": "ar", "phone": "+5491123456789"}, {"wa_id": "5491123456780"}),
+])
+def test_numbers_the_country_rules_do_not_make_one_are_two_people(first, second):
+    engine = Engine()
+    sends = engine.sends([contact_created(**{"external_id": None, "phone": None, **first}),
+                          contact_created(**{"external_id": None, "phone": None, **second})])
+    assert len(engine.profiles) == 2, engine.aliases
+    assert len({s.contact_key for s in sends}) == len(sends) == 2
+    assert sends[0].parameters[-2] != sends[1].parameters[-2]  # two people, two codes
+
+
+def test_the_country_rule_alone_never_joins_two_known_persons():
+    engine = Engine()
+    engine.apply(inbound(wa_id="5215512345678", profile_name="Lucky"))  # known only by WhatsApp's 521 form
+    engine.apply(contact_created(external_id="cust-1", phone=None, name="Anna"))  # known only by the shop's id
+    # The shop gives cust-1 the 52 form of the number: only the Mexico rule links it to the WhatsApp person.
+    engine.apply(contact_updated(external_id="cust-1", phone="+525512345678"))
+    assert set(engine.profiles) == {"cust-1", "+5215512345678"}
+    assert engine.profiles["cust-1"].phone == "+525512345678"
+    assert engine.aliases["mk:525512345678"] == "+5215512345678"  # the rule's key stays with who had it
+    assert engine.aliases["tel:+525512345678"] == "cust-1"
+
+
+def test_a_rule_form_finds_a_person_only_when_nothing_exact_does():
+    engine = Engine()
+    engine.apply(contact_created(external_id="cust-mx", phone="+525512345678"))
+    engine.apply(inbound(wa_id="5215512345678"))  # nothing exact: the Mexico rule finds cust-mx
+    assert set(engine.profiles) == {"cust-mx"}
+    resolution = resolve(inbound(wa_id="5215512345678"), engine.aliases)
+    assert resolution is not None and (resolution.person, resolution.absorbed) == ("cust-mx", ())
 
 
 def test_an_event_naming_two_known_persons_merges_them_into_the_stronger_identity():

@@ -9,10 +9,14 @@ A person is known by aliases, each `<kind>:<value>`:
 - `mk:<match key>` — `scrm_common.identity.match_key` of a phone or wa_id: both WhatsApp forms of one
   number share it (Mexico `521…`/`52…`, Brazil's 8/9-digit mobiles, Argentina `549…`/`54…`).
 
-An event reaches the person of its strongest known alias (in the order above). When its aliases
-name several persons, they were one person all along: the others are absorbed into the strongest,
-and every alias the event names belongs to it from then on. A new person's key is the event's
-contact key (external id, else phone, else `+wa_id`, else BSUID).
+An event reaches the person of its strongest known *exact* alias (in the order above; a phone and a
+wa_id with the same digits are one number). When its exact aliases name several persons, they were
+one person all along: the others are absorbed into the strongest, and every alias the event names
+belongs to it from then on. The country rules (match keys and the other WhatsApp forms of a number)
+are only the fallback: they find a person when no exact alias does, and never join two persons on
+their own (a Brazilian landline and the mobile with the same eight digits are two people). A
+`mk:` alias another person holds stays theirs. A new person's key is the event's contact key
+(external id, else phone, else `+wa_id`, else BSUID).
 """
 
 from __future__ import annotations
@@ -29,11 +33,22 @@ def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def same_number_forms(number: str) -> tuple[str, ...]:
+    """The digit forms WhatsApp may use for `number` (its own digits first) that share its match key.
+
+    `whatsapp_forms` also offers the 8-digit form of every Brazilian 9-digit number, which for
+    `5511934567890` is the landline `551134567890` — another number, another person; such forms are
+    left out.
+    """
+    key = match_key(number)
+    return tuple(form for form in whatsapp_forms(number) if match_key(form) == key)
+
+
 def reachable_phone(wa_id: str) -> str | None:
     """The E.164 number a message to `wa_id` can be addressed to: `+wa_id` when the phone library
-    accepts it, else the first other WhatsApp form of it that it accepts (`5215512345678` →
-    `+525512345678`); None when no form is a valid number."""
-    for form in whatsapp_forms(wa_id):
+    accepts it, else the first other WhatsApp form of the same number that it accepts
+    (`5215512345678` → `+525512345678`); None when no form is a valid number."""
+    for form in same_number_forms(wa_id):
         try:
             return to_e164("+" + form)
         except InvalidPhoneNumber:
@@ -62,12 +77,29 @@ def aliases_of(contact: Contact) -> tuple[str, ...]:
     return _unique(aliases + list(number_aliases(phone=contact.phone, wa_id=contact.wa_id)))
 
 
+def _numbers(contact: Contact) -> list[str]:
+    return [digits_of(number) for number in (contact.wa_id, contact.phone) if number]
+
+
+def exact_lookup(contact: Contact) -> tuple[str, ...]:
+    """The aliases that name exactly this contact, strongest first: its own, then each of its numbers
+    as a `wa:` and as a `tel:` (a wa_id and a phone with the same digits are one number)."""
+    same = [alias for digits in _numbers(contact) for alias in (f"wa:{digits}", f"tel:+{digits}")]
+    return _unique([alias for alias in aliases_of(contact) if not alias.startswith("mk:")] + same)
+
+
+def fallback_lookup(contact: Contact) -> tuple[str, ...]:
+    """The aliases the country rules give a contact's numbers: their match keys, then the `tel:` and
+    `wa:` of their other WhatsApp forms (finds a person recorded before match keys were kept)."""
+    keys = [f"mk:{match_key(digits)}" for digits in _numbers(contact)]
+    forms = [alias for digits in _numbers(contact) for form in same_number_forms(digits)[1:]
+             for alias in (f"tel:+{form}", f"wa:{form}")]
+    return _unique(keys + forms)
+
+
 def lookup_aliases(contact: Contact) -> tuple[str, ...]:
-    """The aliases to look a contact up by: its own, then the `tel:` of each other WhatsApp form of
-    its numbers (finds a person recorded with only the shop's number, before match keys were kept)."""
-    forms = [f"tel:+{form}" for number in (contact.wa_id, contact.phone) if number
-             for form in whatsapp_forms(number)]
-    return _unique(list(aliases_of(contact)) + forms)
+    """Every alias a contact may be found by: the exact ones, then the fallback ones."""
+    return _unique(list(exact_lookup(contact)) + list(fallback_lookup(contact)))
 
 
 def text_aliases(identity: str) -> tuple[str, ...]:
@@ -77,7 +109,7 @@ def text_aliases(identity: str) -> tuple[str, ...]:
     digits = digits_of(identity)
     if is_wa_id(digits) and identity.lstrip("+").isdigit():
         aliases += [f"wa:{digits}", f"tel:+{digits}", f"mk:{match_key(digits)}"]
-        aliases += [f"tel:+{form}" for form in whatsapp_forms(digits)]
+        aliases += [f"tel:+{form}" for form in same_number_forms(digits)]
     return _unique(aliases)
 
 
@@ -112,9 +144,18 @@ class Resolution:
 
 def resolve(event: Event, known: Mapping[str, str]) -> Resolution | None:
     """The person an event is about, given the known aliases (alias → person key) of its tenant;
-    None for an event without a contact. A number change is resolved by the old identity only."""
+    None for an event without a contact. A number change is resolved by the old identity only.
+
+    Only exact aliases merge persons; the fallback (country rules) finds one person when nothing
+    exact does, and a match key held by another person stays theirs.
+    """
     if event.contact is None:
         return None
-    persons = _unique([known[alias] for alias in lookup_aliases(event.contact) if alias in known])
+    persons = _unique([known[alias] for alias in exact_lookup(event.contact) if alias in known])
+    if not persons:
+        persons = tuple(known[alias] for alias in fallback_lookup(event.contact) if alias in known)[:1]
     person = persons[0] if persons else event.contact.key
-    return Resolution(person, persons[1:], event_aliases(event))
+    absorbed = persons[1:]
+    aliases = tuple(alias for alias in event_aliases(event)
+                    if not alias.startswith("mk:") or known.get(alias, person) in (person, *absorbed))
+    return Resolution(person, absorbed, aliases)
