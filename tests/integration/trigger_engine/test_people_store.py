@@ -151,6 +151,22 @@ async def test_a_number_change_moves_the_person_and_the_old_number_stays_an_alia
         "order_confirmation", "cust-1", "+4915198765432")
 
 
+async def test_a_former_number_the_shop_gives_to_someone_else_is_handed_over(engine, tenant):
+    await apply(engine, tenant, contact_created(external_id="anna", phone="+4915112345678", name="Anna"))
+    await apply(engine, tenant, number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432"))
+    await apply(engine, tenant, contact_created(external_id="carl", phone="+4915112345678", name="Carl"),
+                payment(external_id="anna", phone=None, order_id="A-2"))
+
+    people = await rows(engine, "SELECT contact_key, phone, name FROM contacts WHERE tenant = :t "
+                                "ORDER BY contact_key", t=tenant)
+    assert people == [{"contact_key": "anna", "phone": "+4915198765432", "name": "Anna"},
+                      {"contact_key": "carl", "phone": "+4915112345678", "name": "Carl"}]
+    sent = [(c["flow"], c["contact_key"], c["to"]) for c in await commands(engine, tenant)]
+    assert sent == [("welcome", "anna", "+4915112345678"), ("welcome", "carl", "+4915112345678"),
+                    ("order_confirmation", "anna", "+4915198765432")]
+    assert await person_of(engine, tenant, "+4915112345678") == "carl"
+
+
 async def test_an_event_showing_two_persons_are_one_merges_them_with_their_history(engine, tenant):
     await apply(engine, tenant, contact_created(external_id="cust-1", phone=PHONE, name="Anna"))
     await apply(engine, tenant, contact_created(external_id="guest-2", phone="+4915198765432"))

@@ -10,7 +10,14 @@ import pytest
 from scrm_common.contracts.events import Event, parse_event
 from trigger_engine.domain.decide import absorb, decide, evolve
 from trigger_engine.domain.decisions import Decision, Send, Suppress
-from trigger_engine.domain.identity import aliases_of, event_aliases, reachable_phone, resolve, text_aliases
+from trigger_engine.domain.identity import (
+    aliases_of,
+    current_numbers,
+    event_aliases,
+    reachable_phone,
+    resolve,
+    text_aliases,
+)
 from trigger_engine.domain.model import ContactProfile
 from trigger_engine.domain.welcome import greeting_name
 
@@ -37,7 +44,7 @@ class Engine:
         self.reserved: set[str] = set()
 
     def apply(self, event: Event, *, now_after: timedelta = timedelta(seconds=1)) -> list[Decision]:
-        resolution = resolve(event, self.aliases)
+        resolution = resolve(event, self.aliases, self.numbers_of)
         assert resolution is not None
         profile = self.profiles.get(resolution.person) or ContactProfile(resolution.person)
         for other in resolution.absorbed:
@@ -54,6 +61,10 @@ class Engine:
                 self.reserved.add(decision.idempotency_key)
             decided.append(decision)
         return decided
+
+    def numbers_of(self, person: str) -> frozenset[str]:
+        profile = self.profiles.get(person)
+        return current_numbers(profile.phone, profile.wa_id) if profile is not None else frozenset()
 
     def sends(self, events: list[Event]) -> list[Send]:
         return [d for e in events for d in self.apply(e) if isinstance(d, Send)]
@@ -266,6 +277,34 @@ def test_a_number_change_moves_the_person_and_keeps_the_old_number_as_an_alias(o
         assert engine.aliases[alias] == "cust-1", alias
     (confirmation,) = engine.apply(payment(phone=None, at=T0 + timedelta(days=2)))
     assert isinstance(confirmation, Send) and confirmation.to == phone
+
+
+@pytest.mark.parametrize("later", ["contact.created", "payment"])
+def test_a_former_number_the_shop_gives_to_someone_else_is_handed_over(later):
+    engine = Engine()
+    engine.apply(contact_created(external_id="anna", phone="+4915112345678", name="Anna"))
+    engine.apply(number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432", at=T0 + timedelta(days=1)))
+    # The carrier gave Anna's old number to Carl; the shop says so.
+    at = T0 + timedelta(days=30)
+    carl = (contact_created(external_id="carl", phone="+4915112345678", name="Carl", at=at) if later == "contact.created"
+            else payment(external_id="carl", phone="+4915112345678", order_id="C-1", at=at))
+    (decision,) = engine.apply(carl)
+    assert isinstance(decision, Send) and (decision.contact_key, decision.to) == ("carl", "+4915112345678")
+    assert set(engine.profiles) == {"anna", "carl"}
+    anna = engine.profiles["anna"]
+    assert (anna.name, anna.phone) == ("Anna", "+4915198765432")
+    for alias in ("tel:+4915112345678", "wa:4915112345678", "mk:4915112345678"):
+        assert engine.aliases[alias] == "carl", alias
+    (confirmation,) = engine.apply(payment(external_id="anna", phone=None, order_id="A-2", at=at))
+    assert isinstance(confirmation, Send) and confirmation.to == "+4915198765432"  # never to Carl
+
+
+def test_a_late_webhook_from_a_former_number_still_reaches_its_person():
+    engine = Engine()
+    engine.apply(contact_created(external_id="anna", phone="+4915112345678", name="Anna"))
+    engine.apply(number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432", at=T0 + timedelta(days=1)))
+    engine.apply(inbound(wa_id="4915112345678", at=T0 + timedelta(days=1)))  # WhatsApp names no shop id
+    assert set(engine.profiles) == {"anna"}
 
 
 def test_a_number_change_names_the_new_numbers_aliases():

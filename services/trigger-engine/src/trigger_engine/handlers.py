@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +21,7 @@ from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
 from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb
-from trigger_engine.domain.identity import resolve, touched_aliases
+from trigger_engine.domain.identity import current_numbers, resolve, touched_aliases
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class EventHandler:
                                                          people.person_of(record))))
                     continue
                 new.discard(key)  # a second copy inside this batch is a duplicate too
-                resolution = resolve(record.event, people.of(record.tenant))
+                resolution = resolve(record.event, people.of(record.tenant),
+                                     partial(_numbers_of, profiles, record.tenant))
                 if resolution is None:
                     continue  # no contact: nothing here is about a person
                 person = (record.tenant, resolution.person)
@@ -132,6 +134,12 @@ class EventHandler:
             headers.append(("correlation_id", record.correlation_id))
         return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
                          command.model_dump_json(exclude_none=True).encode(), headers)
+
+
+def _numbers_of(profiles: dict[tuple[str, str], ContactProfile], tenant: str, person: str) -> frozenset[str]:
+    """The match keys of `person`'s current numbers as the batch knows them (empty when unknown)."""
+    profile = profiles.get((tenant, person))
+    return current_numbers(profile.phone, profile.wa_id) if profile is not None else frozenset()
 
 
 class _People:

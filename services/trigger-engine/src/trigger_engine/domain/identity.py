@@ -21,7 +21,7 @@ their own (a Brazilian landline and the mobile with the same eight digits are tw
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from scrm_common.contracts.events import Contact, ContactNumberChanged, Event
@@ -142,20 +142,58 @@ class Resolution:
     aliases: tuple[str, ...]
 
 
-def resolve(event: Event, known: Mapping[str, str]) -> Resolution | None:
-    """The person an event is about, given the known aliases (alias → person key) of its tenant;
-    None for an event without a contact. A number change is resolved by the old identity only.
+def current_numbers(phone: str | None, wa_id: str | None) -> frozenset[str]:
+    """The match keys of a person's current numbers (their phone and wa_id), to tell a former number."""
+    return frozenset(match_key(number) for number in (phone, wa_id) if number)
+
+
+def _no_numbers(_person: str) -> frozenset[str]:
+    return frozenset()
+
+
+def _former(alias: str, numbers: frozenset[str]) -> bool:
+    """`alias` names a number its owner had, not the one they have now (`numbers`: their current ones)."""
+    kind, _, value = alias.partition(":")
+    return kind in ("wa", "tel", "mk") and bool(numbers) and match_key(value) not in numbers
+
+
+def resolve(event: Event, known: Mapping[str, str],
+            numbers_of: Callable[[str], frozenset[str]] = _no_numbers) -> Resolution | None:
+    """The person an event is about, given the known aliases (alias → person key) of its tenant and
+    each person's current numbers (`numbers_of`, see `current_numbers`); None for an event without a
+    contact. A number change is resolved by the old identity only.
 
     Only exact aliases merge persons; the fallback (country rules) finds one person when nothing
-    exact does, and a match key held by another person stays theirs.
+    exact does, and a match key held by another person stays theirs. A number its owner no longer
+    has (they changed number) that the shop gives to an external id is handed over to that person,
+    not a sign that the two are one: the new holder never gets the former holder's history, and the
+    former holder's messages never go to the new holder.
     """
-    if event.contact is None:
+    contact = event.contact
+    if contact is None:
         return None
-    persons = _unique([known[alias] for alias in exact_lookup(event.contact) if alias in known])
-    if not persons:
-        persons = tuple(known[alias] for alias in fallback_lookup(event.contact) if alias in known)[:1]
-    person = persons[0] if persons else event.contact.key
-    absorbed = persons[1:]
-    aliases = tuple(alias for alias in event_aliases(event)
-                    if not alias.startswith("mk:") or known.get(alias, person) in (person, *absorbed))
-    return Resolution(person, absorbed, aliases)
+    shop_says = contact.external_id is not None
+    persons: list[str] = []
+    moved_from: list[str] = []
+    for alias in exact_lookup(contact):
+        owner = known.get(alias)
+        if owner is None or owner in persons:
+            continue
+        if shop_says and _former(alias, numbers_of(owner)):
+            moved_from.append(owner)
+        else:
+            persons.append(owner)
+    moved_from = [owner for owner in _unique(moved_from) if owner not in persons]
+    if not persons and not moved_from:
+        persons = [known[alias] for alias in fallback_lookup(contact) if alias in known][:1]
+    person = persons[0] if persons else contact.key
+    absorbed = tuple(_unique(persons[1:]))
+
+    def handed_over(alias: str) -> bool:
+        owner = known.get(alias)
+        return owner in moved_from and _former(alias, numbers_of(owner or ""))
+
+    aliases = [alias for alias in event_aliases(event)
+               if not alias.startswith("mk:") or known.get(alias, person) in (person, *absorbed) or handed_over(alias)]
+    aliases += [alias for alias in lookup_aliases(contact) if handed_over(alias)]
+    return Resolution(person, absorbed, _unique(aliases))
