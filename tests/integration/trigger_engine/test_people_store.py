@@ -26,6 +26,7 @@ from tests.unit.trigger_engine.factories import (
     PHONE,
     T0,
     contact_created,
+    contact_updated,
     inbound,
     marketing_changed,
     number_changed,
@@ -110,6 +111,30 @@ async def test_guest_then_customer_with_the_same_phone_get_exactly_one_welcome(e
     assert await person_of(engine, tenant, "cust-777") == await person_of(engine, tenant, PHONE) == "guest-777"
     people = await rows(engine, "SELECT contact_key, name FROM contacts WHERE tenant = :t", t=tenant)
     assert people == [{"contact_key": "guest-777", "name": "Anna Schmidt"}]
+
+
+@pytest.mark.parametrize("one_batch", [False, True])
+async def test_a_welcomed_person_merged_into_another_identity_is_not_welcomed_again(engine, tenant, one_batch):
+    guest = contact_created(external_id="guest-777", phone=PHONE, name="Anna")
+    cart_of_customer = contact_updated(external_id="cust-777", name="Anna")  # the shop's id, no number yet
+    customer = contact_created(external_id="cust-777", phone=PHONE, name="Anna")  # created late: reordered
+    if one_batch:
+        await apply(engine, tenant, guest, cart_of_customer, customer)
+    else:
+        for event in (guest, cart_of_customer, customer):
+            await apply(engine, tenant, event)
+
+    sent = await commands(engine, tenant)
+    # Decided before the merge, under the guest's key; in the merging batch, under the person's.
+    welcomed = "cust-777" if one_batch else "guest-777"
+    assert [(c["flow"], c["idempotency_key"]) for c in sent] == [("welcome", f"{tenant}|welcome|{welcomed}")]
+    logged = await decisions(engine, tenant)
+    assert [(d["contact_key"], d["outcome"], d["reason"]) for d in logged] == [
+        ("cust-777", "send", None),
+        ("cust-777", "suppressed", "duplicate: a message was already decided for this key")]
+    # A redelivery of the guest's creation after the merge is still one welcome.
+    await apply(engine, tenant, contact_created(external_id="guest-777", phone=PHONE, name="Anna"))
+    assert len(await commands(engine, tenant)) == 1
 
 
 async def test_two_batches_at_once_naming_one_new_person_create_it_once(engine, tenant):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from scrm_common.contracts.events import Event, parse_event
-from trigger_engine.domain.decide import absorb, decide, evolve
+from trigger_engine.domain.decide import absorb, decide, evolve, person_key_moves
 from trigger_engine.domain.decisions import Decision, Send, Suppress
 from trigger_engine.domain.identity import (
     aliases_of,
@@ -50,6 +50,8 @@ class Engine:
         for other in resolution.absorbed:
             profile = absorb(profile, self.profiles.pop(other, ContactProfile(other)))
             self.aliases = {a: resolution.person if p == other else p for a, p in self.aliases.items()}
+            moves = person_key_moves(TENANT, other, resolution.person)
+            self.reserved |= {new for old, new in moves.items() if old in self.reserved}
         self.aliases.update(dict.fromkeys(resolution.aliases, resolution.person))
         profile = evolve(profile, event)
         self.profiles[resolution.person] = profile
@@ -202,6 +204,16 @@ def test_a_rule_form_finds_a_person_only_when_nothing_exact_does():
     assert set(engine.profiles) == {"cust-mx"}
     resolution = resolve(inbound(wa_id="5215512345678"), engine.aliases)
     assert resolution is not None and (resolution.person, resolution.absorbed) == ("cust-mx", ())
+
+
+def test_a_welcomed_person_merged_into_another_identity_is_not_welcomed_again():
+    engine = Engine()
+    (welcome,) = engine.sends([contact_created(external_id="guest-777", phone=PHONE, name="Anna")])
+    engine.apply(contact_updated(external_id="cust-777", name="Anna"))  # the shop's id, no number yet
+    # Created late (events reordered): the customer id with the guest's phone — one person, greeted already.
+    assert engine.sends([contact_created(external_id="cust-777", phone=PHONE, name="Anna")]) == []
+    assert set(engine.profiles) == {"cust-777"}
+    assert person_key_moves(TENANT, "guest-777", "cust-777") == {welcome.idempotency_key: f"{TENANT}|welcome|cust-777"}
 
 
 def test_an_event_naming_two_known_persons_merges_them_into_the_stronger_identity():

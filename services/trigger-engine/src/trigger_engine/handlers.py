@@ -20,7 +20,7 @@ from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
-from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb
+from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb, person_key_moves
 from trigger_engine.domain.identity import current_numbers, resolve, touched_aliases
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,14 @@ class EventHandler:
                 touched.add(person)
                 for decision in decide(profile, record.event, now, self._config_for(record.tenant)):
                     planned.append((record, decision))
-            if people.merges:  # decisions taken earlier in the batch name the person they merged into
-                planned = [(r, replace(d, contact_key=people.current(r.tenant, d.contact_key))) for r, d in planned]
+            # Decisions taken earlier in the batch name the person they merged into, and what was decided
+            # once per person for an absorbed person counts for the person it merged into.
+            moves = {(tenant, old): new for tenant, absorbed, _ in people.merges
+                     for old, new in person_key_moves(tenant, absorbed, people.current(tenant, absorbed)).items()}
+            if people.merges:
+                planned = [(r, _moved(d, r.tenant, people, moves)) for r, d in planned]
             await self._repo.merge_people(conn, people.merges)
+            await self._repo.carry_sends(conn, moves)
             await self._repo.save_aliases(conn, people.changed, now)
             await self._repo.save_profiles(conn, {k: profiles[k] for k in touched}, now)
 
@@ -134,6 +139,15 @@ class EventHandler:
             headers.append(("correlation_id", record.correlation_id))
         return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
                          command.model_dump_json(exclude_none=True).encode(), headers)
+
+
+def _moved(decision: Decision, tenant: str, people: _People, moves: dict[tuple[str, str], str]) -> Decision:
+    """`decision` naming the person its person merged into, under that person's once-per-person key."""
+    decision = replace(decision, contact_key=people.current(tenant, decision.contact_key))
+    key = decision.idempotency_key
+    if key is not None and (tenant, key) in moves:
+        decision = replace(decision, idempotency_key=moves[(tenant, key)])
+    return decision
 
 
 def _numbers_of(profiles: dict[tuple[str, str], ContactProfile], tenant: str, person: str) -> frozenset[str]:

@@ -82,6 +82,18 @@ class EngineRepository:
                 "UPDATE decisions SET contact_key = :new WHERE tenant = :t AND contact_key = :old"), params)
             await conn.execute(text("DELETE FROM contacts WHERE tenant = :t AND contact_key = :old"), params)
 
+    async def carry_sends(self, conn: AsyncConnection, moves: dict[tuple[str, str], str]) -> None:
+        """(tenant, idempotency key) → key: a message reserved under the first key is reserved under the
+        second too (an absorbed person's once-per-person messages count for the person it merged into)."""
+        if not moves:
+            return
+        await conn.execute(text(
+            "INSERT INTO sends(tenant, idempotency_key, flow, contact_key, event_id, decided_at) "
+            "SELECT s.tenant, q.new, s.flow, s.contact_key, s.event_id, s.decided_at FROM sends s "
+            "JOIN unnest(CAST(:t AS text[]), CAST(:o AS text[]), CAST(:n AS text[])) AS q(t, old, new) "
+            "ON s.tenant = q.t AND s.idempotency_key = q.old ON CONFLICT DO NOTHING"),
+            {"t": [k[0] for k in moves], "o": [k[1] for k in moves], "n": list(moves.values())})
+
     async def person_for(self, conn: AsyncConnection, tenant: str, aliases: Sequence[str]) -> str | None:
         """The person of the first of `aliases` (strongest first) that is known, else None."""
         if not aliases:

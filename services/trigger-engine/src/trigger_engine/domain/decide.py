@@ -20,6 +20,7 @@ from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
 from trigger_engine.domain.welcome import decide_welcome
+from trigger_engine.domain.welcome import idempotency_key as welcome_key
 
 
 def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
@@ -68,6 +69,20 @@ def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
 
 
 _FACTS = ("phone", "name", "locale", "timezone", "opted_in", "wa_id", "profile_name")
+
+
+def person_keys(tenant: str, person: str) -> tuple[str, ...]:
+    """The idempotency keys of the once-per-person flows (R-T1 welcome) for `person`, in a fixed order.
+
+    When a person is absorbed into another, what was decided under its keys counts for the other's
+    keys at the same position: one welcome per person, whichever identity was welcomed first.
+    """
+    return (welcome_key(tenant, person),)
+
+
+def person_key_moves(tenant: str, absorbed: str, person: str) -> dict[str, str]:
+    """absorbed's once-per-person keys → `person`'s (see `person_keys`)."""
+    return dict(zip(person_keys(tenant, absorbed), person_keys(tenant, person), strict=True))
 
 
 def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
