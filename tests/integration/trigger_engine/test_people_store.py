@@ -7,7 +7,7 @@ import asyncio
 import json
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,70 @@ async def test_two_batches_at_once_naming_one_new_person_create_it_once(engine, 
     assert len(sent) == 5, [c["contact_key"] for c in sent]
     people = await rows(engine, "SELECT count(*) AS n FROM contacts WHERE tenant = :t", t=tenant)
     assert people == [{"n": 5}]
+
+
+class _PausingAfterMerge(EngineRepository):
+    """The merging batch: after writing the merge, it waits (holding its transaction) until `go`."""
+
+    def __init__(self, paused: asyncio.Event, go: Callable[[], Awaitable[None]]) -> None:
+        self._paused, self._go = paused, go
+
+    async def save_aliases(self, conn, aliases, now):  # type: ignore[no-untyped-def]
+        await super().save_aliases(conn, aliases, now)
+        self._paused.set()
+        await self._go()
+
+
+class _SignallingLoad(EngineRepository):
+    """The other batch: says when it has read the profiles it will write back."""
+
+    def __init__(self, loaded: asyncio.Event) -> None:
+        self._loaded = loaded
+
+    async def load_profiles(self, conn, keys):  # type: ignore[no-untyped-def]
+        found = await super().load_profiles(conn, keys)
+        self._loaded.set()
+        return found
+
+
+async def _waits_for_a_lock(engine: AsyncEngine) -> bool:
+    found = await rows(engine, "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND database = "
+                               "(SELECT oid FROM pg_database WHERE datname = current_database())")
+    return found[0]["n"] > 0
+
+
+async def test_a_batch_touching_a_person_while_another_merges_it_away_follows_the_merge(engine, tenant):
+    await apply(engine, tenant, contact_created(external_id="cust-1", phone=None, name="Anna"),
+                contact_created(external_id="guest-1", phone=PHONE))
+    paused, loaded = asyncio.Event(), asyncio.Event()
+
+    async def until_the_other_batch_has_loaded_or_waits() -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not loaded.is_set() and not await _waits_for_a_lock(engine):
+            assert asyncio.get_running_loop().time() < deadline, "the other batch neither loaded nor waited"
+            await asyncio.sleep(0.005)
+
+    def handler(repository: EngineRepository) -> EventHandler:
+        return EventHandler(engine=engine, repository=repository, clock=FixedClock(NOW),
+                            config_for=lambda t: EngineConfig(tenant=t, account_id="acct-1"),
+                            metrics=EngineMetrics(CollectorRegistry()), on_commit=lambda: None)
+
+    def batch(event: Event) -> list[Item[EventRecord]]:
+        return [Item(None, EventRecord(tenant, event, NOW, None))]  # type: ignore[arg-type]
+
+    # Consumer 1: the shop says guest-1's phone is cust-1's — guest-1 is merged into cust-1.
+    merging = asyncio.create_task(handler(_PausingAfterMerge(paused, until_the_other_batch_has_loaded_or_waits))(
+        batch(contact_updated(external_id="cust-1", phone=PHONE))))
+    await asyncio.wait_for(paused.wait(), 10)
+    # Consumer 2, meanwhile: an update naming guest-1 only.
+    other = asyncio.create_task(handler(_SignallingLoad(loaded))(
+        batch(contact_updated(external_id="guest-1", name="Anna Schmidt"))))
+    await asyncio.wait_for(asyncio.gather(merging, other), 20)
+
+    people = await rows(engine, "SELECT contact_key, phone, name FROM contacts WHERE tenant = :t", t=tenant)
+    assert people == [{"contact_key": "cust-1", "phone": PHONE, "name": "Anna Schmidt"}]
+    owners = await rows(engine, "SELECT DISTINCT person FROM contact_aliases WHERE tenant = :t", t=tenant)
+    assert owners == [{"person": "cust-1"}]
 
 
 @pytest.mark.parametrize(("shop_phone", "wa_id"), [

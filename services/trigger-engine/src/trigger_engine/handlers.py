@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
@@ -56,7 +56,7 @@ class EventHandler:
             new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
             wanted = {(r.tenant, alias) for r in records for alias in touched_aliases(r.event)}
             await self._repo.lock_aliases(conn, wanted)
-            people = _People(await self._repo.load_aliases(conn, wanted))
+            people = _People(await self._locked_people(conn, wanted))
             profiles = await self._repo.load_profiles(
                 conn, people.persons() | {(r.tenant, r.contact_key) for r in records})
             touched: set[tuple[str, str]] = set()
@@ -123,6 +123,22 @@ class EventHandler:
                 self._metrics.decision_latency.observe(max(0.0, (now - record.ingested_at).total_seconds()))
         if outbox:
             self._on_commit()
+
+    async def _locked_people(self, conn: AsyncConnection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The persons of `wanted` (whose alias locks the batch holds), each person locked too.
+
+        A merge rewrites every alias of the person it absorbs, also aliases this batch did not lock;
+        it holds the absorbed person's lock while it does. So the batch locks the persons it found,
+        then reads again: a person merged away meanwhile is replaced by the one it merged into, which
+        is locked in turn. Two extra round trips when the batch names anyone already known.
+        """
+        known = await self._repo.load_aliases(conn, wanted)
+        locked: set[tuple[str, str]] = set()
+        while persons := {(tenant, person) for (tenant, _), person in known.items()} - locked:
+            await self._repo.lock_persons(conn, persons)
+            locked |= persons
+            known = await self._repo.load_aliases(conn, wanted)
+        return known
 
     def _command(self, record: EventRecord, send: Send, now: datetime) -> OutboxRow:
         config = self._config_for(record.tenant)

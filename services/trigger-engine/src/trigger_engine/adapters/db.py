@@ -44,6 +44,13 @@ class EngineRepository:
             "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(n, 0) AS h "
             "FROM unnest(CAST(:n AS text[])) AS n ORDER BY 1) AS q"), {"n": names})
 
+    async def lock_persons(self, conn: AsyncConnection, persons: Iterable[tuple[str, str]]) -> None:
+        """Hold a transaction lock on each (tenant, person): a merge rewrites all of a person's aliases
+        and its profile, so whoever reads or writes them holds it (see `EventHandler`). Taken after the
+        alias locks; two batches merging the same persons can still deadlock, which PostgreSQL breaks
+        and the consumer retries as a transient failure."""
+        await self.lock_aliases(conn, ((tenant, f"person:{person}") for tenant, person in persons))
+
     async def load_aliases(
         self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], str]:
