@@ -319,6 +319,35 @@ def test_a_late_webhook_from_a_former_number_still_reaches_its_person():
     assert set(engine.profiles) == {"anna"}
 
 
+@pytest.mark.parametrize("late", [
+    {"wa_id": "4915112345678", "phone": "+4915112345678"},  # as ingest writes a webhook's contact
+    {"wa_id": "4915112345678"},
+    {"phone": "+4915112345678"},
+])
+def test_a_late_webhook_from_the_former_number_does_not_move_the_person_back(late):
+    engine = Engine()
+    engine.apply(contact_created(external_id="anna", phone="+4915112345678", name="Anna"))
+    engine.apply(number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432", at=T0 + timedelta(days=1)))
+    engine.apply(parse_event({"event_id": "late-1", "type": "message.inbound", "occurred_at": T0.isoformat(),
+                              "contact": late, "data": {"type": "text", "text": "hi"}}))
+    anna = engine.profiles["anna"]
+    assert (anna.phone, anna.wa_id) == ("+4915198765432", "4915198765432")
+    (confirmation,) = engine.apply(payment(external_id="anna", phone=None, order_id="A-3", at=T0 + timedelta(days=2)))
+    assert isinstance(confirmation, Send) and confirmation.to == "+4915198765432"
+
+
+@pytest.mark.parametrize(("known", "contact", "phone", "wa_id"), [
+    # WhatsApp fills what is missing, and may name the same number in its own form
+    (ContactProfile("c"), {"wa_id": "5215512345678"}, "+525512345678", "5215512345678"),
+    (ContactProfile("c", phone="+525512345678"), {"wa_id": "5215512345678"}, "+525512345678", "5215512345678"),
+    # the shop moves its customer to another number
+    (ContactProfile("c", phone=PHONE), {"external_id": "c", "phone": "+4915198765432"}, "+4915198765432", None),
+])
+def test_numbers_an_event_gives_a_person(known, contact, phone, wa_id):
+    after = evolve(known, contact_updated(**contact))
+    assert (after.phone, after.wa_id) == (phone, wa_id)
+
+
 def test_a_number_change_names_the_new_numbers_aliases():
     event = number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432")
     assert event_aliases(event) == ("wa:4915112345678", "mk:4915112345678", "wa:4915198765432",

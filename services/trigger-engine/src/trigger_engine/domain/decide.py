@@ -15,7 +15,7 @@ from scrm_common.contracts.events import (
 )
 from scrm_common.identity import match_key
 from trigger_engine.domain.decisions import Decision, Send, Suppress
-from trigger_engine.domain.identity import reachable_phone
+from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
@@ -28,6 +28,8 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
 
     The shop's `name` is never replaced by the WhatsApp `profile_name`, which has its own field. A
     phone that is only WhatsApp's other form of the known one (`+521…` for `+52…`) keeps the shop's.
+    Only the shop (an event naming an external id) moves a person to another number: an event
+    without one (a webhook, late from a number the person changed away from) only fills gaps.
     `contact.number_changed` moves the person to the new number (the old stays an alias);
     `contact.marketing_preference_changed` records the customer's choice, the latest one winning.
     Events without a contact (account and template events) change nothing.
@@ -39,14 +41,18 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
         return replace(profile, wa_id=event.data.new_wa_id, phone=reachable_phone(event.data.new_wa_id))
     if isinstance(event, MarketingPreferenceChanged):
         return _with_marketing(profile, event)
-    phone = contact.phone
+    phone, wa_id = contact.phone, contact.wa_id
+    current = current_numbers(profile.phone, profile.wa_id)
+    if contact.external_id is None and current and any(
+            match_key(number) not in current for number in (phone, wa_id) if number):
+        phone = wa_id = None  # a late webhook from a number the person changed away from
     if phone and profile.phone and phone != profile.phone and match_key(phone) == match_key(profile.phone):
         phone = None
-    if phone is None and profile.phone is None and contact.wa_id:
-        phone = reachable_phone(contact.wa_id)
+    if phone is None and profile.phone is None and wa_id:
+        phone = reachable_phone(wa_id)
     opted_in = event.data.opted_in if isinstance(event, ContactCreated | ContactUpdated) else None
     return profile.merged(phone=phone, name=contact.name, locale=contact.locale, timezone=contact.timezone,
-                          opted_in=opted_in, wa_id=contact.wa_id, profile_name=contact.profile_name)
+                          opted_in=opted_in, wa_id=wa_id, profile_name=contact.profile_name)
 
 
 def _with_marketing(profile: ContactProfile, event: MarketingPreferenceChanged) -> ContactProfile:
