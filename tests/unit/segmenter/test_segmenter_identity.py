@@ -268,6 +268,25 @@ def test_the_old_number_given_to_another_customer_by_the_shop_is_handed_over():
     assert roster.contacts[("shop", "cust-1")].phone == "+" + NEW_WA
 
 
+@pytest.mark.parametrize(("old_phone", "old_wa", "webhook_wa"), [
+    ("+" + OLD_WA, OLD_WA, OLD_WA),
+    (MX_PHONE, MX_WA, MX_WA),  # WhatsApp's 521 form of the handed-over Mexican number
+])
+def test_the_new_holder_of_a_handed_over_number_is_never_joined_with_the_former(old_phone, old_wa, webhook_wa):
+    roster = Roster({}, {})
+    roster.record("shop", event("contact.created", external_id="cust-1", phone=old_phone, wa_id=old_wa, name="Anna"))
+    roster.record("shop", paid("o-1", 50.0, external_id="cust-1", phone=None))
+    roster.record("shop", event("contact.number_changed", external_id=None, phone=None, wa_id=old_wa,
+                                old_wa_id=old_wa, new_wa_id=NEW_WA, at=T0 + H))
+    roster.record("shop", event("contact.created", external_id="cust-2", phone=old_phone, name="Carl", at=T0 + 2 * H))
+    # Carl writes from the number: his webhook names the number in WhatsApp's form.
+    assert roster.record("shop", webhook("inbound", webhook_wa, at=T0 + 3 * H)) == "cust-2"
+    assert roster.merged == []
+    anna, carl = roster.contacts[("shop", "cust-1")], roster.contacts[("shop", "cust-2")]
+    assert (anna.name, anna.orders, anna.inbound_messages) == ("Anna", 1, 0)
+    assert (carl.name, carl.orders, carl.inbound_messages) == ("Carl", 0, 1)
+
+
 def test_a_number_change_to_a_number_already_known_joins_that_contact():
     roster = Roster({}, {})
     roster.record("shop", event("contact.created", external_id="cust-1", phone="+" + OLD_WA))

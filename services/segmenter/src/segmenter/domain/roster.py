@@ -146,7 +146,17 @@ class Roster:
             owner = self.owner(tenant, alias)
             if owner is None or (owner in moved_from and self._former(tenant, owner, alias)):
                 self.aliases[(tenant, alias)] = key
+        if moved_from:
+            self._hand_over(tenant, moved_from, {number_key(a) for a in exact + fallback} - {None}, key)
         return key
+
+    def _hand_over(self, tenant: str, moved_from: set[str], numbers: set[str | None], key: str) -> None:
+        """Every alias of a handed-over number (its `wa:` forms too) is `key`'s now: left with the
+        former holder, the new holder's next webhook would name both and join two people."""
+        for (t, alias), owner in list(self.aliases.items()):
+            if t == tenant and owner in moved_from and number_key(alias) in numbers \
+                    and self._former(tenant, owner, alias):
+                self.aliases[(t, alias)] = key
 
     def _join(self, tenant: str, targets: list[str]) -> str:
         """Merge `targets` into one contact: the first the shop named by an external id, else the first."""
