@@ -14,9 +14,11 @@ from trigger_engine.domain.identity import (
     aliases_of,
     current_numbers,
     event_aliases,
+    lock_names,
     reachable_phone,
     resolve,
     text_aliases,
+    touched_aliases,
 )
 from trigger_engine.domain.model import ContactProfile
 from trigger_engine.domain.welcome import greeting_name
@@ -99,6 +101,19 @@ def test_a_contact_is_known_by_every_identity_it_names(contact, aliases):
 ])
 def test_a_person_is_found_by_any_identity_a_user_types(identity, includes):
     assert includes in text_aliases(identity)
+
+
+@pytest.mark.parametrize(("event", "locks"), [
+    (payment(external_id="cust-1", phone=PHONE), ("ext:cust-1", f"num:{PHONE[1:]}")),
+    (contact_created(external_id="mx", phone="+525512345678"), ("ext:mx", "num:525512345678")),
+    (inbound(wa_id="5215512345678"), ("num:525512345678",)),
+    (inbound(wa_id="551187654321"), ("num:5511987654321",)),
+    (number_changed(old_wa_id="4915112345678", new_wa_id="4915198765432"),
+     ("num:4915112345678", "num:4915198765432")),
+])
+def test_a_batch_takes_one_lock_per_shop_id_and_per_number(event, locks):
+    assert lock_names(event) == locks
+    assert len(touched_aliases(event)) > len(locks)  # every form of a number is covered by its one lock
 
 
 @pytest.mark.parametrize(("identity", "other_number"), [

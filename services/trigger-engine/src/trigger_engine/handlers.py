@@ -21,7 +21,7 @@ from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
 from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb, person_key_moves
-from trigger_engine.domain.identity import current_numbers, resolve, touched_aliases
+from trigger_engine.domain.identity import current_numbers, lock_names, resolve, touched_aliases
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EventHandler:
         async with self._engine.begin() as conn:
             new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
             wanted = {(r.tenant, alias) for r in records for alias in touched_aliases(r.event)}
-            await self._repo.lock_aliases(conn, wanted)
+            await self._repo.lock_aliases(conn, {(r.tenant, name) for r in records for name in lock_names(r.event)})
             people = _People(await self._locked_people(conn, wanted))
             profiles = await self._repo.load_profiles(
                 conn, people.persons() | {(r.tenant, r.contact_key) for r in records})
