@@ -49,8 +49,8 @@ def whatsapp_forms(number: str) -> tuple[str, ...]:
     forms = [d]
     if key.startswith("52") and len(key) == 12:
         forms += [key, "521" + key[2:]]
-    elif key.startswith("55") and len(key) == 13 and key[4] == "9":
-        forms += [key, key[:4] + key[5:]]
+    elif key.startswith("55") and len(key) == 13 and key[4] == "9" and key[5] in "6789":
+        forms += [key, key[:4] + key[5:]]  # only an 8-digit form that is a mobile maps back to this key
     elif key.startswith("54") and len(key) == 12:
         forms += [key, "549" + key[2:]]
     return tuple(dict.fromkeys(forms))
