@@ -266,3 +266,37 @@ def test_unconverted_spend_is_shown_in_its_currencys_minor_units():
     """Orders stored before amounts were quantized (149.9) still read as money (149.90)."""
     spend = convert({"BRL": Decimal("149.9"), "JPY": Decimal("12800.0")}, NO_RATES)
     assert {c: str(a) for c, a in spend.unconverted.items()} == {"BRL": "149.90", "JPY": "12800"}
+
+
+@pytest.mark.parametrize("stored_first", [False, True], ids=["default", "tenant's own"])
+async def test_the_object_get_returns_can_be_put_back_as_it_is(api, stored_first):
+    """GET → PUT of the same body: the read-only tenant, source and updated_at are accepted and ignored."""
+    client, store = api
+    if stored_first:
+        assert (await client.put("/v1/settings/currency", headers=WRITE, json=BODY)).status_code == 200
+    got = (await client.get("/v1/settings/currency", headers=READ)).json()
+    assert {"tenant", "source", "updated_at"} <= got.keys()
+    resp = await client.put("/v1/settings/currency", headers=WRITE, json=got)
+    assert resp.status_code == 200, resp.text
+    again = (await client.get("/v1/settings/currency", headers=READ)).json()
+    assert (again["source"], again["base_currency"], again["rates"], again["as_of"]) == \
+        ("tenant", got["base_currency"], got["rates"], got["as_of"])
+    assert store.currency_settings["shop"].settings.rates == {c: Decimal(r) for c, r in got["rates"].items()}
+
+
+async def test_a_put_naming_another_tenant_is_refused_and_changes_nothing(api):
+    client, store = api
+    resp = await client.put("/v1/settings/currency", headers=WRITE, json={**BODY, "tenant": "other"})
+    assert resp.status_code == 422
+    assert [e["field"] for e in resp.json()["errors"]] == ["body.tenant"]
+    assert store.currency_settings == {}
+
+
+async def test_the_openapi_describes_the_put_body_with_an_example(api):
+    client, _ = api
+    spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/v1/settings/currency"]["put"]["requestBody"]["content"]["application/json"]
+    schema = spec["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
+    assert {"base_currency", "rates", "as_of"} <= schema["properties"].keys()
+    example = next(iter(body["examples"].values()))["value"]
+    assert example["base_currency"] == "EUR" and example["rates"] and example["as_of"]

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from scrm_common.clock import Clock
 from scrm_common.http import Principal, install_error_handlers, ops_router
@@ -84,6 +84,9 @@ class ContactRead(BaseModel):
     tags: list[str]
 
 
+CURRENCY_EXAMPLE = {"base_currency": "EUR", "rates": {"JPY": "0.0061", "USD": "0.92"}, "as_of": "2026-11-30"}
+
+
 class CurrencySettingsRead(BaseModel):
     """GET|PUT /v1/settings/currency: `rates[c]` = units of `base_currency` per unit of `c`, as of `as_of`.
 
@@ -96,6 +99,26 @@ class CurrencySettingsRead(BaseModel):
     as_of: date | None
     source: Literal["tenant", "default"]
     updated_at: datetime | None
+
+
+class CurrencySettingsWrite(CurrencySettings):
+    """PUT /v1/settings/currency: `base_currency`, `rates` (units of the base per unit of each currency,
+    numbers or decimal strings) and `as_of` (the date the rates are valid for; required with rates).
+
+    The read-only fields GET returns (`tenant`, `source`, `updated_at`) are accepted and ignored, so the
+    object GET answers can be edited and sent back as it is; `tenant`, when given, must be the caller's.
+    Any other field is refused (422).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [CURRENCY_EXAMPLE]})
+
+    tenant: str | None = Field(default=None, description="read-only: ignored, must be the caller's tenant")
+    source: Literal["tenant", "default"] | None = Field(default=None, description="read-only: ignored")
+    updated_at: datetime | None = Field(default=None, description="read-only: ignored")
+
+    def settings(self) -> CurrencySettings:
+        """The settings to store, without the read-only fields."""
+        return CurrencySettings(base_currency=self.base_currency, rates=self.rates, as_of=self.as_of)
 
 
 def contact_view(tenant: str, key: str, f: ContactFeatures, now: datetime, policy: SegmentPolicy,
@@ -181,14 +204,20 @@ def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
     @router.put("/v1/settings/currency", response_model=CurrencySettingsRead,
                 responses={403: {"description": "a read-only key"},
                            422: {"description": "unknown currency, bad rate, rates without their date"}})
-    async def put_currency(caller: Writer, fx: Annotated[CurrencySettings, Body(
-            examples=[{"base_currency": "EUR", "rates": {"JPY": "0.0061", "USD": "0.92"},
-                       "as_of": "2026-11-30"}])]) -> CurrencySettingsRead:
+    async def put_currency(caller: Writer, body: Annotated[CurrencySettingsWrite, Body(
+            openapi_examples={"rates": {"summary": "EUR base with two rates", "value": CURRENCY_EXAMPLE}})]
+                           ) -> CurrencySettingsRead:
         """Replace the tenant's currency settings; value tiers of its customers are recomputed shortly after.
 
         Rates are units of the base currency per unit of the other currency (numbers or decimal strings).
-        Spend in a currency without a rate is kept apart, never added raw. Bad input changes nothing.
+        Spend in a currency without a rate is kept apart, never added raw. The body GET returns may be sent
+        back as it is: its read-only `tenant`, `source` and `updated_at` are ignored (a `tenant` other than
+        the caller's is refused). Bad input changes nothing.
         """
+        if body.tenant is not None and body.tenant != caller.tenant:
+            raise HTTPException(422, detail=[{"field": "body.tenant",
+                                              "reason": "read-only; must be the caller's tenant or left out"}])
+        fx = body.settings()
         now = clock.now()
         await store.put_currency(caller.tenant, fx, now)
         return view(caller.tenant, fx, now)
