@@ -485,7 +485,7 @@ def _template_update(clock: FixedClock, event: str, language: str | None = "en_U
 
 
 @pytest.mark.parametrize(("event", "language", "refused"), [
-    ("PAUSED", "en_US", "template order_confirmation/en_US is paused"),
+    ("PAUSED", "en_US", None),  # held by the dispatcher, not refused (see the test below)
     ("DISABLED", None, "template order_confirmation/en_US is disabled"),
     ("REJECTED", "en_US", "template order_confirmation/en_US is rejected"),
     ("FLAGGED", "en_US", None),
@@ -502,3 +502,67 @@ async def test_template_status_events_keep_the_catalog_true(sender: Sender, even
     again = sender.command(_phone())
     await sender.queue(again)
     assert (await sender.row(again.idempotency_key))["state"] == "queued"
+
+
+async def _held_paused(sender: Sender) -> SendMessage:
+    await sender.report(_template_update(sender.clock, "PAUSED"))
+    command = sender.command(_phone())
+    await sender.queue(command)
+    await sender.dispatch()
+    row = await sender.row(command.idempotency_key)
+    assert (row["state"], row["error_reason"], row["held_by"]) == (
+        "queued", "held: template order_confirmation/en_US paused", "template:order_confirmation/en_US")
+    assert row["next_attempt_at"] > sender.clock.now()
+    assert sender.api.to(command.to) == []
+    return command
+
+
+@pytest.mark.parametrize("event", ["APPROVED", "REINSTATED"])
+async def test_a_paused_templates_message_is_held_and_sent_once_unpaused(sender: Sender, event: str) -> None:
+    command = await _held_paused(sender)
+    sender.clock.advance(timedelta(hours=2))  # still paused at the recheck: held again
+    await sender.dispatch()
+    assert sender.api.to(command.to) == []
+    assert (await sender.row(command.idempotency_key))["state"] == "queued"
+
+    sender.clock.advance(timedelta(minutes=10))
+    await sender.report(_template_update(sender.clock, event))
+    await sender.dispatch()
+    row = await sender.row(command.idempotency_key)
+    assert (row["state"], row["held_by"], row["error_reason"]) == ("sent", None, None)
+    assert len(sender.api.to(command.to)) == 1
+    assert [e["data"]["status"] for e in await sender.events()
+            if e["data"].get("idempotency_key") == command.idempotency_key] == ["sent"]
+
+
+@pytest.mark.parametrize(("event", "reason"), [
+    ("DISABLED", "template order_confirmation/en_US is disabled"),
+    ("REJECTED", "template order_confirmation/en_US is rejected"),
+])
+async def test_a_held_message_fails_when_its_template_is_disabled(sender: Sender, event: str, reason: str) -> None:
+    command = await _held_paused(sender)
+    await sender.report(_template_update(sender.clock, event))
+    await sender.dispatch()
+    row = await sender.row(command.idempotency_key)
+    assert (row["state"], row["error_reason"]) == ("failed", reason)
+    assert sender.api.to(command.to) == []
+    assert [(e["data"]["status"], e["data"]["error_reason"]) for e in await sender.events()
+            if e["data"].get("idempotency_key") == command.idempotency_key] == [("failed", reason)]
+
+
+async def test_a_message_held_longer_than_the_template_hold_fails(sender: Sender) -> None:
+    command = await _held_paused(sender)
+    for _ in range(30):  # rechecked every hour; the 24 h hold ends it
+        sender.clock.advance(timedelta(hours=1))
+        await sender.dispatch()
+    row = await sender.row(command.idempotency_key)
+    reason = "template order_confirmation/en_US paused for longer than 24 h"
+    assert (row["state"], row["error_reason"]) == ("failed", reason)
+    assert sender.api.to(command.to) == []
+    # approved later: a failed message stays failed, a new one goes
+    await sender.report(_template_update(sender.clock, "APPROVED"))
+    again = sender.command(_phone())
+    await sender.queue(again)
+    await sender.dispatch()
+    assert (await sender.row(command.idempotency_key))["state"] == "failed"
+    assert (await sender.row(again.idempotency_key))["state"] == "sent"

@@ -34,13 +34,15 @@ from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
 from sender.domain.refusal import refusal
 from sender.domain.restrictions import Blocked, Restriction, blocked, change_from_update, error_hold
-from sender.domain.templates import status_after_event
+from sender.domain.templates import HOLDABLE, status_after_event, template_gate, template_hold_kind
 
 log = logging.getLogger(__name__)
 
 # A message waiting for a restriction that lasts until lifted is looked at again this often.
 UNTIL_LIFTED_RECHECK = timedelta(hours=1)
 DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
+# A message of a paused template waits at most this long (SCRM_SENDER_TEMPLATE_HOLD_HOURS) before it fails.
+DEFAULT_TEMPLATE_HOLD = timedelta(hours=24)
 
 
 class SenderMetrics:
@@ -165,8 +167,10 @@ class Dispatcher:
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
                  on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
                  batch_size: int = 200, rng: random.Random | None = None,
-                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL) -> None:
+                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL,
+                 template_hold: timedelta = DEFAULT_TEMPLATE_HOLD) -> None:
         self._invalid_ttl = invalid_number_ttl
+        self._template_hold = template_hold
         self._engine = engine
         self._log = log_
         self._client = client
@@ -242,6 +246,7 @@ class Dispatcher:
             if account is None:
                 return False  # another sender instance is pacing this account right now
             await self._hold_restricted(conn, account, now)
+            refused = await self._gate_templates(conn, account, now)
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
             allowed = allowance(account.policy, account.pacing, now, account_created_at=account.created_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
@@ -251,6 +256,8 @@ class Dispatcher:
             await self._log.save_pacing(conn, account, after_claim(
                 account.policy, account.pacing, now, utility=len(claimed) - marketing, marketing=marketing,
                 jitter=self._rng.random()))
+        if refused:
+            self._on_commit()
         if not claimed:
             return False
         commands = [SendMessage.model_validate(c.command) for c in claimed]
@@ -280,6 +287,35 @@ class Dispatcher:
                 self._metrics.held.labels(b.kind).inc(held)
                 log.info("held %d messages of account %s: %s", held, account.account_id, b.reason,
                          extra={"tenant": account.tenant})
+
+    async def _gate_templates(self, conn: AsyncConnection, account: Account, now: datetime) -> int:
+        """Due messages of a template that may not go now: a paused one's wait (until un-paused, at most the
+        template hold), others fail with the reason (R-S2); the number failed (their events are in the outbox)."""
+        rows = await self._log.due_for_unsendable_templates(conn, account, now)
+        held: list[dict[str, object]] = []
+        failed: list[dict[str, object]] = []
+        outbox: list[OutboxRow] = []
+        for key, raw, queued_at, status in rows:
+            command = SendMessage.model_validate(raw)
+            assert command.template is not None
+            name, language = command.template.name, command.template.language
+            gate = template_gate(name=name, language=language, status=status, queued_at=queued_at, now=now,
+                                 max_hold=self._template_hold, recheck=UNTIL_LIFTED_RECHECK)
+            row = {"tenant": account.tenant, "key": key, "reason": gate.reason}
+            if gate.action == "hold":
+                held.append(row | {"next": gate.until, "by": template_hold_kind(name, language)})
+                self._metrics.held.labels("template").inc()
+            elif gate.action == "fail":
+                failed.append(row)
+                outbox.append(outcome_event(command, status="failed", at=now, reason=gate.reason))
+                self._metrics.outcomes.labels("refused", command.category).inc()
+        await self._log.hold_queued(conn, held)
+        await self._log.fail_queued(conn, failed)
+        await enqueue(conn, outbox)
+        if held:
+            log.info("held %d messages of account %s for paused templates", len(held), account.account_id,
+                     extra={"tenant": account.tenant})
+        return len(failed)
 
     async def _call(self, account: Account, command: SendMessage) -> Accepted | Rejected | NotSent | Unknown:
         loop = asyncio.get_running_loop()
@@ -372,7 +408,8 @@ class EvidenceHandler:
       when that retry failed too, an account-level code holds the account.
     - `account.updated`: restrictions with their expiry and disablement are stored per account; the
       dispatcher holds the messages they block until they end.
-    - `template.updated`: the tenant's catalog status follows (R-S2 refuses paused/disabled templates).
+    - `template.updated`: the tenant's catalog status follows (R-S2 refuses disabled/rejected templates;
+      a paused one's messages are held, and released when a later event changes its status).
     """
 
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, metrics: SenderMetrics, clock: Clock,
@@ -407,13 +444,13 @@ class EvidenceHandler:
         async with self._engine.begin() as conn:
             confirmed, requeued = await self._statuses(conn, statuses, now)
             released = await self._accounts(conn, accounts, now)
-            changed = await self._templates(conn, templates)
+            changed, unpaused = await self._templates(conn, templates, now)
         if confirmed:
             self._metrics.doubt.labels("confirmed_by_webhook").inc(confirmed)
         if self._catalog is not None:
             for tenant in changed:
                 self._catalog.invalidate(tenant)
-        if requeued or released:
+        if requeued or released or unpaused:
             self._on_commit()
 
     async def _statuses(self, conn: AsyncConnection, statuses: list[tuple[str, MessageStatus]],
@@ -482,8 +519,11 @@ class EvidenceHandler:
                         list(change.lift), extra={"tenant": tenant})
         return released
 
-    async def _templates(self, conn: AsyncConnection, updates: list[tuple[str, TemplateUpdated]]) -> set[str]:
+    async def _templates(self, conn: AsyncConnection, updates: list[tuple[str, TemplateUpdated]],
+                         now: datetime) -> tuple[set[str], int]:
+        """Follow template status events; the tenants whose catalog changed and the messages released."""
         changed: set[str] = set()
+        released = 0
         for tenant, event in updates:
             data = event.data
             status = status_after_event(data.event)
@@ -494,4 +534,7 @@ class EvidenceHandler:
                 self._metrics.account_updates.labels("template").inc()
                 log.info("template %s/%s is now %s", data.name, data.language or "*", status,
                          extra={"tenant": tenant})
-        return changed
+            if status not in HOLDABLE:
+                # Held messages are looked at again: sent when it may be sent, failed when it is disabled.
+                released += await self._log.release_template_holds(conn, tenant, data.name, data.language, now)
+        return changed, released

@@ -65,7 +65,8 @@ async def main(settings: Settings) -> None:
                                 poll_seconds=settings.dispatch_poll_seconds,
                                 doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                                 evidence_caught_up=lambda: evidence.caught_up_at,
-                                batch_size=settings.dispatch_batch_size)
+                                batch_size=settings.dispatch_batch_size,
+                                template_hold=timedelta(hours=settings.sender_template_hold_hours))
         consumer_metrics = ConsumerMetrics("sender", registry)
         commands = batch_consumer(
             settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,

@@ -396,6 +396,51 @@ class SendLog:
             {"now": now, "t": tenant, "a": list(account_ids), "k": list(kinds)})
         return int(result.rowcount or 0)
 
+    # -- template holds (a paused template's messages wait; R-S2) -----------------------------------------
+
+    async def due_for_unsendable_templates(self, conn: AsyncConnection, account: Account,
+                                           now: datetime) -> list[tuple[str, dict[str, object], datetime, str]]:
+        """Due queued messages of the account whose template is neither APPROVED nor FLAGGED, locked:
+        (idempotency key, command, queued_at, template status). Nothing is read when every template of
+        the tenant may be sent."""
+        any_unsendable = (await conn.execute(text(
+            "SELECT 1 FROM templates WHERE tenant = :t AND status NOT IN ('APPROVED', 'FLAGGED') LIMIT 1"),
+            {"t": account.tenant})).first()
+        if any_unsendable is None:
+            return []
+        rows = await conn.execute(text(
+            "SELECT m.idempotency_key, m.command, m.queued_at, t.status FROM messages m JOIN templates t "
+            "ON t.tenant = m.tenant AND t.name = m.command -> 'template' ->> 'name' "
+            "AND t.language = m.command -> 'template' ->> 'language' "
+            "WHERE m.tenant = :t AND m.account_id = :a AND m.state = 'queued' AND m.next_attempt_at <= :now "
+            "AND t.status NOT IN ('APPROVED', 'FLAGGED') FOR UPDATE OF m SKIP LOCKED"),
+            {"t": account.tenant, "a": account.account_id, "now": now})
+        return [(r.idempotency_key, r.command, r.queued_at, r.status) for r in rows]
+
+    async def hold_queued(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Queued messages wait until `next`, the reason and what they wait for (`by`) recorded."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages SET next_attempt_at = :next, error_reason = :reason, held_by = :by "
+                "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'queued'"), rows)
+
+    async def fail_queued(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Queued messages that may not be sent any more fail with the reason."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages SET state = 'failed', error_reason = :reason, held_by = NULL "
+                "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'queued'"), rows)
+
+    async def release_template_holds(self, conn: AsyncConnection, tenant: str, name: str, language: str | None,
+                                     now: datetime) -> int:
+        """Messages waiting for template `name` (every language when `language` is None) are due now."""
+        prefix = f"template:{name}/"
+        result = await conn.execute(text(
+            "UPDATE messages SET next_attempt_at = :now, held_by = NULL WHERE tenant = :t AND state = 'queued' "
+            "AND starts_with(held_by, :p) AND (CAST(:l AS text) IS NULL OR held_by = :p || :l)"),
+            {"now": now, "t": tenant, "p": prefix, "l": language})
+        return int(result.rowcount or 0)
+
     # -- template catalog ----------------------------------------------------------------------------
 
     async def set_template_status(self, conn: AsyncConnection, tenant: str, name: str, language: str | None,

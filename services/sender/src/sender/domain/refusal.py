@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
-from sender.domain.templates import CannotRender, Template, render
+from sender.domain.templates import HOLDABLE, CannotRender, Template, render
 
 
 def refusal(*, account_id: str, account_known: bool, invalid_until: datetime | None, now: datetime,
@@ -13,7 +14,8 @@ def refusal(*, account_id: str, account_known: bool, invalid_until: datetime | N
     """The reason a command must not be sent, or None when it may be queued.
 
     `invalid_until` is when the number's invalid mark expires (None: not marked); an expired mark
-    is ignored (R-S7). A paused, disabled or rejected template is refused with its status (R-S2).
+    is ignored (R-S7). A disabled or rejected template is refused with its status (R-S2); a paused
+    one is only checked for its variables and queued (the dispatcher holds it until un-paused).
     """
     if not account_known:
         return f"unknown account {account_id}"
@@ -23,7 +25,8 @@ def refusal(*, account_id: str, account_known: bool, invalid_until: datetime | N
         if template is None:
             return f"no template {template_name} in {language}"
         try:
-            render(template, parameters)  # R-S2: a message whose variables cannot all be filled is not sent
+            # R-S2: a message whose variables cannot all be filled is not sent
+            render(replace(template, status="APPROVED") if template.status in HOLDABLE else template, parameters)
         except CannotRender as exc:
             return str(exc)
     return None
