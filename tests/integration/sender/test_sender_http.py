@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scrm_common.clock import FixedClock
@@ -141,3 +142,40 @@ async def test_an_unexpected_failure_is_a_json_500_in_the_documented_shape(engin
     assert resp.status_code == 500
     assert resp.headers["content-type"] == "application/json"
     assert resp.json() == {"error": {"code": "internal_error", "message": "internal error; retry later"}}
+
+
+async def _logged(engine: AsyncEngine, log: SendLog, tenant: str, key: str, contact_key: str, phone: str,
+                  wa_id: str | None = None) -> None:
+    async with engine.begin() as conn:
+        await log.record(conn, [{
+            "tenant": tenant, "idempotency_key": key, "account_id": "100", "flow": "f", "category": "utility",
+            "contact_key": contact_key, "to_phone": phone, "command": "{}", "state": "queued",
+            "next_attempt_at": NOW, "queued_at": NOW, "event_ingested_at": None, "error_reason": None}])
+        if wa_id:
+            await conn.execute(text("UPDATE messages SET wa_id = :w WHERE tenant = :t AND idempotency_key = :k"),
+                               {"w": wa_id, "t": tenant, "k": key})
+
+
+@pytest.mark.parametrize(("contact", "keys"), [
+    ("cust-1", ["k1"]),  # the shop's own key, as before
+    ("+4915112345678", ["k1"]),
+    ("+49 151 1234-5678", ["k1"]),
+    ("0049 151 12345678", ["k1"]),
+    ("4915112345678", ["k1"]),
+    ("+5215512345678", ["k2"]),  # Mexico: the legacy form finds the number stored without the 1
+    ("525512345678", ["k2"]),
+    ("+55 11 8765-4321", ["k3"]),  # Brazil: the 8-digit form finds the wa_id WhatsApp answered with
+    ("+5511987654321", ["k3"]),
+    ("+4915199999999", []),
+    ("cust-9", []),
+])
+async def test_messages_are_found_by_the_phone_sent_to(api, engine: AsyncEngine, contact: str,  # type: ignore[no-untyped-def]
+                                                     keys: list[str]) -> None:
+    client, tenant, log = api
+    await _logged(engine, log, tenant, "k1", "cust-1", "+4915112345678")
+    await _logged(engine, log, tenant, "k2", "cust-2", "+525512345678")
+    await _logged(engine, log, tenant, "k3", "cust-3", "+5511987654321", wa_id="551187654321")
+    await _logged(engine, log, "someone-else", "k1", "cust-1", "+4915112345678")
+    resp = await client.get("/v1/messages", params={"contact": contact}, headers=READ)
+    assert resp.status_code == 200, resp.text
+    assert [m["idempotency_key"] for m in resp.json()["messages"]] == keys

@@ -477,11 +477,15 @@ class SendLog:
             {"t": tenant, "k": key})).first()
         return dict(r._mapping) if r else None
 
-    async def recent(self, conn: AsyncConnection, tenant: str, contact_key: str | None, limit: int) -> list[dict]:
+    async def recent(self, conn: AsyncConnection, tenant: str, contact_key: str | None, limit: int, *,
+                     phones: Sequence[str] = (), wa_ids: Sequence[str] = ()) -> list[dict]:
+        """The newest messages, optionally for one contact: its key, or any of `phones` sent to, or any of
+        `wa_ids` WhatsApp answered for the number sent to."""
         rows = await conn.execute(text(
             f"SELECT {_LOG_COLUMNS} FROM messages WHERE tenant = :t "
-            "AND (CAST(:c AS text) IS NULL OR contact_key = :c) ORDER BY queued_at DESC LIMIT :n"),
-            {"t": tenant, "c": contact_key, "n": limit})
+            "AND (CAST(:c AS text) IS NULL OR contact_key = :c OR to_phone = ANY(CAST(:p AS text[])) "
+            "OR wa_id = ANY(CAST(:w AS text[]))) ORDER BY queued_at DESC LIMIT :n"),
+            {"t": tenant, "c": contact_key, "p": list(phones), "w": list(wa_ids), "n": limit})
         return [dict(r._mapping) for r in rows]
 
     async def accounts(self, conn: AsyncConnection, tenant: str, now: datetime) -> list[dict]:

@@ -13,6 +13,7 @@ from scrm_common.clock import Clock
 from scrm_common.http import KeyIntrospection, Principal
 from scrm_common.phones import InvalidPhoneNumber, to_e164
 from sender.adapters.db import SendLog
+from sender.domain.lookup import phone_forms
 
 
 class ApiError(Exception):
@@ -87,13 +88,15 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
     @router.get("/v1/messages")
     async def messages(principal: PrincipalDep, contact: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, object]:
-        """The send log (R-S8), newest first, optionally for one contact (any key the shop gave it); 422 for
-        a `contact` with a NUL character."""
+        """The send log (R-S8), newest first, optionally for one contact: any key the shop gave it, or the
+        phone sent to in any form (`+49 151 …`, `0049…`, a bare wa_id, either WhatsApp form of a Mexican,
+        Brazilian or Argentine number); 422 for a `contact` with a NUL character."""
         if contact is not None and not _storable(contact):
             raise RequestValidationError([{"loc": ("query", "contact"), "msg": "contains a NUL character",
                                            "type": "value_error"}])
+        phones, wa_ids = phone_forms(contact) if contact is not None else ((), ())
         async with engine.connect() as conn:
-            rows = await send_log.recent(conn, principal.tenant, contact, limit)
+            rows = await send_log.recent(conn, principal.tenant, contact, limit, phones=phones, wa_ids=wa_ids)
         return {"tenant": principal.tenant, "messages": rows}
 
     @router.get("/v1/messages/{idempotency_key}")
