@@ -18,6 +18,9 @@ from .test_text import FAMILY, FLAG_DE, SCOTLAND
 @pytest.mark.parametrize(("name", "first"), [
     # the issue's examples
     ("Dr. Maria Schmidt", "Maria"),
+    # a given name written all in lowercase is capitalised, like shouting caps
+    ("Mrs. jane DOE", "Jane"), ("jane Doe", "Jane"), ("herr jörg MEIER", "Jörg"), ("anne-marie Lefèvre", "Anne-Marie"),
+    ("Jane doe", "Jane"), ("McKenzie Smith", "McKenzie"),
     ("MÜLLER, ANNA", "Anna"),
     # honorifics in the shops' languages
     ("Herr Hans Müller", "Hans"), ("Frau Anna Weber", "Anna"), ("Frau Prof. Dr. Eva Klein", "Eva"),
@@ -46,6 +49,9 @@ def test_first_name_is_the_given_name(name, first):
 @pytest.mark.parametrize("name", [
     None, "", "   ", "Herr Müller", "Frau Dr.", "Mr Smith", "Dr.", "Herr", "J. R. Tolkien", "A. Schmidt",
     "Kunde", "null", "N/A", "Guest", "{{first_name}}", "%FNAME%", "123", "🦄", "-", "...", "\u202e\u202c",
+    # companies: a legal form means the generic greeting
+    "ACME GmbH", "Müller & Söhne GmbH & Co. KG", "Widget Ltd.", "Smith Holdings LLC", "Initech Inc", "Bäckerei Kraus e.K.",
+    "Dupont SARL", "Construcciones García S.A.", "Schmidt AG", "Start UG (haftungsbeschränkt)", "acme gmbh",
 ])
 def test_no_sure_first_name_falls_back_to_the_generic_greeting(name):
     assert first_name(name) is None

@@ -35,13 +35,25 @@ _NOT_NAMES = frozenset({
     "first_name", "vorname", "guest", "gast",
 })
 MAX_FIRST_NAME_CHARS = 40
+# Legal forms of companies, compared without dots, case or brackets ("S.A." → "sa", "e.K." → "ek"): a
+# name carrying one is a company's ("ACME GmbH", "Smith & Sons Ltd."), and a company gets the generic greeting.
+COMPANY_FORMS = frozenset({
+    "gmbh", "mbh", "ag", "kg", "kgaa", "ohg", "gbr", "ug", "ek", "ev", "eg", "se",  # de
+    "ltd", "limited", "llc", "llp", "lp", "plc", "inc", "incorporated", "corp", "corporation", "co",  # en
+    "sarl", "sas", "sasu", "sa", "eurl", "sca",  # fr
+    "srl", "spa", "sl", "slu", "sau", "ltda", "sc",  # it, es, pt
+    "bv", "nv", "vof",  # nl
+    "oy", "oyj", "ab", "asa", "aps",  # nordic
+})
 
 
 def first_name(name: str | None, *, limit: int = MAX_FIRST_NAME_CHARS) -> str | None:
     """The given name to greet `name` with, or None when there is nothing sure to greet.
 
     "Dr. Maria Schmidt" → "Maria"; "MÜLLER, ANNA" → "Anna" (shouting caps title-cased, "Last, First");
-    "Herr Müller" → None (a title and a surname only). Control and bidi characters are stripped;
+    "Herr Müller" → None (a title and a surname only); "Mrs. jane DOE" → "Jane" (an all-lowercase
+    given name is capitalised too); "ACME GmbH" → None (a company's legal form, see COMPANY_FORMS).
+    Control and bidi characters are stripped;
     a long name is shortened at a grapheme-cluster boundary to at most `limit` characters.
     """
     if not name:
@@ -53,8 +65,13 @@ def first_name(name: str | None, *, limit: int = MAX_FIRST_NAME_CHARS) -> str | 
     words = " ".join(word for word in text.split() if any(ch.isalpha() for ch in word))
     if not words:
         return None
+    if any("".join(ch for ch in word.casefold() if ch.isalnum()) in COMPANY_FORMS for word in words.split()):
+        return None
     parsed = _PARSER.capitalized(_PARSER.parse(words))
     given = parsed.given.split()[0] if parsed.given else ""
+    if given.islower():
+        # nameparser capitalises only a name written wholly in one case; "Mrs. jane DOE" greets "Jane".
+        given = _PARSER.capitalized(_PARSER.parse(given)).given or given
     letters = [ch for ch in given if ch.isalpha()]
     if not letters or given.lower().strip(".") in _NOT_NAMES:
         return None
