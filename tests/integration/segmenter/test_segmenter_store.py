@@ -215,3 +215,64 @@ async def test_a_status_of_a_message_the_platform_never_sent_changes_no_stored_c
     assert await stored("a") == before
     assert "read_no_reply" not in before[1]
     assert "read_no_reply" in (await stored("b"))[1]
+
+
+# --- issue 5: statuses are matched by the message, never dropped for their recipient ------------------
+
+_SEND = "shop:winback:o-7"
+_DE_PHONE = "+4915112345678"
+
+
+@pytest.mark.parametrize("recipient", [None, {"user_id": "US.7730012345678901"}, {"wa_id": "999123456789"}],
+                         ids=["no-recipient", "bsuid-only", "unmappable-wa-id"])
+async def test_a_read_of_our_message_reaches_its_person_through_a_re_key_and_a_merge(
+        engine: AsyncEngine, recipient: dict[str, Any] | None) -> None:
+    """Sent to a number first known from a reply (contact "+49…"), which the shop then names cust-9 (re-key)
+    and joins with cust-1 (merge): the read whose recipient finds nobody is cust-1's all the same."""
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresContactStore(engine)
+    handle = ApplyEvents(store=store, clock=FixedClock(T0 + 3 * H), policy=SegmentPolicy(),
+                         metrics=SegmenterMetrics(CollectorRegistry()))
+    sent = {"phone": _DE_PHONE, "wa_id": _DE_PHONE[1:]}
+    for batch in (
+        [_event("contact.created", {"external_id": "cust-1", "phone": "+4915100000002"}, T0)],
+        [_event("message.inbound", {"phone": _DE_PHONE}, T0, type="text", text="hi")],
+        [_event("message.status", sent, T0 + H, message_id="wamid.7", status="sent", idempotency_key=_SEND)],
+        [_event("contact.updated", {"external_id": "cust-9", "phone": _DE_PHONE}, T0 + H)],
+        [_event("contact.updated", {"external_id": "cust-1", "phone": _DE_PHONE}, T0 + H),
+         _event("contact.updated", {"external_id": "cust-9", "phone": "+4915100000002"}, T0 + H)],
+        [_event("message.status", recipient, T0 + 2 * H, message_id="wamid.7", status="read",
+                idempotency_key=_SEND)],
+    ):
+        await handle(_items(*batch))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT contact_key, tags FROM contacts"))).all()
+        sends = (await conn.execute(text("SELECT tenant, idempotency_key, contact_key FROM message_recipients")
+                                    )).all()
+    assert len(rows) == 1
+    key, tags = rows[0]
+    assert "read_no_reply" in tags  # read after the customer's last reply, unanswered since
+    assert [tuple(s) for s in sends] == [("shop", _SEND, key)]
+    found = await store.find("shop", key, lookup_aliases(key))
+    assert found is not None and found[1].last_read_at == T0 + 2 * H
+    assert found[1].wa_id in (None, _DE_PHONE[1:])  # an unknown recipient is not taken for the person
+    async with engine.connect() as conn:
+        learned = {r[0] for r in await conn.execute(text("SELECT alias FROM contact_aliases"))}
+    assert not {"wa:999123456789", "user:US.7730012345678901"} & learned
+
+
+async def test_a_status_of_an_unknown_send_with_an_unknown_recipient_changes_nothing(engine: AsyncEngine) -> None:
+    await migrate(engine, schema=SCHEMA, directory=MIGRATIONS)
+    store = PostgresContactStore(engine)
+    handle = ApplyEvents(store=store, clock=FixedClock(T0 + 3 * H), policy=SegmentPolicy(),
+                         metrics=SegmenterMetrics(CollectorRegistry()))
+    await handle(_items(_event("contact.created", {"external_id": "cust-1", "phone": _DE_PHONE}, T0)))
+    await handle(_items(_event("message.status", {"phone": _DE_PHONE, "wa_id": _DE_PHONE[1:]}, T0 + H,
+                               message_id="wamid.7", status="sent", idempotency_key=_SEND)))
+    await handle(_items(_event("message.status", None, T0 + 2 * H, message_id="wamid.8", status="read",
+                               idempotency_key="shop:winback:o-8")))
+    found = await store.find("shop", "cust-1", lookup_aliases("cust-1"))
+    assert found is not None and found[1].last_read_at is None
+    async with engine.connect() as conn:
+        sends = (await conn.execute(text("SELECT idempotency_key, contact_key FROM message_recipients"))).all()
+    assert [tuple(s) for s in sends] == [(_SEND, "cust-1")]

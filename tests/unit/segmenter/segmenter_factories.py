@@ -75,6 +75,7 @@ class FakeUnit:
         self.inbox = set(store.inbox)
         self.contacts = dict(store.contacts)
         self.aliases = dict(store.aliases)
+        self.sent_to = dict(store.recipients)
         self.currency_settings = store.currency_settings
 
     async def claim(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -90,6 +91,9 @@ class FakeUnit:
         owners.update({a: k for a, k in self.aliases.items() if (a[0], k) in contacts})
         return contacts, owners
 
+    async def recipients(self, messages: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return {m: self.sent_to[m] for m in messages if m in self.sent_to}
+
     async def save(self, changes: ContactChanges) -> None:
         for ref in changes.deleted:
             del self.contacts[ref]
@@ -104,6 +108,9 @@ class FakeUnit:
                 raise ConcurrentWrite("alias exists")
         self.aliases.update(changes.aliases_inserted)
         self.aliases.update(changes.aliases_updated)
+        for tenant, old, new in changes.renamed:
+            self.sent_to.update({m: new for m, k in self.sent_to.items() if m[0] == tenant and k == old})
+        self.sent_to.update(changes.recipients)
 
     async def due(self, now: datetime, limit: int) -> dict[ContactRef, ContactFeatures]:
         due = [(r.refresh_at, ref) for ref, r in self.contacts.items() if r.refresh_at and r.refresh_at <= now]
@@ -120,13 +127,15 @@ class FakeStore:
         self.inbox: set[tuple[str, str]] = set()
         self.contacts: dict[ContactRef, ContactRow] = {}
         self.aliases: dict[AliasRef, str] = {}
+        self.recipients: dict[tuple[str, str], str] = {}  # (tenant, idempotency key) → contact key
         self.currency_settings: dict[str, StoredCurrency] = {}
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[FakeUnit]:
         unit = FakeUnit(self)
         yield unit
-        self.inbox, self.contacts, self.aliases = unit.inbox, unit.contacts, unit.aliases
+        self.inbox, self.contacts, self.aliases, self.recipients = \
+            unit.inbox, unit.contacts, unit.aliases, unit.sent_to
 
     async def find(self, tenant: str, ref: str, aliases: Sequence[str]) -> tuple[str, ContactFeatures] | None:
         if (tenant, ref) in self.contacts:

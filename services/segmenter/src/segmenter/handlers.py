@@ -19,7 +19,7 @@ from scrm_common.kafka.consumer import Item
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
 from segmenter.domain.policy import SegmentPolicy
-from segmenter.domain.roster import AliasRef, ContactRef, Roster, ignored, wanted
+from segmenter.domain.roster import AliasRef, ContactRef, MessageRef, Roster, ignored, messages, wanted
 from segmenter.domain.tiers import activity_tier, next_change_at, tags, value_tier
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ class ContactChanges:
     deleted: list[ContactRef] = field(default_factory=list)
     aliases_inserted: dict[AliasRef, str] = field(default_factory=dict)
     aliases_updated: dict[AliasRef, str] = field(default_factory=dict)
+    # (tenant, old key, new key) of merges and re-keys, in order: stored message recipients follow them
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)
+    # the contact each platform send went to (idempotency key → contact key), new or changed
+    recipients: dict[MessageRef, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,17 @@ class ContactUnit(Protocol):
         returned (a merge or re-key must move them all).
         """
 
+    async def recipients(self, messages: set[MessageRef]) -> dict[MessageRef, str]:
+        """Lock and return the contact keys the sends of `messages` (tenant, idempotency key) went to, where known.
+
+        Called before `load`: the contacts returned are to be loaded with the others.
+        """
+
     async def save(self, changes: ContactChanges) -> None:
-        """Write the changes; raise ConcurrentWrite when a row to insert exists already."""
+        """Write the changes; raise ConcurrentWrite when a row to insert exists already.
+
+        `renamed` is applied to the stored message recipients, in order, before `recipients` is written.
+        """
 
     async def due(self, now: datetime, limit: int) -> dict[ContactRef, ContactFeatures]:
         """Lock and return contacts whose derived tiers/tags are stale at `now` (skipping locked ones)."""
@@ -144,9 +157,9 @@ def derive(ref: ContactRef, features: ContactFeatures, now: datetime, policy: Se
 
 def changes_between(
     before: tuple[dict[ContactRef, ContactFeatures], dict[AliasRef, str]], after: Roster, now: datetime,
-    policy: SegmentPolicy, currency_of: CurrencyOf,
+    policy: SegmentPolicy, currency_of: CurrencyOf, recipients: dict[MessageRef, str] | None = None,
 ) -> ContactChanges:
-    """The rows to write so the store holds `after`, given it held `before`."""
+    """The rows to write so the store holds `after`, given it held `before` (and the message `recipients`)."""
     contacts, aliases = before
     out = ContactChanges()
     for ref, features in after.contacts.items():
@@ -160,6 +173,9 @@ def changes_between(
             out.aliases_inserted[ref] = owner
         elif aliases[ref] != owner:
             out.aliases_updated[ref] = owner
+    known = recipients or {}
+    out.recipients = {ref: key for ref, key in after.recipients.items() if known.get(ref) != key}
+    out.renamed = list(after.renamed)
     return out
 
 
@@ -195,17 +211,21 @@ class ApplyEvents:
             unconverted: list[str] = []
             if events:
                 keys, aliases = wanted(events)
-                before = await unit.load(keys, aliases)
+                sent = messages(events)
+                recipients = await unit.recipients(sent) if sent else {}
+                before = await unit.load(keys | {(t, k) for (t, _), k in recipients.items()}, aliases)
                 currency_of = await currency_lookup(unit, {t for t, _ in events}, self._currency)
-                roster = Roster(dict(before[0]), dict(before[1]))
+                roster = Roster(dict(before[0]), dict(before[1]), dict(recipients))
                 for tenant, event in events:
                     if roster.record(tenant, event) is None:
-                        skipped.append((event.type, ignored(event) or "unknown_contact"))
+                        reason = ignored(event) or ("no_contact" if event.contact is None else "unknown_contact")
+                        skipped.append((event.type, reason))
                     elif isinstance(event, PaymentSucceeded) and \
                             currency_of(tenant).rate(event.data.currency) is None:
                         unconverted.append(event.data.currency)
                 merged = len(roster.merged)
-                await unit.save(changes_between(before, roster, self._clock.now(), self._policy, currency_of))
+                await unit.save(changes_between(before, roster, self._clock.now(), self._policy, currency_of,
+                                                recipients))
         for _, event in events:
             self._metrics.applied.labels(event.type).inc()
         for kind, reason in skipped:

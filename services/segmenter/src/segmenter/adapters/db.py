@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from scrm_common.db.inbox import claim_events
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
-from segmenter.domain.roster import AliasRef, ContactRef
+from segmenter.domain.roster import AliasRef, ContactRef, MessageRef
 from segmenter.handlers import ConcurrentWrite, ContactChanges, ContactRow, EventRef, StoredCurrency
 
 SCHEMA = "segmenter"
@@ -87,6 +87,23 @@ _UPDATE_ALIASES = text("""
     FROM unnest(CAST(:tenants AS text[]), CAST(:aliases AS text[]), CAST(:keys AS text[]))
       AS u(tenant, alias, contact_key)
     WHERE a.tenant = u.tenant AND a.alias = u.alias""")
+
+_RECIPIENTS = text("""
+    SELECT r.tenant, r.idempotency_key, r.contact_key
+    FROM message_recipients r
+    JOIN unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS w(tenant, idempotency_key)
+      ON r.tenant = w.tenant AND r.idempotency_key = w.idempotency_key
+    ORDER BY r.tenant, r.idempotency_key
+    FOR UPDATE OF r""")
+
+# A merge or re-key: the messages sent to the old contact were sent to the person, whose key changed.
+_RENAME_RECIPIENTS = text("""
+    UPDATE message_recipients SET contact_key = :new WHERE tenant = :tenant AND contact_key = :old""")
+
+_PUT_RECIPIENTS = text("""
+    INSERT INTO message_recipients (tenant, idempotency_key, contact_key)
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:contacts AS text[]))
+    ON CONFLICT (tenant, idempotency_key) DO UPDATE SET contact_key = EXCLUDED.contact_key""")
 
 _CURRENCIES = text("""
     SELECT tenant, base_currency, rates::text, as_of FROM currency_settings
@@ -176,6 +193,12 @@ class PostgresContactUnit:
             owners.update({(row[0], row[1]): row[2] for row in result})
         return contacts, owners
 
+    async def recipients(self, messages: set[MessageRef]) -> dict[MessageRef, str]:
+        ordered = sorted(messages)
+        result = await self._conn.execute(_RECIPIENTS, {"tenants": [m[0] for m in ordered],
+                                                        "keys": [m[1] for m in ordered]})
+        return {(row[0], row[1]): row[2] for row in result}
+
     async def save(self, changes: ContactChanges) -> None:
         if changes.deleted:
             await self._conn.execute(_DELETE_CONTACTS, {"tenants": [r[0] for r in changes.deleted],
@@ -198,6 +221,13 @@ class PostgresContactUnit:
             await self._conn.execute(_UPDATE_ALIASES, {
                 "tenants": [r[0] for r in refs], "aliases": [r[1] for r in refs],
                 "keys": [changes.aliases_updated[r] for r in refs]})
+        for tenant, old, new in changes.renamed:
+            await self._conn.execute(_RENAME_RECIPIENTS, {"tenant": tenant, "old": old, "new": new})
+        if changes.recipients:
+            refs = sorted(changes.recipients)
+            await self._conn.execute(_PUT_RECIPIENTS, {
+                "tenants": [r[0] for r in refs], "keys": [r[1] for r in refs],
+                "contacts": [changes.recipients[r] for r in refs]})
 
     async def due(self, now: datetime, limit: int) -> dict[ContactRef, ContactFeatures]:
         result = await self._conn.execute(_DUE, {"now": now, "limit": limit})

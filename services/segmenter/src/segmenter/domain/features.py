@@ -198,15 +198,18 @@ def _order(features: ContactFeatures, order_id: str) -> OrderFact:
     return OrderFact(order_id=order_id)
 
 
-def evolve(features: ContactFeatures, event: Event) -> ContactFeatures:
+def evolve(features: ContactFeatures, event: Event, *, by_message: bool = False) -> ContactFeatures:
     """The contact's features after `event` (already deduplicated by event_id upstream).
 
     Events without a contact (account and template updates) leave the features as they are.
+    `by_message`: the event (a `message.status`) was matched to this contact by the message it reports on,
+    its recipient being missing or unknown (issue 5); it applies, but its recipient says nothing about
+    who the person is (no phone, wa_id or name is taken from it).
     """
-    if event.contact is None:
+    if event.contact is None and not by_message:
         return features
     at = event.occurred_at
-    changes: dict[str, object] = _profile(features, event.contact)
+    changes: dict[str, object] = {} if by_message or event.contact is None else _profile(features, event.contact)
     changes["first_seen"] = _min(features.first_seen, at)
     changes["last_event_at"] = _max(features.last_event_at, at)
     match event:

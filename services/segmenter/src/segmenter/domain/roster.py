@@ -22,6 +22,12 @@ Only the platform's own messages speak about a contact (issue 5): a `message.sta
 it carries the send's idempotency key. The sender's outcome events always do, and Meta echoes it as
 `biz_opaque_callback_data` on every status of a message we sent; a status without it is about a message
 someone else sent from the same number (an agent app), and changes nobody — not even a read receipt.
+
+Statuses are matched by the message, never dropped for their recipient (issue 5): the sender's own
+statuses ("sent"/"failed") name the person a message went to together with its idempotency key, and the
+roster remembers key → contact (`recipients`, following the person through merges and re-keys). A later
+status with that key whose recipient is missing (unreadable), only a BSUID nobody knows, or a wa_id that
+maps to nobody applies to that contact.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from segmenter.domain.features import ContactFeatures, evolve, merge
 
 ContactRef = tuple[str, str]  # (tenant, contact key)
 AliasRef = tuple[str, str]  # (tenant, alias)
+MessageRef = tuple[str, str]  # (tenant, idempotency key of a send)
 
 # The event types the segmenter reads: every one about a contact. Account and template updates are
 # about a WhatsApp account, not a person; they are skipped before they are parsed.
@@ -51,14 +58,20 @@ APPLY_ONLY: frozenset[str] = frozenset({
 def ignored(event: Event) -> str | None:
     """Why `event` changes no contact whatever the roster holds, or None when it may change one.
 
-    "no_contact": it names nobody (account and template events, a status whose recipient is unknown).
     "not_platform": a status of a message the platform did not send (it carries no idempotency key).
+    "no_contact": it names nobody (account and template events). A status of the platform's own message
+    without a recipient may still change one: it is matched by its idempotency key.
     """
+    if isinstance(event, MessageStatus):
+        return "not_platform" if event.data.idempotency_key is None else None
     if event.contact is None:
         return "no_contact"
-    if isinstance(event, MessageStatus) and event.data.idempotency_key is None:
-        return "not_platform"
     return None
+
+
+def message_of(event: Event) -> str | None:
+    """The idempotency key of the platform's send a `message.status` reports on, None for other events."""
+    return event.data.idempotency_key if isinstance(event, MessageStatus) else None
 
 
 class Roster:
@@ -66,25 +79,40 @@ class Roster:
 
     `aliases` must hold every alias of every contact in `contacts` (so a merge or re-key moves all of
     them) plus the aliases the batch's events name; `merged` lists (tenant, absorbed key, kept key).
+    `recipients` maps the idempotency keys of the batch's statuses to the contact each message went to
+    (their contacts must be in `contacts`); `renamed` lists every (tenant, old key, new key) of a merge
+    or re-key, in order, so stored recipients not loaded can follow the person.
     """
 
-    def __init__(self, contacts: dict[ContactRef, ContactFeatures], aliases: dict[AliasRef, str]) -> None:
+    def __init__(self, contacts: dict[ContactRef, ContactFeatures], aliases: dict[AliasRef, str],
+                 recipients: dict[MessageRef, str] | None = None) -> None:
         self.contacts = contacts
         self.aliases = aliases
+        self.recipients: dict[MessageRef, str] = recipients if recipients is not None else {}
         self.merged: list[tuple[str, str, str]] = []
+        self.renamed: list[tuple[str, str, str]] = []
 
     def record(self, tenant: str, event: Event) -> str | None:
         """Apply `event` to its contact, joining identities first; return the contact's key.
 
         None when the event changes no contact (`ignored`), or only applies to an existing contact and
-        names none.
+        names none. A platform status whose recipient finds nobody applies to the contact its message
+        went to (`recipients`); a status that finds its contact teaches which contact the message went to.
         """
-        contact = event.contact
-        if contact is None or ignored(event) is not None:
+        if ignored(event) is not None:
             return None
-        key = self._claim(tenant, contact, create=event.type not in APPLY_ONLY)
+        contact, message = event.contact, message_of(event)
+        key = self._claim(tenant, contact, create=event.type not in APPLY_ONLY) if contact is not None else None
+        if key is None and message is not None:
+            key = self.recipient(tenant, message)
+            if key is None:
+                return None
+            self.contacts[(tenant, key)] = evolve(self.contacts[(tenant, key)], event, by_message=True)
+            return key
         if key is None:
             return None
+        if message is not None and self.recipient(tenant, message) is None:
+            self.recipients[(tenant, message)] = key
         self.contacts[(tenant, key)] = evolve(self.contacts[(tenant, key)], event)
         if isinstance(event, ContactNumberChanged):
             # The new number is this person's now; the old aliases stay (late webhooks still find them).
@@ -94,6 +122,11 @@ class Roster:
     def owner(self, tenant: str, alias: Alias) -> str | None:
         """The key of the contact that owns `alias`, if that contact exists."""
         key = self.aliases.get((tenant, alias))
+        return key if key is not None and (tenant, key) in self.contacts else None
+
+    def recipient(self, tenant: str, message: str) -> str | None:
+        """The key of the contact the send with idempotency key `message` went to, if that contact exists."""
+        key = self.recipients.get((tenant, message))
         return key if key is not None and (tenant, key) in self.contacts else None
 
     def _former(self, tenant: str, owner: str, alias: Alias) -> bool:
@@ -177,9 +210,14 @@ class Roster:
         return new
 
     def _repoint(self, tenant: str, old: str, new: str) -> None:
+        """Everything that named contact `old` (aliases, messages sent to it) names `new` now."""
         for ref, owner in self.aliases.items():
             if owner == old and ref[0] == tenant:
                 self.aliases[ref] = new
+        for message, owner in self.recipients.items():
+            if owner == old and message[0] == tenant:
+                self.recipients[message] = new
+        self.renamed.append((tenant, old, new))
 
 
 def wanted(events: list[tuple[str, Event]]) -> tuple[set[ContactRef], set[AliasRef]]:
@@ -199,3 +237,8 @@ def wanted(events: list[tuple[str, Event]]) -> tuple[set[ContactRef], set[AliasR
             if c.external_id is not None:
                 keys.add((tenant, c.external_id))
     return keys, aliases
+
+
+def messages(events: list[tuple[str, Event]]) -> set[MessageRef]:
+    """The platform sends the batch's statuses report on, whose recipients to load before recording."""
+    return {(tenant, key) for tenant, event in events if (key := message_of(event)) is not None}
