@@ -56,12 +56,21 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+_PORT_RNG = random.Random()  # its own generator: a test seeding `random` must not replay our choices
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A free port below Linux's ephemeral range, so outgoing connections cannot take it meanwhile."""
+    """A free port below Linux's ephemeral range, so outgoing connections cannot take it meanwhile.
+
+    Never the same port twice in one process: a port handed to a process that has not bound it yet
+    still looks free.
+    """
     low, high = 20_000, 32_000
     for _ in range(200):
-        port = random.randint(low, high)
-        if port_free(port) and port_free(port, "0.0.0.0"):
+        port = _PORT_RNG.randint(low, high)
+        if port not in _HANDED_OUT and port_free(port) and port_free(port, "0.0.0.0"):
+            _HANDED_OUT.add(port)
             return port
     raise StackError(f"no free port found between {low} and {high}")
 
