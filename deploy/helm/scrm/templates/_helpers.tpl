@@ -172,6 +172,8 @@ bootstrap-access-token: {{ . | toString | b64enc | quote }}
   value: {{ .Values.environment | quote }}
 - name: SCRM_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: SCRM_BIND_HOST
+  value: "0.0.0.0"
 - name: SCRM_KAFKA_BOOTSTRAP
   value: {{ required "kafka.bootstrap (host:port of the Kafka cluster) is required" .Values.kafka.bootstrap | quote }}
 - name: SCRM_TOPIC_PARTITIONS

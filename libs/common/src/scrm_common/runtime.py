@@ -1,9 +1,15 @@
-"""Running a service: its loops and its HTTP server together, stopping all on SIGTERM/SIGINT."""
+"""Running a service: its loops and its HTTP server together, stopping all on SIGTERM/SIGINT.
+
+SIGUSR1 closes the service's intake (`INTAKE`) without stopping it: ingest then answers `POST /v1/events`
+with 503 + `Retry-After` while everything already accepted drains (the runner's graceful stop; a
+Kubernetes `preStop` hook can do the same with `kill -USR1 1`). SIGUSR2 opens it again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -15,13 +21,52 @@ log = logging.getLogger(__name__)
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
 
+# Where services listen unless told: loopback, so the embedded stack is not reachable from the network.
+# Containers set `SCRM_BIND_HOST=0.0.0.0` (docker-compose.yml, the Helm chart).
+DEFAULT_BIND_HOST = "127.0.0.1"
 
-async def serve(*, app: FastAPI, port: int, loops: Sequence[Loop], host: str = "0.0.0.0") -> None:
-    """Serve `app` and run `loops` until a signal arrives or one loop fails (then exit non-zero)."""
+
+class Intake:
+    """Whether this process takes new work from outside (open) or is draining for a stop (closed)."""
+
+    def __init__(self) -> None:
+        self.closed_at: float | None = None  # loop.time() of the close, None while open
+
+    @property
+    def open(self) -> bool:
+        return self.closed_at is None
+
+    def close(self) -> None:
+        if self.closed_at is None:
+            self.closed_at = asyncio.get_running_loop().time()
+            log.warning("intake closed: new events are answered 503 while accepted work drains")
+
+    def reopen(self) -> None:
+        if self.closed_at is not None:
+            self.closed_at = None
+            log.warning("intake open again")
+
+
+INTAKE = Intake()
+
+
+def bind_host(default: str | None = None) -> str:
+    """The address to listen on: `SCRM_BIND_HOST`, else `default`, else loopback (`DEFAULT_BIND_HOST`)."""
+    return os.environ.get("SCRM_BIND_HOST") or default or DEFAULT_BIND_HOST
+
+
+async def serve(*, app: FastAPI, port: int, loops: Sequence[Loop], host: str | None = None) -> None:
+    """Serve `app` and run `loops` until SIGTERM/SIGINT arrives or one loop fails (then exit non-zero).
+
+    Listens on `host`, else `bind_host()`. SIGUSR1/SIGUSR2 close/reopen `INTAKE`.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, INTAKE.close)
+    loop.add_signal_handler(signal.SIGUSR2, INTAKE.reopen)
+    host = host or bind_host()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", loop="none", http="auto")
     server = uvicorn.Server(config)

@@ -30,7 +30,7 @@ class SimulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCRM_", extra="ignore", frozen=True)
 
     log_level: str = "INFO"
-    simulator_host: str = "0.0.0.0"
+    simulator_host: str | None = None  # None: SCRM_BIND_HOST, else 127.0.0.1
     simulator_port: int = Field(default=8089, ge=1, le=65535)
     whatsapp_app_secret: str = Field(default="dev-secret", min_length=1)
     simulator_webhook_url: str = "http://127.0.0.1:8080/v1/webhooks/whatsapp"

@@ -27,6 +27,7 @@ from ingest.domain.webhooks import Skipped, Translated, model, route, signature_
 from scrm_common.clock import Clock
 from scrm_common.http import Principal, bearer_token
 from scrm_common.observability.metrics import LATENCY_BUCKETS
+from scrm_common.runtime import INTAKE
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ class IngestMetrics:
         self.publish_seconds = Histogram("scrm_ingest_publish_duration_seconds",
                                          "Time from request to broker acknowledgement",
                                          buckets=LATENCY_BUCKETS, registry=registry)
+
+
+# How long a client is asked to wait while the stack drains for a stop (seconds).
+DRAIN_RETRY_AFTER_SECONDS = 30
 
 
 class _TooLarge(Exception):
@@ -139,7 +144,14 @@ def build_router(
     @router.post("/v1/events", status_code=202, response_model=Accepted,
                  responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}})
     async def post_events(request: Request, principal: PrincipalDep) -> JSONResponse:
-        """Accept one event or a batch of up to 1000; 202 only once the broker has them all."""
+        """Accept one event or a batch of up to 1000; 202 only once the broker has them all.
+
+        While the stack drains for a stop (`INTAKE` closed) nothing new is taken: 503 with `Retry-After`.
+        """
+        if not INTAKE.open:
+            metrics.rejected.labels("503").inc()
+            return _error(503, "draining", "the service is stopping; nothing was accepted, retry later",
+                          headers={"Retry-After": str(DRAIN_RETRY_AFTER_SECONDS)})
         if principal.read_only:
             metrics.rejected.labels("403").inc()
             return _error(403, "read_only_key", "this API key may only read")
