@@ -26,3 +26,5 @@ class CommonSettings(BaseSettings):
     retry_max_seconds: float = Field(default=10.0, gt=0)
     producer_linger_ms: int = Field(default=5, ge=0)
     ingest_url: str = "http://127.0.0.1:8080"
+    # Where the HTTP server listens (read by `runtime.serve`): loopback on the embedded stack, 0.0.0.0 in containers.
+    bind_host: str = "127.0.0.1"
