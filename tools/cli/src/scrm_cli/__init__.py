@@ -1,0 +1,1 @@
+"""The `scrm` command line: administration of a running installation over its HTTP APIs."""
