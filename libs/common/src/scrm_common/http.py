@@ -1,46 +1,419 @@
-"""HTTP pieces every service serves: health, readiness, metrics, tenant-key authentication, and errors
-in the documented shape."""
+"""HTTP pieces every service serves: the app factory (`service_app`), health, readiness, metrics, tenant-key
+authentication, request context (correlation ids, the access log) and errors in the documented shape
+(CONTRACT §2), with an OpenAPI description that says all of it."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import secrets
+import time
+import unicodedata
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 import httpx
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, Field, TypeAdapter
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scrm_common.cache import MISSING, TtlCache
+from scrm_common.observability.logging import ACCESS_LOGGER, CORRELATION_ID
 from scrm_common.observability.metrics import render
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+# ---------------------------------------------------------------------------------------------------------
+# The error body (CONTRACT §2):
+# `{"error": {"code": "<machine code>", "message": "<human text>"}, "errors": [{"index", "field", "reason"}]}`,
+# `errors` only where items or fields are at fault; a 5xx also names its correlation id.
+
+ERROR_CODES: dict[int, str] = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "body_too_large", 422: "invalid_request", 429: "rate_limited",
+    500: "internal_error", 503: "unavailable"}
+
+
+class FieldFault(BaseModel):
+    """One entry of `errors`: the item's index in a batch (null outside batches), the field at fault
+    (a dotted path such as `query.limit` or `events.3.contact.phone`) and why."""
+
+    index: int | None
+    field: str
+    reason: str
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong: a machine code (`not_found`, `invalid_events`, …) and a human message."""
+
+    code: str
+    message: str
+    correlation_id: str | None = Field(
+        default=None, description="on 5xx answers: the id the service's log line of this failure carries "
+                                  "(also the `X-Correlation-Id` response header)")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer of every service."""
+
+    error: ErrorInfo
+    errors: list[FieldFault] | None = Field(default=None, description="only where items or fields are at fault")
+
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "The request is malformed.",
+    401: "No API key, or one no tenant has (`Authorization: Bearer <key>`).",
+    403: "The API key may not do this (a read-only key).",
+    404: "No such resource for this tenant (also a path holding a control character).",
+    405: "The path exists, the method does not.",
+    409: "The request conflicts with the current state.",
+    413: "The body is too large.",
+    422: "A parameter or the body is invalid; `errors` names each field at fault.",
+    429: "Over the tenant's rate; retry after `Retry-After` seconds.",
+    500: "An unexpected failure; the body and the `X-Correlation-Id` header carry the id of its log line.",
+    503: "A dependency is unavailable or the service is draining for a stop; retry later.",
+}
+
+# `responses=` entries for FastAPI routes: every documented error status with its body.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in _ERROR_DESCRIPTIONS.items()}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `ERROR_RESPONSES` entries of `statuses`, for a route's `responses=`."""
+    return {status: ERROR_RESPONSES[status] for status in statuses}
+
+
+class ApiError(Exception):
+    """An error answered in the documented shape: `raise ApiError(404, "not_marked", "… is not marked")`.
+
+    `errors` lists the fields at fault (`field_error(...)`); `headers` go onto the answer (`Retry-After`).
+    """
+
+    def __init__(self, status: int, code: str | None, message: str, *, errors: list[dict[str, Any]] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or ERROR_CODES.get(status, "error")
+        self.message = message
+        self.errors = errors
+        self.headers = headers
+
+
+def field_error(field: str, reason: str, index: int | None = None) -> dict[str, Any]:
+    """One entry of `errors`: the field at fault (dotted path), why, and the item's index in a batch."""
+    return {"index": index, "field": field, "reason": reason}
+
+
+def error_response(status: int, message: str, *, code: str | None = None,
+                   errors: list[dict[str, Any]] | None = None,
+                   headers: Mapping[str, str] | None = None, correlation_id: str | None = None) -> JSONResponse:
+    """A JSON error of `status` in the documented shape; `code` defaults to the status's (`ERROR_CODES`).
+
+    A `correlation_id` goes into the body (`error.correlation_id`) and the `X-Correlation-Id` header.
+    """
+    error: dict[str, Any] = {"code": code or ERROR_CODES.get(status, "error"), "message": message}
+    out_headers = dict(headers) if headers else {}
+    if correlation_id is not None:
+        error["correlation_id"] = correlation_id
+        out_headers["X-Correlation-Id"] = correlation_id
+    body: dict[str, Any] = {"error": error}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=out_headers or None)
+
+
+def _server_error_id(request: Request, status: int) -> str | None:
+    """The correlation id a 5xx answer names: the request's (set by `RequestContext`), if any."""
+    if status < 500:
+        return None
+    return getattr(request.state, "correlation_id", None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route `ApiError`, FastAPI's HTTP and validation errors and unexpected exceptions through `error_response`.
+
+    A route reports faulty fields by raising `ApiError(..., errors=[field_error(...)])` or
+    `HTTPException(status, detail=[{"field", "reason"}, …])`; any other `detail` is the message. Validation
+    errors are 422 `invalid_request` with one entry per field. (`service_app` installs these and more.)
+    """
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, code=exc.code, errors=exc.errors, headers=exc.headers,
+                              correlation_id=_server_error_id(request, exc.status))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        correlation_id = _server_error_id(request, exc.status_code)
+        if isinstance(detail, list):
+            return error_response(exc.status_code, "invalid request",
+                                  errors=[field_error(str(e.get("field")), str(e.get("reason"))) for e in detail],
+                                  headers=exc.headers, correlation_id=correlation_id)
+        return error_response(exc.status_code, str(detail), headers=exc.headers, correlation_id=correlation_id)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [field_error(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+        return error_response(422, "invalid request", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Reached only without `RequestContext` (which answers first); the traceback goes to the log, not
+        # the client.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, INTERNAL_ERROR_MESSAGE, code="internal_error")
+
+
+INTERNAL_ERROR_MESSAGE = "internal error; retry later"
+
+# ---------------------------------------------------------------------------------------------------------
+# Request context: correlation ids, text a database cannot hold, unexpected failures, the access log.
+
+
+def sane_correlation_id(value: str | None) -> str:
+    """`value` if it is a usable correlation id (1–128 printable ASCII characters), else a fresh one."""
+    if value and len(value) <= 128 and value.isascii() and value.isprintable():
+        return value
+    return uuid.uuid4().hex
+
+
+def has_control_character(text: str) -> bool:
+    """True if `text` holds a control character (C0, DEL, C1): no identifier we store has one, and
+    PostgreSQL cannot even compare text holding a NUL."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
+def _printable(text: str, limit: int = 64) -> str:
+    """`text` with control characters escaped (`\\x00`), cut to `limit` characters: safe to echo or log."""
+    out = "".join(c if unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+class RequestContext:
+    """ASGI middleware around every request of a service (installed by `service_app`):
+
+    - gives the request a correlation id — its `X-Correlation-Id` header if sane, else a fresh one — in
+      `request.state.correlation_id`, in every log line written while serving it, and in the
+      `X-Correlation-Id` response header;
+    - refuses a path with a control character (404) or a query parameter with one (422) before any route
+      sees it: no identifier holds one, and PostgreSQL refuses NUL in text (it used to be a 500);
+    - answers an unexpected exception with a 500 in the documented shape naming the correlation id, and
+      logs it once, traceback included, as one JSON line carrying the same id;
+    - writes the access log line (logger `scrm.access`): method, route (its template once routed, so ids
+      and phone numbers stay out of the log), status, duration in ms; 4xx at WARNING, 5xx at ERROR.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        raw_id = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-correlation-id"), None)
+        correlation_id = sane_correlation_id(raw_id)
+        scope = {**scope, "state": {**scope.get("state", {}), "correlation_id": correlation_id}}
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                if "x-correlation-id" not in headers:
+                    headers.append("X-Correlation-Id", correlation_id)
+            await send(message)
+
+        token = CORRELATION_ID.set(correlation_id)
+        try:
+            refusal = _refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+                return
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                log.error("unhandled error on %s %s", scope.get("method"), _printable(scope.get("path", ""), 256),
+                          exc_info=exc)
+                if response_started:
+                    raise
+                await error_response(500, INTERNAL_ERROR_MESSAGE, code="internal_error",
+                                     correlation_id=correlation_id)(scope, receive, send_with_id)
+        finally:
+            _log_access(scope, status, started)
+            CORRELATION_ID.reset(token)
+
+
+def _refusal(scope: Scope) -> Response | None:
+    """The answer to a request whose path or query holds a control character, else None."""
+    if has_control_character(scope.get("path", "")):
+        return error_response(404, "no such resource: the path holds a control character")
+    query = scope.get("query_string", b"").decode("latin-1")
+    faults = [field_error(f"query.{_printable(name)}", "contains a control character")
+              for name, value in parse_qsl(query, keep_blank_values=True)
+              if has_control_character(name) or has_control_character(value)]
+    if faults:
+        return error_response(422, "invalid request", errors=faults)
+    return None
+
+
+def _log_access(scope: Scope, status: int, started: float) -> None:
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
+    route = scope.get("route")
+    path = getattr(route, "path", None) or _printable(scope.get("path", ""), 256)
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    method = scope.get("method", "")
+    access_log.log(level, "%s %s %d %.1fms", method, path, status, duration_ms,
+                   extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The app factory and its OpenAPI description.
+
+
+def service_app(title: str, version: str, *, description: str = "") -> FastAPI:
+    """A service's FastAPI app: errors in the documented shape, `RequestContext`, Swagger UI (`/docs`) and
+    ReDoc (`/redoc`) from the fastapi-offline package's local assets (no CDN), and an OpenAPI description
+    completed by `complete_openapi`."""
+    app = FastAPIOffline(title=title, version=version, description=description)
+    install_error_handlers(app)
+    app.add_middleware(RequestContext)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_openapi(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+_REF = "#/components/schemas/"
+EXTRA_COMPONENTS = "x-scrm-components"
+
+
+def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the description say every error answer a route can give, in the body it has (`ErrorBody`).
+
+    Every operation documents 500; one with parameters or a body 422 (FastAPI's own `HTTPValidationError`
+    replaced: our 422 is an `ErrorBody`); one with path parameters 404 (control characters); one with a
+    security requirement 401. Component schemas an operation carries under `x-scrm-components` (see
+    `documented_body`) are moved into `components.schemas`.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorBody.model_json_schema(ref_template=_REF + "{model}")
+    components.update(error_schema.pop("$defs", {}))
+    components["ErrorBody"] = error_schema
+
+    def error(status: int) -> dict[str, Any]:
+        return {"description": _ERROR_DESCRIPTIONS[status],
+                "content": {"application/json": {"schema": {"$ref": _REF + "ErrorBody"}}}}
+
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            components.update(operation.pop(EXTRA_COMPONENTS, {}))
+            responses = operation.setdefault("responses", {})
+            params = operation.get("parameters", [])
+            if params or "requestBody" in operation:
+                current = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                if not current or current.get("$ref") == _REF + "HTTPValidationError":
+                    responses["422"] = error(422)
+            if any(p.get("in") == "path" for p in params):
+                responses.setdefault("404", error(404))
+            if operation.get("security"):
+                responses.setdefault("401", error(401))
+            responses.setdefault("500", error(500))
+    text = str(schema.get("paths"))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if _REF + unused not in text and unused in components and (
+                unused != "ValidationError" or _REF + "HTTPValidationError" not in text):
+            del components[unused]
+    return schema
+
+
+def documented_body(tp: Any, *, description: str, examples: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON request body of type `tp` for a route that reads its body itself
+    (so FastAPI does not parse it): the schema, with its component schemas, and named examples."""
+    body_schema = TypeAdapter(tp).json_schema(ref_template=_REF + "{model}")
+    defs = body_schema.pop("$defs", {})
+    content: dict[str, Any] = {"schema": body_schema}
+    if examples:
+        content["examples"] = {name: {"value": value} for name, value in examples.items()}
+    return {"requestBody": {"required": True, "description": description, "content": {"application/json": content}},
+            EXTRA_COMPONENTS: defs}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Operations endpoints.
+
+
+class Health(BaseModel):
+    """`GET /healthz`: the process lives."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """`GET /readyz`: the service can do its work (a 503 in the error shape when it cannot)."""
+
+    status: Literal["ready"]
+
+
+METRICS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text exposition format",
+          "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
 
 def ops_router(registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> APIRouter:
-    """`/healthz` (the process lives), `/readyz` (it can do its work), `/metrics`."""
+    """`/healthz` (the process lives), `/readyz` (it can do its work), `/metrics` (Prometheus text)."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """The process lives."""
+        return Health(status="ok")
 
-    @router.get("/readyz")
-    async def readyz() -> Response:
-        if await ready():
-            return Response('{"status":"ready"}', media_type="application/json")
-        return Response('{"status":"not ready"}', status_code=503, media_type="application/json")
+    @router.get("/readyz", response_model=Readiness, responses=error_responses(503))
+    async def readyz() -> Readiness:
+        """The service can do its work: its database answers and its consumers have their partitions."""
+        if not await ready():
+            raise ApiError(503, "not_ready", "not ready: a dependency is unavailable or the service is starting")
+        return Readiness(status="ready")
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse, responses=METRICS_RESPONSE)
     async def metrics() -> Response:
+        """Every metric of this process in the Prometheus text format."""
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
     return router
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tenant API keys.
+
+# The bearer scheme every protected route declares (so /docs can try them); `auto_error=False` keeps a
+# missing key a 401 in our body instead of FastAPI's 403.
+BEARER = HTTPBearer(auto_error=False, scheme_name="TenantApiKey",
+                    description="A tenant API key: `Authorization: Bearer <key>`.")
 
 
 def hash_api_key(key: str) -> str:
@@ -53,13 +426,32 @@ def new_api_key() -> str:
     return "scrm_" + secrets.token_urlsafe(32)
 
 
+def _missing_key() -> ApiError:
+    return ApiError(401, "unauthorized", "missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def unknown_key() -> ApiError:
+    """The 401 for a key no tenant has."""
+    return ApiError(401, "unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"})
+
+
 def bearer_token(request: Request) -> str:
     """The bearer token of a request, or 401."""
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, detail="missing bearer API key", headers={"WWW-Authenticate": "Bearer"})
+        raise _missing_key()
     return token.strip()
+
+
+async def api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> str:
+    """FastAPI dependency: the request's bearer API key, or 401; declares the bearer scheme in the OpenAPI."""
+    if credentials is None or not credentials.credentials.strip():
+        raise _missing_key()
+    return credentials.credentials.strip()
+
+
+ApiKey = Annotated[str, Depends(api_key)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,79 +470,32 @@ class KeyIntrospection:
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._cache: TtlCache[str, Principal | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
 
-    async def principal(self, request: Request) -> Principal:
-        """FastAPI dependency: the caller's principal, or 401."""
-        token = bearer_token(request)
+    async def principal(self, token: ApiKey) -> Principal:
+        """FastAPI dependency: the caller's principal; 401 for no key or an unknown one, 503 when ingest
+        cannot be asked."""
         digest = hash_api_key(token)
         hit = self._cache.get(digest, MISSING)
         if hit is MISSING:
             try:
                 resp = await self._client.post(self._url, json={"api_key": token})
             except httpx.HTTPError:
-                raise HTTPException(503, detail="key service unavailable") from None
+                raise ApiError(503, "unavailable", "key service unavailable") from None
             principal = None
             if resp.status_code == 200:
                 body = resp.json()
                 principal = Principal(tenant=body["tenant"], read_only=bool(body.get("read_only")))
             elif resp.status_code != 404:
-                raise HTTPException(503, detail="key service unavailable")
+                raise ApiError(503, "unavailable", "key service unavailable")
             self._cache.put(digest, principal)
             hit = principal
         if not isinstance(hit, Principal):
-            raise HTTPException(401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"})
+            raise unknown_key()
         return hit
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-# Errors in the documented shape on every 4xx/5xx (CONTRACT §2):
-# `{"error": {"code": "<machine code>", "message": "<human text>"}, "errors": [{"index", "field", "reason"}]}`,
-# `errors` only where fields are at fault.
-ERROR_CODES: dict[int, str] = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "body_too_large", 422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
+# Errors the routes behind `KeyIntrospection.principal` may answer besides their own.
+KEY_ERRORS = error_responses(401, 503)
 
-
-def field_error(field: str, reason: str, index: int | None = None) -> dict[str, Any]:
-    """One entry of `errors`: the field at fault (dotted path), why, and the item's index in a batch."""
-    return {"index": index, "field": field, "reason": reason}
-
-
-def error_response(status: int, message: str, *, code: str | None = None,
-                   errors: list[dict[str, Any]] | None = None,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """A JSON error of `status` in the documented shape; `code` defaults to the status's (`ERROR_CODES`)."""
-    body: dict[str, Any] = {"error": {"code": code or ERROR_CODES.get(status, "error"), "message": message}}
-    if errors is not None:
-        body["errors"] = errors
-    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route FastAPI's HTTP and validation errors through `error_response`.
-
-    A route reports faulty fields by raising `HTTPException(status, detail=[{"field", "reason"}, …])`;
-    any other `detail` is the message. Validation errors are 422 `invalid_request` with one entry per field.
-    """
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail
-        if isinstance(detail, list):
-            return error_response(exc.status_code, "invalid request",
-                                  errors=[field_error(str(e.get("field")), str(e.get("reason"))) for e in detail],
-                                  headers=exc.headers)
-        return error_response(exc.status_code, str(detail), headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [field_error(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
-        return error_response(422, "invalid request", errors=errors)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        # Even a bug answers in the documented shape; the traceback goes to the log, not the client.
-        logging.getLogger(__name__).error("unhandled error on %s %s", request.method, request.url.path,
-                                          exc_info=exc)
-        return error_response(500, "internal error; retry later", code="internal_error")
