@@ -67,7 +67,9 @@ async def serve(*, app: FastAPI, port: int, loops: Sequence[Loop], host: str | N
     loop.add_signal_handler(signal.SIGUSR1, INTAKE.close)
     loop.add_signal_handler(signal.SIGUSR2, INTAKE.reopen)
     host = host or bind_host()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+    # log_config=None: uvicorn's loggers keep the JSON handler `setup_logging` installed (no text lines);
+    # the access log is `scrm_common.http.RequestContext`'s (JSON, `SCRM_ACCESS_LOG`), not uvicorn's.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level="warning", access_log=False,
                             lifespan="off", loop="none", http="auto")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
