@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from ingest.adapters.db import TenantDirectory
-from ingest.adapters.http import IngestMetrics, build_router, install_error_handlers
+from ingest.adapters.http import IngestMetrics, build_router
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
 from scrm_common import runtime
 from scrm_common.clock import SystemClock
-from scrm_common.http import ops_router
+from scrm_common.http import ops_router, service_app
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
@@ -31,8 +29,7 @@ async def main(settings: Settings) -> None:
                                   phone_number_id=settings.bootstrap_phone_number_id,
                                   waba_id=settings.bootstrap_waba_id)
         registry = new_registry()
-        app = FastAPI(title="scrm ingest", version="0.1.0")
-        install_error_handlers(app)
+        app = service_app("scrm ingest", "0.1.0", description="Events in (`POST /v1/events`) and Meta's webhooks")
         app.include_router(build_router(settings=settings, directory=directory,
                                         publisher=EventPublisher(producer), clock=SystemClock(),
                                         metrics=IngestMetrics(registry)))

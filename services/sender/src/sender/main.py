@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
@@ -14,7 +12,7 @@ from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.envelope import PoisonMessage, decoder_for
 from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
-from scrm_common.http import KeyIntrospection, ops_router
+from scrm_common.http import KeyIntrospection, ops_router, service_app
 from scrm_common.kafka import ConsumerMetrics, batch_consumer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
@@ -22,7 +20,7 @@ from scrm_common.runtime import serve
 from scrm_common.service import infrastructure
 from sender.adapters.cloud_api import CloudApiClient
 from sender.adapters.db import Catalog, SendLog
-from sender.adapters.http import build_router, install_error_handlers
+from sender.adapters.http import build_router
 from sender.config import Settings
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
@@ -85,8 +83,7 @@ async def main(settings: Settings) -> None:
         async def ready() -> bool:
             return commands.ready and evidence.ready and await database_ready(engine)
 
-        app = FastAPI(title="scrm sender", version="0.1.0")
-        install_error_handlers(app)
+        app = service_app("scrm sender", "0.1.0", description="The send log, WhatsApp accounts and invalid numbers")
         app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock))
         app.include_router(ops_router(registry, ready))
         try:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import decoder_for
 from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
-from scrm_common.http import KeyIntrospection, ops_router
+from scrm_common.http import KeyIntrospection, ops_router, service_app
 from scrm_common.kafka import ConsumerMetrics, batch_consumer
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
@@ -49,7 +47,8 @@ async def main(settings: Settings) -> None:
         async def ready() -> bool:
             return consumer.ready and await database_ready(engine)
 
-        app = FastAPI(title="scrm trigger-engine", version="0.1.0")
+        app = service_app("scrm trigger-engine", "0.1.0", description="Decisions about contacts: what was sent, "
+                          "scheduled, cancelled or suppressed, and why")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
         app.include_router(ops_router(registry, ready))
         try:

@@ -6,16 +6,15 @@ import hmac
 import json
 import logging
 import time
+import typing
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Union
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from ingest.adapters.db import TenantDirectory
@@ -25,7 +24,17 @@ from ingest.domain.batch import PLATFORM_PRODUCED, FieldError, parse_batch
 from ingest.domain.rate_limit import TokenBucket
 from ingest.domain.webhooks import Skipped, Translated, model, route, signature_valid, translate
 from scrm_common.clock import Clock
-from scrm_common.http import Principal, bearer_token
+from scrm_common.contracts.events import Event
+from scrm_common.http import (
+    ApiKey,
+    Principal,
+    documented_body,
+    error_response,
+    error_responses,
+    sane_correlation_id,
+    unknown_key,
+)
+from scrm_common.http import install_error_handlers as install_error_handlers  # the services' one, re-exported
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from scrm_common.runtime import INTAKE
 
@@ -33,11 +42,52 @@ log = logging.getLogger(__name__)
 
 
 class Accepted(BaseModel):
+    """202: every event of the request is stored on the broker (acks=all)."""
+
     accepted: int
+
+
+class WebhookReceived(BaseModel):
+    """200: how many events the webhook's items became (skipped items are counted and logged, not answered)."""
+
+    received: int
 
 
 class IntrospectRequest(BaseModel):
     api_key: str
+
+
+# What `POST /v1/events` takes, for the OpenAPI description only: the route reads and checks the body itself
+# (`parse_batch`: one precise error per bad event, limits on size and depth). Types the platform produces
+# itself are left out: a shop key posting one gets 422.
+_SHOP_EVENTS = tuple(m for m in typing.get_args(typing.get_args(Event)[0])
+                     if typing.get_args(m.model_fields["type"].annotation)[0] not in PLATFORM_PRODUCED)
+ShopEvent = Annotated[Union[_SHOP_EVENTS], Field(discriminator="type")]  # noqa: UP007 - a union built at runtime
+
+
+class EventBatch(BaseModel):
+    """Up to 1000 events, accepted or rejected whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[ShopEvent] = Field(max_length=1000)  # type: ignore[valid-type]
+
+
+PAYMENT_EXAMPLE = {
+    "event_id": "pay-8f3a", "type": "payment.succeeded", "occurred_at": "2026-11-22T09:59:58Z",
+    "contact": {"external_id": "cust-42", "phone": "+4915112345678", "name": "Anna", "locale": "de-DE",
+                "timezone": "Europe/Berlin"},
+    "data": {"order_id": "A58B2C", "amount": 149.90, "currency": "EUR", "tax": 23.93, "shipping": 4.90, "region": "DE",
+             "items": [{"sku": "S1", "name": "Sneaker", "category": "apparel", "price": 120.0, "quantity": 1}]}}
+EVENTS_BODY = documented_body(
+    ShopEvent | EventBatch,
+    description="One event, or `{\"events\": [...]}` with at most 1000. Each type has its `data` schema "
+                "(CONTRACT §2); types the platform produces itself (message.status, link.clicked, …) are refused.",
+    examples={"one payment": PAYMENT_EXAMPLE,
+              "a batch": {"events": [{"event_id": "c-1", "type": "contact.created",
+                                      "occurred_at": "2026-11-22T09:00:00Z",
+                                      "contact": {"external_id": "cust-43", "name": "Ben"},
+                                      "data": {"opted_in": True, "tags": ["vip"]}}]}})
 
 
 class IngestMetrics:
@@ -108,10 +158,8 @@ def _too_large(limit: int, what: str) -> JSONResponse:
 
 def _error(status: int, code: str, message: str, errors: list[FieldError] | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if errors is not None:
-        body["errors"] = [e.as_dict() for e in errors]
-    return JSONResponse(body, status_code=status, headers=headers)
+    return error_response(status, message, code=code, errors=None if errors is None else [e.as_dict() for e in errors],
+                          headers=headers)
 
 
 # Skips that are expected in normal traffic are logged at INFO; the rest say something is off.
@@ -133,16 +181,16 @@ def build_router(
     router = APIRouter()
     buckets: dict[str, TokenBucket] = {}
 
-    async def tenant_principal(request: Request) -> Principal:
-        principal = await directory.principal_for(bearer_token(request))
+    async def tenant_principal(token: ApiKey) -> Principal:
+        principal = await directory.principal_for(token)
         if principal is None:
-            raise HTTPException(401, detail="unknown API key", headers={"WWW-Authenticate": "Bearer"})
+            raise unknown_key()
         return principal
 
     PrincipalDep = Annotated[Principal, Depends(tenant_principal)]
 
-    @router.post("/v1/events", status_code=202, response_model=Accepted,
-                 responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}})
+    @router.post("/v1/events", status_code=202, response_model=Accepted, tags=["events"],
+                 responses=error_responses(401, 403, 413, 422, 429, 503), openapi_extra=EVENTS_BODY)
     async def post_events(request: Request, principal: PrincipalDep) -> JSONResponse:
         """Accept one event or a batch of up to 1000; 202 only once the broker has them all.
 
@@ -181,9 +229,8 @@ def build_router(
             metrics.rejected.labels("429").inc()
             return _error(429, "rate_limited", "over the tenant's ingest rate",
                           headers={"Retry-After": str(max(1, int(wait + 0.999)))})
-        correlation_id = request.headers.get("x-correlation-id", "")
-        if not (0 < len(correlation_id) <= 128 and correlation_id.isprintable() and correlation_id.isascii()):
-            correlation_id = uuid.uuid4().hex
+        correlation_id = getattr(request.state, "correlation_id", None) or sane_correlation_id(
+            request.headers.get("x-correlation-id"))
         records = publisher.encode(principal.tenant, events, ingested_at=clock.now(), correlation_id=correlation_id)
         too_big = [FieldError(i, "(event)", f"event is {len(r[1])} bytes encoded; at most {settings.max_event_bytes}")
                    for i, r in enumerate(records) if len(r[1]) > settings.max_event_bytes]
@@ -203,7 +250,10 @@ def build_router(
             metrics.events.labels(event.type).inc()
         return JSONResponse({"accepted": len(events)}, status_code=202)
 
-    @router.get("/v1/webhooks/whatsapp", response_class=PlainTextResponse, response_model=None)
+    @router.get("/v1/webhooks/whatsapp", response_class=PlainTextResponse, response_model=None, tags=["webhooks"],
+                responses={200: {"description": "the challenge, echoed",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+                           **error_responses(403)})
     async def verify_webhook(
         mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
@@ -216,8 +266,16 @@ def build_router(
             return PlainTextResponse(challenge)
         return _error(403, "verification_failed", "hub.mode must be subscribe and hub.verify_token must match")
 
-    @router.post("/v1/webhooks/whatsapp")
-    async def receive_webhook(request: Request) -> JSONResponse:
+    @router.post("/v1/webhooks/whatsapp", response_model=WebhookReceived, tags=["webhooks"],
+                 responses=error_responses(400, 401, 413, 503),
+                 openapi_extra={"requestBody": {"required": True, "description": "Meta's webhook payload "
+                                                "(CLOUD-API.md §5), signed with the app secret",
+                                                "content": {"application/json": {"schema": {"type": "object"}}}}})
+    async def receive_webhook(
+        request: Request,
+        _signature: Annotated[str | None, Header(alias="X-Hub-Signature-256", description=(
+            "`sha256=` + hex HMAC-SHA256 of the raw body with the app secret; anything else is 401"))] = None,
+    ) -> JSONResponse:
         """Every item of a Meta webhook as an event or a counted, logged skip; verified before it is parsed."""
         try:
             raw = await _read_limited(request, settings.max_webhook_bytes)
@@ -269,27 +327,3 @@ def build_router(
         return JSONResponse({"tenant": principal.tenant, "read_only": principal.read_only})
 
     return router
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Errors in the documented shape `{"error": {"code", "message"}}` (CONTRACT §2) — including a route that
-    does not exist (Starlette's own 404/405) and an unexpected failure (500)."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed"}.get(exc.status_code, "error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, __: Exception) -> JSONResponse:
-        # Starlette re-raises the exception after this answer, so the server still logs its traceback.
-        return JSONResponse({"error": {"code": "internal_error", "message": "internal error; retry later"}},
-                            status_code=500)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(None, ".".join(str(p) for p in e["loc"]), e["msg"]).as_dict() for e in exc.errors()]
-        return JSONResponse({"error": {"code": "invalid_request", "message": "invalid request"},
-                             "errors": errors}, status_code=422)

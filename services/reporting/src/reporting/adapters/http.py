@@ -12,17 +12,18 @@ from reporting.domain.policy import ReportPolicy
 from reporting.domain.report import BadRange, Overview, build_overview, report_range
 from reporting.handlers import ReportStore
 from scrm_common.clock import Clock
-from scrm_common.http import Principal, install_error_handlers, ops_router
+from scrm_common.http import KEY_ERRORS, Principal, error_responses, ops_router, service_app
 
 
 def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
                    policy: ReportPolicy) -> APIRouter:
     """`GET /v1/reports/overview?from=YYYY-MM-DD&to=YYYY-MM-DD` (inclusive UTC days)."""
-    router = APIRouter(tags=["reports"])
+    router = APIRouter(tags=["reports"], responses=KEY_ERRORS)
     Caller = Annotated[Principal, Depends(principal)]
 
     @router.get("/v1/reports/overview", response_model=Overview,
-                responses={422: {"description": "bad dates or range ('from' after 'to', over 366 days)"}})
+                responses={422: {**error_responses(422)[422],
+                                 "description": "bad dates or range ('from' after 'to', over 366 days)"}})
     async def overview(
         caller: Caller,
         start: Annotated[date | None, Query(alias="from", description="first UTC day (default: to - 6 days)")]
@@ -45,8 +46,7 @@ def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Pri
 def create_app(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
                policy: ReportPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
     """Reporting's HTTP application."""
-    app = FastAPI(title="scrm reporting", version="0.1.0", description="Reports over the event log")
-    install_error_handlers(app)
+    app = service_app("scrm reporting", "0.1.0", description="Reports over the event log, and dead letters")
     app.include_router(ops_router(registry, ready))
     app.include_router(reports_router(store=store, principal=principal, clock=clock, policy=policy))
     return app

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
 from scrm_common.clock import Clock
-from scrm_common.http import Principal, install_error_handlers, ops_router
+from scrm_common.http import KEY_ERRORS, Principal, error_responses, ops_router, service_app
 from segmenter.domain.aliases import lookup_aliases
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
@@ -156,11 +156,11 @@ async def tenant_currency(store: ContactStore, tenant: str, default: CurrencySet
 def contacts_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
                     policy: SegmentPolicy, currency: CurrencySettings) -> APIRouter:
     """`GET /v1/contacts/{contact}`: contact = any alias (external id, phone, wa_id, BSUID), URL-encoded."""
-    router = APIRouter(tags=["contacts"])
+    router = APIRouter(tags=["contacts"], responses=KEY_ERRORS)
     Caller = Annotated[Principal, Depends(principal)]
 
     @router.get("/v1/contacts/{contact:path}", response_model=ContactRead,
-                responses={404: {"description": "no such contact for this tenant"}})
+                responses={404: {**error_responses(404)[404], "description": "no such contact for this tenant"}})
     async def read_contact(contact: str, caller: Caller) -> ContactRead:
         """A contact of the caller's tenant with its features, activity tier and tags as of now.
 
@@ -180,7 +180,7 @@ def contacts_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
 def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
                     currency: CurrencySettings) -> APIRouter:
     """`GET|PUT /v1/settings/currency`: the tenant's base currency and dated FX rates (R-G5)."""
-    router = APIRouter(tags=["settings"])
+    router = APIRouter(tags=["settings"], responses=KEY_ERRORS)
     Caller = Annotated[Principal, Depends(principal)]
 
     async def writer(caller: Caller) -> Principal:
@@ -202,8 +202,9 @@ def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
         return view(caller.tenant, fx, updated_at)
 
     @router.put("/v1/settings/currency", response_model=CurrencySettingsRead,
-                responses={403: {"description": "a read-only key"},
-                           422: {"description": "unknown currency, bad rate, rates without their date"}})
+                responses={403: {**error_responses(403)[403], "description": "a read-only key"},
+                           422: {**error_responses(422)[422],
+                                 "description": "unknown currency, bad rate, rates without their date"}})
     async def put_currency(caller: Writer, body: Annotated[CurrencySettingsWrite, Body(
             openapi_examples={"rates": {"summary": "EUR base with two rates", "value": CURRENCY_EXAMPLE}})]
                            ) -> CurrencySettingsRead:
@@ -230,8 +231,7 @@ def create_app(*, store: ContactStore, principal: Callable[..., Awaitable[Princi
                currency: CurrencySettings | None = None) -> FastAPI:
     """The segmenter's HTTP application; `currency` is the tenants' default (Settings.default_currency)."""
     default = currency or CurrencySettings()
-    app = FastAPI(title="scrm segmenter", version="0.1.0", description="Contact features, tiers and tags")
-    install_error_handlers(app)
+    app = service_app("scrm segmenter", "0.1.0", description="Contact features, tiers and tags")
     app.include_router(ops_router(registry, ready))
     app.include_router(contacts_router(store=store, principal=principal, clock=clock, policy=policy,
                                        currency=default))
