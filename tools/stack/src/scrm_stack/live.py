@@ -60,16 +60,40 @@ def take_snapshot(client: httpx.Client, ports: dict[str, int], alive: dict[str, 
     return snap
 
 
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+# What the counts of the view are made of (metric names in services/*/src and libs/common).
+DEFERRED_DECISIONS = ("suppressed", "expired", "deferred")  # trigger-engine decisions not sent (now)
+DEFERRED_SENDS = ("held", "retry", "late_retry", "deferred", "suppressed")  # sender outcomes: not sent (yet)
+FAILED_SENDS = ("failed", "refused")
+
+
+def labelled(metrics: dict[str, float], name: str, label: str, values: tuple[str, ...]) -> float:
+    """Sum of the samples of `name` whose `label` is one of `values`."""
+    total = 0.0
+    for key, value in metrics.items():
+        if key.startswith(name + "{") and dict(_LABEL.findall(key)).get(label) in values:
+            total += value
+    return total
+
+
 def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
-    """The figures the view shows."""
+    """The figures the view shows: flow rates and totals, what is queued, deferred, failed, dead-lettered."""
     def rate(proc: str, name: str) -> float:
         if prev is None or now.at <= prev.at:
             return 0.0
         return max(0.0, (now.m(proc, name) - prev.m(proc, name)) / (now.at - prev.at))
 
-    lag = sum(v for p in now.metrics.values() for k, v in p.items() if k.endswith("_consumer_lag_records"))
-    sent = sum(v for k, v in now.metrics.get("sender", {}).items()
-               if k.startswith("scrm_sender_messages_total{") and 'outcome="sent"' in k)
+    every = [(k, v) for p in now.metrics.values() for k, v in p.items() if "{" not in k]
+    lag = sum(v for k, v in every if k.endswith("_consumer_lag_records"))
+    outbox = sum(v for k, v in every if k.endswith("_outbox_batch_records"))
+    dead = sum(v for k, v in every if k.endswith("_dead_letters_total"))
+    sender = now.metrics.get("sender", {})
+    sent = labelled(sender, "scrm_sender_messages_total", "outcome", ("sent",))
+    deferred = (labelled(now.metrics.get("trigger-engine", {}), "scrm_trigger_engine_decisions_total", "outcome",
+                         DEFERRED_DECISIONS)
+                + labelled(sender, "scrm_sender_messages_total", "outcome", DEFERRED_SENDS))
+    failed = labelled(sender, "scrm_sender_messages_total", "outcome", FAILED_SENDS)
     webhooks = now.metrics.get("ingest", {})
     statuses = webhooks.get('scrm_ingest_webhook_events_total{type="message.status"}', 0.0)
     inbound = webhooks.get('scrm_ingest_webhook_events_total{type="message.inbound"}', 0.0)
@@ -78,8 +102,11 @@ def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
         "events accepted": f"{now.m('ingest', 'scrm_ingest_events_total'):.0f}",
         "decisions": f"{now.m('trigger-engine', 'scrm_trigger_engine_decisions_total'):.0f}",
         "messages sent": f"{sent:.0f}",
+        "queued (consumer lag + outbox)": f"{lag + outbox:.0f}",
+        "deferred/suppressed": f"{deferred:.0f}",
+        "failed": f"{failed:.0f}",
+        "dead-lettered": f"{dead:.0f}",
         "status receipts (delivered/read)": f"{statuses:.0f}",
         "inbound chats": f"{inbound:.0f}",
-        "consumer lag": f"{lag:.0f}",
         "simulator accepted": str(now.sim.get("accepted", "-")),
     }

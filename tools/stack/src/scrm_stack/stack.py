@@ -164,8 +164,10 @@ class Stack:
         if not port_free(port):
             raise StackError(f"port {port} (broker, SCRM_BROKER_PORT) is already in use")
         url = f"tcp://127.0.0.1:{port}"
+        # NO_COLOR: Tansu's tracing output honours it, so broker.log has no ANSI colour codes.
         self._spawn("broker", [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                               "--storage-engine", "memory://tansu/"], env={}, port=port)
+                               "--storage-engine", "memory://tansu/"], env={**self.config.env, "NO_COLOR": "1"},
+                    port=port)
         wait_until(lambda: not port_free(port) or not self.procs["broker"].alive, timeout=20, what="the broker")
         self._check_alive("broker")
 
@@ -224,6 +226,8 @@ class Stack:
         })
         for name, (var, _) in PORT_VARS.items():
             env[var] = str(self.config.ports[name])
+        # The embedded stack listens on loopback only (services' default); containers set 0.0.0.0 themselves.
+        env.pop("SCRM_BIND_HOST", None)
         if not any(var in self.config.env for var in DEMO_CURRENCY_ENV):
             env.update(DEMO_CURRENCY_ENV)
         return env
@@ -262,21 +266,46 @@ class Stack:
             proc.popen.wait(timeout=30)
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds; the pid file goes."""
         proc = self.procs.get(name)
-        if proc is None or not proc.alive:
+        if proc is None:
             return
-        proc.popen.send_signal(signal.SIGTERM)
-        try:
-            proc.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.popen.kill()
-            proc.popen.wait(timeout=10)
+        if proc.alive:
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(timeout=10)
+        self._forget_pid(proc)
 
-    def stop_all(self) -> None:
-        """Stop every process this stack started (tools, services, then the broker), then PostgreSQL."""
-        order = [n for n in self.procs if n != "broker"][::-1] + (["broker"] if "broker" in self.procs else [])
+    def stop_all(self, timeout: float = 15.0, *, first: tuple[str, ...] = ()) -> None:
+        """Stop every process this stack started (`first` ones first, then the others newest first, then the
+        broker), then PostgreSQL; each gets `timeout` seconds after SIGTERM."""
+        rest = [n for n in self.procs if n != "broker" and n not in first][::-1]
+        order = [n for n in first if n in self.procs] + rest + (["broker"] if "broker" in self.procs else [])
         for name in order:
-            self.stop(name)
+            self.stop(name, timeout=timeout)
+        self.stop_postgres()
+
+    def pg_alive(self) -> bool:
+        """True unless the embedded PostgreSQL this stack started has stopped (True for an external one)."""
+        if self._pg is None:
+            return True
+        try:
+            return bool(self._pg.get_postmaster_info().is_running())
+        except Exception:
+            return False
+
+    @property
+    def pg_socket_dir(self) -> str | None:
+        """The embedded PostgreSQL's Unix socket folder, None for an external database."""
+        if self._pg is None:
+            return None
+        return self.admin_url.split("host=", 1)[1]
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (its data under <root>/pg stays)."""
         if self._pg is not None:
             try:
                 self._pg.cleanup()
@@ -287,15 +316,32 @@ class Stack:
     def dead(self) -> list[Proc]:
         return [p for p in self.procs.values() if not p.alive]
 
+    def pid_path(self, name: str) -> Path:
+        """`<root>/run/<name>.pid`: the pid of the running process of that name (gone once it is stopped)."""
+        return self.root / "run" / f"{name}.pid"
+
     def _spawn(self, name: str, argv: list[str], *, env: Mapping[str, str], port: int | None) -> Proc:
         log_path = self.root / "logs" / f"{name}.log"
-        log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        log_file = open(log_path, "ab")  # noqa: SIM115 - handed to the child; O_APPEND survives copy-truncate
         popen = subprocess.Popen(argv, env=dict(env) or None, stdout=log_file, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, start_new_session=True)
         log_file.close()
         proc = Proc(name, popen, log_path, port)
         self.procs[name] = proc
+        pid_path = self.pid_path(name)
+        pid_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pid_path.with_suffix(".tmp")
+        tmp.write_text(f"{popen.pid}\n")
+        tmp.replace(pid_path)  # readers never see a half-written pid
         return proc
+
+    def _forget_pid(self, proc: Proc) -> None:
+        path = self.pid_path(proc.name)
+        try:
+            if path.read_text().strip() == str(proc.popen.pid):
+                path.unlink()
+        except OSError:
+            pass
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]

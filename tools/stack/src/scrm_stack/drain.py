@@ -1,0 +1,149 @@
+"""The graceful stop's question: is anything accepted still in flight?
+
+Caught up means, observed twice in a row with the same end offsets in between:
+- every consumer group has committed, on every partition of every topic it consumes, the partition's end
+  offset (OffsetFetch for explicit partitions, which Tansu answers; end offsets from ListOffsets);
+- every service's `outbox` table (found through information_schema) is empty — the relay deletes a row once
+  the broker acknowledged it, so a row present is a record not yet published.
+Equal end offsets between the two observations prove that nothing was published in between (an outbox row
+relayed between the lag check and the outbox check would otherwise go unseen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from scrm_common.contracts import topics
+
+# Consumer groups of the five services and what they read (group ids in services/*/src: batch_consumer(...)).
+# Tansu does not report a group's subscriptions (DescribeGroups answers empty member metadata), so the
+# runner names them. Other groups (a bench run, a tool) are not waited for: the stop cannot know whether they
+# are still meant to consume.
+KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
+    "trigger-engine": (topics.EVENTS,),
+    "sender": (topics.SEND_COMMANDS,),
+    "sender-evidence": (topics.EVENTS,),
+    "segmenter": (topics.EVENTS,),
+    "reporting": (topics.EVENTS,),
+}
+
+ENV_DRAIN_TIMEOUT = "SCRM_DRAIN_TIMEOUT_SECONDS"
+DEFAULT_DRAIN_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What was still in flight at one moment."""
+
+    lag: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (group, topic) -> records not committed
+    outbox: Mapping[str, int] = field(default_factory=dict)  # schema -> rows not yet published
+    ends: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> end offset
+    error: str | None = None  # the broker or the database did not answer
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending and both sources answered."""
+        return self.error is None and not any(self.lag.values()) and not any(self.outbox.values())
+
+    def pending(self) -> list[str]:
+        """What is still in flight, in words (empty when idle)."""
+        out = [f"{group} has {n} record{'s' if n != 1 else ''} of {topic} to apply"
+               for (group, topic), n in sorted(self.lag.items()) if n]
+        out += [f"{schema}.outbox has {n} row{'s' if n != 1 else ''} to publish"
+                for schema, n in sorted(self.outbox.items()) if n]
+        if self.error:
+            out.append(f"could not look: {self.error}")
+        return out
+
+
+def drained(previous: Observation | None, now: Observation) -> bool:
+    """True when two observations in a row are idle with the same end offsets (nothing published between)."""
+    return previous is not None and previous.idle and now.idle and dict(previous.ends) == dict(now.ends)
+
+
+def still_in_flight(obs: Observation | None) -> str:
+    """The sentence the runner prints when it stops without having drained."""
+    if obs is None:
+        return "nothing was observed yet"
+    items = obs.pending()
+    return "; ".join(items) if items else "nothing (the last look found everything applied)"
+
+
+async def observe(bootstrap: str, pg_dsn: str | None) -> Observation:
+    """Look once at consumer lag (if `bootstrap`) and outbox rows (if `pg_dsn`, an asyncpg DSN)."""
+    lag: dict[tuple[str, str], int] = {}
+    ends: dict[tuple[str, int], int] = {}
+    outbox: dict[str, int] = {}
+    errors: list[str] = []
+    try:
+        lag, ends = await asyncio.wait_for(_lag(bootstrap), timeout=10)
+    except Exception as exc:  # the broker did not answer: report it, never call it drained
+        errors.append(f"broker: {exc!r}")
+    if pg_dsn:
+        try:
+            outbox = await asyncio.wait_for(_outboxes(pg_dsn), timeout=10)
+        except Exception as exc:
+            errors.append(f"PostgreSQL: {exc!r}")
+    return Observation(lag=lag, outbox=outbox, ends=ends, error="; ".join(errors) or None)
+
+
+async def _lag(bootstrap: str) -> tuple[dict[tuple[str, str], int], dict[tuple[str, int], int]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await reader.start()
+        try:
+            names = [t for t in await admin.list_topics() if not t.startswith("__")]
+            partitions: dict[str, list[TopicPartition]] = {}
+            for topic in names:
+                found = reader.partitions_for_topic(topic)
+                if not found:
+                    await reader._client.force_metadata_update()  # noqa: SLF001 - a topic made after start
+                    found = reader.partitions_for_topic(topic) or set()
+                partitions[topic] = [TopicPartition(topic, p) for p in sorted(found)]
+            every = [tp for tps in partitions.values() for tp in tps]
+            end_offsets = await reader.end_offsets(every) if every else {}
+            lag: dict[tuple[str, str], int] = {}
+            for group, consumed in KNOWN_GROUPS.items():
+                wanted = [tp for tp in every if tp.topic in consumed]
+                if not wanted:
+                    continue
+                # A group that never committed (fresh broker, service not yet joined) answers -1 / nothing:
+                # it has everything still to apply.
+                committed = await admin.list_consumer_group_offsets(group, partitions=wanted)
+                for tp in wanted:
+                    meta = committed.get(tp)
+                    at = meta.offset if meta is not None and meta.offset >= 0 else 0
+                    lag[(group, tp.topic)] = lag.get((group, tp.topic), 0) + max(0, end_offsets.get(tp, 0) - at)
+            return lag, {(tp.topic, tp.partition): off for tp, off in end_offsets.items()}
+        finally:
+            await reader.stop()
+    finally:
+        await admin.close()
+
+
+async def _outboxes(dsn: str) -> dict[str, int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        schemas = [r["table_schema"] for r in await conn.fetch(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox' ORDER BY 1")]
+        out: dict[str, int] = {}
+        for schema in schemas:
+            quoted = '"' + schema.replace('"', '""') + '"'
+            out[schema] = int(await conn.fetchval(f"SELECT count(*) FROM {quoted}.outbox"))
+        return out
+    finally:
+        await conn.close()
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """`postgresql+asyncpg://…` (the services' form) as a DSN asyncpg accepts."""
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
