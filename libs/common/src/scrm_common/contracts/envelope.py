@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scrm_common.contracts import wire
 from scrm_common.contracts.events import Event, parse_event
 
 Headers = list[tuple[str, bytes]]
@@ -92,9 +92,9 @@ def decode_event(key: bytes | None, value: bytes | None, headers: Headers | None
         raise PoisonMessage(f"unreadable headers: {exc}") from None
     if not tenant:
         raise PoisonMessage("record has no tenant header and no tenant in its key")
-    try:
-        event = parse_event(json.loads(value or b""))
-    except (ValueError, TypeError) as exc:
+    try:  # the rules ingest applies at the door (`wire`: depth, duplicate keys, plain text), then the schema
+        event = parse_event(wire.loads_checked(value or b""))
+    except (ValueError, TypeError, RecursionError) as exc:
         raise PoisonMessage(f"not a valid event: {exc}") from None
     return EventRecord(tenant, event, ingested_at, correlation_id)
 

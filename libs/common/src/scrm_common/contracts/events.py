@@ -1,11 +1,15 @@
 """Event schemas of CONTRACT §2: a strict, discriminated union on `type`.
 
-Unknown fields and wrong types are errors; phones are normalised to E.164.
+Unknown fields and wrong types are errors; phones are normalised to E.164. Free text is plain text
+(no control characters: `wire`), and every time lies in a sane range (`Era`) — times past year 9999
+minus a few days overflow the date arithmetic of every consumer.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -14,11 +18,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     Strict,
     TypeAdapter,
+    ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
+from scrm_common.contracts.wire import PLAIN_TEXT_PATTERN, not_plain_reason
 from scrm_common.phones import InvalidPhoneNumber, is_iana_zone, to_e164
 
 
@@ -41,19 +51,108 @@ def _zone(value: str) -> str:
     return value
 
 
-Phone = Annotated[str, Field(min_length=3, max_length=32), AfterValidator(_phone)]
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A check after the type's own validation (with pydantic's ValidationInfo) and what the JSON Schema says of it."""
+
+    check: Callable[[Any, ValidationInfo], Any]
+    schema: tuple[tuple[str, str], ...]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = handler(schema)
+        out.update(self.schema)
+        return out
+
+
+def _plain(value: str, _: ValidationInfo) -> str:
+    if (reason := not_plain_reason(value)) is not None:
+        raise ValueError(reason)
+    return value
+
+
+# Free text: the plain-text rule of `wire` (no control characters other than tab, line feed, carriage return).
+PLAIN = _Rule(_plain, (("pattern", PLAIN_TEXT_PATTERN),))
+
+# The sane range of times (R: bad input → precise error). Nothing a shop reports happened before 2000, and
+# every consumer adds days or years to event times (a code valid 7 days, a 365-day value window, next
+# birthday): 2100 keeps all of that far from year 9999, where Python's dates end and OverflowError begins.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+# Birthdays: the oldest people alive were born after 1900; earlier dates are placeholders (0001-01-01).
+EARLIEST_BIRTHDAY = date(1900, 1, 1)
+# How far ahead of the time received a shop's clock may run (ingest passes `received_at` in the context).
+CLOCK_SKEW = timedelta(hours=24)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _received_at(info: ValidationInfo) -> datetime | None:
+    context = info.context
+    received = context.get("received_at") if isinstance(context, dict) else None
+    return received if isinstance(received, datetime) else None
+
+
+def _in_era(value: datetime, _: ValidationInfo) -> datetime:
+    try:
+        inside = EARLIEST <= value < LATEST
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of Python's range
+        inside = False
+    if not inside:
+        raise ValueError(f"must be from {_iso(EARLIEST)} to before {_iso(LATEST)}")
+    return value
+
+
+def _occurred(value: datetime, info: ValidationInfo) -> datetime:
+    received = _received_at(info)
+    if received is None:
+        return _in_era(value, info)
+    latest = received + CLOCK_SKEW
+    try:
+        inside = EARLIEST <= value <= latest
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise ValueError(f"must be from {_iso(EARLIEST)} to 24 hours after the time received ({_iso(latest)})")
+    return value
+
+
+def _birthday(value: date, info: ValidationInfo) -> date:
+    received = _received_at(info)
+    latest = (received + CLOCK_SKEW).date() if received is not None else LATEST.date() - timedelta(days=1)
+    if not EARLIEST_BIRTHDAY <= value <= latest:
+        upto = f"today ({latest.isoformat()} at the latest, allowing 24 hours for time zones and clock skew)" \
+            if received is not None else latest.isoformat()
+        raise ValueError(f"must be from {EARLIEST_BIRTHDAY.isoformat()} to {upto}")
+    return value
+
+
+_ERA = f"from {_iso(EARLIEST)} to before {_iso(LATEST)}"
+
+PlainStr = Annotated[str, PLAIN]
+Phone = Annotated[str, Field(min_length=3, max_length=32), PLAIN, AfterValidator(_phone)]
 # A WhatsApp id as Meta gives it (`wa_id`, `from`, `recipient_id`): digits only, kept even when the
 # phone library rejects the number (CLOUD-API.md §1: Mexico's 521…, Brazil's 8-digit mobiles …).
 WaId = Annotated[str, Field(pattern=r"^[0-9]{5,20}$")]
 # A business-scoped user id (BSUID, 2026), e.g. `US.13491208655302741918`.
 UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-Text128 = Annotated[str, Field(min_length=1, max_length=128)]
-Name = Annotated[str, Field(max_length=256)]
-Url = Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")]
+Text128 = Annotated[str, Field(min_length=1, max_length=128), PLAIN]
+Name = Annotated[str, Field(max_length=256), PLAIN]
+Url = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[float, Field(ge=0, le=1e9)]
-Timestamp = Annotated[AwareDatetime, Strict(False)]
-Scalar = str | int | float | bool | None
+Timestamp = Annotated[AwareDatetime, Strict(False), _Rule(_in_era, (("description", f"ISO-8601 with offset, {_ERA}"),))]
+# When the event happened; at ingest also at most CLOCK_SKEW after the time received.
+OccurredAt = Annotated[AwareDatetime, Strict(False), _Rule(_occurred, (
+    ("description", f"ISO-8601 with offset, {_ERA}; posted to ingest: at most 24 hours after the time received"),))]
+Birthday = Annotated[date, Strict(False), _Rule(_birthday, (
+    ("description", f"from {EARLIEST_BIRTHDAY.isoformat()} to today (posted to ingest: the date 24 hours after "
+                    "the time received)"),))]
+Scalar = PlainStr | int | float | bool | None
 
 
 class Contact(StrictModel):
@@ -71,8 +170,8 @@ class Contact(StrictModel):
     name: Name | None = None
     profile_name: Name | None = None
     locale: Annotated[str, Field(pattern=r"^[a-z]{2,3}([-_][A-Za-z]{2,4})?$")] | None = None
-    timezone: Annotated[str, AfterValidator(_zone)] | None = None
-    birthday: Annotated[date, Strict(False)] | None = None
+    timezone: Annotated[str, PLAIN, AfterValidator(_zone)] | None = None
+    birthday: Birthday | None = None
 
     @model_validator(mode="after")
     def _identified(self) -> Contact:
@@ -125,7 +224,7 @@ class PaymentData(StrictModel):
     currency: Currency
     tax: Money = 0.0
     shipping: Money = 0.0
-    region: Annotated[str, Field(min_length=2, max_length=8)] | None = None
+    region: Annotated[str, Field(min_length=2, max_length=8), PLAIN] | None = None
     items: Annotated[list[OrderItem], Field(max_length=500)] = []
     cart_id: Text128 | None = None
 
@@ -150,14 +249,14 @@ class PriceChangedData(StrictModel):
 
 class FeedbackData(StrictModel):
     rating: Annotated[int, Field(ge=1, le=5)]
-    text: Annotated[str, Field(max_length=4096)] | None = None
+    text: Annotated[str, Field(max_length=4096), PLAIN] | None = None
 
 
 InboundType = Literal[
     "text", "image", "video", "audio", "voice", "document", "sticker", "reaction", "location", "contacts",
     "order", "interactive", "button", "unsupported", "unknown",
 ]
-WamidText = Annotated[str, Field(max_length=256)]
+WamidText = Annotated[str, Field(max_length=256), PLAIN]
 Details = Annotated[dict[Text128, Scalar], Field(max_length=32)]
 
 
@@ -172,10 +271,10 @@ class InboundData(StrictModel):
     """
 
     type: InboundType = "text"
-    text: Annotated[str, Field(max_length=4096)] | None = None
+    text: Annotated[str, Field(max_length=4096), PLAIN] | None = None
     account_id: Text128 | None = None
     message_id: WamidText | None = None
-    reply_id: Annotated[str, Field(max_length=1024)] | None = None
+    reply_id: Annotated[str, Field(max_length=1024), PLAIN] | None = None
     context_message_id: WamidText | None = None
     forwarded: bool | None = None
     referral: Details | None = None
@@ -199,8 +298,8 @@ class StatusData(StrictModel):
     message_id: WamidText | None = None
     status: Literal["sent", "delivered", "read", "failed"]
     error_code: int | None = None
-    error_reason: Annotated[str, Field(max_length=512)] | None = None
-    idempotency_key: Annotated[str, Field(max_length=512)] | None = None
+    error_reason: Annotated[str, Field(max_length=512), PLAIN] | None = None
+    idempotency_key: Annotated[str, Field(max_length=512), PLAIN] | None = None
     flow: Text128 | None = None
     account_id: Text128 | None = None
     category: Text128 | None = None
@@ -217,7 +316,7 @@ class MarketingPreferenceData(StrictModel):
 
     category: Text128 = "marketing_messages"
     value: Literal["stop", "resume", "signup"]
-    detail: Annotated[str, Field(max_length=512)] | None = None
+    detail: Annotated[str, Field(max_length=512), PLAIN] | None = None
     source: Literal["user_preferences", "error_131050"] = "user_preferences"
     account_id: Text128 | None = None
 
@@ -228,7 +327,7 @@ class NumberChangedData(StrictModel):
     old_wa_id: WaId
     new_wa_id: WaId
     account_id: Text128 | None = None
-    detail: Annotated[str, Field(max_length=512)] | None = None
+    detail: Annotated[str, Field(max_length=512), PLAIN] | None = None
 
 
 class Restriction(StrictModel):
@@ -254,7 +353,7 @@ class AccountUpdateData(StrictModel):
     ban_state: Text128 | None = None
     quality: Text128 | None = None
     messaging_limit: Text128 | None = None
-    detail: Annotated[str, Field(max_length=1024)] | None = None
+    detail: Annotated[str, Field(max_length=1024), PLAIN] | None = None
 
 
 class TemplateUpdateData(StrictModel):
@@ -269,9 +368,9 @@ class TemplateUpdateData(StrictModel):
     waba_id: Text128 | None = None
     template_id: Text128 | None = None
     name: Text128 | None = None
-    language: Annotated[str, Field(max_length=16)] | None = None
+    language: Annotated[str, Field(max_length=16), PLAIN] | None = None
     event: Text128 | None = None
-    reason: Annotated[str, Field(max_length=1024)] | None = None
+    reason: Annotated[str, Field(max_length=1024), PLAIN] | None = None
     quality: Text128 | None = None
     previous_quality: Text128 | None = None
     category: Text128 | None = None
@@ -285,7 +384,7 @@ class LinkClickData(StrictModel):
 
 class _Event(StrictModel):
     event_id: Text128
-    occurred_at: Timestamp
+    occurred_at: OccurredAt
     contact: Contact
 
 
@@ -363,7 +462,7 @@ class _AccountEvent(StrictModel):
     """An event about a WhatsApp account or template, not about a contact."""
 
     event_id: Text128
-    occurred_at: Timestamp
+    occurred_at: OccurredAt
     contact: None = None
 
 
@@ -416,9 +515,14 @@ PLATFORM_PRODUCED: frozenset[str] = frozenset({
 })
 
 
-def parse_event(raw: Any) -> Event:
-    """Validate one decoded JSON object as an event; raises pydantic.ValidationError."""
-    return EVENT_ADAPTER.validate_python(raw)
+def parse_event(raw: Any, *, received_at: datetime | None = None) -> Event:
+    """Validate one decoded JSON object as an event; raises pydantic.ValidationError.
+
+    `received_at` (aware; ingest's clock) adds the checks only the door can make: `occurred_at` at most
+    CLOCK_SKEW after it, a birthday no later than its date plus CLOCK_SKEW. Readers further in omit it.
+    """
+    context = {"received_at": received_at} if received_at is not None else None
+    return EVENT_ADAPTER.validate_python(raw, context=context)
 
 
 def event_json_schema() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from ingest.adapters.db import TenantDirectory
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
-from ingest.domain.batch import PLATFORM_PRODUCED, FieldError, parse_batch
+from ingest.domain.batch import PLATFORM_PRODUCED, FieldError, parse_batch, read_body
 from ingest.domain.rate_limit import TokenBucket
 from ingest.domain.webhooks import Skipped, Translated, model, route, signature_valid, translate
 from scrm_common.clock import Clock
@@ -208,14 +208,12 @@ def build_router(
         except _TooLarge:
             metrics.rejected.labels("413").inc()
             return _too_large(settings.max_body_bytes, "request body")
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
+        body, bad_json = read_body(raw)  # duplicate keys, depth, control characters: parse_batch, per event
+        if bad_json is not None:
             metrics.rejected.labels("422").inc()
-            return _error(422, "invalid_json", "body is not valid JSON",
-                          [FieldError(None, "(body)", str(exc))])
+            return _error(422, "invalid_json", "body is not valid JSON", [bad_json])
         events, errors = parse_batch(body, max_events=settings.max_batch_events,
-                                     refused_types=PLATFORM_PRODUCED)
+                                     refused_types=PLATFORM_PRODUCED, received_at=clock.now())
         if errors:
             metrics.rejected.labels("422").inc()
             return _error(422, "invalid_events", "the batch was rejected whole; nothing was accepted", errors)

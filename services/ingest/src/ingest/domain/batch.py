@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+
+from scrm_common.contracts import wire
 
 # PLATFORM_PRODUCED: facts only the platform itself reports (CONTRACT §2); a shop key posting one
 # could rewrite the send log and the reports.
 from scrm_common.contracts.events import EVENT_TYPES, PLATFORM_PRODUCED, Event, parse_event
 
-__all__ = ["PLATFORM_PRODUCED", "FieldError", "parse_batch"]
+__all__ = ["PLATFORM_PRODUCED", "FieldError", "parse_batch", "read_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,54 +50,40 @@ def _errors_of(index: int | None, exc: ValidationError) -> list[FieldError]:
     return out
 
 
+def read_body(raw: bytes) -> tuple[Any, FieldError | None]:
+    """A request body parsed as JSON (`wire.loads`), or why not: not JSON, or nested past the parser's reach.
 
-# JSON carries both as escapes (`"\\ud800"`, `"\\u0000"`); neither survives the way to a consumer: a lone
-# UTF-16 surrogate cannot be encoded as UTF-8 (not even in the 422 naming its field), and PostgreSQL stores
-# NUL neither in text nor in jsonb.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_UNSTORABLE_REASONS = {"\x00": "contains a NUL character (\\u0000), which cannot be stored"}
-_SURROGATE_REASON = "contains a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode text"
-
-
-def _printable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)
-
-
-def unstorable_text(raw: Any) -> tuple[str, str] | None:
-    """The first string (value or key) of a decoded JSON value no consumer could store, as (dotted path, reason).
-
-    The path names keys as given, each bad character shown as U+FFFD. None when every string is fine.
-    Iterative: the depth of the JSON is bounded only by the body size.
+    Returns (body, None) or (None, error with index None and field "(body)"). The other rules of `wire`
+    (depth, duplicate keys, plain text) are checked per event by `parse_batch`, which can name the event.
     """
-    stack: list[tuple[Any, tuple[str, ...]]] = [(raw, ())]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, str):
-            found = _UNSTORABLE.search(value)
-            if found:
-                return ".".join(path) or "(event)", _UNSTORABLE_REASONS.get(found.group(), _SURROGATE_REASON)
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):
-                if isinstance(key, str) and (found := _UNSTORABLE.search(key)):
-                    reason = _UNSTORABLE_REASONS.get(found.group(), _SURROGATE_REASON)
-                    return ".".join((*path, _printable(key))), f"field name {reason}"
-                stack.append((item, (*path, str(key))))
-        elif isinstance(value, list):
-            stack.extend((item, (*path, str(i))) for i, item in reversed(list(enumerate(value))))
-    return None
+    try:
+        return wire.loads(raw), None
+    except wire.JsonRefused as exc:
+        return None, FieldError(None, "(body)", exc.reason)
 
 
-def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = frozenset()
-                ) -> tuple[list[Event], list[FieldError]]:
-    """Validate a body (one event, or `{"events": [...]}`); any error rejects the whole batch.
+def _wire_error(index: int | None, raw: Any, *, depth: int) -> FieldError | None:
+    refused = wire.first_problem(raw, depth=depth)
+    if refused is None:
+        return None
+    return FieldError(index, ".".join(refused.path) or "(event)", refused.reason)
+
+
+def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = frozenset(),
+                received_at: datetime | None = None) -> tuple[list[Event], list[FieldError]]:
+    """Validate a body (one event, or `{"events": [...]}`, parsed by `read_body`); any error rejects the batch.
 
     Returns (events, []) or ([], errors): one error per bad event (index, dotted field, reason), or one
-    for the envelope (index None). Text no consumer could store (`unstorable_text`) is such an error.
+    for the envelope (index None). Besides the event schema, the rules of `wire` (depth, duplicate keys,
+    plain text) and, given `received_at` (ingest's clock, aware), the time ranges of the door
+    (`occurred_at` at most 24 h after it, birthdays up to today) are such errors.
     """
     if isinstance(body, dict) and "events" in body and "type" not in body:
+        for key in getattr(body, "duplicates", ()):
+            return [], [FieldError(None, wire.printable(key), "this key appears more than once in one object")]
         extra = sorted(set(body) - {"events"})
         if extra:
-            return [], [FieldError(None, _printable(extra[0]), "unknown field in batch envelope")]
+            return [], [FieldError(None, wire.printable(extra[0]), "unknown field in batch envelope")]
         raw_events = body["events"]
         if not isinstance(raw_events, list):
             return [], [FieldError(None, "events", "must be a list of events")]
@@ -104,18 +92,20 @@ def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = f
         if len(raw_events) > max_events:
             return [], [FieldError(None, "events", f"at most {max_events} events per request")]
         indexed: list[tuple[int | None, Any]] = list(enumerate(raw_events))
+        depth = 3  # body → events → event
     elif isinstance(body, dict):
         indexed = [(0, body)]
+        depth = 1
     else:
         return [], [FieldError(None, "(body)", "must be a JSON object: an event or {\"events\": [...]}")]
     events: list[Event] = []
     errors: list[FieldError] = []
     for index, raw in indexed:
-        if (bad := unstorable_text(raw)) is not None:
-            errors.append(FieldError(index, *bad))
+        if (bad := _wire_error(index, raw, depth=depth)) is not None:
+            errors.append(bad)
             continue
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, received_at=received_at)
         except ValidationError as exc:
             errors.extend(_errors_of(index, exc))
             continue

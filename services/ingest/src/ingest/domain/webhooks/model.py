@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scrm_common.contracts import wire
 from scrm_common.contracts.events import Event, parse_event
 
 # Reasons an item is not turned into an event: the `reason` label of scrm_ingest_webhook_skipped_total.
@@ -33,17 +33,18 @@ UNKNOWN_ACCOUNT = "unknown_account"  # no tenant owns the WhatsApp Business Acco
 
 # Reasons an event was produced from a repaired item: the `reason` label of scrm_ingest_webhook_repaired_total.
 BAD_TIMESTAMP = "bad_timestamp"  # unreadable timestamp: the time the webhook was received is used instead
-BAD_TEXT = "bad_text"  # a lone UTF-16 surrogate or a NUL in a string was replaced by U+FFFD
+BAD_TEXT = "bad_text"  # a control character or lone UTF-16 surrogate in a string was replaced by U+FFFD
 
-# Characters no consumer can keep: lone UTF-16 surrogates (not encodable as UTF-8: publishing the event or
-# scraping a metric label would fail) and NUL (PostgreSQL stores it neither in text nor in jsonb). JSON
-# carries both as escapes (`"\\ud83e"`, `"\\u0000"`).
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Characters no consumer accepts (the plain-text rule of the event contract, `wire`): control characters
+# other than tab, LF and CR (PostgreSQL stores no NUL; the others are invisible wherever text is shown)
+# and lone UTF-16 surrogates (not encodable as UTF-8: publishing the event or scraping a metric label
+# would fail). JSON carries them as escapes (`"\\u0000"`, `"\\ud83e"`).
+UNSTORABLE = wire.NOT_PLAIN
 
 
 def clean(value: str) -> str:
-    """`value` with each lone surrogate and NUL replaced by U+FFFD."""
-    return UNSTORABLE.sub("\ufffd", value)
+    """`value` with each control character and lone surrogate replaced by U+FFFD."""
+    return wire.printable(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,14 @@
 """Tolerant readers of Meta's JSON: a wrong type reads as absent, never as an exception.
 
 Every webhook item is read through an `ItemReader`, which remembers the repairs it made (an
-unreadable timestamp replaced by the time received, a lone surrogate or a NUL replaced by U+FFFD) so
-the event can be produced and the repair still counted.
+unreadable or out-of-range timestamp replaced by the time received, a control character or lone
+surrogate replaced by U+FFFD) so the event can be produced — a customer's message is never lost for
+it — and the repair still counted.
 
 Every string that reaches an event, a metric label or a database lookup goes through `clean` (or
 `ident`, `ItemReader.text`): a lone UTF-16 surrogate cannot be encoded as UTF-8 (publishing the event
-or scraping /metrics would fail) and PostgreSQL stores no NUL (a consumer, or the routing lookup, would).
+or scraping /metrics would fail), PostgreSQL stores no NUL (a consumer, or the routing lookup, would
+fail), and the event contract accepts no control character (`scrm_common.contracts.wire`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from scrm_common.contracts.events import Contact
+from scrm_common.contracts.events import CLOCK_SKEW, LATEST, Contact
 from scrm_common.phones import InvalidPhoneNumber, to_e164
 
 from .model import BAD_TEXT, BAD_TIMESTAMP, UNSTORABLE, clean
@@ -107,6 +109,13 @@ def event_id(*parts: str) -> str:
     return plain if len(plain) <= _ID_LIMIT else stable_id(*parts)
 
 
+def _in_range(at: datetime) -> bool:
+    try:
+        return _EARLIEST <= at < LATEST
+    except OverflowError:  # year 1 or 9999 pushed past Python's range by its offset
+        return False
+
+
 class ItemReader:
     """Reads the strings and times of one webhook item, noting the repairs needed (R: nothing invisible)."""
 
@@ -115,7 +124,7 @@ class ItemReader:
         self.repairs: list[str] = []
 
     def text(self, value: Any, limit: int = 4096) -> str | None:
-        """A string as the customer wrote it: lone surrogates and NULs become U+FFFD (noted), cut at `limit`."""
+        """A string as the customer wrote it: control characters and lone surrogates become U+FFFD (noted), cut."""
         if not isinstance(value, str):
             return None
         cleaned, replaced = UNSTORABLE.subn("\ufffd", value)
@@ -134,7 +143,11 @@ class ItemReader:
         return None
 
     def when(self, raw: Any) -> datetime:
-        """Unix seconds (as Meta's string or a number) as an aware time; unreadable → `now`, noted."""
+        """Unix seconds (as Meta's string or a number) as an aware time; unreadable → `now`, noted.
+
+        Before WhatsApp existed (2009) or more than the contract's CLOCK_SKEW after `now` is a broken
+        clock, not a time: `now` too, noted (the event contract would refuse it).
+        """
         try:
             if isinstance(raw, bool) or not isinstance(raw, str | int | float):
                 raise ValueError(raw)
@@ -142,13 +155,16 @@ class ItemReader:
         except (TypeError, ValueError, OverflowError, OSError):
             self.repairs.append(BAD_TIMESTAMP)
             return self.now
-        if at < _EARLIEST:
+        if not _EARLIEST <= at <= self.now + CLOCK_SKEW:
             self.repairs.append(BAD_TIMESTAMP)
             return self.now
         return at
 
     def iso_time(self, raw: Any) -> datetime | None:
-        """An ISO-8601 (`2026-04-19T13:59:20+0000`) or Unix time; None when absent; unreadable → None, noted."""
+        """An ISO-8601 (`2026-04-19T13:59:20+0000`) or Unix time; None when absent; unreadable → None, noted.
+
+        An ISO time outside the contract's range (2009 … 2100) is unreadable too: None, noted.
+        """
         if raw is None or raw == "":
             return None
         if isinstance(raw, int | float) and not isinstance(raw, bool):
@@ -160,7 +176,7 @@ class ItemReader:
                 at = datetime.fromisoformat(raw)
             except ValueError:
                 at = None
-            if at is not None and at.tzinfo is not None:
+            if at is not None and at.tzinfo is not None and _in_range(at):
                 return at
         self.repairs.append(BAD_TIMESTAMP)
         return None
