@@ -1,4 +1,4 @@
-"""BatchConsumer against a real broker: commit after effect, retries, poison isolation, dead letters."""
+"""BatchConsumer against a real broker: commit after effect, failures by class, poison isolation, dead letters."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, NotLeaderForPartitionError
 from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from scrm_common.backoff import Backoff
 from scrm_common.contracts.envelope import PoisonMessage
 from scrm_common.kafka import BatchConsumer, ensure_topics, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics, Item
+from scrm_common.kafka.consumer import ConsumerMetrics, Item, classify
 from tests.integration.common.kafka_support import (
     dead_letter_meta,
     dead_letters_from,
@@ -72,8 +74,11 @@ class Running:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self.task, timeout=15)
 
-    def metric(self, name: str) -> float:
-        return self.registry.get_sample_value(f"scrm_it_{name}", {"topic": self.topic}) or 0.0
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `scrm_it_<name>` for this topic with `labels` (any other labels)."""
+        want = {"topic": self.topic, **labels}
+        return sum(sample.value for family in self.registry.collect() for sample in family.samples
+                   if sample.name == f"scrm_it_{name}" and want.items() <= sample.labels.items())
 
     async def caught_up_after(self, moment: datetime, *, timeout: float = 15) -> None:
         await eventually(lambda: self.consumer.caught_up_at is not None and self.consumer.caught_up_at > moment,
@@ -96,12 +101,12 @@ async def consumers(kafka: Kafka) -> AsyncIterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def start(*, topic: str, group: str, handle: Handler, decode: Callable[[ConsumerRecord], bytes] | None = None,
-              max_tries: int = 2, max_records: int = 100) -> Running:
+              max_tries: int = 2, max_records: int = 100, backoff: Backoff = TINY) -> Running:
         registry = CollectorRegistry()
         consumer: BatchConsumer[bytes] = BatchConsumer(
             consumer=group_consumer(kafka.bootstrap, group_id=group, topic=topic, max_records=max_records),
             producer=kafka.producer, topic=topic, decode=decode or (lambda r: r.value), handle=handle,
-            metrics=ConsumerMetrics("it", registry), max_tries=max_tries, backoff=TINY, max_records=max_records)
+            metrics=ConsumerMetrics("it", registry), max_tries=max_tries, backoff=backoff, max_records=max_records)
         running = Running(consumer, registry, topic)
         running.task = asyncio.create_task(consumer.run(running.stop), name=f"consumer-{group}")
         started.append(running)
@@ -168,7 +173,72 @@ async def test_uncommitted_batch_is_redelivered_and_committed_ones_are_not(kafka
     assert sorted(third_applied) == fresh
 
 
-async def test_poison_record_is_isolated_and_dead_lettered_while_good_ones_apply(kafka: Kafka, consumers) -> None:
+class _SqlState(Exception):
+    """What asyncpg raises for a PostgreSQL error: an exception carrying its SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _db_error(sqlstate: str) -> DBAPIError:
+    return DBAPIError("INSERT …", {}, _SqlState(sqlstate))
+
+
+def _wrapped(outer: type[DBAPIError], inner: Exception) -> DBAPIError:
+    """SQLAlchemy's wrapping of a driver error: `.orig` and `__cause__` are the driver's exception."""
+    try:
+        raise outer("SELECT …", {}, inner) from inner
+    except DBAPIError as exc:
+        return exc
+
+
+CLASSIFICATION = [  # (failure, class)
+    (ValueError("unknown currency"), "deterministic"),
+    (TypeError("unsupported operand"), "deterministic"),
+    (OverflowError("date value out of range"), "deterministic"),
+    (KeyError("order_id"), "deterministic"),
+    (PoisonMessage("not a valid event"), "deterministic"),
+    (_db_error("22021"), "deterministic"),  # character not in repertoire (a NUL)
+    (_db_error("22008"), "deterministic"),  # datetime field overflow
+    (_db_error("23505"), "deterministic"),  # unique violation
+    (IntegrityError("INSERT …", {}, _SqlState("23503")), "deterministic"),  # foreign key violation
+    (OperationalError("UPDATE …", {}, _SqlState("22003")), "deterministic"),  # the SQLSTATE wins over the type
+    (_wrapped(InterfaceError, ValueError("invalid input for query argument $1")), "deterministic"),  # asyncpg
+    (_db_error("08006"), "transient"),  # connection failure
+    (_db_error("53300"), "transient"),  # too many connections
+    (_db_error("57P01"), "transient"),  # admin shutdown
+    (_db_error("57P03"), "transient"),  # cannot connect now
+    (_db_error("40P01"), "transient"),  # deadlock detected
+    (_db_error("40001"), "transient"),  # serialization failure
+    (ConnectionResetError("connection reset by peer"), "transient"),
+    (TimeoutError("timed out"), "transient"),
+    (OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")), "transient"),
+    (InterfaceError("SELECT 1", {}, Exception("connection is closed")), "transient"),
+    (_wrapped(OperationalError, ConnectionRefusedError("connect call failed")), "transient"),
+    (KafkaConnectionError("broker away"), "transient"),
+    (NotLeaderForPartitionError(), "transient"),  # retriable
+    (_db_error("42P01"), "unclassified"),  # undefined table: not the record's fault, not known to heal
+    (RuntimeError("something else"), "unclassified"),
+    (MessageSizeTooLargeError(), "unclassified"),  # a KafkaError the client does not call retriable
+]
+
+
+@pytest.mark.parametrize(("failure", "expected"), CLASSIFICATION, ids=[repr(c[0])[:60] for c in CLASSIFICATION])
+def test_failures_are_classified_by_whether_retrying_can_heal_them(failure: BaseException, expected: str) -> None:
+    assert classify(failure) == expected
+
+
+def _assert_meta(meta: dict[str, Any], *, expected: dict[str, Any], service: str, failure: str) -> None:
+    """The dead-letter header: the original place, error and tries, plus who gave up, why and when."""
+    assert {k: meta[k] for k in expected} == expected
+    assert (meta["service"], meta["failure"]) == (service, failure)
+    at = datetime.fromisoformat(meta["at"])
+    assert at.tzinfo is not None and abs((datetime.now(UTC) - at).total_seconds()) < 120
+
+
+async def test_a_deterministic_failure_is_isolated_and_dead_lettered_at_once_while_good_ones_apply(
+        kafka: Kafka, consumers) -> None:
     topic, group = await kafka.new_topic(1), f"g-{uuid.uuid4().hex[:8]}"
     values = [f"good-{i}".encode() for i in range(9)] + [b"bad"] + [f"good-{i}".encode() for i in range(9, 19)]
     offsets = await kafka.produce(topic, values, headers=[("tenant", b"acme")])
@@ -185,24 +255,86 @@ async def test_poison_record_is_isolated_and_dead_lettered_while_good_ones_apply
             raise ValueError("cannot apply bad")
         applied.extend(batch)
 
-    running = consumers(topic=topic, group=group, handle=handle, max_tries=2)
+    # Many tries allowed and a backoff far longer than the test: a retry of a deterministic failure would show.
+    running = consumers(topic=topic, group=group, handle=handle, max_tries=50, backoff=Backoff(30.0, 60.0))
     await eventually(lambda: set(applied) >= good, timeout=30, what="every good record to be applied")
     await running.caught_up_after(datetime.now(UTC))
     await running.stop_cleanly()
 
     assert b"bad" not in applied
     assert sorted(applied) == sorted(good), "each good record applied exactly once"
-    mixed = [c for c in calls if b"bad" in c and len(c) > 1]
-    assert len(mixed) == 2, f"the whole batch is tried max_tries times before isolating: {calls}"
-    assert calls.count([b"bad"]) == 2, "alone, the bad record is tried max_tries times too"
+    with_bad = [tuple(c) for c in calls if b"bad" in c]
+    assert len(with_bad) == len(set(with_bad)), f"no batch holding the bad record is tried twice: {calls}"
+    assert calls.count([b"bad"]) == 1, "alone, the bad record is tried once"
+    assert running.metric("consumer_retries_total") == 0
+    assert running.metric("consumer_failures_total", failure="deterministic") == len(with_bad)
 
     dead = await kafka.dead_letters(topic)
     assert len(dead) == 1
     assert (dead[0].key, dead[0].value) == (b"k-bad", b"bad")
     assert ("tenant", b"acme") in list(dead[0].headers), "the original headers travel with the dead letter"
-    assert dead_letter_meta(dead[0]) == {"topic": topic, "partition": 0, "offset": bad_offset,
-                                         "error": "ValueError: cannot apply bad", "tries": 2}
-    assert running.metric("dead_letters_total") == 1
+    _assert_meta(dead_letter_meta(dead[0]), service=group, failure="deterministic",
+                 expected={"topic": topic, "partition": 0, "offset": bad_offset,
+                           "error": "ValueError: cannot apply bad", "tries": 1})
+    assert running.metric("dead_letters_total", failure="deterministic") == 1
+
+
+async def test_an_unclassified_failure_gets_a_few_tries_alone_then_is_dead_lettered_as_exhausted(
+        kafka: Kafka, consumers) -> None:
+    topic, group = await kafka.new_topic(1), f"g-{uuid.uuid4().hex[:8]}"
+    values = [b"a", b"b", b"odd", b"c"]
+    offsets = await kafka.produce(topic, values)
+    calls: list[list[bytes]] = []
+    applied: list[bytes] = []
+
+    async def handle(items: Sequence[Item[bytes]]) -> None:
+        batch = [i.value for i in items]
+        calls.append(batch)
+        if b"odd" in batch:
+            raise RuntimeError("no idea why")
+        applied.extend(batch)
+
+    running = consumers(topic=topic, group=group, handle=handle, max_tries=3)
+    dead = await eventually(lambda: kafka.dead_letters(topic), timeout=30, what="the exhausted dead letter")
+    await eventually(lambda: set(applied) >= {b"a", b"b", b"c"}, timeout=30, what="the other records")
+    await running.caught_up_after(datetime.now(UTC))
+    await running.stop_cleanly()
+
+    assert sorted(applied) == [b"a", b"b", b"c"]
+    assert calls.count([b"odd"]) == 3, f"alone, tried max_tries times: {calls}"
+    assert [dead_letter_meta(d)["offset"] for d in dead] == [offsets[2]]
+    _assert_meta(dead_letter_meta(dead[0]), service=group, failure="exhausted",
+                 expected={"error": "RuntimeError: no idea why", "tries": 3})
+    assert running.metric("dead_letters_total", failure="exhausted") == 1
+    assert running.metric("consumer_retries_total", failure="unclassified") == 2
+
+
+@pytest.mark.parametrize("violation", [_db_error("23505"), _db_error("22P05")], ids=["unique", "untranslatable"])
+async def test_a_constraint_violation_dead_letters_only_its_record_without_retry(
+        kafka: Kafka, consumers, violation: DBAPIError) -> None:
+    topic, group = await kafka.new_topic(1), f"g-{uuid.uuid4().hex[:8]}"
+    values = [f"r-{i}".encode() for i in range(40)]
+    values[17] = b"violates"
+    await kafka.produce(topic, values)
+    applied: list[bytes] = []
+    tried_alone = 0
+
+    async def handle(items: Sequence[Item[bytes]]) -> None:
+        nonlocal tried_alone
+        batch = [i.value for i in items]
+        if b"violates" in batch:
+            tried_alone += batch == [b"violates"]
+            raise violation
+        applied.extend(batch)
+
+    running = consumers(topic=topic, group=group, handle=handle, max_tries=50, backoff=Backoff(30.0, 60.0))
+    await eventually(lambda: len(applied) == 39, timeout=30, what="the 39 other records")
+    dead = await eventually(lambda: kafka.dead_letters(topic), timeout=15, what="the violation's dead letter")
+    await running.stop_cleanly()
+    assert sorted(applied) == sorted(set(values) - {b"violates"})
+    assert tried_alone == 1
+    assert [d.value for d in dead] == [b"violates"]
+    assert dead_letter_meta(dead[0])["failure"] == "deterministic"
 
 
 async def test_poison_message_from_decode_is_dead_lettered_without_calling_the_handler(
@@ -227,9 +359,10 @@ async def test_poison_message_from_decode_is_dead_lettered_without_calling_the_h
     await eventually(lambda: {v for c in calls for v in c} >= {b"a", b"b", b"c"}, timeout=30,
                      what="the good records to be handled")
     dead = await eventually(lambda: kafka.dead_letters(topic), timeout=15, what="the poison's dead letter")
-    assert [dead_letter_meta(d) for d in dead] == [
-        {"topic": topic, "partition": 0, "offset": offsets[1], "error": "not a valid event: expected JSON",
-         "tries": 0}]
+    assert len(dead) == 1
+    _assert_meta(dead_letter_meta(dead[0]), service=group, failure="deterministic",
+                 expected={"topic": topic, "partition": 0, "offset": offsets[1],
+                           "error": "not a valid event: expected JSON", "tries": 0})
 
     # A batch of nothing but poison and skipped records: the handler is not called (not even with []).
     handled_before = len(calls)
@@ -259,6 +392,7 @@ async def test_transient_errors_are_retried_beyond_max_tries_until_they_heal(kaf
         TimeoutError("timed out"),
         OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
         InterfaceError("SELECT 1", {}, Exception("connection is closed")),
+        _db_error("40P01"), _db_error("57P01"), _db_error("08006"), _db_error("53300"),
     ]
     applied: list[bytes] = []
     calls = 0
@@ -276,8 +410,9 @@ async def test_transient_errors_are_retried_beyond_max_tries_until_they_heal(kaf
     await running.stop_cleanly()
 
     assert sorted(applied) == sorted(values)
-    assert calls >= 5
-    assert running.metric("consumer_retries_total") == 4
+    assert calls >= 9
+    assert running.metric("consumer_retries_total", failure="transient") == 8
+    assert running.metric("consumer_failures_total") == running.metric("consumer_failures_total", failure="transient")
     assert running.metric("dead_letters_total") == 0
     assert await kafka.dead_letters(topic) == []
 

@@ -1,4 +1,10 @@
-"""The consume loop: batches via getmany, effect then commit, retries with backoff, dead letters."""
+"""The consume loop: batches via getmany, effect then commit; a failure is retried or dead-lettered by its class.
+
+`classify` sorts a failure: **deterministic** (the record can never be processed: it does not decode,
+does not validate, its data breaks a constraint) — isolated from its batch and dead-lettered at once;
+**transient** (the database or the broker is away) — the batch is retried with backoff until it heals,
+never dead-lettered; **unclassified** — a few quick tries, then dead-lettered as "exhausted".
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+)
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from scrm_common.backoff import Backoff
 from scrm_common.contracts import topics
@@ -24,21 +39,77 @@ from scrm_common.settings import CommonSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Failures of infrastructure, not of the message: retried until they heal, never dead-lettered.
-TRANSIENT: tuple[type[BaseException], ...] = (OSError, TimeoutError, OperationalError, InterfaceError)
-# PostgreSQL's answers that mean "try the same transaction again" (deadlock, serialization failure).
-_RETRY_SQLSTATES = {"40P01", "40001"}
+FailureClass = Literal["deterministic", "transient", "unclassified"]
+DETERMINISTIC: FailureClass = "deterministic"
+TRANSIENT: FailureClass = "transient"
+UNCLASSIFIED: FailureClass = "unclassified"
+# The `failure` of a dead letter: never processable, or unclassified and out of tries.
+DeadLetterFailure = Literal["deterministic", "exhausted"]
+
+# PostgreSQL SQLSTATEs by class (first two characters) or exact code. Deterministic: 22 data exception
+# (a value out of range, invalid text such as NUL, datetime overflow …), 23 integrity constraint violation,
+# 40002 (a constraint violated at commit). Transient: 08 connection exception, 53 insufficient resources,
+# 57P01…57P05 (shutdown, crash shutdown, cannot connect now, database dropped, idle session timeout),
+# 40001/40P01/40003 (serialization failure, deadlock, completion unknown), 55P03 lock not available.
+_SQLSTATE_CODES: dict[str, FailureClass] = {
+    "40002": DETERMINISTIC, "40001": TRANSIENT, "40P01": TRANSIENT, "40003": TRANSIENT, "55P03": TRANSIENT,
+    **{f"57P0{n}": TRANSIENT for n in range(1, 6)},
+}
+_SQLSTATE_CLASSES: dict[str, FailureClass] = {"22": DETERMINISTIC, "23": DETERMINISTIC, "08": TRANSIENT,
+                                              "53": TRANSIENT}
+# By type, for failures without a SQLSTATE. A pure decision over bad data fails with these every time.
+_DETERMINISTIC_TYPES: tuple[type[BaseException], ...] = (
+    ValueError,  # pydantic's ValidationError, PoisonMessage, JSON and Unicode errors, asyncpg's DataError
+    TypeError, ArithmeticError, LookupError,  # OverflowError (a date past year 9999), KeyError, IndexError …
+    IntegrityError, DataError,
+)
+_TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError,  # connection refused/reset, timeouts (asyncio's included)
+    OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError,  # SQLAlchemy: connection lost, pool
+    KafkaConnectionError, KafkaTimeoutError, KafkaUnavailableError,
+    httpx.TransportError,  # a sibling service or provider unreachable, timed out
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps (SQLAlchemy's `.orig`, then `__cause__`), outermost first."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 16 and all(current is not seen for seen in out):
+        out.append(current)
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return out
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) and len(code) == 5 else None
+
+
+def classify(exc: BaseException) -> FailureClass:
+    """Whether retrying can heal `exc`: deterministic, transient or unclassified (see the module docstring).
+
+    A PostgreSQL SQLSTATE anywhere in the chain decides (an unknown one is unclassified); otherwise the
+    innermost exception whose type is known does — asyncpg's DataError (a ValueError) wrapped in
+    SQLAlchemy's InterfaceError is bad data, not a lost connection. A KafkaError counts as transient when
+    the client says it is retriable.
+    """
+    chain = _chain(exc)
+    for link in chain:
+        if (code := _sqlstate(link)) is not None:
+            return _SQLSTATE_CODES.get(code) or _SQLSTATE_CLASSES.get(code[:2]) or UNCLASSIFIED
+    for link in reversed(chain):
+        if isinstance(link, _TRANSIENT_TYPES) or (isinstance(link, KafkaError) and link.retriable):
+            return TRANSIENT
+        if isinstance(link, _DETERMINISTIC_TYPES):
+            return DETERMINISTIC
+    return UNCLASSIFIED
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures that retrying heals, whatever the message: infrastructure, deadlocks."""
-    if isinstance(exc, TRANSIENT):
-        return True
-    if isinstance(exc, DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None),
-                                                                    "sqlstate", None)
-        return sqlstate in _RETRY_SQLSTATES
-    return False
+    return classify(exc) == TRANSIENT
 
 
 def make_consumer(bootstrap: str, *, group_id: str, topic: str, max_records: int) -> AIOKafkaConsumer:
@@ -66,23 +137,41 @@ class Item(Generic[T]):
 
 
 class ConsumerMetrics:
-    """Throughput, failures, dead letters, lag and batch latency of one consume loop."""
+    """Throughput, failures by class, dead letters by failure, lag and batch latency of one consume loop."""
 
     def __init__(self, service: str, registry: CollectorRegistry) -> None:
         p = f"scrm_{service.replace('-', '_')}"
         self.records = Counter(f"{p}_consumed_records_total", "Records consumed", ["topic"], registry=registry)
-        self.retries = Counter(f"{p}_consumer_retries_total", "Batch or record retries", ["topic"],
-                               registry=registry)
-        self.dead = Counter(f"{p}_dead_letters_total", "Records sent to dead letters", ["topic"],
-                            registry=registry)
+        self.failures = Counter(f"{p}_consumer_failures_total",
+                                "Failed applications of a batch or record, by failure class "
+                                "(deterministic, transient, unclassified)", ["topic", "failure"], registry=registry)
+        self.retries = Counter(f"{p}_consumer_retries_total", "Batch or record retries, by failure class",
+                               ["topic", "failure"], registry=registry)
+        self.dead = Counter(f"{p}_dead_letters_total", "Records sent to dead letters, by failure "
+                            "(deterministic, exhausted)", ["topic", "failure"], registry=registry)
         self.lag = Gauge(f"{p}_consumer_lag_records", "Records behind the high watermark", ["topic"],
                          registry=registry)
         self.batch_seconds = Histogram(f"{p}_batch_duration_seconds", "Time to apply one batch", ["topic"],
                                        registry=registry)
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """Why a batch or record was given up on: its failure, the error text, the tries made."""
+
+    failure: DeadLetterFailure
+    reason: str
+    tries: int
+
+
 class BatchConsumer(Generic[T]):
-    """Applies batches of decoded records; commits a batch only after its effect is durable."""
+    """Applies batches of decoded records; commits a batch only after its effect is durable.
+
+    A record that fails to decode is dead-lettered at once. A failing batch is retried while its failure
+    is transient; otherwise it is halved until the records that fail on their own are found, which are
+    dead-lettered (deterministic: at once; unclassified: after `max_tries` quick tries) while the rest
+    is applied in order. `service` (default: the consumer's group id) names this loop in dead letters.
+    """
 
     def __init__(
         self,
@@ -96,8 +185,10 @@ class BatchConsumer(Generic[T]):
         max_tries: int,
         backoff: Backoff,
         max_records: int,
+        service: str | None = None,
     ) -> None:
         self._consumer = consumer
+        self._service = service or str(getattr(consumer, "_group_id", None) or "")
         self._producer = producer
         self._topic = topic
         self._decode = decode
@@ -152,15 +243,17 @@ class BatchConsumer(Generic[T]):
             for record in records:
                 try:
                     value = self._decode(record)
-                except PoisonMessage as exc:
-                    await self._dead_letter(record, str(exc), tries=0)
+                except Exception as exc:  # noqa: BLE001 - decoding is a function of the bytes: it fails every time
+                    self._metrics.failures.labels(self._topic, DETERMINISTIC).inc()
+                    reason = str(exc) if isinstance(exc, PoisonMessage) else _describe(exc)
+                    await self._dead_letter(record, reason, tries=0, failure="deterministic")
                     continue
                 if value is not None:  # None: not this consumer's business; committed with the rest
                     items.append(Item(record, value))
         self._metrics.records.labels(self._topic).inc(sum(len(r) for r in batches.values()))
         started = time.perf_counter()
         if items:
-            await self._handle_with_retries(items)
+            await self._settle(items)
         self._metrics.batch_seconds.labels(self._topic).observe(time.perf_counter() - started)
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
@@ -179,42 +272,56 @@ class BatchConsumer(Generic[T]):
         self._metrics.lag.labels(self._topic).set(lag)
         return lag
 
-    async def _handle_with_retries(self, items: list[Item[T]]) -> None:
-        try:
-            await self._retrying(items)
-        except _GiveUp:
-            # Isolate the poison: apply one by one, dead-lettering only what fails on its own.
-            for item in items:
-                try:
-                    await self._retrying([item])
-                except _GiveUp as exc:
-                    await self._dead_letter(item.record, exc.reason, tries=self._max_tries)
+    async def _settle(self, items: Sequence[Item[T]]) -> None:
+        """Apply `items` in order; dead-letter exactly those that cannot be applied on their own.
 
-    async def _retrying(self, items: list[Item[T]]) -> None:
+        A batch that fails (not transiently) is tried once and halved; a single record gets `max_tries`
+        tries if its failure is unclassified, one if it is deterministic. Records of a half that applies
+        are applied once; halving finds k bad records among n in about 2·k·log2(n) tries.
+        """
+        failed = await self._attempt(items, max_tries=1 if len(items) > 1 else self._max_tries)
+        if failed is None:
+            return
+        if len(items) == 1:
+            await self._dead_letter(items[0].record, failed.reason, tries=failed.tries, failure=failed.failure)
+            return
+        middle = len(items) // 2
+        await self._settle(items[:middle])
+        await self._settle(items[middle:])
+
+    async def _attempt(self, items: Sequence[Item[T]], *, max_tries: int) -> _Failed | None:
+        """Handle `items`: None once applied. Transient failures are retried with backoff for as long as
+        they last; a deterministic one gives up at once, an unclassified one after `max_tries` tries."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self._handle(items)
-                return
+                return None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                self._metrics.retries.labels(self._topic).inc()
-                if is_transient(exc):
-                    log.warning("transient failure (attempt %d), retrying: %r", attempt, exc)
-                    await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
-                    continue
-                if attempt >= self._max_tries:
-                    raise _GiveUp(f"{type(exc).__name__}: {exc}") from exc
-                log.warning("failure (attempt %d/%d), retrying: %r", attempt, self._max_tries, exc)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+                failure = classify(exc)
+                self._metrics.failures.labels(self._topic, failure).inc()
+                if failure == DETERMINISTIC:
+                    if len(items) == 1:
+                        log.warning("record %s[%d]@%d can never be processed: %r", items[0].record.topic,
+                                    items[0].record.partition, items[0].record.offset, exc)
+                    return _Failed("deterministic", _describe(exc), attempt)
+                if failure == UNCLASSIFIED and attempt >= max_tries:
+                    return _Failed("exhausted", _describe(exc), attempt)
+                self._metrics.retries.labels(self._topic, failure).inc()
+                log.warning("%s failure (attempt %d, %d records), retrying: %r", failure, attempt, len(items), exc)
             await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
 
-    async def _dead_letter(self, record: ConsumerRecord, reason: str, *, tries: int) -> None:
-        self._metrics.dead.labels(self._topic).inc()
-        log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+    async def _dead_letter(self, record: ConsumerRecord, reason: str, *, tries: int,
+                           failure: DeadLetterFailure) -> None:
+        self._metrics.dead.labels(self._topic, failure).inc()
+        log.error("dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, failure,
+                  reason)
         meta = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                           "error": reason[:2000], "tries": tries})
+                           "error": reason[:2000], "tries": tries, "service": self._service, "failure": failure,
+                           "at": datetime.now(UTC).isoformat()})
         headers = [*(record.headers or ()), ("dead_letter", meta.encode())]
         attempt = 0
         while True:  # the offset is committed only once the dead letter is stored: keep trying
@@ -228,10 +335,8 @@ class BatchConsumer(Generic[T]):
                 await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
 
 
-class _GiveUp(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def batch_consumer(
@@ -243,7 +348,7 @@ def batch_consumer(
     return BatchConsumer(
         consumer=make_consumer(settings.kafka_bootstrap, group_id=group_id, topic=topic,
                                max_records=settings.consumer_max_records),
-        producer=producer, topic=topic, decode=decode, handle=handle, metrics=metrics,
+        producer=producer, topic=topic, decode=decode, handle=handle, metrics=metrics, service=group_id,
         max_tries=settings.consumer_max_tries,
         backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
         max_records=settings.consumer_max_records,
