@@ -9,8 +9,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from reporting.adapters.db import PostgresReportStore
+from reporting.adapters.dead_letters import PostgresDeadLetterStore
+from reporting.adapters.dead_letters_http import dead_letters_router
 from reporting.adapters.http import create_app
 from reporting.config import Settings
+from reporting.dead_letters import DeadLetterMetrics, StoreDeadLetters, decode_dead_letter
+from reporting.domain.dead_letters import STORE_GROUP, NewDeadLetter
 from reporting.domain.reads import EVENTS_READ
 from reporting.handlers import ApplyEvents, ReportingMetrics
 from scrm_common.clock import Clock, SystemClock
@@ -32,6 +36,7 @@ class Reporting:
     app: FastAPI
     consumer: BatchConsumer[EventRecord]
     keys: KeyIntrospection
+    dead_letters: BatchConsumer[NewDeadLetter]
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -45,14 +50,20 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
     registry = new_registry()
     store = PostgresReportStore(engine)
     policy = settings.report_policy
+    consumer_metrics = ConsumerMetrics(SERVICE, registry)
     consumer = batch_consumer(settings, group_id=SERVICE, topic=topics.EVENTS, producer=producer,
                               decode=decoder_for(EVENTS_READ),
                               handle=ApplyEvents(store=store, policy=policy, metrics=ReportingMetrics(registry)),
-                              metrics=ConsumerMetrics(SERVICE, registry))
+                              metrics=consumer_metrics)
+    dead_letter_store, dead_letter_metrics = PostgresDeadLetterStore(engine), DeadLetterMetrics(registry)
+    dead_letters = batch_consumer(settings, group_id=STORE_GROUP, topic=topics.DEAD_LETTER, producer=producer,
+                                  decode=decode_dead_letter,
+                                  handle=StoreDeadLetters(store=dead_letter_store, metrics=dead_letter_metrics),
+                                  metrics=consumer_metrics)
     keys = KeyIntrospection(settings.ingest_url)
 
     async def ready() -> bool:
-        if not consumer.ready:
+        if not consumer.ready or not dead_letters.ready:
             return False
         try:
             async with asyncio.timeout(2.0):
@@ -62,4 +73,6 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
 
     app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
                      ready=ready)
-    return Reporting(app=app, consumer=consumer, keys=keys)
+    app.include_router(dead_letters_router(store=dead_letter_store, principal=keys.principal, producer=producer,
+                                           clock=clock, metrics=dead_letter_metrics))
+    return Reporting(app=app, consumer=consumer, keys=keys, dead_letters=dead_letters)

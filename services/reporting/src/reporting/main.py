@@ -18,7 +18,8 @@ async def main() -> None:
     async with infrastructure(settings, service=SERVICE, schema=SCHEMA, migrations=MIGRATIONS) as infra:
         service = await build(settings, infra)
         try:
-            await serve(app=service.app, port=settings.reporting_port, loops=[service.consumer.run])
+            await serve(app=service.app, port=settings.reporting_port, loops=[service.consumer.run,
+                                                                           service.dead_letters.run])
         finally:
             await service.aclose()
 
