@@ -19,6 +19,8 @@ from scrm_common.service import infrastructure
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
 from trigger_engine.config import Settings
+from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
+from trigger_engine.domain.dead_letters import STORY_GROUP
 from trigger_engine.domain.decide import EVENTS_READ
 from trigger_engine.handlers import EngineMetrics, EventHandler
 
@@ -39,20 +41,24 @@ async def main(settings: Settings) -> None:
         handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
                                config_for=settings.engine_config, metrics=EngineMetrics(registry),
                                on_commit=relay.wake)
+        consumer_metrics = ConsumerMetrics("trigger-engine", registry)
         consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
-                                  decode=decoder_for(EVENTS_READ),
-                                  handle=handler, metrics=ConsumerMetrics("trigger-engine", registry))
+                                  decode=decoder_for(EVENTS_READ), handle=handler, metrics=consumer_metrics)
+        stories = batch_consumer(settings, group_id=STORY_GROUP, topic=topics.DEAD_LETTER, producer=producer,
+                                 decode=decode_dead_letter, metrics=consumer_metrics,
+                                 handle=TellDeadLetters(engine=engine, repository=repository,
+                                                        metrics=StoryMetrics(registry)))
         keys = KeyIntrospection(settings.ingest_url)
 
         async def ready() -> bool:
-            return consumer.ready and await database_ready(engine)
+            return consumer.ready and stories.ready and await database_ready(engine)
 
         app = service_app("scrm trigger-engine", "0.1.0", description="Decisions about contacts: what was sent, "
                           "scheduled, cancelled or suppressed, and why")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
         app.include_router(ops_router(registry, ready))
         try:
-            await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run])
+            await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run, stories.run])
         finally:
             await keys.aclose()
 
