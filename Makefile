@@ -4,35 +4,43 @@ VENV := .venv
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.synced
+# Two installs: what the product needs to run (`make run`, `make bench`), and that plus the dev group
+# (pytest, ruff, mypy, … for `make test` / `make lint`). --inexact: a venv synced for tests keeps its dev tools.
+RUN_STAMP := $(VENV)/.synced-run
+DEV_STAMP := $(VENV)/.synced-dev
+DEPS := $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
 
-.PHONY: run test bench lint unit integration clean
+.PHONY: run test bench lint unit install clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-$(STAMP): $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml)
+$(RUN_STAMP): $(DEPS)
+	$(UV) sync --frozen --inexact --all-packages --no-dev
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): $(DEPS)
 	$(UV) sync --frozen --inexact --all-packages
-	touch $(STAMP)
+	touch $(DEV_STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m scrm_stack.cli run
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy services/*/src/*/domain
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(VENV)/bin/pytest tests/unit -q
 
 test: lint
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(PY) -m scrm_bench.main
 
 clean:

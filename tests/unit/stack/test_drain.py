@@ -1,0 +1,53 @@
+"""When the graceful stop calls the stack drained, and what it says is still in flight."""
+
+from __future__ import annotations
+
+import pytest
+
+from scrm_stack.drain import Observation, asyncpg_dsn, drained, still_in_flight
+
+ENDS = {("scrm.events.v1", 0): 10, ("scrm.send-commands.v1", 0): 4}
+IDLE = Observation(lag={("trigger-engine", "scrm.events.v1"): 0}, outbox={"sender": 0}, ends=ENDS)
+BEHIND = Observation(lag={("trigger-engine", "scrm.events.v1"): 3}, outbox={"sender": 0}, ends=ENDS)
+OUTBOX = Observation(lag={("trigger-engine", "scrm.events.v1"): 0}, outbox={"trigger_engine": 2}, ends=ENDS)
+MOVED = Observation(lag={("trigger-engine", "scrm.events.v1"): 0}, outbox={}, ends={**ENDS, ("scrm.events.v1", 0): 11})
+BLIND = Observation(error="broker: KafkaConnectionError()")
+
+
+@pytest.mark.parametrize(("previous", "now", "expected"), [
+    (None, IDLE, False),       # one look is never enough
+    (IDLE, IDLE, True),        # two idle looks, nothing published in between
+    (BEHIND, IDLE, False),
+    (IDLE, BEHIND, False),
+    (OUTBOX, IDLE, False),
+    (IDLE, OUTBOX, False),
+    (IDLE, MOVED, False),      # something was published between the looks
+    (BLIND, IDLE, False),      # a look that could not see is not idle
+    (IDLE, BLIND, False),
+])
+def test_drained_needs_two_idle_looks_with_the_same_end_offsets(previous: Observation | None, now: Observation,
+                                                                 expected: bool) -> None:
+    assert drained(previous, now) is expected
+
+
+def test_pending_names_each_group_topic_and_outbox() -> None:
+    obs = Observation(lag={("sender", "scrm.send-commands.v1"): 1, ("segmenter", "scrm.events.v1"): 7,
+                           ("reporting", "scrm.events.v1"): 0},
+                      outbox={"trigger_engine": 2, "sender": 0}, error="PostgreSQL: timeout")
+    assert obs.pending() == [
+        "segmenter has 7 records of scrm.events.v1 to apply",
+        "sender has 1 record of scrm.send-commands.v1 to apply",
+        "trigger_engine.outbox has 2 rows to publish",
+        "could not look: PostgreSQL: timeout",
+    ]
+    assert not obs.idle
+
+
+def test_still_in_flight_tells_what_a_forced_stop_leaves() -> None:
+    assert still_in_flight(None) == "nothing was observed yet"
+    assert still_in_flight(IDLE).startswith("nothing")
+    assert still_in_flight(BEHIND) == "trigger-engine has 3 records of scrm.events.v1 to apply"
+
+
+def test_asyncpg_dsn_drops_the_driver_name() -> None:
+    assert asyncpg_dsn("postgresql+asyncpg://postgres@/scrm?host=/tmp/x") == "postgresql://postgres@/scrm?host=/tmp/x"
