@@ -125,7 +125,8 @@ def story_line(key: bytes | None, value: bytes | None, headers: Sequence[Header]
     service = _text(meta.get("service")) or "a consumer"
     failure = _text(meta.get("failure"))
     tries = meta.get("tries")
-    how = ", ".join(part for part in (failure, f"{tries} tries" if isinstance(tries, int) else None) if part)
+    counted = f"{tries} {'try' if tries == 1 else 'tries'}" if isinstance(tries, int) and tries > 0 else None
+    how = ", ".join(part for part in (failure, counted) if part)
     error = _clean(str(meta.get("error") or ""), 1800) or "no error recorded"
     reason = _clean(f"{service} gave up on it{f' ({how})' if how else ''}: {error}", 2000)
     mark = "|".join(str(meta.get(k)) for k in ("service", "topic", "partition", "offset"))
