@@ -107,6 +107,20 @@ BAD_BODIES = [  # (case, raw body, status, error code, field)
                                                     b'{"external_id":"c"},"x\\udc00":1}]}',
      422, "invalid_events", "x\ufffd"),
     ("a lone surrogate in the envelope", b'{"events":[],"x\\udc00":1}', 422, "invalid_events", "x\ufffd"),
+    # Issue 6: the door rules, through the route (the time received comes from the route's clock).
+    ("an escape character in a name", json.dumps(_event(name="\x1b[2JAnna")).encode(), 422, "invalid_events",
+     "contact.name"),
+    ("year 9999", json.dumps({**_event(), "occurred_at": "9999-12-31T23:59:59Z"}).encode(), 422, "invalid_events",
+     "occurred_at"),
+    ("two days ahead of the clock", json.dumps({**_event(), "occurred_at": "2026-12-02T12:00:01Z"}).encode(), 422,
+     "invalid_events", "occurred_at"),
+    ("a birthday tomorrow-but-one", json.dumps(_event(birthday="2026-12-02")).encode(), 422, "invalid_events",
+     "contact.birthday"),
+    ("nested 12 levels", json.dumps({**_event(), "data": {"attributes": {"a": [[[[[[[[[[1]]]]]]]]]]}}}).encode(), 422,
+     "invalid_events", "data.attributes.a.0.0.0.0.0.0.0"),
+    ("a key given twice", b'{"event_id":"e-1","type":"contact.created","occurred_at":"2026-11-30T12:00:00Z",'
+                          b'"contact":{"external_id":"c","external_id":"d"}}', 422, "invalid_events",
+     "contact.external_id"),
 ]
 
 

@@ -195,6 +195,11 @@ BAD_CHARACTERS = [  # (case, message fields, what the event must say): kept, cle
     ("surrogate in a referral key", {"referral": {"source\ud83d_id": "ad-1", "source_type": "ad"}},
      ("referral", {"source\ufffd_id": "ad-1", "source_type": "ad"})),
     ("NUL in a referral value", {"referral": {"headline": "Sale\x00"}}, ("referral", {"headline": "Sale\ufffd"})),
+    # Issue 6: the contract refuses every control character; a customer's message is repaired, never lost.
+    ("bell and escape in the text", {"text": {"body": "Hallo\x07 \x1b[31mrot"}}, ("text", "Hallo\ufffd \ufffd[31mrot")),
+    ("DEL and a C1 control in the text", {"text": {"body": "a\x7fb\x85c"}}, ("text", "a\ufffdb\ufffdc")),
+    ("a control character in a caption", {"type": "image", "image": {"id": "m1", "caption": "Foto\x0b"}},
+     ("text", "Foto\ufffd")),
 ]
 
 
@@ -255,6 +260,9 @@ def test_skip_labels_are_valid_utf8_so_metrics_can_still_be_scraped(where, raw):
     (None, NOW, True),
     ("0", NOW, True),
     ("99999999999999999999", NOW, True),
+    ("253402300799", NOW, True),  # 9999-12-31: a broken clock, past the contract's range
+    (str(int(NOW.timestamp()) + 2 * 86400), NOW, True),  # two days ahead of the time received
+    (str(int(NOW.timestamp()) + 3600), datetime(2026, 11, 30, 13, 0, tzinfo=UTC), False),  # within the skew
     (True, NOW, True),
     ({"at": 1}, NOW, True),
 ])
