@@ -43,13 +43,23 @@ from scrm_stack.drain import (
 from scrm_stack.live import Snapshot, summary, take_snapshot
 from scrm_stack.logs import LogRotation
 from scrm_stack.stack import SERVICES, Stack, StackConfig, StackError
-from scrm_stack.supervise import BROKER_DEATH, ProcessState, RestartPolicy, exit_text, gave_up_line, log_tail
+from scrm_stack.supervise import (
+    BROKER_DEATH,
+    ProcessState,
+    RestartPolicy,
+    clock,
+    exit_text,
+    gave_up_line,
+    log_tail,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
 # Order of the stop after a drain: intake first, then what produces, then what only reads.
 STOP_ORDER = ("demo-shop", "ingest", "sender", "trigger-engine", "segmenter", "reporting", "simulator")
 # Two idle looks at least this far apart: a request ingest had in flight when intake closed lands in between.
 DRAIN_SETTLE_SECONDS = 1.0
+LEFT_BEHIND = (". Outbox rows stay in PostgreSQL and go out at the next start; records the broker held that were "
+               "not consumed yet are lost with the memory-only broker.")
 
 
 def _print(text: str) -> None:
@@ -168,7 +178,8 @@ class Runner:
         broker = stack.procs.get("broker")
         if broker is not None and not broker.alive:
             self.say(BROKER_DEATH.format(how=exit_text(broker.popen.returncode)))
-            self.say(f"the broker's last log lines ({broker.log_path}):\n{log_tail(broker.log_tail(200))}")
+            tail = "\n".join("    " + line for line in log_tail(broker.log_tail(200)).splitlines())
+            self.say(f"the broker's last log lines ({broker.log_path}):\n{tail}")
             return EXIT_INFRA
         if not stack.pg_alive():
             self.say(f"the embedded PostgreSQL stopped (its log: {stack.root / 'pg' / 'log'}); its data in "
@@ -324,20 +335,20 @@ class Runner:
         for key, value in figures.items():
             flow.add_row(key, value)
         procs = Table(title="processes")
-        for column in ("process", "state", "pid", "restarts", "last death"):
+        for column in ("process", "state", "pid", "restarts", "last death", "restarted"):
             procs.add_column(column)
         for name in self.supervised:
             st = self.states[name]
             colour = {"ready": "green", "running": "green", "starting": "yellow", "restarting": "yellow"}.get(
                 st.state, "red")
-            death = f"{exit_text(st.last_exit)}" if st.last_exit is not None else ""
+            death = f"{exit_text(st.last_exit)} at {clock(st.died_at)}" if st.last_exit is not None else ""
             procs.add_row(name, f"[{colour}]{st.state}[/{colour}]", str(st.pid or "-"), str(st.restart_count),
-                          death)
+                          death, clock(st.restarted_at) if st.restarted_at else "")
         for name, state in self.process_states().items():
             if name in self.states:
                 continue
             colour = "green" if state == "running" else "red"
-            procs.add_row(name, f"[{colour}]{state}[/{colour}]", "-", "0", "")
+            procs.add_row(name, f"[{colour}]{state}[/{colour}]", "-", "0", "", "")
         return Group(flow, procs)
 
     # ---------- stopping ----------
@@ -357,6 +368,7 @@ class Runner:
         started = time.monotonic()
         deadline = started + self.drain_timeout
         prev: Observation | None = None
+        last: Observation | None = None
         prev_at = 0.0
         last_report, last_pending = 0.0, ""
         while True:
@@ -364,7 +376,7 @@ class Runner:
             if code is not None:
                 return code
             if self.signals >= 2:
-                self.say("second Ctrl-C: stopping at once. Still in flight: " + still_in_flight(prev))
+                self.say("second Ctrl-C: stopping at once. Still in flight: " + still_in_flight(last) + LEFT_BEHIND)
                 return EXIT_FAILED
             if self.intake_closed_pid is None:  # ingest not ready (restarting): intake not closed yet
                 if time.monotonic() > deadline:
@@ -372,7 +384,7 @@ class Runner:
                     return EXIT_FAILED
                 self._wait(0.2, self.signals)
                 continue
-            obs = asyncio.run(observe(bootstrap, dsn))
+            obs = last = asyncio.run(observe(bootstrap, dsn))
             at = time.monotonic()
             if drained(prev, obs) and at - prev_at >= DRAIN_SETTLE_SECONDS:
                 self.say(f"drained in {at - started:.1f} s: every consumer group caught up and every outbox "
@@ -386,8 +398,7 @@ class Runner:
                 self.say("draining: " + pending)
             if at > deadline:
                 self.say(f"drain timed out after {self.drain_timeout:g} s ({ENV_DRAIN_TIMEOUT}); still in flight: "
-                         + still_in_flight(obs) + ". Outbox rows stay in PostgreSQL; records not yet consumed "
-                         "are lost with the memory-only broker.")
+                         + still_in_flight(obs) + LEFT_BEHIND)
                 return EXIT_FAILED
             self._wait(0.25, self.signals)
 

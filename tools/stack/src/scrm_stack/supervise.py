@@ -150,7 +150,8 @@ def gave_up_line(name: str, policy: RestartPolicy) -> str:
     """Why the runner stops: a process kept dying."""
     return (f"{name} died {policy.max_restarts + 1} times within {policy.window_seconds:g} s "
             f"({policy.max_restarts} restarts allowed, {ENV_MAX_RESTARTS} / {ENV_WINDOW}); "
-            f"giving up and stopping everything — fix the cause shown in its log and run again")
+            f"giving up and stopping everything (records it had not consumed go with the memory-only broker) — "
+            f"fix the cause shown in its log and run again")
 
 
 BROKER_DEATH = (
