@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Query
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from scrm_common.http import (
@@ -19,6 +21,7 @@ from scrm_common.http import (
     ApiKey,
     documented_body,
     error_responses,
+    ops_router,
     service_app,
 )
 from scrm_common.observability.logging import ACCESS_LOGGER, JsonFormatter
@@ -55,6 +58,19 @@ def _app() -> FastAPI:
     @app.post("/v1/raw", openapi_extra=documented_body(Thing | list[Thing], description="a thing or things"))
     async def raw() -> dict[str, int]:
         return {"ok": 1}
+
+    @app.put("/v1/things", response_model=Thing)
+    async def put_thing(body: Thing) -> Thing:
+        return body
+
+    @app.get("/v1/text", response_class=PlainTextResponse, responses=error_responses(403))
+    async def text() -> str:
+        return "plain"
+
+    async def not_ready() -> bool:
+        return False
+
+    app.include_router(ops_router(CollectorRegistry(), not_ready))
 
     return app
 
@@ -151,6 +167,31 @@ async def test_every_error_is_the_documented_json_body(method: str, path: str, h
         assert resp.headers["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize(("body", "field", "reason"), [
+    (b'{"name": "\xff"}', "body", "not UTF-8 text (byte 10)"),
+    (b"{", "body.1", "JSON decode error"),
+    (b'{"name": 1}', "body.name", "Input should be a valid string"),
+])
+async def test_a_body_that_cannot_be_read_is_a_422_naming_the_body(body: bytes, field: str, reason: str) -> None:
+    resp = await _call("PUT", "/v1/things", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422
+    assert resp.json() == {"error": {"code": "invalid_request", "message": "invalid request"},
+                           "errors": [{"index": None, "field": field, "reason": reason}]}
+
+
+async def test_operations_endpoints_answer_typed_bodies() -> None:
+    assert (await _call("GET", "/healthz")).json() == {"status": "ok"}
+    not_ready = await _call("GET", "/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["error"]["code"] == "not_ready"
+    metrics = await _call("GET", "/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    spec = _openapi()["paths"]
+    assert set(spec["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert spec["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Health"}
+
+
 async def test_the_control_character_refusal_names_the_parameter() -> None:
     resp = await _call("GET", "/v1/search?ok=1&contact=cust%00-1", headers=KEY)
     assert resp.json()["errors"] == [{"index": None, "field": "query.contact", "reason": "contains a control character"}]
@@ -165,10 +206,11 @@ async def test_the_access_log_is_one_json_line_per_request_with_the_route_not_th
     await _call("GET", "/v1/things/secret-customer?n=2", headers=KEY | {"X-Correlation-Id": "c-7"})
     await _call("GET", "/v1/nowhere", headers=KEY)
     await _call("GET", "/v1/bug")
+    await _call("GET", "/readyz")
     access = [line for line in logged() if line["logger"] == ACCESS_LOGGER]
     assert [(a["method"], a["path"], a["status"], a["level"]) for a in access] == [
         ("GET", "/v1/things/{name}", 200, "info"), ("GET", "/v1/nowhere", 404, "warning"),
-        ("GET", "/v1/bug", 500, "error")]
+        ("GET", "/v1/bug", 500, "error"), ("GET", "/readyz", 503, "info")]
     assert all(isinstance(a["duration_ms"], float) and a["duration_ms"] >= 0 for a in access)
     assert access[0]["correlation_id"] == "c-7"
     assert "secret-customer" not in json.dumps(access)
@@ -191,6 +233,8 @@ def test_every_operation_documents_its_errors_as_the_error_body() -> None:
     thing = spec["paths"]["/v1/things/{name}"]["get"]
     assert set(thing["responses"]) == {"200", "401", "403", "404", "422", "500"}
     assert set(spec["paths"]["/v1/bug"]["get"]["responses"]) == {"200", "500"}
+    text = spec["paths"]["/v1/text"]["get"]["responses"]
+    assert set(text["200"]["content"]) == {"text/plain"} and set(text["403"]["content"]) == {"application/json"}
     assert "HTTPValidationError" not in spec["components"]["schemas"]
 
 

@@ -157,6 +157,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI's answer to a body it could not even decode (not UTF-8): a body at fault, like bad JSON.
+            return error_response(422, "invalid request", errors=[field_error("body", _undecodable(exc.__cause__))])
         correlation_id = _server_error_id(request, exc.status_code)
         if isinstance(detail, list):
             return error_response(exc.status_code, "invalid request",
@@ -178,6 +181,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 INTERNAL_ERROR_MESSAGE = "internal error; retry later"
+
+
+def _undecodable(cause: ValueError) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {cause.start})"
+    return "not valid JSON"
 
 # ---------------------------------------------------------------------------------------------------------
 # Request context: correlation ids, text a database cannot hold, unexpected failures, the access log.
@@ -213,7 +222,8 @@ class RequestContext:
     - answers an unexpected exception with a 500 in the documented shape naming the correlation id, and
       logs it once, traceback included, as one JSON line carrying the same id;
     - writes the access log line (logger `scrm.access`): method, route (its template once routed, so ids
-      and phone numbers stay out of the log), status, duration in ms; 4xx at WARNING, 5xx at ERROR.
+      and phone numbers stay out of the log), status, duration in ms; 4xx and 503 at WARNING, other 5xx at
+      ERROR, the rest (and the probes /healthz, /readyz, /metrics) at INFO.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -273,12 +283,18 @@ def _refusal(scope: Scope) -> Response | None:
     return None
 
 
+# Probed every few seconds by runners and orchestrators, their answers are visible there: logged only with
+# `SCRM_ACCESS_LOG=all`, even when not ready.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 def _log_access(scope: Scope, status: int, started: float) -> None:
-    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
-    if not access_log.isEnabledFor(level):
-        return
     route = scope.get("route")
     path = getattr(route, "path", None) or _printable(scope.get("path", ""), 256)
+    level = (logging.INFO if status < 400 or path in _PROBES
+             else logging.WARNING if status < 500 or status == 503 else logging.ERROR)
+    if not access_log.isEnabledFor(level):
+        return
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     method = scope.get("method", "")
     access_log.log(level, "%s %s %d %.1fms", method, path, status, duration_ms,
@@ -315,7 +331,8 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
 
     Every operation documents 500; one with parameters or a body 422 (FastAPI's own `HTTPValidationError`
     replaced: our 422 is an `ErrorBody`); one with path parameters 404 (control characters); one with a
-    security requirement 401. Component schemas an operation carries under `x-scrm-components` (see
+    security requirement 401. Every 4xx/5xx is `application/json` `ErrorBody`, whatever the route's own
+    response class. Component schemas an operation carries under `x-scrm-components` (see
     `documented_body`) are moved into `components.schemas`.
     """
     components = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -341,6 +358,9 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             if operation.get("security"):
                 responses.setdefault("401", error(401))
             responses.setdefault("500", error(500))
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = error(400)["content"]
     text = str(schema.get("paths"))
     for unused in ("HTTPValidationError", "ValidationError"):
         if _REF + unused not in text and unused in components and (

@@ -4,7 +4,7 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -131,7 +131,8 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
 
     @router.get("/v1/messages/{idempotency_key}", response_model=MessageRead, tags=["send log"],
                 responses=error_responses(404))
-    async def message(idempotency_key: str, principal: PrincipalDep) -> MessageRead:
+    async def message(idempotency_key: Annotated[str, Path(examples=["payment-confirmation:pay-8f3a"])],
+                      principal: PrincipalDep) -> MessageRead:
         """One message of the send log by its idempotency key (R-S8); 404 when there is none."""
         if has_control_character(idempotency_key):
             raise ApiError(404, "not_found", "no such message")
@@ -155,7 +156,9 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
 
     @router.delete("/v1/invalid-numbers/{phone}", status_code=204, response_class=Response, tags=["invalid numbers"],
                    responses=error_responses(403, 404, 422))
-    async def unmark(phone: str, principal: PrincipalDep) -> Response:
+    async def unmark(phone: Annotated[str, Path(description="the number in any form (`+4915112345678`, `4915…`)",
+                                                examples=["+4915112345678"])],
+                     principal: PrincipalDep) -> Response:
         """Remove a number's invalid mark so later messages to it are sent again (not with a read-only key).
 
         404 `not_marked` when the number carries no mark; 422 `invalid_phone` when it is no phone number.
