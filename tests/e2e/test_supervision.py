@@ -75,13 +75,24 @@ class Runner:
         return self.popen.wait(timeout=timeout)
 
     def close(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.send_signal(signal.SIGINT)  # a second Ctrl-C: stop at once
-                self.popen.wait(timeout=30)
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            self.popen.wait(timeout=45)
+            return
+        except subprocess.TimeoutExpired:
+            self.popen.send_signal(signal.SIGINT)  # a second Ctrl-C: stop at once
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a hung runner must not leave its children behind
+            self.popen.kill()
+            for path in (self.root / "run").glob("*.pid"):
+                try:
+                    os.kill(int(path.read_text()), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            raise
 
 
 class Harness:

@@ -447,7 +447,8 @@ class Runner:
             f"http://127.0.0.1:{cfg.ports['trigger-engine']}/v1/contacts/cust-42/decisions",
             f"  curl -s -H \"Authorization: Bearer $SCRM_API_KEY\" "
             f"http://127.0.0.1:{cfg.ports['reporting']}/v1/reports/overview",
-            "  .venv/bin/scrm dead-letters list",
+            "  .venv/bin/scrm dead-letters list"
+            + ("" if cfg.ports["reporting"] == 8084 else f" --url http://127.0.0.1:{cfg.ports['reporting']}"),
             f"supervision: {self.policy.describe()}. Ctrl-C stops gracefully (drains first, at most "
             f"{self.drain_timeout:g} s); Ctrl-C twice stops at once.",
         ]
