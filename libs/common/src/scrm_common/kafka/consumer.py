@@ -317,6 +317,12 @@ class BatchConsumer(Generic[T]):
     async def _dead_letter(self, record: ConsumerRecord, reason: str, *, tries: int,
                            failure: DeadLetterFailure) -> None:
         self._metrics.dead.labels(self._topic, failure).inc()
+        if record.topic == topics.DEAD_LETTER:
+            # A reader of the dead letters gave up on one: it stays where it is. Writing it there again
+            # would feed it back to this very loop.
+            log.error("giving up on dead letter %s[%d]@%d (%s), left where it is: %s", record.topic,
+                      record.partition, record.offset, failure, reason)
+            return
         log.error("dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, failure,
                   reason)
         meta = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
