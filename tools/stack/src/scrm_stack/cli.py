@@ -41,10 +41,16 @@ from scrm_stack.drain import (
     still_in_flight,
 )
 from scrm_stack.live import Snapshot, summary, take_snapshot
+from scrm_stack.logs import ENV_KEEP as ENV_LOG_KEEP
+from scrm_stack.logs import ENV_MAX_BYTES as ENV_LOG_MAX_BYTES
 from scrm_stack.logs import LogRotation
 from scrm_stack.stack import SERVICES, Stack, StackConfig, StackError
 from scrm_stack.supervise import (
     BROKER_DEATH,
+    ENV_BACKOFF,
+    ENV_BACKOFF_MAX,
+    ENV_MAX_RESTARTS,
+    ENV_WINDOW,
     ProcessState,
     RestartPolicy,
     clock,
@@ -78,6 +84,19 @@ def _seconds(env: dict[str, str], var: str, default: float) -> float:
     if value <= 0:
         raise StackError(f"{var}={raw!r} must be more than 0")
     return value
+
+
+_POLICY, _ROTATION = RestartPolicy(), LogRotation()
+RUN_ENV_HELP = f"""runner settings (environment variables, all optional):
+  {ENV_MAX_RESTARTS}={_POLICY.max_restarts}  restarts of one process within the window; one more death stops all
+  {ENV_WINDOW}={_POLICY.window_seconds:g}  that window, in seconds
+  {ENV_BACKOFF}={_POLICY.base_seconds:g}  first restart delay, doubled per restart within the window
+  {ENV_BACKOFF_MAX}={_POLICY.max_seconds:g}  the longest restart delay
+  {ENV_DRAIN_TIMEOUT}={DEFAULT_DRAIN_TIMEOUT:g}  how long Ctrl-C waits for accepted work to drain
+  {ENV_LOG_MAX_BYTES}={_ROTATION.max_bytes}  a log under <root>/logs is rotated above this size
+  {ENV_LOG_KEEP}={_ROTATION.keep}  rotated files kept per log (x.log.1 … x.log.N)
+exit codes: 0 stopped after a complete drain; 1 could not start, gave up restarting, or stopped with work in
+flight; 2 the broker or PostgreSQL died."""
 
 
 class Interrupted(StackError):
@@ -471,7 +490,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     parser = argparse.ArgumentParser(prog="scrm-stack")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="start everything, supervise it and show what flows")
+    run_p = sub.add_parser("run", help="start everything, supervise it and show what flows",
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_ENV_HELP)
     run_p.add_argument("--root", default=os.environ.get("SCRM_HOME", ".scrm"))
     run_p.add_argument("--plain", action="store_true", help="periodic status lines instead of the live view")
     args = parser.parse_args()
