@@ -452,7 +452,7 @@ class Runner:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {"event_id": f"try-{uuid.uuid4().hex[:8]}", "type": "payment.succeeded", "occurred_at": now,
                  "contact": {"external_id": "cust-42", "phone": "+4915112345678", "name": "Anna"},
-                 "data": {"order_id": "A58B2C", "amount": 149.90, "currency": "EUR",
+                 "data": {"order_id": "A" + uuid.uuid4().hex[:5].upper(), "amount": 149.90, "currency": "EUR",
                           "items": [{"sku": "S1", "name": "Sneaker", "price": 149.90, "quantity": 1}]}}
         lines += [
             f"tenant {tenant}; its API key, ready to paste:",
