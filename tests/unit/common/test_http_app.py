@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from scrm_common.http import (
     ApiError,
     ApiKey,
+    RequestContext,
     documented_body,
     error_responses,
     ops_router,
@@ -195,6 +196,20 @@ async def test_operations_endpoints_answer_typed_bodies() -> None:
 async def test_the_control_character_refusal_names_the_parameter() -> None:
     resp = await _call("GET", "/v1/search?ok=1&contact=cust%00-1", headers=KEY)
     assert resp.json()["errors"] == [{"index": None, "field": "query.contact", "reason": "contains a control character"}]
+
+
+async def test_an_app_with_its_own_error_body_can_keep_only_the_correlation_and_the_log() -> None:
+    app = FastAPI()
+
+    @app.get("/echo")
+    async def echo(q: str = "") -> dict[str, str]:
+        return {"q": q}
+
+    app.add_middleware(RequestContext, refuse_control_characters=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        resp = await client.get("/echo?q=%00")
+    assert (resp.status_code, resp.json()) == (200, {"q": "\x00"})
+    assert len(resp.headers["x-correlation-id"]) == 32
 
 
 async def test_text_without_control_characters_passes() -> None:

@@ -224,10 +224,14 @@ class RequestContext:
     - writes the access log line (logger `scrm.access`): method, route (its template once routed, so ids
       and phone numbers stay out of the log), status, duration in ms; 4xx and 503 at WARNING, other 5xx at
       ERROR, the rest (and the probes /healthz, /readyz, /metrics) at INFO.
+
+    `refuse_control_characters=False` keeps only the correlation id, the 500 and the access log (for an app
+    with an error body of its own, such as the WhatsApp simulator's Graph API errors).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, refuse_control_characters: bool = True) -> None:
         self.app = app
+        self.refuse_control_characters = refuse_control_characters
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -252,7 +256,7 @@ class RequestContext:
 
         token = CORRELATION_ID.set(correlation_id)
         try:
-            refusal = _refusal(scope)
+            refusal = _refusal(scope) if self.refuse_control_characters else None
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
                 return
