@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from scrm_common.backoff import Backoff
+from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import PoisonMessage
 from scrm_common.kafka import BatchConsumer, ensure_topics, make_producer
 from scrm_common.kafka.consumer import ConsumerMetrics, Item, classify
@@ -25,6 +26,7 @@ from tests.integration.common.kafka_support import (
     dead_letters_from,
     eventually,
     group_consumer,
+    read_topic,
 )
 
 DLQ_PARTITIONS = 2
@@ -439,3 +441,26 @@ async def test_caught_up_only_once_everything_produced_before_was_applied(kafka:
     await running.caught_up_after(produced_at)
     assert sorted(applied) == sorted(values)
     await running.stop_cleanly()
+
+
+async def test_a_reader_of_the_dead_letters_never_writes_one_back(kafka: Kafka, consumers) -> None:
+    """A dead letter it cannot process stays where it is: writing it to the dead letters again would loop."""
+    group, marker = f"g-{uuid.uuid4().hex[:8]}", f"unreadable-{uuid.uuid4().hex[:8]}".encode()
+    futures = [await kafka.producer.send(topics.DEAD_LETTER, key=marker, value=marker, partition=0),
+               await kafka.producer.send(topics.DEAD_LETTER, key=b"k-" + marker, value=b"fine-" + marker, partition=0)]
+    await asyncio.gather(*futures)
+    handled: list[bytes] = []
+
+    async def handle(items: Sequence[Item[bytes]]) -> None:
+        if any(i.value == marker for i in items):
+            raise ValueError("cannot read this dead letter")
+        handled.extend(i.value for i in items)
+
+    running = consumers(topic=topics.DEAD_LETTER, group=group, handle=handle)
+    await eventually(lambda: b"fine-" + marker in handled, timeout=30, what="the readable dead letter")
+    await eventually(lambda: running.metric("dead_letters_total", failure="deterministic") >= 1, timeout=15,
+                     what="the unreadable one given up on")
+    await running.caught_up_after(datetime.now(UTC))
+    await running.stop_cleanly()
+    everything = await read_topic(kafka.bootstrap, topics.DEAD_LETTER, partitions=DLQ_PARTITIONS)
+    assert [r.value for r in everything].count(marker) == 1, "only the original: nothing written back"

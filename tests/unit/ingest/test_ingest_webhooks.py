@@ -366,3 +366,20 @@ def test_an_event_a_consumer_could_not_read_back_is_counted_as_malformed_not_pub
         unencodable, field="messages", type="image", phone_number_id="PN-1", waba_id=None))
     assert findings.events == []
     assert [(s.field, s.type, s.reason) for s in findings.skipped] == [("messages", "image", "malformed")]
+
+
+@pytest.mark.parametrize(("expiration", "expected", "repaired"), [
+    ("2026-12-24T00:00:00+0000", datetime(2026, 12, 24, tzinfo=UTC), False),
+    ("9999-12-31T00:00:00+0000", None, True),  # past the contract's range: read as "until lifted", counted
+    ("0001-01-01T00:00:00+0100", None, True),
+])
+def test_a_restriction_expiry_outside_the_contracts_range_keeps_the_restriction(expiration, expected, repaired):
+    """Issue 6: the contract refuses times outside 2000 … 2100; the account update itself must not be lost."""
+    payload = {"object": "whatsapp_business_account", "entry": [{"id": "WABA-1", "time": 1772366400, "changes": [
+        {"field": "account_update", "value": {"event": "ACCOUNT_RESTRICTION", "restriction_info": [
+            {"restriction_type": "RESTRICTED_ADD_PHONE_NUMBER_ACTION", "expiration": expiration}]}}]}]}
+    result = translate(payload, now=NOW)
+    [item] = result.events
+    [restriction] = item.event.data.restrictions
+    assert (restriction.type, restriction.expires_at) == ("RESTRICTED_ADD_PHONE_NUMBER_ACTION", expected)
+    assert [r.reason for r in result.repaired] == (["bad_timestamp"] if repaired else [])
