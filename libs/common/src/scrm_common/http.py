@@ -5,6 +5,7 @@ authentication, request context (correlation ids, the access log) and errors in 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import time
@@ -354,9 +355,9 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             params = operation.get("parameters", [])
             if params or "requestBody" in operation:
-                current = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
-                if not current or current.get("$ref") == _REF + "HTTPValidationError":
-                    responses["422"] = error(422)
+                if responses.get("422", {}).get("description") == "Validation Error":  # FastAPI's own
+                    del responses["422"]
+                responses.setdefault("422", error(422))
             if any(p.get("in") == "path" for p in params):
                 responses.setdefault("404", error(404))
             if operation.get("security"):
@@ -364,12 +365,10 @@ def complete_openapi(schema: dict[str, Any]) -> dict[str, Any]:
             responses.setdefault("500", error(500))
             for status, response in responses.items():
                 if status[:1] in ("4", "5"):
-                    response["content"] = error(400)["content"]
-    text = str(schema.get("paths"))
-    for unused in ("HTTPValidationError", "ValidationError"):
-        if _REF + unused not in text and unused in components and (
-                unused != "ValidationError" or _REF + "HTTPValidationError" not in text):
-            del components[unused]
+                    response["content"] = error(500)["content"]
+    if _REF + "HTTPValidationError" not in json.dumps(schema.get("paths")):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
     return schema
 
 
