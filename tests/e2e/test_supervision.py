@@ -188,7 +188,8 @@ def harness(work_dir: Path) -> Iterator[Harness]:
         h.close()
 
 
-def test_kill_9_of_each_service_in_turn_loses_and_duplicates_no_accepted_order(harness: Harness) -> None:
+def test_kill_9_of_each_service_in_turn_loses_and_duplicates_no_accepted_order_then_broker_death_stops_all(
+        harness: Harness) -> None:
     orders = [f"SV{uuid.uuid4().hex[:6].upper()}{i:03d}" for i in range(ORDERS)]
     kill_at = {ORDERS * (n + 1) // (len(VICTIMS) + 1): victim for n, victim in enumerate(VICTIMS)}
     killed: dict[str, int] = {}
@@ -211,7 +212,15 @@ def test_kill_9_of_each_service_in_turn_loses_and_duplicates_no_accepted_order(h
         assert f"scrm: {victim} died at" in out and "killed by SIGKILL" in out, out[-3000:]
         assert f"scrm: {victim} restarted at" in out, out[-3000:]
     assert harness.runner.popen is not None and harness.runner.popen.poll() is None, "the runner kept running"
-    assert harness.runner.pid("broker") is not None
+
+    # The one death the embedded stack cannot survive: the memory-only broker. The runner says so and exits 2.
+    broker = harness.runner.pid("broker")
+    assert broker is not None
+    os.kill(broker, signal.SIGKILL)
+    assert harness.runner.popen.wait(timeout=60) == 2, harness.runner.output[-3000:]
+    out = harness.runner.output
+    assert "the embedded Kafka broker (Tansu) died, killed by SIGKILL" in out, out[-3000:]
+    assert "memory only" in out and "docker compose" in out
 
 
 def test_ctrl_c_mid_stream_drains_and_the_next_run_confirms_every_accepted_order(harness: Harness) -> None:
