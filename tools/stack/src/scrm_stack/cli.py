@@ -175,6 +175,10 @@ class Runner:
         stack = self.stack
         stack.load_secrets()
         _print("scrm: starting the embedded stack under " + str(stack.root))
+        left = stack.stop_leftovers()
+        if left:
+            _print("scrm: stopped what a previous run on this folder left running (its runner was killed): "
+                   + ", ".join(left))
         stack.start_broker()
         stack.start_postgres()
         stack.create_topics()

@@ -335,6 +335,35 @@ class Stack:
         tmp.replace(pid_path)  # readers never see a half-written pid
         return proc
 
+    def stop_leftovers(self, timeout: float = 15.0) -> list[str]:
+        """Stop processes a previous runner on this root left running (it was killed before it could stop them).
+
+        Only a pid whose command line is still the one started under that name is signalled (a reused pid of an
+        unrelated process is left alone). Returns `name (pid N)` for each one stopped.
+        """
+        stopped: list[str] = []
+        for path in sorted((self.root / "run").glob("*.pid"), key=lambda p: (p.stem == "broker", p.stem)):
+            name = path.stem
+            try:
+                pid = int(path.read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)  # gone, or not ours to judge
+                continue
+            expected = "tansu" if name == "broker" else MODULES.get(name)
+            if expected is None or expected not in cmdline:
+                path.unlink(missing_ok=True)
+                continue
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+            path.unlink(missing_ok=True)
+            stopped.append(f"{name} (pid {pid})")
+        return stopped
+
     def _forget_pid(self, proc: Proc) -> None:
         path = self.pid_path(proc.name)
         try:
