@@ -356,9 +356,9 @@ class Stack:
                 continue
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            while _running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if Path(f"/proc/{pid}").exists():
+            if _running(pid):
                 os.kill(pid, signal.SIGKILL)
             path.unlink(missing_ok=True)
             stopped.append(f"{name} (pid {pid})")
@@ -377,6 +377,15 @@ class Stack:
         if not proc.alive:
             raise StackError(f"{name} exited with code {proc.popen.returncode}; its log ({proc.log_path}):\n"
                              f"{proc.log_tail()}")
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and has not exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def venv_has(tool: str) -> bool:
