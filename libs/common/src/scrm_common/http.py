@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scrm_common.cache import MISSING, TtlCache
+from scrm_common.contracts.wire import NOT_PLAIN
 from scrm_common.observability.logging import ACCESS_LOGGER, CORRELATION_ID
 from scrm_common.observability.metrics import render
 
@@ -201,9 +202,10 @@ def sane_correlation_id(value: str | None) -> str:
 
 
 def has_control_character(text: str) -> bool:
-    """True if `text` holds a control character (C0, DEL, C1): no identifier we store has one, and
+    """True if `text` breaks the plain-text rule every event's text obeys (`contracts.wire`: a control
+    character other than TAB, LF and CR, or a lone surrogate): no key or id we store holds one, and
     PostgreSQL cannot even compare text holding a NUL."""
-    return any(unicodedata.category(c) == "Cc" for c in text)
+    return NOT_PLAIN.search(text) is not None
 
 
 def _printable(text: str, limit: int = 64) -> str:
