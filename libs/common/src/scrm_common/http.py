@@ -45,6 +45,7 @@ ERROR_CODES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "body_too_large", 422: "invalid_request", 429: "rate_limited",
     500: "internal_error", 503: "unavailable"}
+INTERNAL_ERROR_MESSAGE = "internal error; retry later"
 
 
 class FieldFault(BaseModel):
@@ -182,13 +183,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, INTERNAL_ERROR_MESSAGE, code="internal_error")
 
 
-INTERNAL_ERROR_MESSAGE = "internal error; retry later"
-
 
 def _undecodable(cause: ValueError) -> str:
     if isinstance(cause, UnicodeDecodeError):
         return f"not UTF-8 text (byte {cause.start})"
     return "not valid JSON"
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Request context: correlation ids, text a database cannot hold, unexpected failures, the access log.
