@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Query
 
-from scrm_common.http import error_response, field_error, install_error_handlers
+from scrm_common.http import ApiError, error_response, field_error, install_error_handlers
 
 
 def _app() -> FastAPI:
@@ -93,3 +93,19 @@ async def test_an_unexpected_exception_is_a_json_500_without_the_traceback() -> 
     assert resp.headers["content-type"].startswith("application/json")
     assert resp.json() == {"error": {"code": "internal_error", "message": "internal error; retry later"}}
     assert "ZeroDivisionError" not in resp.text
+
+
+async def test_an_api_error_keeps_its_code_fields_and_headers() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/limited")
+    async def limited() -> None:
+        raise ApiError(429, None, "over the tenant's rate", headers={"Retry-After": "3"},
+                       errors=[field_error("events", "too many", index=None)])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        resp = await client.get("/limited")
+    assert (resp.status_code, resp.headers["retry-after"]) == (429, "3")
+    assert resp.json() == {"error": {"code": "rate_limited", "message": "over the tenant's rate"},
+                           "errors": [{"index": None, "field": "events", "reason": "too many"}]}
