@@ -60,8 +60,8 @@ from scrm_stack.supervise import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
-# Order of the stop after a drain: intake first, then what produces, then what only reads.
-STOP_ORDER = ("demo-shop", "ingest", "sender", "trigger-engine", "segmenter", "reporting", "simulator")
+# What stops first (what takes work in), before the other processes stop together, then the broker.
+STOP_FIRST = ("demo-shop", "ingest")
 # Two idle looks at least this far apart: a request ingest had in flight when intake closed lands in between.
 DRAIN_SETTLE_SECONDS = 1.0
 LEFT_BEHIND = (". Outbox rows stay in PostgreSQL and go out at the next start; records the broker held that were "
@@ -155,7 +155,8 @@ class Runner:
             code = self.watch()
             if code is None:
                 code = self.graceful_stop()
-            quick = code != EXIT_OK and self.signals >= 2
+            # A second Ctrl-C asks for speed; with the broker or PostgreSQL gone a service waits in vain for them.
+            quick = (code != EXIT_OK and self.signals >= 2) or code == EXIT_INFRA
             return code
         except Interrupted as exc:
             _print(f"scrm: stopped while starting ({exc})")
@@ -167,7 +168,7 @@ class Runner:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the stop below runs to its end
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             _print("scrm: stopping every process started …")
-            self.stack.stop_all(timeout=3.0 if quick else 15.0, first=STOP_ORDER)
+            self.stack.stop_all(timeout=3.0 if quick else 15.0, first=STOP_FIRST)
             self.http.close()
             _print(f"scrm: stopped (PostgreSQL data kept in {self.stack.root / 'pg'}).")
 

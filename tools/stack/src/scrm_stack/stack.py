@@ -267,25 +267,30 @@ class Stack:
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds; the pid file goes."""
-        proc = self.procs.get(name)
-        if proc is None:
-            return
-        if proc.alive:
-            proc.popen.send_signal(signal.SIGTERM)
+        self.stop_together([name], timeout=timeout)
+
+    def stop_together(self, names: list[str], timeout: float = 15.0) -> None:
+        """SIGTERM to each named process at once, then SIGKILL to any still running after `timeout` seconds."""
+        procs = [self.procs[n] for n in names if n in self.procs]
+        for proc in procs:
+            if proc.alive:
+                proc.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
             try:
-                proc.popen.wait(timeout=timeout)
+                proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.popen.kill()
                 proc.popen.wait(timeout=10)
-        self._forget_pid(proc)
+            self._forget_pid(proc)
 
     def stop_all(self, timeout: float = 15.0, *, first: tuple[str, ...] = ()) -> None:
-        """Stop every process this stack started (`first` ones first, then the others newest first, then the
-        broker), then PostgreSQL; each gets `timeout` seconds after SIGTERM."""
-        rest = [n for n in self.procs if n != "broker" and n not in first][::-1]
-        order = [n for n in first if n in self.procs] + rest + (["broker"] if "broker" in self.procs else [])
-        for name in order:
-            self.stop(name, timeout=timeout)
+        """Stop every process this stack started — the `first` ones, then all others but the broker (each group
+        at once), then the broker — then PostgreSQL; each group gets `timeout` seconds after SIGTERM."""
+        leading = [n for n in first if n in self.procs]
+        rest = [n for n in self.procs if n != "broker" and n not in leading]
+        for group in (leading, rest, ["broker"]):
+            self.stop_together(group, timeout=timeout)
         self.stop_postgres()
 
     def pg_alive(self) -> bool:
