@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from scrm_stack.supervise import log_tail
+
 SERVICES = ("ingest", "trigger-engine", "sender", "segmenter", "reporting")
 MODULES = {
     "ingest": "ingest.main", "trigger-engine": "trigger_engine.main", "sender": "sender.main",
@@ -381,7 +383,7 @@ class Stack:
         proc = self.procs[name]
         if not proc.alive:
             raise StackError(f"{name} exited with code {proc.popen.returncode}; its log ({proc.log_path}):\n"
-                             f"{proc.log_tail()}")
+                             f"{log_tail(proc.log_tail(200), lines=15, width=400)}")
 
 
 def _running(pid: int) -> bool:

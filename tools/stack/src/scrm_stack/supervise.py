@@ -103,10 +103,10 @@ def readable_line(line: str, width: int = 220) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def log_tail(text: str, lines: int = 8) -> str:
-    """The last `lines` non-empty lines of a log, each made readable (`readable_line`)."""
+def log_tail(text: str, lines: int = 8, width: int = 220) -> str:
+    """The last `lines` non-empty lines of a log, each made readable (`readable_line`) within `width`."""
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(readable_line(line) for line in kept)
+    return "\n".join(readable_line(line, width) for line in kept)
 
 
 @dataclass
