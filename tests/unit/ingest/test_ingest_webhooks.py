@@ -92,6 +92,14 @@ def test_failed_status_carries_the_first_error_code_and_reason():
         "failed", 131026, "Message undeliverable")
 
 
+@pytest.mark.parametrize(("code", "kept"), [(2**31 - 1, 2**31 - 1), (2**31, None), (2**40, None), (-1, None),
+                                            ("131026", 131026), ("99999999999999", None)])
+def test_a_failed_status_is_kept_whatever_its_code(code, kept):
+    """A code no reader's 32-bit column could hold is left out; the failure itself is kept."""
+    [event] = events_of(webhook(statuses=[status("failed", errors=[{"code": code, "title": "x"}])]))
+    assert (event.data.status, event.data.error_code) == ("failed", kept)
+
+
 @pytest.mark.parametrize(("recipient", "user", "wa_id", "phone", "user_id"), [
     ("4915112345678", None, "4915112345678", "+4915112345678", None),   # Germany: valid
     ("5215512345678", None, "5215512345678", None, None),                # Mexico's legacy 521 form

@@ -10,7 +10,7 @@ import pytest
 
 from scrm_common.contracts.commands import SendMessage, TemplateMessage
 from scrm_common.contracts.envelope import decode_event
-from sender.adapters.cloud_api import Accepted, CloudApiClient, Rejected, Unknown, accepted_from
+from sender.adapters.cloud_api import Accepted, CloudApiClient, Rejected, Unknown, accepted_from, rejected_from
 from sender.handlers import opt_out_event, outcome_event
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -107,3 +107,16 @@ async def test_every_provider_answer_is_read_never_raised(case: str, status: int
         assert await client.send(phone_number_id="1", access_token="t", body={}) == result, case
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(("payload", "text", "code", "reason"), [
+    ({"error": {"code": 2**40, "message": "x"}}, "", None, "x"),           # no Meta code is that large
+    ({"error": {"code": "99999999999", "message": "x"}}, "", None, "x"),
+    ({"error": {"code": -5, "message": "x"}}, "", None, "x"),
+    ({"error": {"code": 131026, "message": "bad\u0000 num\u0007ber"}}, "", 131026, "bad\ufffd num\ufffdber"),
+    ("not json", "gateway\u0000 down", None, "gateway\ufffd down"),
+])
+def test_a_provider_answer_is_stored_whatever_it_carries(payload, text, code, reason) -> None:
+    """Out-of-range codes and control characters in Meta's answer never make the status unstorable."""
+    rejected = rejected_from(400, payload, text)
+    assert (rejected.code, rejected.details) == (code, reason)

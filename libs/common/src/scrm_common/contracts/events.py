@@ -287,6 +287,10 @@ class InboundData(StrictModel):
         return self
 
 
+# The largest provider error code a reader must store (PostgreSQL `integer`).
+MAX_ERROR_CODE = 2**31 - 1
+
+
 class StatusData(StrictModel):
     """A message's status: from Meta's webhook (sent/delivered/read/failed) or the sender's own outcome.
 
@@ -297,7 +301,8 @@ class StatusData(StrictModel):
 
     message_id: WamidText | None = None
     status: Literal["sent", "delivered", "read", "failed"]
-    error_code: int | None = None
+    # Meta's codes are small integers; the bound keeps every reader's 32-bit integer column safe.
+    error_code: int | None = Field(default=None, ge=0, le=MAX_ERROR_CODE)
     error_reason: Annotated[str, Field(max_length=512), PLAIN] | None = None
     idempotency_key: Annotated[str, Field(max_length=512), PLAIN] | None = None
     flow: Text128 | None = None

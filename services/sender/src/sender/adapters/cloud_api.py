@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 
 from scrm_common.contracts.commands import SendMessage
+from scrm_common.contracts.events import MAX_ERROR_CODE
+from scrm_common.contracts.wire import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +148,12 @@ def rejected_from(http_status: int, payload: Any, text: str) -> Rejected:
     (an answer that raised would be taken for a send in doubt and resent forever)."""
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
-        return Rejected(None, http_status, text[:200])
+        return Rejected(None, http_status, printable(text)[:200])
     code = error.get("code")
     number = code if isinstance(code, int) and not isinstance(code, bool) else \
         int(code) if isinstance(code, str) and code.isdecimal() and code.isascii() else None
+    if number is not None and not 0 <= number <= MAX_ERROR_CODE:
+        number = None  # no Meta code is that large; kept out of the 32-bit column
     error_data = error.get("error_data")
     details = (error_data.get("details") if isinstance(error_data, dict) else None) or error.get("message") or ""
-    return Rejected(number, http_status, str(details)[:500])
+    return Rejected(number, http_status, printable(str(details))[:500])

@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from scrm_common.contracts.events import CLOCK_SKEW, LATEST, Contact
+from scrm_common.contracts.events import CLOCK_SKEW, LATEST, MAX_ERROR_CODE, Contact
 from scrm_common.phones import InvalidPhoneNumber, to_e164
 
 from .model import BAD_TEXT, BAD_TIMESTAMP, UNSTORABLE, clean
@@ -78,14 +78,15 @@ def phone_of(digits: str | None) -> str | None:
 
 
 def error_codes(errors: Any) -> tuple[int, ...]:
-    """Meta's error codes in an `errors[]` array, in order; entries without an integer code are left out."""
+    """Meta's error codes in an `errors[]` array, in order; entries without an integer code in
+    0..`MAX_ERROR_CODE` are left out."""
     codes = []
     for error in items(errors):
         code = obj(error).get("code")
-        if isinstance(code, int) and not isinstance(code, bool):
+        if isinstance(code, str) and code.isdigit() and code.isascii():
+            code = int(code)
+        if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= MAX_ERROR_CODE:
             codes.append(code)
-        elif isinstance(code, str) and code.isdigit():
-            codes.append(int(code))
     return tuple(codes)
 
 
