@@ -51,3 +51,31 @@ def test_still_in_flight_tells_what_a_forced_stop_leaves() -> None:
 
 def test_asyncpg_dsn_drops_the_driver_name() -> None:
     assert asyncpg_dsn("postgresql+asyncpg://postgres@/scrm?host=/tmp/x") == "postgresql://postgres@/scrm?host=/tmp/x"
+
+
+def test_the_drain_waits_for_every_consumer_group_the_services_start() -> None:
+    """Every `batch_consumer(group_id=…)` in the services is a group the drain knows: a group it did not
+    wait for would lose what it had not applied when the memory-only broker stops."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from scrm_stack.drain import KNOWN_GROUPS
+
+    root = Path(__file__).resolve().parents[3] / "services"
+    everywhere: dict[str, str] = {}
+    found: list[tuple[dict[str, str], ast.expr]] = []
+    for path in root.glob("*/src/*/**/*.py"):
+        local: dict[str, str] = {}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and \
+                    isinstance(node.value.value, str) and len(node.targets) == 1 and \
+                    isinstance(node.targets[0], ast.Name) and re.fullmatch(r"[A-Z_]+", node.targets[0].id):
+                local[node.targets[0].id] = node.value.value
+                everywhere.setdefault(node.targets[0].id, node.value.value)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "batch_consumer":
+                found.extend((local, k.value) for k in node.keywords if k.arg == "group_id")
+    groups = {c.value if isinstance(c, ast.Constant) else local.get(c.id) or everywhere[c.id]  # type: ignore[attr-defined]
+              for local, c in found}
+    assert len(groups) >= 7, groups
+    assert groups <= set(KNOWN_GROUPS), groups - set(KNOWN_GROUPS)

@@ -27,6 +27,9 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     "sender-evidence": (topics.EVENTS,),
     "segmenter": (topics.EVENTS,),
     "reporting": (topics.EVENTS,),
+    # Dead letters are stored by reporting and told in the decision story by the trigger-engine.
+    "reporting-dead-letters": (topics.DEAD_LETTER,),
+    "trigger-engine-dead-letters": (topics.DEAD_LETTER,),
 }
 
 ENV_DRAIN_TIMEOUT = "SCRM_DRAIN_TIMEOUT_SECONDS"
