@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from scrm_common.http import ops_router
+from scrm_common.http import RequestContext, ops_router
 from scrm_common.observability.metrics import new_registry
 from whatsapp_sim.config import SimulatorSettings
 from whatsapp_sim.domain.templates import TemplateCatalog
@@ -58,6 +58,8 @@ def create_app(
     sim = Simulator(settings, registry=registry, catalog=catalog, http_client=http_client, wall=wall, mono=mono,
                     rng=rng)
     app = FastAPI(title="WhatsApp Cloud API simulator", version="0.1.0")
+    # Correlation ids, a JSON 500 and the access log like the services; its Graph API errors keep Meta's shape.
+    app.add_middleware(RequestContext, refuse_control_characters=False)
     app.state.simulator = sim
     app.include_router(ops_router(registry, sim.ready))
 
