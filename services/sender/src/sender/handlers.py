@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scrm_common import runtime
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
@@ -231,7 +232,14 @@ class Dispatcher:
         return released
 
     async def dispatch_once(self) -> bool:
-        """One pass over accounts with due work; True when something was sent."""
+        """One pass over accounts with due work; True when something was sent.
+
+        Claims nothing while `runtime.INTAKE` is closed (SIGUSR1, the last phase of a graceful stop): queued
+        messages stay in PostgreSQL and go out when intake opens again (SIGUSR2) or at the next start, so no new
+        status events are made for a broker about to stop. A pass already under way finishes.
+        """
+        if not runtime.INTAKE.open:
+            return False
         async with self._engine.connect() as conn:
             accounts = await self._log.accounts_with_due_work(conn, self._clock.now())
         if not accounts:

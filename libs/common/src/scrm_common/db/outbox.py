@@ -2,6 +2,11 @@
 
 Each service keeps an `outbox` table in its own schema (see its migrations). A crash after
 publishing and before deleting re-publishes the rows; every consumer is idempotent, so that is harmless.
+
+While the process's intake is closed (`scrm_common.runtime.INTAKE`, SIGUSR1: the last phase of a graceful stop)
+the relay publishes nothing: rows stay in PostgreSQL and go out once intake opens again (SIGUSR2) or at the next
+start, so a broker that is about to stop (the embedded, memory-only one) never receives a record nobody reads.
+A batch already being published when intake closes finishes first.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scrm_common import runtime
 from scrm_common.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -63,8 +69,12 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set; paused (nothing read, nothing published) while `runtime.INTAKE` is closed."""
         failures = 0
         while not stop.is_set():
+            if not runtime.INTAKE.open:  # draining for a stop: the rows wait in PostgreSQL
+                await self._idle()
+                continue
             try:
                 moved = await self.relay_once()
                 failures = 0
@@ -75,11 +85,15 @@ class OutboxRelay:
                 await asyncio.sleep(self._backoff.delay(min(failures, 10)))
                 continue
             if moved < self._batch_size:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-                except TimeoutError:
-                    pass
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up or the poll interval, whichever comes first."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+        except TimeoutError:
+            pass
 
     async def relay_once(self) -> int:
         """Publish one batch of outbox rows; return how many moved."""
