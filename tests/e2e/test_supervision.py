@@ -27,6 +27,7 @@ from tests.support.events import new_phone, payment
 from tests.support.stack import TEST_ENV, _base_env, poll
 
 ORDERS = 300
+CLIENTS = 4
 VICTIMS = ("sender", "trigger-engine", "ingest", "segmenter", "reporting")
 
 
@@ -120,14 +121,15 @@ class Harness:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def post_until_accepted(self, order: str, *, timeout: float = 120) -> None:
+    def post_until_accepted(self, order: str, *, timeout: float = 120, client: httpx.Client | None = None) -> None:
         """POST one payment; on a connection error or 503 retry the same event, as a shop's client would."""
         event = payment(order_id=order, phone=new_phone())
         headers = {"Authorization": f"Bearer {self.api_key}"}
+        http = client or self.http
 
         def attempt() -> bool:
             try:
-                resp = self.http.post(f"{self.url('ingest')}/v1/events", json=event, headers=headers)
+                resp = http.post(f"{self.url('ingest')}/v1/events", json=event, headers=headers)
             except httpx.TransportError:
                 return False
             if resp.status_code == 202:
@@ -227,27 +229,33 @@ def test_ctrl_c_mid_stream_drains_and_the_next_run_confirms_every_accepted_order
     orders = [f"CC{uuid.uuid4().hex[:6].upper()}{i:03d}" for i in range(ORDERS)]
     failures: list[BaseException] = []
 
-    def post_all() -> None:
+    def post_all(mine: list[str]) -> None:
         try:
-            for order in orders:
-                harness.post_until_accepted(order, timeout=150)
+            with httpx.Client(timeout=5.0) as client:
+                for order in mine:
+                    harness.post_until_accepted(order, timeout=150, client=client)
         except BaseException as exc:  # reported by the test thread
             failures.append(exc)
 
-    poster = threading.Thread(target=post_all, daemon=True)
-    poster.start()
+    # Four clients at once: requests are in flight at ingest when the Ctrl-C lands.
+    posters = [threading.Thread(target=post_all, args=(orders[n::CLIENTS],), daemon=True) for n in range(CLIENTS)]
+    for poster in posters:
+        poster.start()
     poll(lambda: len(harness.accepted) >= ORDERS // 3, timeout=60, what="a third of the payments accepted")
 
     code = harness.runner.interrupt()
     first_run = harness.runner.output
     assert code == 0, first_run[-3000:]
     assert "scrm: intake closed" in first_run and "scrm: drained in" in first_run, first_run[-3000:]
+    assert "outbox relays and the sender's dispatcher pause" in first_run, first_run[-3000:]
+    assert first_run.index("scrm: stopping ingest") < first_run.index("scrm: drained in"), first_run[-3000:]
     accepted_before = len(harness.accepted)
     assert accepted_before < ORDERS, "the stop came mid-stream"
 
     harness.runner.start()  # same root: PostgreSQL kept its state, the broker starts empty
-    poster.join(timeout=150)
-    assert not poster.is_alive() and failures == []
+    for poster in posters:
+        poster.join(timeout=150)
+    assert not any(p.is_alive() for p in posters) and failures == []
     assert len(harness.accepted) == ORDERS
 
     harness.assert_each_accepted_confirmed_once()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scrm_stack.drain import Observation, asyncpg_dsn, drained, still_in_flight
+from scrm_stack.drain import Observation, asyncpg_dsn, drained, groups_of, still_in_flight
 
 ENDS = {("scrm.events.v1", 0): 10, ("scrm.send-commands.v1", 0): 4}
 IDLE = Observation(lag={("trigger-engine", "scrm.events.v1"): 0}, outbox={"sender": 0}, ends=ENDS)
@@ -79,3 +79,41 @@ def test_the_drain_waits_for_every_consumer_group_the_services_start() -> None:
               for local, c in found}
     assert len(groups) >= 7, groups
     assert groups <= set(KNOWN_GROUPS), groups - set(KNOWN_GROUPS)
+
+
+# Phase 2 of the stop: relays paused, rows left in an outbox are durable; only the groups must catch up.
+@pytest.mark.parametrize(("previous", "now", "expected"), [
+    (None, IDLE, False),
+    (IDLE, IDLE, True),
+    (OUTBOX, OUTBOX, True),    # outbox rows wait in PostgreSQL for the next start
+    (BEHIND, IDLE, False),
+    (IDLE, BEHIND, False),
+    (IDLE, MOVED, False),      # something was published between the looks
+    (BLIND, IDLE, False),
+    (IDLE, BLIND, False),
+])
+def test_phase_2_drained_ignores_outbox_rows_but_not_lag_or_published_records(
+        previous: Observation | None, now: Observation, expected: bool) -> None:
+    assert drained(previous, now, outboxes=False) is expected
+
+
+def test_without_a_gone_service_leaves_out_its_groups_and_its_outbox_only() -> None:
+    obs = Observation(lag={("trigger-engine", "scrm.events.v1"): 5, ("trigger-engine-dead-letters", "dl"): 1,
+                           ("segmenter", "scrm.events.v1"): 2},
+                      outbox={"trigger_engine": 3, "sender": 4}, ends=ENDS)
+    rest = obs.without(["trigger-engine"])
+    assert dict(rest.lag) == {("segmenter", "scrm.events.v1"): 2}
+    assert dict(rest.outbox) == {"sender": 4}
+    assert rest.ends == obs.ends
+    assert obs.lag_of(groups_of(["trigger-engine"])) == 6
+    assert obs.without(["simulator"]) == obs  # no group, no outbox: nothing left out
+
+
+def test_every_known_group_has_its_service() -> None:
+    from scrm_stack.drain import GROUP_SERVICE, KNOWN_GROUPS
+    from scrm_stack.stack import SERVICES
+
+    assert set(GROUP_SERVICE) == set(KNOWN_GROUPS)
+    assert set(GROUP_SERVICE.values()) <= set(SERVICES)
+    assert groups_of(["sender"]) == ["sender", "sender-evidence"]
+    assert groups_of(["ingest", "demo-shop"]) == []

@@ -2,12 +2,19 @@
 demo shop, supervised and shown live.
 
 - A service, the simulator or the demo shop that dies is restarted with backoff (`RestartPolicy`); after too
-  many restarts in the window the runner says so, stops everything and exits 1. The broker and PostgreSQL
-  are never stopped because a service died.
-- The broker dying is fatal: it keeps records in memory only (`BROKER_DEATH`); the runner exits 2.
-- Ctrl-C / SIGTERM: close ingest's intake (SIGUSR1), stop the demo shop, wait until every consumer group
-  caught up and every outbox is empty (`drain`, bounded by SCRM_DRAIN_TIMEOUT_SECONDS), then stop the rest.
-  A second Ctrl-C stops at once and says what was still in flight.
+  many restarts in the window the runner says so, drains what the processes still alive can (the graceful
+  stop below, naming the groups of the process that is gone: they cannot drain), stops and exits 1. The
+  broker and PostgreSQL are never stopped because a service died.
+- The broker or PostgreSQL dying is fatal (no drain possible): the broker keeps records in memory only
+  (`BROKER_DEATH`); the runner exits 2.
+- Ctrl-C / SIGTERM, the graceful stop, all of it within SCRM_DRAIN_TIMEOUT_SECONDS:
+  phase 1: stop the demo shop, close ingest's intake (SIGUSR1: `POST /v1/events` answers 503), wait until
+  every consumer group caught up and every outbox is empty (`drain`; bounded, leaving time for phase 2);
+  phase 2: SIGUSR1 to the other services too (their outbox relays and the sender's dispatcher pause: what they
+  hold stays in PostgreSQL for the next start), stop ingest and the simulator and wait for them to exit (a
+  request or webhook in flight finishes and is published), then wait until every group caught up again, twice
+  ≥ 1 s apart with identical end offsets (nothing can publish any more) — only then stop the rest, the broker
+  and PostgreSQL. A second Ctrl-C stops at once and says what was still in flight.
 
 Exit codes: 0 stopped after a complete drain; 1 could not start, gave up restarting, or stopped with work
 in flight (drain timed out or second Ctrl-C); 2 the broker or PostgreSQL died.
@@ -37,6 +44,7 @@ from scrm_stack.drain import (
     Observation,
     asyncpg_dsn,
     drained,
+    groups_of,
     observe,
     still_in_flight,
 )
@@ -62,8 +70,13 @@ from scrm_stack.supervise import (
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
 # What stops first (what takes work in), before the other processes stop together, then the broker.
 STOP_FIRST = ("demo-shop", "ingest")
+# Stopped (and waited for) at the start of the drain's phase 2: what publishes from outside — ingest's requests
+# and webhooks, and the simulator that sends those webhooks.
+STOP_IN_PHASE_2 = ("simulator", "ingest")
 # Two idle looks at least this far apart: a request ingest had in flight when intake closed lands in between.
 DRAIN_SETTLE_SECONDS = 1.0
+# Of the drain timeout, phase 2 keeps this share (at most PHASE_2_MAX_SECONDS): phase 1 ends that much earlier.
+PHASE_2_SHARE, PHASE_2_MAX_SECONDS = 1 / 3, 10.0
 LEFT_BEHIND = (". Outbox rows stay in PostgreSQL and go out at the next start; records the broker held that were "
                "not consumed yet are lost with the memory-only broker.")
 
@@ -88,11 +101,13 @@ def _seconds(env: dict[str, str], var: str, default: float) -> float:
 
 _POLICY, _ROTATION = RestartPolicy(), LogRotation()
 RUN_ENV_HELP = f"""runner settings (environment variables, all optional):
-  {ENV_MAX_RESTARTS}={_POLICY.max_restarts}  restarts of one process within the window; one more death stops all
+  {ENV_MAX_RESTARTS}={_POLICY.max_restarts}  restarts of one process within the window; one more death drains
+      what the others can and stops all (exit 1)
   {ENV_WINDOW}={_POLICY.window_seconds:g}  that window, in seconds
   {ENV_BACKOFF}={_POLICY.base_seconds:g}  first restart delay, doubled per restart within the window
   {ENV_BACKOFF_MAX}={_POLICY.max_seconds:g}  the longest restart delay
-  {ENV_DRAIN_TIMEOUT}={DEFAULT_DRAIN_TIMEOUT:g}  how long Ctrl-C waits for accepted work to drain
+  {ENV_DRAIN_TIMEOUT}={DEFAULT_DRAIN_TIMEOUT:g}  how long a stop may wait for accepted work to drain: intake closed,
+      consumers caught up, outboxes relayed; then relays paused, ingest stopped, consumers caught up again
   {ENV_LOG_MAX_BYTES}={_ROTATION.max_bytes}  a log under <root>/logs is rotated above this size
   {ENV_LOG_KEEP}={_ROTATION.keep}  rotated files kept per log (x.log.1 … x.log.N)
 exit codes: 0 stopped after a complete drain; 1 could not start, gave up restarting, or stopped with work in
@@ -125,7 +140,10 @@ class Runner:
         self.signals = 0
         self.started = False
         self.draining = False
-        self.intake_closed_pid: int | None = None
+        self.pausing = False  # phase 2 of the drain: every service's intake is closed, not only ingest's
+        self.intake_closed: dict[str, int] = {}  # service -> pid that got SIGUSR1
+        self.gone: list[str] = []  # processes the runner gave up restarting
+        self.last_look: Observation | None = None  # the drain's last look, groups of `gone` included
         self.http = httpx.Client(timeout=1.0)
         self.say: Callable[[str], None] = lambda text: _print("scrm: " + text)
         self._last_rotation = 0.0
@@ -152,9 +170,9 @@ class Runner:
             if self.signals:
                 return self.graceful_stop()
             self.banner()
-            code = self.watch()
-            if code is None:
-                code = self.graceful_stop()
+            watched = self.watch()
+            # Ctrl-C, or a process given up on: drain what still runs (the latter exits 1 all the same).
+            code = self.graceful_stop() if watched is None or (watched == EXIT_FAILED and self.gone) else watched
             # A second Ctrl-C asks for speed; with the broker or PostgreSQL gone a service waits in vain for them.
             quick = (code != EXIT_OK and self.signals >= 2) or code == EXIT_INFRA
             return code
@@ -229,15 +247,16 @@ class Runner:
                 self.say(st.death_line(str(proc.log_path)))
                 delay = self.policy.delay(st.restarts, now)
                 if delay is None:
-                    st.state = "gave up"
-                    self.say(gave_up_line(name, self.policy))
-                    return EXIT_FAILED
+                    stop_code = self._give_up(st)
+                    if stop_code is not None:
+                        return stop_code
+                    continue
                 st.state = "restarting"
                 st.restart_due = now + delay
                 self.say(f"restarting {name} in {delay:g} s")
         self._readiness()
         if self.draining:
-            self._close_intake()
+            self._close_intakes()
         if now - self._last_rotation > 2.0:
             self._last_rotation = now
             self.rotation.rotate_folder(stack.root / "logs")
@@ -255,15 +274,25 @@ class Runner:
             self.say(f"{st.name} could not be restarted: {exc}")
             delay = self.policy.delay(st.restarts, now)
             if delay is None:
-                st.state = "gave up"
-                self.say(gave_up_line(st.name, self.policy))
-                return EXIT_FAILED
+                return self._give_up(st)
             st.state, st.restart_due = "restarting", now + delay
             return None
         st.pid = proc.popen.pid
         st.state = "starting" if proc.port is not None else "running"
         self.say(st.restart_line(self.policy, self.policy.recent(st.restarts, now)))
         return None
+
+    def _give_up(self, st: ProcessState) -> int | None:
+        """A process died once too often: EXIT_FAILED ends the watch (the drain follows); during a drain, None."""
+        st.state = "gave up"
+        self.gone.append(st.name)
+        self.say(gave_up_line(st.name, self.policy))
+        groups = groups_of([st.name])
+        if groups:
+            self.say(f"its consumer group{'s' if len(groups) > 1 else ''} {', '.join(groups)} cannot drain: "
+                     f"records {'they' if len(groups) > 1 else 'it'} had not applied are lost with the "
+                     f"memory-only broker")
+        return None if self.draining else EXIT_FAILED
 
     def _readiness(self) -> None:
         for name in self.supervised:
@@ -278,14 +307,33 @@ class Runner:
             except httpx.HTTPError:
                 pass
 
-    def _close_intake(self) -> None:
-        """SIGUSR1 to the running ingest once it is ready (before, the signal would kill it: no handler yet)."""
-        st = self.states["ingest"]
-        proc = self.stack.procs["ingest"]
-        if st.state == "ready" and proc.alive and self.intake_closed_pid != proc.popen.pid:
+    def _close_intakes(self) -> None:
+        """SIGUSR1 to the running ingest (phase 1), to every service (phase 2), each once it is ready (before, the
+        signal would kill it: no handler yet) — again after a restart, which opens a service's intake."""
+        paused: list[str] = []
+        for name in SERVICES if self.pausing else ("ingest",):
+            st = self.states[name]
+            proc = self.stack.procs.get(name)
+            if proc is None or st.state != "ready" or not proc.alive or self.intake_closed.get(name) == proc.popen.pid:
+                continue
             proc.popen.send_signal(signal.SIGUSR1)
-            self.intake_closed_pid = proc.popen.pid
-            self.say("intake closed: ingest answers POST /v1/events with 503 + Retry-After; webhooks stay open")
+            self.intake_closed[name] = proc.popen.pid
+            if name == "ingest" and not self.pausing:
+                self.say("intake closed: ingest answers POST /v1/events with 503 + Retry-After; webhooks stay open")
+            else:
+                paused.append(name)
+        if paused:
+            self.say(f"intake closed in {', '.join(paused)}: outbox relays and the sender's dispatcher pause (what "
+                     f"they hold stays in PostgreSQL and goes out at the next start)")
+
+    def _unpaused(self) -> list[str]:
+        """Services alive whose intake is not (yet) closed in phase 2 (restarted, not ready): they may publish."""
+        return [n for n in SERVICES if n not in STOP_IN_PHASE_2 and n not in self.gone
+                and self.intake_closed.get(n) != self.stack.procs[n].popen.pid]
+
+    def _intake_gone(self) -> bool:
+        """Ingest takes nothing new: its intake is closed or the runner gave up on it."""
+        return "ingest" in self.intake_closed or "ingest" in self.gone
 
     def _wait(self, seconds: float, signals: int) -> None:
         """Sleep up to `seconds`, waking early when a new signal arrives."""
@@ -378,19 +426,61 @@ class Runner:
     # ---------- stopping ----------
 
     def graceful_stop(self) -> int:
-        """Close intake, stop the demo shop, wait for the drain (bounded), keep supervising meanwhile."""
+        """The drain of the module docstring, both phases within the drain timeout; supervising meanwhile.
+
+        After the runner gave up on a process (`self.gone`) the same drain runs for those still alive, leaving out
+        the groups of the one gone, and the result is EXIT_FAILED at best.
+        """
         self.draining = True
-        self.say(f"stopping gracefully: closing intake, then waiting (at most {self.drain_timeout:g} s, "
-                 f"{ENV_DRAIN_TIMEOUT}) until every consumer group has caught up and every outbox is empty. "
-                 f"Ctrl-C again stops at once.")
-        if "demo-shop" in self.states:
-            self.stack.stop("demo-shop")
-            self.states["demo-shop"].state = "stopped"
-        self._close_intake()
-        bootstrap = self.stack.kafka_bootstrap
-        dsn = asyncpg_dsn(self.stack.database_url) if self.stack.database_url else None
         started = time.monotonic()
         deadline = started + self.drain_timeout
+        phase_1_end = deadline - min(self.drain_timeout * PHASE_2_SHARE, PHASE_2_MAX_SECONDS)
+        self.say(f"stopping gracefully{' what is still running' if self.gone else ''}: closing intake, then "
+                 f"waiting (at most {self.drain_timeout:g} s in all, {ENV_DRAIN_TIMEOUT}) until every consumer group "
+                 f"has caught up and every outbox is empty; then pausing the relays, stopping ingest and waiting "
+                 f"until the groups caught up again. Ctrl-C again stops at once.")
+        if "demo-shop" in self.states and self.states["demo-shop"].state != "gave up":
+            self.stack.stop("demo-shop")
+            self.states["demo-shop"].state = "stopped"
+        self._close_intakes()
+        # Phase 1: everything accepted is applied and relayed while the services still work normally.
+        result = self._await_drain(started, phase_1_end, outboxes=True)
+        if isinstance(result, int):
+            return result
+        phase_1 = result
+        # Phase 2: nothing publishes any more but what is already in flight; the groups apply it.
+        self.pausing = True
+        self._close_intakes()
+        code = self._stop_and_wait(list(STOP_IN_PHASE_2), deadline)
+        if code is not None:
+            return code
+        result = self._await_drain(started, deadline, outboxes=False)
+        if isinstance(result, int):
+            return result
+        if result is None:
+            return EXIT_FAILED
+        left = sum(result.outbox.values())
+        gone = groups_of(self.gone)
+        self.say(f"drained in {time.monotonic() - started:.1f} s: every consumer group "
+                 f"{'still running ' if gone else ''}caught up and nothing can publish any more (looked twice, "
+                 f"nothing published in between); "
+                 + (f"{left} outbox row{'s' if left != 1 else ''} stay in PostgreSQL and go out at the next start; "
+                    if left else "every outbox empty; ")
+                 + ("" if phase_1 is not None else "(phase 1 ran out of time with work still moving) ")
+                 + (f"not drained, their service gone: {', '.join(gone)} ({self._lost(gone)}); " if gone else "")
+                 + "stopping the rest")
+        return EXIT_FAILED if self.gone else EXIT_OK
+
+    def _lost(self, groups: list[str]) -> str:
+        n = self.last_look.lag_of(groups) if self.last_look is not None else 0
+        return f"{n} record{'s' if n != 1 else ''} not applied, lost with the memory-only broker"
+
+    def _await_drain(self, started: float, deadline: float, *, outboxes: bool) -> Observation | None | int:
+        """Look until drained (the last look), the deadline (None; in phase 2 it says what was left), or an exit
+        code (infrastructure died, a second Ctrl-C)."""
+        bootstrap = self.stack.kafka_bootstrap
+        dsn = asyncpg_dsn(self.stack.database_url) if self.stack.database_url else None
+        phase = "phase 1" if outboxes else "phase 2"
         prev: Observation | None = None
         last: Observation | None = None
         prev_at = 0.0
@@ -402,29 +492,78 @@ class Runner:
             if self.signals >= 2:
                 self.say("second Ctrl-C: stopping at once. Still in flight: " + still_in_flight(last) + LEFT_BEHIND)
                 return EXIT_FAILED
-            if self.intake_closed_pid is None:  # ingest not ready (restarting): intake not closed yet
-                if time.monotonic() > deadline:
-                    self.say("drain timed out: ingest never came back to close its intake")
-                    return EXIT_FAILED
+            now = time.monotonic()
+            waiting = [] if self._intake_gone() else ["ingest to be ready to close its intake"]
+            if not outboxes and self._unpaused():
+                waiting.append(f"{', '.join(self._unpaused())} to be ready to pause")
+            if waiting:
+                prev = None
+                if now > deadline:
+                    self._timed_out(outboxes, "waiting for " + "; ".join(waiting))
+                    return None
                 self._wait(0.2, self.signals)
                 continue
-            obs = last = asyncio.run(observe(bootstrap, dsn))
+            full = last = self.last_look = asyncio.run(observe(bootstrap, dsn))
+            obs = full.without(self.gone)
             at = time.monotonic()
-            if drained(prev, obs) and at - prev_at >= DRAIN_SETTLE_SECONDS:
-                self.say(f"drained in {at - started:.1f} s: every consumer group caught up and every outbox "
-                         f"empty (looked twice, nothing published in between); stopping the rest")
-                return EXIT_OK
-            if not (prev is not None and prev.idle and obs.idle and dict(prev.ends) == dict(obs.ends)):
+            if drained(prev, obs, outboxes=outboxes) and at - prev_at >= DRAIN_SETTLE_SECONDS:
+                if outboxes:
+                    self.say(f"{phase} done in {at - started:.1f} s: every consumer group caught up and every "
+                             f"outbox empty")
+                return obs
+            if not drained(prev, obs, outboxes=outboxes):
                 prev, prev_at = obs, at  # keep the older idle look so the two span DRAIN_SETTLE_SECONDS
-            pending = "; ".join(obs.pending()) or "all caught up, confirming"
+            items = obs.pending() if outboxes else [p for p in obs.pending() if ".outbox " not in p]
+            pending = "; ".join(items) or "all caught up, confirming"
             if pending != last_pending or at - last_report >= 3.0:
                 last_report, last_pending = at, pending
-                self.say("draining: " + pending)
+                self.say(f"draining ({phase}): {pending}")
             if at > deadline:
-                self.say(f"drain timed out after {self.drain_timeout:g} s ({ENV_DRAIN_TIMEOUT}); still in flight: "
-                         + still_in_flight(obs) + LEFT_BEHIND)
-                return EXIT_FAILED
+                self._timed_out(outboxes, still_in_flight(obs))
+                return None
             self._wait(0.25, self.signals)
+
+    def _timed_out(self, outboxes: bool, what: str) -> None:
+        """Say that a phase ran out of time (phase 2: what it leaves behind)."""
+        if outboxes:  # phase 1 gave its time away; phase 2 still makes sure nothing is left only in the broker
+            self.say(f"drain phase 1 ran out of its time ({what}); pausing the relays and stopping ingest now")
+        else:
+            self.say(f"drain timed out after {self.drain_timeout:g} s ({ENV_DRAIN_TIMEOUT}); still in flight: "
+                     + what + LEFT_BEHIND)
+
+    def _stop_and_wait(self, names: list[str], deadline: float) -> int | None:
+        """SIGTERM to `names` and wait until they exited (uvicorn finishes the requests in flight), SIGKILL at the
+        deadline; supervising the others meanwhile. An exit code when the runner must stop at once."""
+        procs = []
+        for name in names:
+            proc = self.stack.procs.get(name)
+            if proc is None or name not in self.states or self.states[name].state == "gave up":
+                continue
+            self.states[name].state = "stopped"
+            if proc.alive:
+                proc.popen.send_signal(signal.SIGTERM)
+                procs.append(proc)
+        if procs:
+            self.say(f"stopping {', '.join(p.name for p in procs)} and waiting for {'them' if len(procs) > 1 else 'it'}"
+                     f" to finish what is in flight")
+        while any(p.alive for p in procs):
+            code = self.tick()
+            if code is not None:
+                return code
+            if self.signals >= 2:
+                self.say("second Ctrl-C: stopping at once." + LEFT_BEHIND)
+                return EXIT_FAILED
+            if time.monotonic() > deadline:
+                late = [p.name for p in procs if p.alive]
+                self.say(f"{', '.join(late)} did not exit within the drain timeout; killing "
+                         f"{'them' if len(late) > 1 else 'it'} (a request in flight is lost to its client, "
+                         f"which was not answered 202)")
+                for p in procs:
+                    if p.alive:
+                        p.popen.kill()
+                break
+            self._wait(0.05, self.signals)
+        return None
 
     # ---------- the banner ----------
 

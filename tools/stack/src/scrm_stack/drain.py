@@ -3,16 +3,20 @@
 Caught up means, observed twice in a row with the same end offsets in between:
 - every consumer group has committed, on every partition of every topic it consumes, the partition's end
   offset (OffsetFetch for explicit partitions, which Tansu answers; end offsets from ListOffsets);
-- every service's `outbox` table (found through information_schema) is empty — the relay deletes a row once
-  the broker acknowledged it, so a row present is a record not yet published.
+- (phase 1 of the stop only) every service's `outbox` table (found through information_schema) is empty — the
+  relay deletes a row once the broker acknowledged it, so a row present is a record not yet published.
 Equal end offsets between the two observations prove that nothing was published in between (an outbox row
 relayed between the lag check and the outbox check would otherwise go unseen).
+
+Phase 2 of the stop (relays and the sender's dispatcher paused, ingest stopped) asks only for the groups: rows
+still in an outbox are durable in PostgreSQL and go out at the next start. A group whose service is gone (the
+runner gave up restarting it) can never catch up; the stop leaves it out (`Observation.without`) and names it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from scrm_common.contracts import topics
@@ -32,6 +36,24 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     "trigger-engine-dead-letters": (topics.DEAD_LETTER,),
 }
 
+# The service that runs each group (where its records are applied).
+GROUP_SERVICE: Mapping[str, str] = {
+    "trigger-engine": "trigger-engine",
+    "sender": "sender",
+    "sender-evidence": "sender",
+    "segmenter": "segmenter",
+    "reporting": "reporting",
+    "reporting-dead-letters": "reporting",
+    "trigger-engine-dead-letters": "trigger-engine",
+}
+
+
+def groups_of(services: Iterable[str]) -> list[str]:
+    """The known consumer groups run by `services` (sorted)."""
+    wanted = set(services)
+    return sorted(g for g, s in GROUP_SERVICE.items() if s in wanted)
+
+
 ENV_DRAIN_TIMEOUT = "SCRM_DRAIN_TIMEOUT_SECONDS"
 DEFAULT_DRAIN_TIMEOUT = 30.0
 
@@ -48,7 +70,26 @@ class Observation:
     @property
     def idle(self) -> bool:
         """Nothing pending and both sources answered."""
-        return self.error is None and not any(self.lag.values()) and not any(self.outbox.values())
+        return self.caught_up and not any(self.outbox.values())
+
+    @property
+    def caught_up(self) -> bool:
+        """Every group applied every record (outbox rows not counted) and both sources answered."""
+        return self.error is None and not any(self.lag.values())
+
+    def without(self, services: Iterable[str]) -> Observation:
+        """The same look without what `services` (gone: the runner gave up on them) would have to do: their
+        groups and their outbox (schema = service name with `_` for `-`)."""
+        gone = set(services)
+        skip, schemas = set(groups_of(gone)), {s.replace("-", "_") for s in gone}
+        return Observation(lag={k: n for k, n in self.lag.items() if k[0] not in skip},
+                           outbox={k: n for k, n in self.outbox.items() if k not in schemas},
+                           ends=self.ends, error=self.error)
+
+    def lag_of(self, groups: Iterable[str]) -> int:
+        """Records `groups` have not applied, summed."""
+        wanted = set(groups)
+        return sum(n for (group, _), n in self.lag.items() if group in wanted)
 
     def pending(self) -> list[str]:
         """What is still in flight, in words (empty when idle)."""
@@ -61,9 +102,16 @@ class Observation:
         return out
 
 
-def drained(previous: Observation | None, now: Observation) -> bool:
-    """True when two observations in a row are idle with the same end offsets (nothing published between)."""
-    return previous is not None and previous.idle and now.idle and dict(previous.ends) == dict(now.ends)
+def drained(previous: Observation | None, now: Observation, *, outboxes: bool = True) -> bool:
+    """True when two observations in a row are idle with the same end offsets (nothing published between).
+
+    With `outboxes=False` (phase 2 of the stop) idle means caught up: rows left in an outbox do not count.
+    """
+    if previous is None or dict(previous.ends) != dict(now.ends):
+        return False
+    if outboxes:
+        return previous.idle and now.idle
+    return previous.caught_up and now.caught_up
 
 
 def still_in_flight(obs: Observation | None) -> str:

@@ -147,10 +147,10 @@ class ProcessState:
 
 
 def gave_up_line(name: str, policy: RestartPolicy) -> str:
-    """Why the runner stops: a process kept dying."""
+    """Why the runner stops: a process kept dying (the runner then drains what the others can and exits 1)."""
     return (f"{name} died {policy.max_restarts + 1} times within {policy.window_seconds:g} s "
             f"({policy.max_restarts} restarts allowed, {ENV_MAX_RESTARTS} / {ENV_WINDOW}); "
-            f"giving up and stopping everything (records it had not consumed go with the memory-only broker) — "
+            f"giving up: draining what the other processes can, then stopping everything — "
             f"fix the cause shown in its log and run again")
 
 
