@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, NotLeaderForPartitionError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
@@ -20,7 +23,7 @@ from scrm_common.backoff import Backoff
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import PoisonMessage
 from scrm_common.kafka import BatchConsumer, ensure_topics, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics, Item, classify
+from scrm_common.kafka.consumer import ConsumerMetrics, Item, classify, dead_letter_id, needs_operator
 from tests.integration.common.kafka_support import (
     dead_letter_meta,
     dead_letters_from,
@@ -211,6 +214,14 @@ CLASSIFICATION = [  # (failure, class)
     (_db_error("53300"), "transient"),  # too many connections
     (_db_error("57P01"), "transient"),  # admin shutdown
     (_db_error("57P03"), "transient"),  # cannot connect now
+    (_db_error("57014"), "transient"),  # query cancelled (a statement timeout)
+    (_db_error("57000"), "transient"),  # operator intervention
+    (_db_error("58030"), "transient"),  # I/O error
+    (_db_error("58P01"), "transient"),  # undefined file
+    (_db_error("28P01"), "transient"),  # invalid password: credentials rotated (logged at error)
+    (_db_error("28000"), "transient"),  # invalid authorization specification
+    (_db_error("3D000"), "transient"),  # invalid catalog name: the database is gone (logged at error)
+    (_wrapped(OperationalError, _SqlState("3D000")), "transient"),
     (_db_error("40P01"), "transient"),  # deadlock detected
     (_db_error("40001"), "transient"),  # serialization failure
     (ConnectionResetError("connection reset by peer"), "transient"),
@@ -221,6 +232,8 @@ CLASSIFICATION = [  # (failure, class)
     (KafkaConnectionError("broker away"), "transient"),
     (NotLeaderForPartitionError(), "transient"),  # retriable
     (_db_error("42P01"), "unclassified"),  # undefined table: not the record's fault, not known to heal
+    (_db_error("XX000"), "unclassified"),  # internal error
+    (_db_error("XX001"), "unclassified"),  # data corrupted
     (RuntimeError("something else"), "unclassified"),
     (MessageSizeTooLargeError(), "unclassified"),  # a KafkaError the client does not call retriable
 ]
@@ -231,9 +244,44 @@ def test_failures_are_classified_by_whether_retrying_can_heal_them(failure: Base
     assert classify(failure) == expected
 
 
+@pytest.mark.parametrize(("failure", "loud"), [
+    (_db_error("28P01"), True), (_db_error("3D000"), True), (_wrapped(OperationalError, _SqlState("28000")), True),
+    (_db_error("57P01"), False), (_db_error("08006"), False), (ConnectionResetError("reset"), False),
+    (_db_error("23505"), False),
+])
+def test_only_failures_an_operator_must_heal_are_logged_loudly(failure: BaseException, loud: bool) -> None:
+    assert needs_operator(failure) is loud
+
+
+def _record(*, offset: int = 7, timestamp: int = 1_764_000_000_000, key: bytes | None = b"k",
+            value: bytes | None = b"v", topic: str = "t", partition: int = 0) -> ConsumerRecord:
+    return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=timestamp, timestamp_type=0,
+                          key=key, value=value, checksum=None, serialized_key_size=0, serialized_value_size=0,
+                          headers=())
+
+
+@pytest.mark.parametrize(("other", "same"), [
+    (_record(), True),  # the same record given up on again (a crash before the commit): the same dead letter
+    (_record(timestamp=1_764_000_000_001), False),  # the same place after a broker restart, another record
+    (_record(value=b"w"), False),
+    (_record(key=b"kv", value=b""), False),  # key and value are hashed apart: no ambiguity at their seam
+    (_record(key=None), False),
+    (_record(offset=8), False),
+    (_record(partition=1), False),
+    (_record(topic="u"), False),
+])
+def test_the_dead_letter_id_is_stable_for_a_record_and_new_for_another(other: ConsumerRecord, same: bool) -> None:
+    base = dead_letter_id("svc", _record())
+    assert re.fullmatch(r"[0-9a-f]{32}", base)
+    assert (dead_letter_id("svc", other) == base) is same
+    assert dead_letter_id("other-svc", _record()) != base, "another service's dead letter of it is its own"
+
+
 def _assert_meta(meta: dict[str, Any], *, expected: dict[str, Any], service: str, failure: str) -> None:
     """The dead-letter header: the original place, error and tries, plus who gave up, why and when."""
     assert {k: meta[k] for k in expected} == expected
+    assert re.fullmatch(r"[0-9a-f]{32}", meta["id"])
+    assert "truncated" not in meta
     assert (meta["service"], meta["failure"]) == (service, failure)
     at = datetime.fromisoformat(meta["at"])
     assert at.tzinfo is not None and abs((datetime.now(UTC) - at).total_seconds()) < 120
@@ -278,6 +326,8 @@ async def test_a_deterministic_failure_is_isolated_and_dead_lettered_at_once_whi
     _assert_meta(dead_letter_meta(dead[0]), service=group, failure="deterministic",
                  expected={"topic": topic, "partition": 0, "offset": bad_offset,
                            "error": "ValueError: cannot apply bad", "tries": 1})
+    source = next(r for r in await read_topic(kafka.bootstrap, topic, partitions=1) if r.offset == bad_offset)
+    assert dead_letter_meta(dead[0])["id"] == dead_letter_id(group, source)
     assert running.metric("dead_letters_total", failure="deterministic") == 1
 
 
@@ -464,3 +514,86 @@ async def test_a_reader_of_the_dead_letters_never_writes_one_back(kafka: Kafka, 
     await running.stop_cleanly()
     everything = await read_topic(kafka.bootstrap, topics.DEAD_LETTER, partitions=DLQ_PARTITIONS)
     assert [r.value for r in everything].count(marker) == 1, "only the original: nothing written back"
+
+
+async def _dead_letters_tolerantly(kafka: Kafka, source_topic: str) -> list[ConsumerRecord]:
+    """Dead letters of `source_topic`, passing over records without a `dead_letter` header (another test
+    of this module writes such records to the dead-letter topic)."""
+    records = await read_topic(kafka.bootstrap, topics.DEAD_LETTER, partitions=DLQ_PARTITIONS)
+    return [r for r in records if any(k == "dead_letter" for k, _ in r.headers or ())
+            and dead_letter_meta(r)["topic"] == source_topic]
+
+
+def _largest_value(key: bytes, headers: list[tuple[str, bytes]], limit: int) -> int:
+    """The value length whose record, as the producer measures it, is exactly `limit` bytes."""
+    size = limit - 200
+    for _ in range(10):
+        measured = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"x" * size, headers)
+        if measured == limit:
+            return size
+        size += limit - measured
+    raise AssertionError("no value length measures exactly the limit")
+
+
+@pytest.mark.parametrize("large", ["value", "key"])
+async def test_a_record_too_large_for_its_dead_letter_is_dead_lettered_reduced_and_the_partition_moves_on(
+        kafka: Kafka, consumers, large: str) -> None:
+    """A record at the size limit plus the `dead_letter` header is refused by the client (aiokafka's
+    max_request_size, 1 MiB, applies long before Tansu's, which took 20 MiB when tried): the dead letter
+    leaves the value out (and a large key, when that is what is large), says so, and the partition moves on."""
+    topic, group = await kafka.new_topic(1), f"g-{uuid.uuid4().hex[:8]}"
+    headers = [("tenant", b"acme"), ("type", b"payment.succeeded")]
+    limit = kafka.producer._max_request_size  # noqa: SLF001 - the limit this very producer enforces
+    if large == "value":
+        big_key, big_value = b"k-big", b"B" * _largest_value(b"k-big", headers, limit)
+    else:
+        big_key, big_value = b"K" * (_largest_value(b"", headers, limit) - 10), b"0123456789"
+    sent = await asyncio.gather(*[await kafka.producer.send(topic, key=k, value=v, partition=0, headers=headers)
+                                  for k, v in ((b"k-before", b"before"), (big_key, big_value), (b"k-after", b"after"))])
+    big_offset = sent[1].offset
+    applied: list[bytes] = []
+
+    def decode(record: ConsumerRecord) -> bytes:
+        if record.key == big_key:
+            raise PoisonMessage("not a valid event: " + "too big " * 20)
+        return record.value
+
+    async def handle(items: Sequence[Item[bytes]]) -> None:
+        applied.extend(i.value for i in items)
+
+    running = consumers(topic=topic, group=group, handle=handle, decode=decode, backoff=Backoff(30.0, 60.0))
+    await eventually(lambda: b"after" in applied, timeout=30, what="the record behind the oversized one")
+    dead = await eventually(lambda: _dead_letters_tolerantly(kafka, topic), timeout=15, what="the reduced dead letter")
+    await running.caught_up_after(datetime.now(UTC))
+    await running.stop_cleanly()
+
+    assert applied == [b"before", b"after"]
+    assert len(dead) == 1
+    assert [h for h in dead[0].headers if h[0] != "dead_letter"] == headers, "small headers are kept"
+    meta = dead_letter_meta(dead[0])
+    assert {k: meta[k] for k in ("topic", "offset", "failure", "service", "truncated", "value_size",
+                                 "value_sha256")} == {
+        "topic": topic, "offset": big_offset, "failure": "deterministic", "service": group, "truncated": True,
+        "value_size": len(big_value), "value_sha256": hashlib.sha256(big_value).hexdigest()}
+    assert meta["error"].startswith("not a valid event: too big")
+    if large == "value":
+        assert (dead[0].key, dead[0].value) == (big_key, None), "the value is left out"
+        assert "key_size" not in meta
+    else:
+        assert (dead[0].key, dead[0].value) == (None, b""), "a record needs a key or a value: an empty one"
+        assert (meta["key_size"], meta["key_sha256"]) == (len(big_key), hashlib.sha256(big_key).hexdigest())
+    source = next(r for r in await read_topic(kafka.bootstrap, topic, partitions=1) if r.offset == big_offset)
+    assert meta["id"] == dead_letter_id(group, source)
+    assert running.metric("dead_letters_total") == 1
+    # The offset was committed: the group's next member starts behind the oversized record.
+    again: list[bytes] = []
+
+    async def collect(items: Sequence[Item[bytes]]) -> None:
+        again.extend(i.value for i in items)
+
+    await kafka.produce(topic, [b"later"])
+    following = consumers(topic=topic, group=group, handle=collect)
+    await eventually(lambda: b"later" in again, timeout=40, what="the record produced afterwards")
+    await following.stop_cleanly()
+    assert again == [b"later"]
+    assert len(await _dead_letters_tolerantly(kafka, topic)) == 1

@@ -9,6 +9,7 @@ never dead-lettered; **unclassified** — a few quick tries, then dead-lettered 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -49,14 +50,20 @@ DeadLetterFailure = Literal["deterministic", "exhausted"]
 # PostgreSQL SQLSTATEs by class (first two characters) or exact code. Deterministic: 22 data exception
 # (a value out of range, invalid text such as NUL, datetime overflow …), 23 integrity constraint violation,
 # 40002 (a constraint violated at commit). Transient: 08 connection exception, 53 insufficient resources,
-# 57P01…57P05 (shutdown, crash shutdown, cannot connect now, database dropped, idle session timeout),
-# 40001/40P01/40003 (serialization failure, deadlock, completion unknown), 55P03 lock not available.
+# 57 operator intervention (57014 query cancelled — a statement timeout —, 57P01…57P05 shutdown, crash
+# shutdown, cannot connect now, database dropped, idle session timeout), 58 system error (I/O, a file
+# gone), 40001/40P01/40003 (serialization failure, deadlock, completion unknown), 55P03 lock not available,
+# and — logged at error, since only an operator heals them — 28 invalid authorization (credentials
+# rotated or revoked) and 3D invalid catalog name (the database is gone). XX (internal error, data or
+# index corrupted) stays unclassified: neither the record's fault nor known to heal.
 _SQLSTATE_CODES: dict[str, FailureClass] = {
     "40002": DETERMINISTIC, "40001": TRANSIENT, "40P01": TRANSIENT, "40003": TRANSIENT, "55P03": TRANSIENT,
-    **{f"57P0{n}": TRANSIENT for n in range(1, 6)},
 }
 _SQLSTATE_CLASSES: dict[str, FailureClass] = {"22": DETERMINISTIC, "23": DETERMINISTIC, "08": TRANSIENT,
-                                              "53": TRANSIENT}
+                                              "53": TRANSIENT, "57": TRANSIENT, "58": TRANSIENT,
+                                              "28": TRANSIENT, "3D": TRANSIENT}
+# Transient classes that wait for an operator (credentials, a dropped database): retried, but logged at error.
+_LOUD_SQLSTATE_CLASSES = frozenset({"28", "3D"})
 # By type, for failures without a SQLSTATE. A pure decision over bad data fails with these every time.
 _DETERMINISTIC_TYPES: tuple[type[BaseException], ...] = (
     ValueError,  # pydantic's ValidationError, PoisonMessage, JSON and Unicode errors, asyncpg's DataError
@@ -105,6 +112,11 @@ def classify(exc: BaseException) -> FailureClass:
         if isinstance(link, _DETERMINISTIC_TYPES):
             return DETERMINISTIC
     return UNCLASSIFIED
+
+
+def needs_operator(exc: BaseException) -> bool:
+    """True for transient failures only an operator heals (SQLSTATE class 28 credentials, 3D database gone)."""
+    return any((code := _sqlstate(link)) is not None and code[:2] in _LOUD_SQLSTATE_CLASSES for link in _chain(exc))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -311,11 +323,21 @@ class BatchConsumer(Generic[T]):
                 if failure == UNCLASSIFIED and attempt >= max_tries:
                     return _Failed("exhausted", _describe(exc), attempt)
                 self._metrics.retries.labels(self._topic, failure).inc()
-                log.warning("%s failure (attempt %d, %d records), retrying: %r", failure, attempt, len(items), exc)
+                log.log(logging.ERROR if needs_operator(exc) else logging.WARNING,
+                        "%s failure (attempt %d, %d records), retrying: %r", failure, attempt, len(items), exc)
             await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, *, tries: int,
                            failure: DeadLetterFailure) -> None:
+        """Write `record` to the dead letters; return once it is stored, so its offset may be committed.
+
+        Retriable broker failures are retried for as long as they last. A dead letter the broker or client
+        refuses for good (MessageSizeTooLargeError: a record near the size limit plus the `dead_letter`
+        header) is written reduced instead: first without its value, then also without a large key and
+        large headers; the header says so (`truncated`, the sizes and SHA-256 of what was left out). A dead
+        letter refused for any other lasting reason even when reduced is retried and logged at error: the
+        partition waits rather than losing the record without a trace.
+        """
         self._metrics.dead.labels(self._topic, failure).inc()
         if record.topic == topics.DEAD_LETTER:
             # A reader of the dead letters gave up on one: it stays where it is. Writing it there again
@@ -325,20 +347,71 @@ class BatchConsumer(Generic[T]):
             return
         log.error("dead-lettering %s[%d]@%d (%s): %s", record.topic, record.partition, record.offset, failure,
                   reason)
-        meta = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                           "error": reason[:2000], "tries": tries, "service": self._service, "failure": failure,
-                           "at": datetime.now(UTC).isoformat()})
-        headers = [*(record.headers or ()), ("dead_letter", meta.encode())]
-        attempt = 0
-        while True:  # the offset is committed only once the dead letter is stored: keep trying
-            attempt += 1
-            try:
-                await (await self._producer.send(topics.DEAD_LETTER, key=record.key, value=record.value,
-                                                 headers=headers))
-                return
-            except KafkaError as exc:
-                log.warning("dead letter not stored (attempt %d), retrying: %r", attempt, exc)
+        meta: dict[str, object] = {
+            "id": dead_letter_id(self._service, record), "topic": record.topic, "partition": record.partition,
+            "offset": record.offset, "error": reason[:2000], "tries": tries, "service": self._service,
+            "failure": failure, "at": datetime.now(UTC).isoformat()}
+        for reduced in range(3):
+            attempt = 0
+            while True:  # the offset is committed only once the dead letter is stored: keep trying
+                attempt += 1
+                key, value, headers = _reduced(record, meta, reduced)
+                try:
+                    await (await self._producer.send(topics.DEAD_LETTER, key=key, value=value, headers=headers))
+                    return
+                except KafkaError as exc:
+                    if classify(exc) != TRANSIENT and reduced < 2:
+                        log.error("dead letter of %s[%d]@%d refused (%r): writing it without %s", record.topic,
+                                  record.partition, record.offset, exc,
+                                  "its value" if reduced == 0 else "its value and large key or headers")
+                        break
+                    log.log(logging.WARNING if classify(exc) == TRANSIENT else logging.ERROR,
+                            "dead letter not stored (attempt %d), retrying: %r", attempt, exc)
                 await asyncio.sleep(self._backoff.delay(min(attempt, 16)))
+
+
+def _sha256(raw: bytes | None) -> str | None:
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
+
+
+def dead_letter_id(service: str, record: ConsumerRecord) -> str:
+    """The stable name of a dead letter: 32 hex digits of SHA-256 over the service, the record's place
+    (topic, partition, offset), its timestamp (ms) and the SHA-256 of its key and value.
+
+    The same record given up on twice (a crash between writing the dead letter and committing) gets the
+    same id; a different record at the same place (the memory-only broker restarts its offsets at 0 on
+    every `make run`) gets another, so readers keep both.
+    """
+    content = json.dumps([_sha256(record.key), _sha256(record.value)]).encode()
+    name = json.dumps([service, record.topic, record.partition, record.offset, record.timestamp,
+                       hashlib.sha256(content).hexdigest()])
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+_SMALL_HEADER = 512  # bytes of name and value: a header kept in a dead letter reduced to its essentials
+_SMALL_KEY = 1024
+
+
+def _reduced(record: ConsumerRecord, meta: dict[str, object], level: int
+             ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value and headers of the dead letter of `record`: whole (level 0), without the value (1), or
+    also without a key over `_SMALL_KEY` bytes and headers over `_SMALL_HEADER` (2); what was left out is
+    described in the `dead_letter` header."""
+    key, value, original = record.key, record.value, list(record.headers or ())
+    if level >= 1:
+        meta = {**meta, "truncated": True, "value_size": None if value is None else len(value),
+                "value_sha256": _sha256(value)}
+        value = None
+    if level >= 2:  # a large key or headers: drop those, keep the small ones (tenant, type …) readers need
+        kept = [(name, raw) for name, raw in original if len(name) + len(raw or b"") <= _SMALL_HEADER]
+        meta = {**meta, "headers_dropped": len(original) - len(kept)}
+        if key is not None and len(key) > _SMALL_KEY:
+            meta |= {"key_size": len(key), "key_sha256": _sha256(key)}
+            key = None
+        original = kept
+    if level >= 1 and key is None:
+        value = b""  # a record needs a key or a value; `truncated` tells readers it is not the value
+    return key, value, [*original, ("dead_letter", json.dumps(meta).encode())]
 
 
 def _describe(exc: BaseException) -> str:
