@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
@@ -33,7 +35,7 @@ from scrm_common.contracts.envelope import decode_record
 from scrm_common.db import make_engine, migrate
 from scrm_common.http import Principal, bearer_token, service_app
 from scrm_common.kafka import BatchConsumer, ensure_topics, make_producer
-from scrm_common.kafka.consumer import ConsumerMetrics, Item
+from scrm_common.kafka.consumer import ConsumerMetrics, Item, dead_letter_id
 from tests.integration.common.kafka_support import eventually, group_consumer, read_topic, start_broker
 
 PARTITIONS = 2
@@ -60,6 +62,18 @@ def _event(event_id: str, external_id: str, amount: Any) -> bytes:
     return json.dumps({"event_id": event_id, "type": "payment.succeeded", "occurred_at": "2026-11-30T10:00:00Z",
                        "contact": {"external_id": external_id},
                        "data": {"order_id": f"o-{event_id}", "amount": amount, "currency": "EUR"}}).encode()
+
+
+def _at_the_limit(key: bytes, headers: list[tuple[str, bytes]], limit: int) -> bytes:
+    """A value whose record, as the producer measures it, is exactly `limit` bytes: it can be produced, but
+    its dead letter (one header more) cannot."""
+    size = limit - 200
+    for _ in range(10):
+        measured = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"x" * size, headers)
+        if measured == limit:
+            return b"x" * size
+        size += limit - measured
+    raise AssertionError("no value length measures exactly the limit")
 
 
 @dataclass
@@ -142,6 +156,8 @@ async def world(broker: str, database_url: str) -> AsyncIterator[World]:
         "tenantless": (None, _event("pay-n", "cust-n", "x"), []),
         "twice": (b"acme:cust-t", _event("pay-t", "cust-t", "x"), [("tenant", b"acme")]),
         "race": (b"acme:cust-r", _event("pay-r", "cust-r", "x"), [("tenant", b"acme")]),
+        "huge": (b"acme:cust-h", _at_the_limit(b"acme:cust-h", [("tenant", b"acme")], producer._max_request_size),  # noqa: SLF001
+                 [("tenant", b"acme")]),
     }
     produced = {}
     for name, (key, value, headers) in poison.items():
@@ -328,3 +344,65 @@ async def test_a_dead_letter_written_twice_is_stored_once(world: World) -> None:
 async def _has_offset(world: World, offset: int) -> bool:
     return any(r["source_offset"] == offset for r in await world.rows())
 
+
+
+def _dead_letter_of(value: bytes, *, timestamp: int, offset: int = 777) -> tuple[bytes, bytes]:
+    """The value and `dead_letter` header the consume loop writes for a record at a fixed place."""
+    record = ConsumerRecord(topic=topics.EVENTS, partition=1, offset=offset, timestamp=timestamp, timestamp_type=0,
+                            key=b"acme:cust-o", value=value, checksum=None, serialized_key_size=0,
+                            serialized_value_size=0, headers=())
+    meta = {"id": dead_letter_id("trigger-engine", record), "topic": topics.EVENTS, "partition": 1, "offset": offset,
+            "error": "ValueError: bad", "tries": 1, "service": "trigger-engine", "failure": "deterministic",
+            "at": datetime.fromtimestamp(timestamp / 1000, UTC).isoformat()}
+    return value, json.dumps(meta).encode()
+
+
+async def test_a_new_record_at_an_old_offset_is_stored_and_the_same_one_again_is_not(world: World) -> None:
+    """The memory-only broker starts its offsets at 0 again on every `make run`: two records at one place
+    are two dead letters (their ids differ); the same record dead-lettered twice is still one."""
+    first = _dead_letter_of(_event("pay-o1", "cust-o", "x"), timestamp=1_764_000_000_000)
+    after_restart = _dead_letter_of(_event("pay-o2", "cust-o", "y"), timestamp=1_764_900_000_000)
+    for value, meta in (first, after_restart, first):
+        await world.producer.send_and_wait(topics.DEAD_LETTER, key=b"acme:cust-o", value=value,
+                                           headers=[("tenant", b"acme"), ("dead_letter", meta)], partition=1)
+
+    async def at_the_place() -> list[dict[str, Any]]:
+        return [r for r in await world.rows() if (r["source_partition"], r["source_offset"]) == (1, 777)]
+
+    await eventually(lambda: _len_at_least(at_the_place(), 2), timeout=30, what="both records at offset 777")
+    # The repeat lies behind both in the same partition: once a marker behind it is stored, it was read.
+    marker = _dead_letter_of(_event("pay-o3", "cust-o", "z"), timestamp=1_764_000_000_000, offset=778)
+    await world.producer.send_and_wait(topics.DEAD_LETTER, key=b"acme:cust-o", value=marker[0],
+                                       headers=[("tenant", b"acme"), ("dead_letter", marker[1])], partition=1)
+    await eventually(lambda: _has_offset(world, 778), timeout=30, what="the marker stored")
+    assert sorted(r["event_id"] for r in await at_the_place()) == ["pay-o1", "pay-o2"]
+    assert {d["event_id"] for d in (await world.get("/v1/dead-letters", limit=500)).json()["dead_letters"]} >= {
+        "pay-o1", "pay-o2"}
+
+
+async def _len_at_least(rows: Any, n: int) -> bool:
+    return len(await rows) >= n
+
+
+async def test_a_record_too_large_to_keep_whole_is_shown_without_its_value_and_not_replayed(world: World) -> None:
+    rows = [r for r in await world.rows() if r["source_offset"] == world.produced["huge"]
+            and r["source_topic"] == topics.EVENTS and r["source_partition"] == 0]
+    assert len(rows) == 1
+    letters = (await world.get("/v1/dead-letters", limit=500)).json()["dead_letters"]
+    listed = next(d for d in letters if d["id"] == rows[0]["id"])
+    assert listed["truncated"] is True
+    assert not any(d["truncated"] for d in letters if d["id"] != rows[0]["id"])
+    body = (await world.get(f"/v1/dead-letters/{listed['id']}")).json()
+    huge = _at_the_limit(b"acme:cust-h", [("tenant", b"acme")], world.producer._max_request_size)  # noqa: SLF001
+    original = body["original"]
+    assert (original["value"], original["value_encoding"], original["truncated"]) == (None, "none", True)
+    assert (original["value_size"], original["value_sha256"]) == (len(huge), hashlib.sha256(huge).hexdigest())
+    assert (original["key"], [(h["name"], h["value"]) for h in original["headers"]]) == (
+        "acme:cust-h", [("tenant", "acme")])
+    assert body["error"].startswith("not a valid event")
+
+    for force in ("false", "true"):
+        resp = await world.replay(listed["id"], force=force)
+        assert resp.status_code == 409 and resp.json()["error"]["code"] == "not_replayable", resp.text
+        assert "too large" in resp.json()["error"]["message"]
+    assert (await world.get(f"/v1/dead-letters/{listed['id']}")).json()["replay_count"] == 0

@@ -1,8 +1,9 @@
 """Dead letters kept for operators: the consumer of `scrm.dead-letter.v1` stores each once; replay republishes.
 
 Reporting is the read side of operations (ARCHITECTURE), so it owns the dead-letter store. A dead letter is
-stored once per (source topic, partition, offset, service): redelivery of the dead-letter record, or the
-consume loop writing it twice, changes nothing.
+stored once per dead-letter id (older records without one: per source topic, partition, offset and service):
+redelivery of the dead-letter record, or the consume loop writing it twice, changes nothing, while a new
+record at an offset seen before (the memory-only broker starts again at 0) is stored as the new one it is.
 """
 
 from __future__ import annotations

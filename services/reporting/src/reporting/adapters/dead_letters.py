@@ -1,4 +1,4 @@
-"""The dead-letter store on PostgreSQL (table `reporting.dead_letters`, migration 005)."""
+"""The dead-letter store on PostgreSQL (table `reporting.dead_letters`, migrations 005 and 006)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from reporting.domain.dead_letters import Header, NewDeadLetter, check_replay
 
 _COLUMNS = ("service, failure, error, tries, source_topic, source_partition, source_offset, record_key, "
             "record_headers, record_value, tenant, event_id, event_type, contact_key, dead_lettered_at, "
-            "dl_partition, dl_offset")
+            "dl_partition, dl_offset, dead_letter_id, truncated, value_size, value_sha256")
 
-# Unique on (source_topic, source_partition, source_offset, coalesce(service, '')): stored once.
+# Unique on dead_letter_id, or — older records without one — on (source_topic, source_partition, source_offset,
+# coalesce(service, '')): stored once either way.
 _INSERT = text(f"""
     INSERT INTO dead_letters ({_COLUMNS})
     VALUES (:service, :failure, :error, :tries, :source_topic, :source_partition, :source_offset, :record_key,
             CAST(:record_headers AS json), :record_value, :tenant, :event_id, :event_type, :contact_key,
-            :dead_lettered_at, :dl_partition, :dl_offset)
+            :dead_lettered_at, :dl_partition, :dl_offset, :dead_letter_id, :truncated, :value_size,
+            :value_sha256)
     ON CONFLICT DO NOTHING
     RETURNING service""")
 
@@ -46,7 +48,8 @@ def _row(r: Any) -> StoredDeadLetter:
         source_partition=r.source_partition, source_offset=r.source_offset, key=r.record_key,
         headers=_headers_from(r.record_headers), value=r.record_value, tenant=r.tenant, event_id=r.event_id,
         event_type=r.event_type, contact_key=r.contact_key, dead_lettered_at=r.dead_lettered_at,
-        dl_partition=r.dl_partition, dl_offset=r.dl_offset)
+        dl_partition=r.dl_partition, dl_offset=r.dl_offset, dead_letter_id=r.dead_letter_id,
+        truncated=r.truncated, value_size=r.value_size, value_sha256=r.value_sha256)
     return StoredDeadLetter(id=r.id, letter=letter, stored_at=r.stored_at, replayed_at=r.replayed_at,
                             replay_count=r.replay_count)
 
@@ -69,7 +72,8 @@ class PostgresDeadLetterStore:
                     "record_value": d.value, "tenant": d.tenant, "event_id": d.event_id,
                     "event_type": d.event_type, "contact_key": d.contact_key,
                     "dead_lettered_at": d.dead_lettered_at, "dl_partition": d.dl_partition,
-                    "dl_offset": d.dl_offset})
+                    "dl_offset": d.dl_offset, "dead_letter_id": d.dead_letter_id, "truncated": d.truncated,
+                    "value_size": d.value_size, "value_sha256": d.value_sha256})
                 stored.extend(row.service for row in result)
         return stored
 
@@ -111,7 +115,8 @@ class PostgresDeadLetterStore:
             if row is None:
                 return None
             letter = _row(row)
-            check_replay(replayed_at=letter.replayed_at, source_topic=letter.letter.source_topic, force=force)
+            check_replay(replayed_at=letter.replayed_at, source_topic=letter.letter.source_topic, force=force,
+                         truncated=letter.letter.truncated)
             where = await publish(letter)
             updated = (await conn.execute(text(
                 f"UPDATE dead_letters SET replayed_at = :now, replay_count = replay_count + 1 WHERE id = :id "

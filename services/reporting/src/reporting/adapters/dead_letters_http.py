@@ -34,8 +34,13 @@ class OriginalRecord(BaseModel):
     key: str | None
     key_encoding: Encoding
     headers: list[RecordHeader] = Field(description="the original headers, without `dead_letter`")
-    value: Any = Field(description="the value: parsed JSON, UTF-8 text, or base64 (see value_encoding)")
+    value: Any = Field(description="the value: parsed JSON, UTF-8 text, or base64 (see value_encoding); null "
+                                   "when truncated")
     value_encoding: Encoding
+    truncated: bool = Field(False, description="true when the record was too large to keep whole: its value was left "
+                                        "out (value_encoding `none`) and it cannot be replayed")
+    value_size: int | None = Field(None, description="the original value's size in bytes, when truncated")
+    value_sha256: str | None = Field(None, description="the original value's SHA-256 (hex), when truncated")
 
 
 class DeadLetterSummary(BaseModel):
@@ -55,6 +60,7 @@ class DeadLetterSummary(BaseModel):
     dead_lettered_at: datetime
     replayed_at: datetime | None
     replay_count: int
+    truncated: bool = Field(False, description="the record was too large to keep whole: value missing, no replay")
 
 
 class DeadLetterPage(BaseModel):
@@ -85,7 +91,7 @@ def summary(stored: StoredDeadLetter) -> DeadLetterSummary:
         id=stored.id, service=d.service, failure=d.failure, error=d.error, tries=d.tries,
         source_topic=d.source_topic, source_partition=d.source_partition, source_offset=d.source_offset,
         event_id=d.event_id, event_type=d.event_type, contact=d.contact_key, dead_lettered_at=d.dead_lettered_at,
-        replayed_at=stored.replayed_at, replay_count=stored.replay_count)
+        replayed_at=stored.replayed_at, replay_count=stored.replay_count, truncated=d.truncated)
 
 
 def detail(stored: StoredDeadLetter) -> DeadLetterDetail:
@@ -98,7 +104,8 @@ def detail(stored: StoredDeadLetter) -> DeadLetterDetail:
         encoding, shown = show_bytes(raw, as_json=False)
         headers.append(RecordHeader(name=name, value=shown, encoding=encoding))
     original = OriginalRecord(topic=d.source_topic, partition=d.source_partition, offset=d.source_offset, key=key,
-                              key_encoding=key_encoding, headers=headers, value=value, value_encoding=value_encoding)
+                              key_encoding=key_encoding, headers=headers, value=value, value_encoding=value_encoding,
+                              truncated=d.truncated, value_size=d.value_size, value_sha256=d.value_sha256)
     return DeadLetterDetail(**summary(stored).model_dump(), tenant=d.tenant or "", original=original)
 
 
@@ -160,7 +167,8 @@ def dead_letters_router(*, store: DeadLetterStore, principal: Callable[..., Awai
     @router.post("/v1/dead-letters/{letter_id}/replay", response_model=ReplayResult, responses={
         **KEY_ERRORS, **error_responses(403, 404, 422),
         409: {**error_responses(409)[409], "description": "Replayed before (code `already_replayed`; pass "
-                                                          "`force=true`), or not replayable (`not_replayable`)."}})
+                                                          "`force=true`), or not replayable (`not_replayable`: "
+                                                          "from the dead-letter topic, or truncated)."}})
     async def replay_dead_letter(
         caller: Caller, letter_id: LetterId,
         force: Annotated[bool, Query(description="replay even when it was replayed before")] = False,

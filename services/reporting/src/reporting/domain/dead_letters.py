@@ -1,10 +1,12 @@
 """Dead letters as operators see them: what a record of `scrm.dead-letter.v1` says, and how it is replayed.
 
 A dead letter is the original record (key, value, headers) plus a `dead_letter` header, JSON
-`{"topic", "partition", "offset", "error", "tries", "service", "failure", "at"}` written by the consume
-loop (`scrm_common.kafka.consumer`); `service`, `failure` and `at` are absent in records written before
-issue 6, so every key is read defensively. Nothing here may raise on a record's content: a dead letter
-is stored whatever it holds, or it could never be seen.
+`{"id", "topic", "partition", "offset", "error", "tries", "service", "failure", "at"}` written by the
+consume loop (`scrm_common.kafka.consumer`), plus `truncated`, `value_size` and `value_sha256` when the
+record was too large to keep whole (its value is then left out). `id` names the dead letter for good
+(stored once per id); `id`, `service`, `failure` and `at` are absent in older records, which are stored once
+per source place and service instead. Every key is read defensively. Nothing here may raise on a record's
+content: a dead letter is stored whatever it holds, or it could never be seen.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class AlreadyReplayed(Exception):
 
 
 class NotReplayable(Exception):
-    """The dead letter cannot be republished (it came from the dead-letter topic itself)."""
+    """The dead letter cannot be republished (it came from the dead-letter topic itself, or its value was
+    not kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,10 @@ class NewDeadLetter:
     dead_lettered_at: datetime
     dl_partition: int
     dl_offset: int
+    dead_letter_id: str | None = None  # the consume loop's stable name of it; None in older records
+    truncated: bool = False  # the value was left out (too large for the dead-letter topic)
+    value_size: int | None = None  # the original value's size in bytes, when truncated
+    value_sha256: str | None = None  # and its SHA-256 (hex)
 
 
 def clean(text: str | None, limit: int = 2000) -> str | None:
@@ -136,6 +143,7 @@ def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[H
                 contact_key = next((c for c in (_text(contact.get(k)) for k in ("external_id", "phone", "wa_id",
                                                                                  "user_id")) if c), None)
         event_type = event_type or _header(original, "type")
+    truncated = meta.get("truncated") is True
     source = (_text(meta.get("topic")), _int(meta.get("partition")), _int(meta.get("offset")))
     if None in source:  # not where it came from: where it lies in the dead-letter topic keeps it apart
         source = ("unknown", dl_partition, dl_offset)
@@ -143,9 +151,13 @@ def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[H
         service=_text(meta.get("service")), failure=_text(meta.get("failure")),
         error=clean(str(meta.get("error") or "no error recorded")) or "", tries=_int(meta.get("tries")),
         source_topic=str(source[0]), source_partition=int(source[1] or 0), source_offset=int(source[2] or 0),
-        key=key, headers=original, value=value, tenant=clean(tenant, 128), event_id=clean(event_id, 128),
+        key=key, headers=original, value=None if truncated else value, tenant=clean(tenant, 128),
+        event_id=clean(event_id, 128),
         event_type=clean(event_type, 128), contact_key=clean(contact_key, 256),
-        dead_lettered_at=_when(meta.get("at"), received_at), dl_partition=dl_partition, dl_offset=dl_offset)
+        dead_lettered_at=_when(meta.get("at"), received_at), dl_partition=dl_partition, dl_offset=dl_offset,
+        dead_letter_id=clean(_text(meta.get("id")), 128), truncated=truncated,
+        value_size=_int(meta.get("value_size")) if truncated else None,
+        value_sha256=clean(_text(meta.get("value_sha256")), 128) if truncated else None)
 
 
 def _json(raw: bytes | None) -> Any:
@@ -196,10 +208,17 @@ def show_bytes(raw: bytes | None, *, as_json: bool) -> tuple[Encoding, Any]:
     return "utf-8", text
 
 
-def check_replay(*, replayed_at: datetime | None, source_topic: str, force: bool) -> None:
-    """Raise AlreadyReplayed (unless `force`) or NotReplayable when a dead letter may not be replayed now."""
+def check_replay(*, replayed_at: datetime | None, source_topic: str, force: bool, truncated: bool = False) -> None:
+    """Raise AlreadyReplayed (unless `force`) or NotReplayable when a dead letter may not be replayed now.
+
+    A truncated dead letter is not replayable, forced or not: its value was not kept, and republishing
+    the rest would be a different record.
+    """
     if source_topic == topics.DEAD_LETTER or source_topic not in topics.ALL:
         raise NotReplayable(f"records of {source_topic!r} are not replayed")
+    if truncated:
+        raise NotReplayable("the record was too large to keep whole: its value was left out of the dead letter "
+                            "(see value_size and value_sha256), so it cannot be republished")
     if replayed_at is not None and not force:
         raise AlreadyReplayed(f"replayed at {replayed_at.isoformat()}; pass force=true to replay it again")
 
