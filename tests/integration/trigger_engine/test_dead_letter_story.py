@@ -168,3 +168,47 @@ async def test_records_that_are_no_event_of_a_contact_are_not_told(engine, tenan
     }[case]()
     assert await tell(engine, record) == 0
     assert await story(engine, tenant, "cust-4") == []
+
+
+def _at_one_place(tenant: str, event_id: str, *, letter_id: str | None, **meta: Any) -> Record:
+    """A dead letter of a record at the fixed place events[3]@55, named `letter_id` by the consume loop."""
+    key, value, headers = encode_event(tenant, payment(external_id="cust-5", phone=None, event_id=event_id),
+                                       ingested_at=T0)
+    record = dead_letter(key, value, headers, **meta)
+    fields = {"topic": topics.EVENTS, "partition": 3, "offset": 55, "error": "DataError: boom", "tries": 1,
+              "service": "trigger-engine", "failure": "deterministic", "at": AT.isoformat(), **meta}
+    if letter_id is not None:
+        fields["id"] = letter_id
+    record.headers[-1] = ("dead_letter", json.dumps(fields).encode())
+    return record
+
+
+async def test_two_records_at_one_offset_are_two_lines_and_a_redelivery_is_none(engine, tenant) -> None:
+    """The memory-only broker starts its offsets at 0 again on every run: the dead-letter id keeps apart
+    two records given up on at the same place; the same dead letter read twice is still one line."""
+    before_restart = _at_one_place(tenant, "pay-5a", letter_id="a" * 32)
+    after_restart = _at_one_place(tenant, "pay-5b", letter_id="b" * 32)
+    assert await tell(engine, before_restart) == 1
+    assert await tell(engine, after_restart, before_restart) == 1
+    assert await tell(engine, after_restart) == 0
+    assert sorted(d["event_id"] for d in await story(engine, tenant, "cust-5")) == ["pay-5a", "pay-5b"]
+    # Older dead letters without an id are still told once per place and service.
+    legacy = _at_one_place(tenant, "pay-5c", letter_id=None, offset=56)
+    assert await tell(engine, legacy, legacy) == 1
+    assert await tell(engine, _at_one_place(tenant, "pay-5d", letter_id=None, offset=56)) == 0
+
+
+async def test_a_dead_letter_without_its_value_is_told_for_the_contact_its_key_names(engine, tenant) -> None:
+    """A record too large to keep whole is dead-lettered without its value: its key still names the contact."""
+    await create(engine, tenant, contact_created(external_id="cust-6", phone=PHONE))
+    for external_id, key in (("cust-6", f"{tenant}:cust-6"), (None, f"{tenant}:{PHONE}")):
+        record = dead_letter(key.encode(), None, [("tenant", tenant.encode()), ("type", b"payment.succeeded")],
+                             truncated=True, value_size=1_048_000, value_sha256="0" * 64,
+                             id=f"{external_id or 'phone'}-letter")
+        assert await tell(engine, record) == 1
+    lines = await story(engine, tenant, "cust-6")
+    assert len(lines) == 2
+    assert {(d["event_id"], d["event_type"]) for d in lines} == {("", "payment.succeeded")}
+    assert all(d["reason"].endswith("(record too large to keep whole: 1048000 bytes)") for d in lines), lines
+    account = dead_letter(f"{tenant}:account:acct-1".encode(), None, [("tenant", tenant.encode())], truncated=True)
+    assert await tell(engine, account) == 0, "an account's record names no contact"

@@ -1,8 +1,9 @@
 """A dead-lettered event in its contact's story: which person it was about and the line that tells it.
 
 A dead letter (`scrm.dead-letter.v1`) is the original record plus a `dead_letter` header, JSON
-`{"topic", "partition", "offset", "error", "tries", "service", "failure", "at"}`; `service`, `failure`
-and `at` are absent in records written before issue 6. Only events (records of `scrm.events.v1`) are
+`{"id", "topic", "partition", "offset", "error", "tries", "service", "failure", "at"}`, plus `truncated`
+and `value_size` when the record was too large to keep whole (its value left out); `id`, `service`,
+`failure` and `at` are absent in older records. Only events (records of `scrm.events.v1`) are
 told: an event that no longer passes validation is still read leniently for its tenant, id, type and
 contact, so the person's story shows what happened to it. Nothing here raises on a record's content.
 """
@@ -32,7 +33,9 @@ Header = tuple[str, bytes | None]
 class DeadLetterLine:
     """One line of a contact's story: `event_id`'s event was given up on by `service` (see `reason`).
 
-    `mark` names the dead letter (service, source topic, partition, offset): a line is recorded once per mark.
+    `mark` names the dead letter — `id:` and the consume loop's dead-letter id, or in older records without
+    one its service, source topic, partition and offset: a line is recorded once per mark. (The id keeps
+    apart two records at one offset: the memory-only broker starts its offsets at 0 again on every run.)
     """
 
     tenant: str
@@ -119,6 +122,10 @@ def story_line(key: bytes | None, value: bytes | None, headers: Sequence[Header]
         event_id, event_type = record.event.event_id, record.event.type
     except (PoisonMessage, RecursionError, ValueError, TypeError):
         tenant, contact, found_id, found_type = _lenient(key, value, original)
+        if contact is None and meta.get("truncated") is True:
+            contact = _contact_of_key(key)  # the value was left out: the key still names the contact
+            found_type = found_type or next((_text(raw.decode(errors="replace")) for name, raw in original
+                                             if name == "type" and raw), None)
         event_id, event_type = found_id or "", found_type or "unknown"
     if not tenant or contact is None or not contact.key:
         return None
@@ -128,11 +135,27 @@ def story_line(key: bytes | None, value: bytes | None, headers: Sequence[Header]
     counted = f"{tries} {'try' if tries == 1 else 'tries'}" if isinstance(tries, int) and tries > 0 else None
     how = ", ".join(part for part in (failure, counted) if part)
     error = _clean(str(meta.get("error") or ""), 1800) or "no error recorded"
+    if meta.get("truncated") is True:
+        size = meta.get("value_size")
+        error += f" (record too large to keep whole{f': {size} bytes' if isinstance(size, int) else ''})"
     reason = _clean(f"{service} gave up on it{f' ({how})' if how else ''}: {error}", 2000)
-    mark = "|".join(str(meta.get(k)) for k in ("service", "topic", "partition", "offset"))
+    letter_id = _text(meta.get("id"))
+    mark = f"id:{letter_id}" if letter_id else "|".join(str(meta.get(k)) for k in ("service", "topic", "partition",
+                                                                                   "offset"))
     return DeadLetterLine(tenant=_clean(tenant, 128), contact=contact, event_id=_clean(event_id, 128),
                           event_type=_clean(event_type, 128), reason=reason,
                           at=_when(meta.get("at"), received_at), mark=_clean(mark, 512))
+
+
+def _contact_of_key(key: bytes | None) -> Contact | None:
+    """The contact an event key `<tenant>:<contact key>` names (a `+` key is a phone), or None for keys of
+    accounts, templates and messages."""
+    _, _, named = (key or b"").decode(errors="replace").partition(":")
+    if not named or named.split(":", 1)[0] in ("account", "waba", "wamid"):
+        return None
+    phone = named.startswith("+")
+    return Contact.model_construct(external_id=None if phone else _text(named), phone=_text(named) if phone else None,
+                                   wa_id=None, user_id=None)
 
 
 def person_aliases(contact: Contact) -> tuple[str, ...]:
