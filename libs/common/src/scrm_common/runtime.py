@@ -1,8 +1,9 @@
 """Running a service: its loops and its HTTP server together, stopping all on SIGTERM/SIGINT.
 
 SIGUSR1 closes the service's intake (`INTAKE`) without stopping it: ingest then answers `POST /v1/events`
-with 503 + `Retry-After` while everything already accepted drains (the runner's graceful stop; a
-Kubernetes `preStop` hook can do the same with `kill -USR1 1`). SIGUSR2 opens it again.
+with 503 + `Retry-After`, outbox relays and the sender's dispatcher pause (what they hold stays in
+PostgreSQL), while everything already on the broker drains (the runner's graceful stop; a Kubernetes
+`preStop` hook can do the same with `kill -USR1 1`). SIGUSR2 opens it again.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Intake:
     def close(self) -> None:
         if self.closed_at is None:
             self.closed_at = asyncio.get_running_loop().time()
-            log.warning("intake closed: new events are answered 503 while accepted work drains")
+            log.warning("intake closed: no new work taken (ingest answers 503; outbox relays and the sender's "
+                        "dispatcher pause) while accepted work drains")
 
     def reopen(self) -> None:
         if self.closed_at is not None:
