@@ -13,6 +13,7 @@ from reporting.dead_letters import DeadLetterMetrics, DeadLetterStore, Republish
 from reporting.domain.dead_letters import AlreadyReplayed, NotReplayable, replay_headers, show_bytes
 from scrm_common.clock import Clock
 from scrm_common.http import KEY_ERRORS, ApiError, Principal, error_responses, field_error
+from scrm_common.runtime import INTAKE
 
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
 
@@ -166,6 +167,8 @@ def dead_letters_router(*, store: DeadLetterStore, principal: Callable[..., Awai
 
     @router.post("/v1/dead-letters/{letter_id}/replay", response_model=ReplayResult, responses={
         **KEY_ERRORS, **error_responses(403, 404, 422),
+        503: {**error_responses(503)[503], "description": "The stack is draining for a stop (code `draining`): "
+                                                          "nothing was republished; retry after `Retry-After`."},
         409: {**error_responses(409)[409], "description": "Replayed before (code `already_replayed`; pass "
                                                           "`force=true`), or not replayable (`not_replayable`: "
                                                           "from the dead-letter topic, or truncated)."}})
@@ -178,6 +181,9 @@ def dead_letters_router(*, store: DeadLetterStore, principal: Callable[..., Awai
         replay of something that was applied meanwhile has no second effect."""
         if caller.read_only:
             raise ApiError(403, "forbidden", "a read-only key may not replay dead letters")
+        if not INTAKE.open:  # a record republished after the drain's last look would go with the broker
+            raise ApiError(503, "draining", "the stack is stopping; nothing was republished, retry later",
+                           headers={"Retry-After": "30"})
         try:
             done = await store.replay(caller.tenant, letter_id, force=force, now=clock.now(), publish=publish)
         except AlreadyReplayed as exc:
