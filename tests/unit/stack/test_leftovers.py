@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from scrm_stack.stack import Stack, StackConfig
@@ -14,6 +15,12 @@ def test_leftover_of_a_killed_runner_is_stopped_and_an_unrelated_pid_is_left_alo
     # A process whose command line is the one the runner starts for ingest (`python -m ingest.main`).
     leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "ingest.main"])
     try:
+        # Until the child has exec'd, its command line is still ours: a real leftover has long been running.
+        cmdline = Path(f"/proc/{leftover.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"ingest.main" not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, "the stand-in leftover never started"
+            time.sleep(0.01)
         run = tmp_path / "run"
         run.mkdir()
         (run / "ingest.pid").write_text(f"{leftover.pid}\n")
