@@ -109,3 +109,29 @@ async def test_an_api_error_keeps_its_code_fields_and_headers() -> None:
     assert (resp.status_code, resp.headers["retry-after"]) == (429, "3")
     assert resp.json() == {"error": {"code": "rate_limited", "message": "over the tenant's rate"},
                            "errors": [{"index": None, "field": "events", "reason": "too many"}]}
+
+
+async def test_a_rule_of_a_body_model_gives_its_own_words_as_the_reason():
+    from pydantic import BaseModel, field_validator
+
+    class Body(BaseModel):
+        when: int
+
+        @field_validator("when")
+        @classmethod
+        def _in_range(cls, value: int) -> int:
+            if value > 10:
+                raise ValueError("must be at most 10")
+            return value
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/body")
+    async def body(payload: Body) -> int:
+        return payload.when
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        resp = await client.post("/body", json={"when": 11})
+    assert resp.status_code == 422
+    assert resp.json()["errors"] == [{"index": None, "field": "body.when", "reason": "must be at most 10"}]

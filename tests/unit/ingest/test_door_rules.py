@@ -128,6 +128,7 @@ def test_occurred_at_must_lie_between_2000_and_24_hours_after_the_time_received(
         return
     assert [(e.index, e.field) for e in errors] == [(1, "occurred_at")]
     assert "2000-01-01T00:00:00Z" in errors[0].reason and "2026-12-02T03:00:00Z" in errors[0].reason, errors
+    assert errors[0].reason.startswith("must be"), errors  # the rule's words, not pydantic's "Value error, "
 
 
 BIRTHDAYS = [  # (birthday, accepted)

@@ -144,6 +144,14 @@ def _server_error_id(request: Request, status: int) -> str | None:
     return getattr(request.state, "correlation_id", None)
 
 
+def _reason(error: Mapping[str, Any]) -> str:
+    """A validation error's reason: a rule's own words (without pydantic's "Value error, " prefix), else its msg."""
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "value_error" and "error" in ctx:
+        return str(ctx["error"])
+    return str(error.get("msg"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route `ApiError`, FastAPI's HTTP and validation errors and unexpected exceptions through `error_response`.
 
@@ -172,7 +180,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [field_error(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()]
+        errors = [field_error(".".join(str(p) for p in e["loc"]), _reason(e)) for e in exc.errors()]
         return error_response(422, "invalid request", errors=errors)
 
     @app.exception_handler(Exception)

@@ -42,6 +42,9 @@ def _errors_of(index: int | None, exc: ValidationError) -> list[FieldError]:
     for err in exc.errors(include_url=False):
         field = _field_path(tuple(err["loc"]))
         reason = err["msg"]
+        ctx = err.get("ctx") or {}
+        if err["type"] == "value_error" and "error" in ctx:
+            reason = str(ctx["error"])  # the rule's own words, without pydantic's "Value error, " prefix
         if err["type"] == "union_tag_invalid":
             field, reason = "type", f"unknown event type; expected one of {', '.join(EVENT_TYPES)}"
         elif err["type"] == "union_tag_not_found":
