@@ -7,6 +7,7 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Query
+from pydantic import BaseModel, field_validator
 
 from scrm_common.http import ApiError, error_response, field_error, install_error_handlers
 
@@ -111,24 +112,23 @@ async def test_an_api_error_keeps_its_code_fields_and_headers() -> None:
                            "errors": [{"index": None, "field": "events", "reason": "too many"}]}
 
 
+class _Body(BaseModel):
+    when: int
+
+    @field_validator("when")
+    @classmethod
+    def _in_range(cls, value: int) -> int:
+        if value > 10:
+            raise ValueError("must be at most 10")
+        return value
+
+
 async def test_a_rule_of_a_body_model_gives_its_own_words_as_the_reason():
-    from pydantic import BaseModel, field_validator
-
-    class Body(BaseModel):
-        when: int
-
-        @field_validator("when")
-        @classmethod
-        def _in_range(cls, value: int) -> int:
-            if value > 10:
-                raise ValueError("must be at most 10")
-            return value
-
     app = FastAPI()
     install_error_handlers(app)
 
     @app.post("/body")
-    async def body(payload: Body) -> int:
+    async def body(payload: _Body) -> int:
         return payload.when
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
