@@ -17,7 +17,10 @@ demo shop, supervised and shown live.
   and PostgreSQL. A second Ctrl-C stops at once and says what was still in flight.
 
 Exit codes: 0 stopped after a complete drain; 1 could not start, gave up restarting, or stopped with work
-in flight (drain timed out or second Ctrl-C); 2 the broker or PostgreSQL died.
+in flight (drain timed out or second Ctrl-C); 2 the broker or PostgreSQL died. The last line says which.
+
+While it runs, the runner's own pid is in `<root>/run/runner.pid` (a run in the background stops gracefully with
+`kill -INT $(cat <root>/run/runner.pid)`); a second runner on the same folder refuses to start.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ STOP_IN_PHASE_2 = ("simulator", "ingest")
 DRAIN_SETTLE_SECONDS = 1.0
 # Of the drain timeout, phase 2 keeps this share (at most PHASE_2_MAX_SECONDS): phase 1 ends that much earlier.
 PHASE_2_SHARE, PHASE_2_MAX_SECONDS = 1 / 3, 10.0
+RUNNER_PID = "runner.pid"  # in <root>/run, next to the pid files of the processes it started
 LEFT_BEHIND = (". Outbox rows stay in PostgreSQL and go out at the next start; records the broker held that were "
                "not consumed yet are lost with the memory-only broker.")
 
@@ -112,6 +116,21 @@ RUN_ENV_HELP = f"""runner settings (environment variables, all optional):
   {ENV_LOG_KEEP}={_ROTATION.keep}  rotated files kept per log (x.log.1 … x.log.N)
 exit codes: 0 stopped after a complete drain; 1 could not start, gave up restarting, or stopped with work in
 flight; 2 the broker or PostgreSQL died."""
+
+
+def exit_meaning(code: int, *, started: bool, gone: list[str], signals: int) -> str:
+    """The exit code in words, for the runner's last line: `exit 0: drained completely` and the like."""
+    if code == EXIT_OK:
+        return "exit 0: drained completely"
+    if code == EXIT_INFRA:
+        return "exit 2: the broker or PostgreSQL died; what the broker held is lost"
+    if not started:
+        return "exit 1: could not start" + (" (interrupted)" if signals else "")
+    if gone:
+        return f"exit 1: gave up restarting {', '.join(gone)}"
+    if signals >= 2:
+        return "exit 1: stopped at once on a second Ctrl-C, with work in flight"
+    return "exit 1: stopped with work in flight (the drain did not complete)"
 
 
 class Interrupted(StackError):
@@ -168,7 +187,8 @@ class Runner:
             self.start()
             self.started = True
             if self.signals:
-                return self.graceful_stop()
+                code = self.graceful_stop()
+                return code
             self.banner()
             watched = self.watch()
             # Ctrl-C, or a process given up on: drain what still runs (the latter exits 1 all the same).
@@ -188,16 +208,52 @@ class Runner:
             _print("scrm: stopping every process started …")
             self.stack.stop_all(timeout=3.0 if quick else 15.0, first=STOP_FIRST)
             self.http.close()
-            _print(f"scrm: stopped (PostgreSQL data kept in {self.stack.root / 'pg'}).")
+            self._forget_own_pid()
+            if (self.stack.root / "pg").exists():
+                _print(f"scrm: PostgreSQL data kept in {self.stack.root / 'pg'}.")
+            meaning = exit_meaning(code, started=self.started, gone=self.gone, signals=self.signals)
+            _print(f"scrm: stopped ({meaning})")
+
+    @property
+    def pid_file(self) -> Path:
+        """`<root>/run/runner.pid`: this runner's pid while it runs."""
+        return self.stack.root / "run" / RUNNER_PID
+
+    def _refuse_second_runner(self) -> None:
+        """StackError when another runner still runs on this root (its pid file names a live scrm-stack)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return  # none, or a runner that was killed: the leftover stop below deals with what it left
+        if pid != os.getpid() and (b"scrm_stack" in cmdline or b"scrm-stack" in cmdline):
+            raise StackError(f"another runner (pid {pid}) runs on {self.stack.root}; stop it first: kill -INT {pid}")
+
+    def _write_own_pid(self) -> None:
+        path = self.pid_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        tmp.replace(path)  # readers never see a half-written pid
+
+    def _forget_own_pid(self) -> None:
+        try:
+            if self.pid_file.read_text().strip() == str(os.getpid()):
+                self.pid_file.unlink()
+        except OSError:
+            pass
 
     def start(self) -> None:
         stack = self.stack
+        self._refuse_second_runner()
         stack.load_secrets()
         _print("scrm: starting the embedded stack under " + str(stack.root))
+        # A killed runner's own pid file is not a service's: stop_leftovers only drops it (no module of that name).
         left = stack.stop_leftovers()
         if left:
             _print("scrm: stopped what a previous run on this folder left running (its runner was killed): "
                    + ", ".join(left))
+        self._write_own_pid()
         stack.start_broker()
         stack.start_postgres()
         stack.create_topics()
@@ -576,7 +632,7 @@ class Runner:
                  f"(rotated above {self.rotation.max_bytes // (1024 * 1024) or 1} MiB, {self.rotation.keep} kept)."]
         for name in SERVICES:
             url = f"http://127.0.0.1:{cfg.ports[name]}"
-            lines.append(f"  {name:<15} {url:<24} API docs {url}/docs")
+            lines.append(f"  {name:<15} {url:<24} API docs {url}/docs (ReDoc {url}/redoc)")
         if self.use_simulator:
             url = f"http://127.0.0.1:{cfg.ports['simulator']}"
             lines.append(f"  {'simulator':<15} {url:<24} WhatsApp Cloud API simulator; {url}/_sim/messages")
@@ -594,12 +650,16 @@ class Runner:
         if self.demo:
             lines.append(f"  {'demo-shop':<15} posts demo traffic (SCRM_DEMO=0 turns it off)")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        phone = "4915112345678"
+        # Tax (19 % VAT, included in the amount) and shipping given, so the confirmation shows real figures.
         event = {"event_id": f"try-{uuid.uuid4().hex[:8]}", "type": "payment.succeeded", "occurred_at": now,
-                 "contact": {"external_id": "cust-42", "phone": "+4915112345678", "name": "Anna"},
+                 "contact": {"external_id": "cust-42", "phone": "+" + phone, "name": "Anna"},
                  "data": {"order_id": "A" + uuid.uuid4().hex[:5].upper(), "amount": 149.90, "currency": "EUR",
-                          "items": [{"sku": "S1", "name": "Sneaker", "price": 149.90, "quantity": 1}]}}
+                          "tax": 23.93, "shipping": 4.90, "region": "DE",
+                          "items": [{"sku": "S1", "name": "Sneaker", "price": 145.00, "quantity": 1}]}}
+        pid_file = self.pid_file
         lines += [
-            f"tenant {tenant}; its API key, ready to paste:",
+            f"tenant {tenant}; its API key, ready to paste (the secrets are kept in {stack.root / 'secrets.json'}):",
             f"  export SCRM_API_KEY={secrets['SCRM_BOOTSTRAP_API_KEY']}",
             f"webhook app secret {secrets['SCRM_WHATSAPP_APP_SECRET']}, "
             f"verify token {secrets['SCRM_WHATSAPP_VERIFY_TOKEN']}",
@@ -608,12 +668,15 @@ class Runner:
             f"-H 'Content-Type: application/json' -d '{json.dumps(event)}'",
             f"  curl -s -H \"Authorization: Bearer $SCRM_API_KEY\" "
             f"http://127.0.0.1:{cfg.ports['trigger-engine']}/v1/contacts/cust-42/decisions",
+            *([f"  curl -s \"http://127.0.0.1:{cfg.ports['simulator']}/_sim/messages?to={phone}\""]
+              if self.use_simulator else []),
             f"  curl -s -H \"Authorization: Bearer $SCRM_API_KEY\" "
             f"http://127.0.0.1:{cfg.ports['reporting']}/v1/reports/overview",
             "  .venv/bin/scrm dead-letters list"
             + ("" if cfg.ports["reporting"] == 8084 else f" --url http://127.0.0.1:{cfg.ports['reporting']}"),
             f"supervision: {self.policy.describe()}. Ctrl-C stops gracefully (drains first, at most "
-            f"{self.drain_timeout:g} s); Ctrl-C twice stops at once.",
+            f"{self.drain_timeout:g} s); Ctrl-C twice stops at once. Running in the background? "
+            f"kill -INT $(cat {pid_file}) stops it the same way.",
         ]
         for line in lines:
             _print("scrm: " + line)
