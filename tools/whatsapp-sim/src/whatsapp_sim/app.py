@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from scrm_common.http import RequestContext, ops_router
 from scrm_common.observability.metrics import new_registry
@@ -57,7 +58,8 @@ def create_app(
     registry = new_registry()
     sim = Simulator(settings, registry=registry, catalog=catalog, http_client=http_client, wall=wall, mono=mono,
                     rng=rng)
-    app = FastAPI(title="WhatsApp Cloud API simulator", version="0.1.0")
+    # Swagger UI (/docs) and ReDoc (/redoc) from the fastapi-offline package's local assets, like the services.
+    app = FastAPIOffline(title="WhatsApp Cloud API simulator", version="0.1.0")
     # Correlation ids, a JSON 500 and the access log like the services; its Graph API errors keep Meta's shape.
     app.add_middleware(RequestContext, refuse_control_characters=False)
     app.state.simulator = sim
