@@ -180,14 +180,16 @@ def test_the_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCRM_")}
     env.update({"SCRM_BOOTSTRAP_API_KEY": "k", "SCRM_INGEST_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
     proc = subprocess.Popen([sys.executable, "-m", "demo_shop.main"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, cwd=tmp_path)
+                            stderr=subprocess.PIPE, cwd=tmp_path)
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline().decode()  # blocks until the loop has started
-        assert "posting" in first
+        assert proc.stdout is not None and proc.stderr is not None
+        first = json.loads(proc.stderr.readline())  # blocks until the loop has started; every log line is JSON
+        assert first["service"] == "demo-shop" and first["msg"].startswith("posting")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-        assert "stopped" in proc.stdout.read().decode()
+        rest = [json.loads(line) for line in proc.stderr.read().splitlines()]
+        assert any(doc["msg"].startswith("stopped after") for doc in rest)
+        assert proc.stdout.read() == b""  # nothing but JSON lines: no plain text on stdout
     finally:
         if proc.poll() is None:
             proc.kill()

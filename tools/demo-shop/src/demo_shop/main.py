@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
 
 import httpx
@@ -20,11 +19,6 @@ log = logging.getLogger("demo_shop")
 
 TICK_SECONDS = 0.2
 MAX_BACKLOG_SECONDS = 10.0  # after a long stall, catch up at most this much traffic
-
-
-def _say(text: str) -> None:
-    sys.stdout.write(f"demo-shop: {text}\n")
-    sys.stdout.flush()
 
 
 def due_count(budget: float, rate: float, elapsed: float) -> tuple[int, float]:
@@ -50,7 +44,7 @@ async def run_shop(settings: Settings, stop: asyncio.Event, *, clock: Clock | No
     async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), transport=transport) as client:
         poster = Poster(client, url=settings.ingest_url, api_key=settings.bootstrap_api_key, sleep=sleep,
                         batch=settings.demo_batch)
-        _say(f"posting ~{settings.demo_rate:g} events/s to {settings.ingest_url} (seed {settings.demo_seed})")
+        log.info(f"posting ~{settings.demo_rate:g} events/s to {settings.ingest_url} (seed {settings.demo_seed})")
         last = time.monotonic()
         report_at = last + settings.demo_report_seconds
         reported_posted, reported_at = 0, last
@@ -65,7 +59,7 @@ async def run_shop(settings: Settings, stop: asyncio.Event, *, clock: Clock | No
                 stats = poster.stats
                 span = time.monotonic() - reported_at
                 rate = (stats.posted - reported_posted) / span if span > 0 else 0.0
-                _say(f"{stats.posted} events posted ({rate:.1f}/s), {stats.dropped} dropped, "
+                log.info(f"{stats.posted} events posted ({rate:.1f}/s), {stats.dropped} dropped, "
                      f"{stats.retries} retries, {stats.throttled} throttled, {shop.pending} follow-ups pending | "
                      + " ".join(f"{k}={v}" for k, v in sorted(stats.by_type.items())))
                 reported_posted, reported_at = stats.posted, time.monotonic()
@@ -80,12 +74,12 @@ async def main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     poster = await run_shop(settings, stop)
-    _say(f"stopped after {poster.stats.posted} events posted, {poster.stats.dropped} dropped")
+    log.info(f"stopped after {poster.stats.posted} events posted, {poster.stats.dropped} dropped")
 
 
 def run() -> None:
     settings = Settings()
-    setup_logging("demo-shop", settings.log_level)
+    setup_logging("demo-shop", settings.log_level)  # JSON lines on stderr, like the services' logs
     asyncio.run(main(settings))
 
 
