@@ -33,7 +33,7 @@ from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, Interf
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from scrm_common.backoff import Backoff
-from scrm_common.contracts import topics
+from scrm_common.contracts import dead_letter, topics
 from scrm_common.contracts.envelope import PoisonMessage
 from scrm_common.settings import CommonSettings
 
@@ -411,7 +411,7 @@ def _reduced(record: ConsumerRecord, meta: dict[str, object], level: int
         original = kept
     if level >= 1 and key is None:
         value = b""  # a record needs a key or a value; `truncated` tells readers it is not the value
-    return key, value, [*original, ("dead_letter", json.dumps(meta).encode())]
+    return key, value, [*original, (dead_letter.HEADER, json.dumps(meta).encode())]
 
 
 def _describe(exc: BaseException) -> str:

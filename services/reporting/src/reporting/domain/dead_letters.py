@@ -15,13 +15,14 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from scrm_common.contracts import topics
+from scrm_common.contracts.dead_letter import HEADER, meta_time, read_meta
 from scrm_common.contracts.envelope import PoisonMessage, decode_event
 
-DEAD_LETTER_HEADER = "dead_letter"
+DEAD_LETTER_HEADER = HEADER
 # The consumer group that stores dead letters in reporting: its own failures are not read back (no loop).
 STORE_GROUP = "reporting-dead-letters"
 MAX_JSON_DEPTH = 64  # deeper values are shown as base64: nobody reads them nested further, and it keeps answers safe
@@ -72,34 +73,12 @@ def clean(text: str | None, limit: int = 2000) -> str | None:
     return text.replace("\x00", "\ufffd")[:limit]
 
 
-def _meta(headers: Sequence[Header]) -> dict[str, Any]:
-    """The JSON of the last `dead_letter` header (the outermost failure), or {} when unreadable."""
-    for name, raw in reversed(headers):
-        if name == DEAD_LETTER_HEADER:
-            try:
-                meta = json.loads(raw or b"")
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                return {}
-            return meta if isinstance(meta, dict) else {}
-    return {}
-
-
 def _text(value: Any) -> str | None:
     return clean(value) if isinstance(value, str) and value else None
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _when(value: Any, default: datetime) -> datetime:
-    if isinstance(value, str):
-        try:
-            at = datetime.fromisoformat(value)
-        except ValueError:
-            return default
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return default
 
 
 def _header(headers: Sequence[Header], name: str) -> str | None:
@@ -114,14 +93,14 @@ def _header(headers: Sequence[Header], name: str) -> str | None:
 
 def is_own_failure(headers: Sequence[Header]) -> bool:
     """True for a dead letter that the store's own consumer wrote (reading it back would loop forever)."""
-    meta = _meta(headers)
+    meta = read_meta(headers)
     return meta.get("topic") == topics.DEAD_LETTER and meta.get("service") in (STORE_GROUP, None)
 
 
 def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[Header], *, dl_partition: int,
                      dl_offset: int, received_at: datetime) -> NewDeadLetter:
     """What a dead-letter record says; `received_at` stands in for a missing `at` (older records)."""
-    meta = _meta(headers)
+    meta = read_meta(headers)
     original = tuple((name, raw) for name, raw in headers if name != DEAD_LETTER_HEADER)
     tenant = _header(original, "tenant")
     event_id: str | None = None
@@ -154,7 +133,7 @@ def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[H
         key=key, headers=original, value=None if truncated else value, tenant=clean(tenant, 128),
         event_id=clean(event_id, 128),
         event_type=clean(event_type, 128), contact_key=clean(contact_key, 256),
-        dead_lettered_at=_when(meta.get("at"), received_at), dl_partition=dl_partition, dl_offset=dl_offset,
+        dead_lettered_at=meta_time(meta.get("at"), received_at), dl_partition=dl_partition, dl_offset=dl_offset,
         dead_letter_id=clean(_text(meta.get("id")), 128), truncated=truncated,
         value_size=_int(meta.get("value_size")) if truncated else None,
         value_sha256=clean(_text(meta.get("value_sha256")), 128) if truncated else None)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from scrm_common.contracts import topics
+from scrm_common.contracts.dead_letter import HEADER, meta_time, read_meta
 from scrm_common.contracts.envelope import PoisonMessage, decode_event
 from scrm_common.contracts.events import Contact
 from trigger_engine.domain.identity import lookup_aliases
@@ -55,27 +56,6 @@ def _text(value: Any) -> str | None:
     return _clean(value, 256) if isinstance(value, str) and value else None
 
 
-def _meta(headers: Sequence[Header]) -> dict[str, Any]:
-    for name, raw in reversed(headers):
-        if name == "dead_letter":
-            try:
-                meta = json.loads(raw or b"")
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                return {}
-            return meta if isinstance(meta, dict) else {}
-    return {}
-
-
-def _when(value: Any, default: datetime) -> datetime:
-    if isinstance(value, str):
-        try:
-            at = datetime.fromisoformat(value)
-        except ValueError:
-            return default
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return default
-
-
 def _lenient(key: bytes | None, value: bytes | None, headers: Sequence[Header]
              ) -> tuple[str | None, Contact | None, str | None, str | None]:
     """Tenant, contact, event id and type of a record that is not a valid event, as far as it says them."""
@@ -108,10 +88,10 @@ def story_line(key: bytes | None, value: bytes | None, headers: Sequence[Header]
 
     `received_at` (the dead letter's own time) stands in for a missing `at`.
     """
-    meta = _meta(headers)
+    meta = read_meta(headers)
     if meta.get("topic") != topics.EVENTS:
         return None  # commands, and dead letters of dead-letter consumers (ours included), are no events
-    original = [(name, raw) for name, raw in headers if name != "dead_letter"]
+    original = [(name, raw) for name, raw in headers if name != HEADER]
     tenant: str | None
     contact: Contact | None
     event_id: str
@@ -144,7 +124,7 @@ def story_line(key: bytes | None, value: bytes | None, headers: Sequence[Header]
                                                                                    "offset"))
     return DeadLetterLine(tenant=_clean(tenant, 128), contact=contact, event_id=_clean(event_id, 128),
                           event_type=_clean(event_type, 128), reason=reason,
-                          at=_when(meta.get("at"), received_at), mark=_clean(mark, 512))
+                          at=meta_time(meta.get("at"), received_at), mark=_clean(mark, 512))
 
 
 def _contact_of_key(key: bytes | None) -> Contact | None:
