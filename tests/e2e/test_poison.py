@@ -124,7 +124,7 @@ async def _produce(stack: TestStack, body: Callable[[AIOKafkaProducer], Any]) ->
 
 
 async def _dead_letters(bootstrap: str, keys: set[bytes], *, want: Callable[[list[Any]], bool],
-                        timeout: float = 60) -> list[tuple[bytes, dict[str, Any]]]:
+                        timeout: float = 120) -> list[tuple[bytes, dict[str, Any]]]:
     """(key, dead_letter header) of every dead letter for `keys`, read until `want(found)` or the deadline."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
