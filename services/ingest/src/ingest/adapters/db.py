@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scrm_common.cache import MISSING, TtlCache
 from scrm_common.http import Principal, hash_api_key
+
+log = logging.getLogger(__name__)
 
 
 class TenantDirectory:
@@ -62,14 +65,30 @@ class TenantDirectory:
 
     async def bootstrap(self, *, tenant: str, api_key: str | None, phone_number_id: str | None,
                         waba_id: str | None = None) -> None:
-        """Create the bootstrap tenant, its key and its first number (with its WABA id); idempotent."""
+        """Create the bootstrap tenant, its key and its first number (with its WABA id); idempotent.
+
+        The bootstrap key is the one `SCRM_BOOTSTRAP_API_KEY` names now: every earlier bootstrap key (another
+        value, or another bootstrap tenant's) is revoked, so changing the variable retires the old key. The
+        other ingest replicas stop accepting it within their key cache's lifetime (`key_cache_seconds`).
+        A revoked key named again stays revoked (logged as an error).
+        """
         async with self._engine.begin() as conn:
             await conn.execute(text("INSERT INTO tenants(tenant) VALUES (:t) ON CONFLICT DO NOTHING"),
                                {"t": tenant})
             if api_key:
+                digest = hash_api_key(api_key)
                 await conn.execute(text(
-                    "INSERT INTO api_keys(key_hash, tenant) VALUES (:h, :t) ON CONFLICT DO NOTHING"),
-                    {"h": hash_api_key(api_key), "t": tenant})
+                    "INSERT INTO api_keys(key_hash, tenant, bootstrap) VALUES (:h, :t, true) "
+                    "ON CONFLICT (key_hash) DO UPDATE SET bootstrap = true"),
+                    {"h": digest, "t": tenant})
+                await conn.execute(text(
+                    "UPDATE api_keys SET revoked_at = now() "
+                    "WHERE bootstrap AND key_hash <> :h AND revoked_at IS NULL"), {"h": digest})
+                revoked = (await conn.execute(text(
+                    "SELECT revoked_at IS NOT NULL FROM api_keys WHERE key_hash = :h"), {"h": digest})).scalar()
+                if revoked:  # a revoked key is never brought back by naming it again
+                    log.error("SCRM_BOOTSTRAP_API_KEY names a key that was revoked; it stays revoked: "
+                              "set a new value to get a working bootstrap key")
             if phone_number_id:
                 await conn.execute(text(
                     "INSERT INTO whatsapp_numbers(phone_number_id, tenant, waba_id) VALUES (:p, :t, :w) "
