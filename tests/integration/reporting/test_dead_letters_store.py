@@ -39,8 +39,8 @@ from scrm_common.kafka.consumer import ConsumerMetrics, Item, dead_letter_id
 from tests.integration.common.kafka_support import eventually, group_consumer, read_topic, start_broker
 
 PARTITIONS = 2
-KEYS = {"acme-key": Principal("acme", read_only=False), "acme-read": Principal("acme", read_only=True),
-        "globex-key": Principal("globex", read_only=False)}
+KEYS = {"acme-key": Principal("acme", role="admin"), "acme-read": Principal("acme", role="read"),
+        "globex-key": Principal("globex", role="admin")}
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ class Keys:
         token = bearer_token(request)
         if token not in ("write", "read"):
             raise HTTPException(401, detail="unknown API key")
-        return Principal(self.tenant, read_only=token == "read")
+        return Principal(self.tenant, role="read" if token == "read" else "admin")
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ class Keys:
         token = bearer_token(request)
         if not token.startswith("t"):
             raise HTTPException(401, detail="unknown API key")
-        return Principal(token, read_only=True)
+        return Principal(token, role="read")
 
 
 async def story(engine: AsyncEngine, tenant: str, contact: str) -> list[dict[str, Any]]:

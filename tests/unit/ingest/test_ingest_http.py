@@ -45,7 +45,7 @@ class Directory:
     async def principal_for(self, api_key: str) -> Principal | None:
         if self.broken:
             raise ConnectionError("database unavailable")
-        return Principal("demo", False) if _postgres_text(api_key) == KEY else None
+        return Principal("demo", "admin") if _postgres_text(api_key) == KEY else None
 
     async def tenant_of_number(self, phone_number_id: str) -> str | None:
         return "demo" if _postgres_text(phone_number_id) == "100000000000001" else None
@@ -171,7 +171,10 @@ async def test_any_signed_webhook_is_a_200_and_metrics_can_still_be_scraped(raw_
                                                  "hub.challenge": "c-1"}}, 403, "verification_failed"),
     ("POST", "/v1/webhooks/whatsapp", {"content": b"{}", "headers": {"X-Hub-Signature-256": "sha256=00"}}, 401,
      "bad_signature"),
-    ("POST", "/internal/v1/keys/introspect", {"json": {"api_key": "nobody"}}, 404, "unknown_key"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {"api_key": "nobody"}}, 401, "unauthorized"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {"api_key": "nobody"},
+                                              "headers": {"X-Scrm-Internal-Token": "dev-internal-token"}}, 404,
+     "unknown_key"),
     ("POST", "/internal/v1/keys/introspect", {"json": {}}, 422, "invalid_request"),
     ("DELETE", "/v1/events", {}, 405, "method_not_allowed"),
 ])

@@ -22,7 +22,7 @@ async def tenant_from_header(request: Request) -> Principal:
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer "):
         raise HTTPException(401, detail="missing bearer API key")
-    return Principal(tenant=auth.removeprefix("Bearer "), read_only=True)
+    return Principal(tenant=auth.removeprefix("Bearer "), role="read")
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ async def key_roles(request: Request) -> Principal:
     if not auth.startswith("Bearer "):
         raise HTTPException(401, detail="missing bearer API key")
     tenant, _, role = auth.removeprefix("Bearer ").partition(":")
-    return Principal(tenant=tenant, read_only=role == "read")
+    return Principal(tenant=tenant, role="read" if role == "read" else "admin")
 
 
 @pytest.fixture

@@ -36,6 +36,14 @@ class TtlCache(Generic[K, V]):
         while len(self._entries) > self._maxsize:
             self._entries.popitem(last=False)
 
+    def pop(self, key: K) -> None:
+        """Forget `key` (no error when absent)."""
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
 

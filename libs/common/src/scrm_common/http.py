@@ -77,7 +77,7 @@ class ErrorBody(BaseModel):
 _ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The request is malformed.",
     401: "No API key, or one no tenant has (`Authorization: Bearer <key>`).",
-    403: "The API key may not do this (a read-only key).",
+    403: "The key's role may not do this (see `x-scrm-roles`), or the tenant is disabled.",
     404: "No such resource for this tenant (also a path holding a control character).",
     405: "The path exists, the method does not.",
     409: "The request conflicts with the current state.",
@@ -330,11 +330,35 @@ def service_app(title: str, version: str, *, description: str = "") -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = complete_openapi(FastAPI.openapi(app))
+            app.openapi_schema = complete_openapi(_with_roles(app, FastAPI.openapi(app)))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _with_roles(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
+    """Write each route's declared roles into its operation (`x-scrm-roles`, a line of its description and
+    a documented 403 where some role may not call it)."""
+    from fastapi.routing import APIRoute
+
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        roles = declared_roles(route)
+        if roles is None:
+            continue
+        for method in route.methods:
+            operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation[ROLES_EXTENSION] = list(roles)
+            who = "the installation operator token (`SCRM_ADMIN_TOKEN`)" if roles == ("operator",) else \
+                "a key with role " + " or ".join(f"`{r}`" for r in roles)
+            operation["description"] = f"**Needs** {who}.\n\n" + operation.get("description", "")
+            if set(roles) != set(ROLES):
+                operation.setdefault("responses", {}).setdefault("403", {"description": _ERROR_DESCRIPTIONS[403]})
+    return schema
 
 
 _REF = "#/components/schemas/"
@@ -487,37 +511,73 @@ async def api_key(credentials: Annotated[HTTPAuthorizationCredentials | None, De
 ApiKey = Annotated[str, Depends(api_key)]
 
 
+Role = Literal["events", "read", "admin"]
+ROLES: tuple[Role, ...] = ("events", "read", "admin")
+# Which roles may call what (CONTRACT §2): an `events` key posts shop events and nothing else; a `read`
+# key every GET of its tenant and nothing else; an `admin` key is the tenant's owner: it may do all of it,
+# and change the tenant's accounts, templates, flows, settings and keys.
+EVENTS: tuple[Role, ...] = ("events", "admin")
+READ: tuple[Role, ...] = ("read", "admin")
+ADMIN: tuple[Role, ...] = ("admin",)
+# The header carrying `SCRM_INTERNAL_TOKEN` on service-to-service calls (key introspection).
+INTERNAL_TOKEN_HEADER = "X-Scrm-Internal-Token"
+# The OpenAPI extension naming the roles an operation accepts (`operator`: the installation's token).
+ROLES_EXTENSION = "x-scrm-roles"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a tenant, with or without write access."""
+    """Who is calling: a tenant's key with its role, and the key's id (recorded as who changed what)."""
 
     tenant: str
-    read_only: bool
+    role: Role
+    key_id: str = ""
+
+    @property
+    def read_only(self) -> bool:
+        """True for a key that may not change anything (`read`, and `events` outside posting events)."""
+        return self.role != "admin"
+
+
+def forbidden(role: str, roles: tuple[str, ...]) -> ApiError:
+    """The 403 for a key whose role may not do this."""
+    return ApiError(403, "forbidden", f"a key with role {role!r} may not do this; it needs role "
+                                      + " or ".join(repr(r) for r in roles))
 
 
 class KeyIntrospection:
-    """Resolves API keys through ingest (which owns them), caching answers briefly."""
+    """Resolves API keys through ingest (which owns them), caching each answer for `ttl_seconds`.
 
-    def __init__(self, ingest_url: str, *, ttl_seconds: float = 30.0, client: httpx.AsyncClient | None = None):
+    `ttl_seconds` (`SCRM_KEY_CACHE_SECONDS`, at most 30) bounds how long a revoked key or a disabled tenant
+    keeps working on this replica. Ingest's introspection endpoint answers only callers presenting
+    `internal_token` (`SCRM_INTERNAL_TOKEN`) in the `X-Scrm-Internal-Token` header.
+    """
+
+    def __init__(self, ingest_url: str, *, internal_token: str, ttl_seconds: float = 10.0,
+                 client: httpx.AsyncClient | None = None):
         self._url = ingest_url.rstrip("/") + "/internal/v1/keys/introspect"
+        self._headers = {INTERNAL_TOKEN_HEADER: internal_token}
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._cache: TtlCache[str, Principal | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
 
     async def principal(self, token: ApiKey) -> Principal:
-        """FastAPI dependency: the caller's principal; 401 for no key or an unknown one, 503 when ingest
-        cannot be asked."""
+        """FastAPI dependency: the caller's principal, whatever its role; 401 for no key or an unknown one,
+        503 when ingest cannot be asked. Routes use `require(...)`, which also checks the role."""
         digest = hash_api_key(token)
         hit = self._cache.get(digest, MISSING)
         if hit is MISSING:
             try:
-                resp = await self._client.post(self._url, json={"api_key": token})
+                resp = await self._client.post(self._url, json={"api_key": token}, headers=self._headers)
             except httpx.HTTPError:
                 raise ApiError(503, "unavailable", "key service unavailable") from None
             principal = None
             if resp.status_code == 200:
                 body = resp.json()
-                principal = Principal(tenant=body["tenant"], read_only=bool(body.get("read_only")))
+                principal = Principal(tenant=body["tenant"], role=body["role"], key_id=body.get("key_id") or "")
             elif resp.status_code != 404:
+                if resp.status_code in (401, 403):
+                    log.error("ingest refused this service's SCRM_INTERNAL_TOKEN: every service of an "
+                              "installation needs the same value")
                 raise ApiError(503, "unavailable", "key service unavailable")
             self._cache.put(digest, principal)
             hit = principal
@@ -525,8 +585,37 @@ class KeyIntrospection:
             raise unknown_key()
         return hit
 
+    def require(self, roles: tuple[Role, ...]) -> Callable[..., Awaitable[Principal]]:
+        """FastAPI dependency: the caller's principal if its role is one of `roles`, else 403 `forbidden`
+        (401/503 as `principal`). The roles appear in the route's OpenAPI as `x-scrm-roles`."""
+
+        async def dependency(token: ApiKey) -> Principal:
+            principal = await self.principal(token)
+            if principal.role not in roles:
+                raise forbidden(principal.role, roles)
+            return principal
+
+        dependency.scrm_roles = roles  # type: ignore[attr-defined]  # read by `service_app`'s OpenAPI
+        return dependency
+
+    def forget(self, api_key: str) -> None:
+        """Drop a key's cached answer (after revoking it through this process)."""
+        self._cache.pop(hash_api_key(api_key))
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def declared_roles(route: Any) -> tuple[str, ...] | None:
+    """The roles a FastAPI route's dependencies declare (`scrm_roles` on a dependency), or None."""
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        roles = getattr(dependant.call, "scrm_roles", None)
+        if roles is not None:
+            return tuple(roles)
+        stack.extend(dependant.dependencies)
+    return None
 
 
 # Errors the routes behind `KeyIntrospection.principal` may answer besides their own.

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values no production secret may have: empty, or one of the dev defaults below.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev-secret", "secret", "dev-internal-token",
+                                 "dev-admin-token"})
 
 
 class CommonSettings(BaseSettings):
@@ -28,3 +32,15 @@ class CommonSettings(BaseSettings):
     ingest_url: str = "http://127.0.0.1:8080"
     # Where the HTTP server listens (read by `runtime.serve`): loopback on the embedded stack, 0.0.0.0 in containers.
     bind_host: str = "127.0.0.1"
+    # The token services present to ingest's key introspection (header X-Scrm-Internal-Token); the same
+    # value on every service of an installation. `SCRM_ENV=prod` refuses the dev default.
+    internal_token: str = "dev-internal-token"
+    # How long a service trusts an introspected key (seconds): a revoked key or a disabled tenant stops
+    # working everywhere within this bound.
+    key_cache_seconds: float = Field(default=10.0, ge=0, le=30)
+
+    @model_validator(mode="after")
+    def _no_placeholder_internal_token_in_prod(self) -> CommonSettings:
+        if self.env == "prod" and self.internal_token in PLACEHOLDER_SECRETS:
+            raise ValueError("SCRM_INTERNAL_TOKEN must be set to a random value (the same on every service) in prod")
+        return self

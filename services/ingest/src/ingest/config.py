@@ -28,7 +28,6 @@ class Settings(CommonSettings):
     max_event_bytes: int = Field(default=900_000, ge=1024)
     ingest_rate_per_second: float = Field(default=5000.0, gt=0)
     ingest_burst: float = Field(default=10000.0, gt=0)
-    key_cache_seconds: float = Field(default=10.0, ge=0)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:

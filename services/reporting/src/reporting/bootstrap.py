@@ -60,7 +60,8 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
                                   decode=decode_dead_letter,
                                   handle=StoreDeadLetters(store=dead_letter_store, metrics=dead_letter_metrics),
                                   metrics=consumer_metrics)
-    keys = KeyIntrospection(settings.ingest_url)
+    keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
+                            ttl_seconds=settings.key_cache_seconds)
 
     async def ready() -> bool:
         if not consumer.ready or not dead_letters.ready:

@@ -55,7 +55,8 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
     refresher = RefreshTiers(store=store, clock=clock, policy=policy, metrics=metrics,
                              interval_seconds=settings.segmenter_refresh_interval_seconds,
                              batch=settings.segmenter_refresh_batch, currency=currency)
-    keys = KeyIntrospection(settings.ingest_url)
+    keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
+                            ttl_seconds=settings.key_cache_seconds)
 
     async def ready() -> bool:
         if not consumer.ready:

@@ -78,7 +78,8 @@ async def main(settings: Settings) -> None:
                                    catalog=catalog, invalid_number_ttl=invalid_ttl,
                                    on_commit=lambda: (dispatcher.wake(), relay.wake())),
             metrics=consumer_metrics)
-        keys = KeyIntrospection(settings.ingest_url)
+        keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
+                            ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
             return commands.ready and evidence.ready and await database_ready(engine)

@@ -48,7 +48,8 @@ async def main(settings: Settings) -> None:
                                  decode=decode_dead_letter, metrics=consumer_metrics,
                                  handle=TellDeadLetters(engine=engine, repository=repository,
                                                         metrics=StoryMetrics(registry)))
-        keys = KeyIntrospection(settings.ingest_url)
+        keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
+                            ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
             return consumer.ready and stories.ready and await database_ready(engine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -145,6 +146,12 @@ class Stack:
             "SCRM_WHATSAPP_APP_SECRET": secrets.token_hex(16),
             "SCRM_WHATSAPP_VERIFY_TOKEN": secrets.token_urlsafe(12),
             "SCRM_BOOTSTRAP_API_KEY": "scrm_" + secrets.token_urlsafe(24),
+            # The installation operator's token (tenants and their keys: /v1/admin/…).
+            "SCRM_ADMIN_TOKEN": "scrmop_" + secrets.token_urlsafe(24),
+            # What the services present to ingest's key introspection.
+            "SCRM_INTERNAL_TOKEN": secrets.token_urlsafe(24),
+            # Encrypts the WhatsApp access tokens at rest: a Fernet key (32 random bytes, url-safe base64).
+            "SCRM_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         }
         for key, value in defaults.items():
             stored.setdefault(key, value)

@@ -382,6 +382,20 @@ class TemplateUpdateData(StrictModel):
     previous_category: Text128 | None = None
 
 
+class AccountRegistrationData(StrictModel):
+    """The sender's record of a WhatsApp account (phone number id) a tenant owns.
+
+    `account.registered` says the tenant (the record's `tenant` header) owns `account_id` from now on,
+    with its WABA and display name (sent again on every change); `account.removed` says it no longer
+    does. Ingest routes Meta's webhooks by them; the trigger-engine learns which accounts a tenant has.
+    """
+
+    account_id: Text128
+    waba_id: Text128 | None = None
+    display_name: Annotated[str, Field(max_length=256), PLAIN] | None = None
+    registered_at: Timestamp | None = None
+
+
 class LinkClickData(StrictModel):
     link_id: Text128
     url: Url
@@ -481,6 +495,16 @@ class TemplateUpdated(_AccountEvent):
     data: TemplateUpdateData
 
 
+class AccountRegistered(_AccountEvent):
+    type: Literal["account.registered"]
+    data: AccountRegistrationData
+
+
+class AccountRemoved(_AccountEvent):
+    type: Literal["account.removed"]
+    data: AccountRegistrationData
+
+
 class LinkClicked(_Event):
     type: Literal["link.clicked"]
     data: LinkClickData
@@ -502,7 +526,9 @@ Event = Annotated[
     | MarketingPreferenceChanged
     | ContactNumberChanged
     | AccountUpdated
-    | TemplateUpdated,
+    | TemplateUpdated
+    | AccountRegistered
+    | AccountRemoved,
     Field(discriminator="type"),
 ]
 
@@ -511,12 +537,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "contact.created", "contact.updated", "cart.updated", "payment.succeeded", "payment.failed",
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted",
     "message.inbound", "message.status", "link.clicked", "contact.marketing_preference_changed",
-    "contact.number_changed", "account.updated", "template.updated",
+    "contact.number_changed", "account.updated", "template.updated", "account.registered", "account.removed",
 )
 # Produced by the platform (from Meta's webhooks, the sender, the redirect); refused from shop keys.
 PLATFORM_PRODUCED: frozenset[str] = frozenset({
     "message.status", "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
-    "account.updated", "template.updated",
+    "account.updated", "template.updated", "account.registered", "account.removed",
 })
 
 

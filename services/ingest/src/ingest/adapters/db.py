@@ -35,7 +35,7 @@ class TenantDirectory:
                 "WHERE key_hash = :h AND revoked_at IS NULL"), {"h": digest})).first()
         value = None
         if row is not None and hmac.compare_digest(row.key_hash, digest):
-            value = Principal(tenant=row.tenant, read_only=row.read_only)
+            value = Principal(tenant=row.tenant, role="read" if row.read_only else "admin", key_id=digest[:16])
         self._keys.put(digest, value)
         return value
 

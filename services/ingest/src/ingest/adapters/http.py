@@ -26,6 +26,7 @@ from ingest.domain.webhooks import Skipped, Translated, model, route, signature_
 from scrm_common.clock import Clock
 from scrm_common.contracts.events import Event
 from scrm_common.http import (
+    INTERNAL_TOKEN_HEADER,
     ApiKey,
     Principal,
     documented_body,
@@ -317,11 +318,14 @@ def build_router(
         return JSONResponse({"received": sum(len(e) for e in by_tenant.values())})
 
     @router.post("/internal/v1/keys/introspect", include_in_schema=False)
-    async def introspect(body: IntrospectRequest) -> JSONResponse:
-        """For sibling services: the tenant a key belongs to (ingest owns the keys)."""
+    async def introspect(body: IntrospectRequest, request: Request) -> JSONResponse:
+        """For sibling services presenting `SCRM_INTERNAL_TOKEN`: the tenant, role and id of a key."""
+        presented = request.headers.get(INTERNAL_TOKEN_HEADER, "")
+        if not hmac.compare_digest(presented.encode(), settings.internal_token.encode()):
+            return _error(401, "unauthorized", "introspection needs the installation's internal token")
         principal = await directory.principal_for(body.api_key)
         if principal is None:
             return _error(404, "unknown_key", "no tenant has this API key")
-        return JSONResponse({"tenant": principal.tenant, "read_only": principal.read_only})
+        return JSONResponse({"tenant": principal.tenant, "role": principal.role, "key_id": principal.key_id})
 
     return router

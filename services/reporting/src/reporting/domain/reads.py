@@ -11,5 +11,5 @@ EVENTS_READ: frozenset[str] = frozenset({"message.status", "message.inbound", "l
 EVENTS_IGNORED: frozenset[str] = frozenset({
     "contact.created", "contact.updated", "cart.updated", "payment.failed", "shipment.updated",
     "order.returned", "product.price_changed", "feedback.submitted", "contact.marketing_preference_changed",
-    "contact.number_changed", "account.updated", "template.updated",
+    "contact.number_changed", "account.updated", "template.updated", "account.registered", "account.removed",
 })

@@ -48,7 +48,8 @@ EVENTS_READ: frozenset[str] = frozenset({
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted", "message.inbound",
     "message.status", "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
 })
-EVENTS_IGNORED: frozenset[str] = frozenset({"account.updated", "template.updated"})
+EVENTS_IGNORED: frozenset[str] = frozenset({"account.updated", "template.updated", "account.registered",
+                                           "account.removed"})
 # Read, but applied only to a contact that exists: they never create one.
 APPLY_ONLY: frozenset[str] = frozenset({
     "message.status", "contact.number_changed", "contact.marketing_preference_changed",

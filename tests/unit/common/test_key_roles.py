@@ -1,0 +1,83 @@
+"""Roles on every route: `KeyIntrospection.require` answers 401/403 in the error body, presents the internal
+token to ingest, and writes the roles into the OpenAPI (`x-scrm-roles`)."""
+
+
+import json
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import Depends
+
+from scrm_common.http import (
+    ADMIN,
+    INTERNAL_TOKEN_HEADER,
+    READ,
+    ROLES_EXTENSION,
+    KeyIntrospection,
+    Principal,
+    service_app,
+)
+
+KEYS = {"k-read": ("acme", "read"), "k-admin": ("acme", "admin"), "k-events": ("acme", "events")}
+
+
+def _ingest(seen: list[str]) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get(INTERNAL_TOKEN_HEADER, ""))
+        if request.headers.get(INTERNAL_TOKEN_HEADER) != "internal-1":
+            return httpx.Response(401, json={"error": {"code": "unauthorized", "message": "no"}})
+        key = json.loads(request.content)["api_key"]
+        if key not in KEYS:
+            return httpx.Response(404, json={"error": {"code": "unknown_key", "message": "no"}})
+        tenant, role = KEYS[key]
+        return httpx.Response(200, json={"tenant": tenant, "role": role, "key_id": "id-" + key})
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def _app(token: str, seen: list[str]):
+    keys = KeyIntrospection("http://ingest", internal_token=token, ttl_seconds=30, client=_ingest(seen))
+    app = service_app("t", "0")
+
+    @app.get("/v1/things")
+    async def things(p: Annotated[Principal, Depends(keys.require(READ))]) -> dict[str, str]:
+        return {"tenant": p.tenant, "key_id": p.key_id}
+
+    @app.put("/v1/things")
+    async def change(p: Annotated[Principal, Depends(keys.require(ADMIN))]) -> dict[str, str]:
+        return {"tenant": p.tenant}
+
+    return app
+
+
+@pytest.mark.parametrize(("method", "key", "status"), [
+    ("GET", "k-read", 200), ("GET", "k-admin", 200), ("GET", "k-events", 403), ("GET", "nobody", 401),
+    ("PUT", "k-admin", 200), ("PUT", "k-read", 403), ("PUT", "k-events", 403), ("PUT", "nobody", 401),
+])
+async def test_each_role_gets_what_it_may(method: str, key: str, status: int) -> None:
+    seen: list[str] = []
+    app = _app("internal-1", seen)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        resp = await client.request(method, "/v1/things", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == status, resp.text
+    assert seen == ["internal-1"]
+    if status == 403:
+        assert resp.json()["error"]["code"] == "forbidden"
+        assert "needs role" in resp.json()["error"]["message"]
+    if status == 200 and method == "GET":
+        assert resp.json() == {"tenant": "acme", "key_id": "id-" + key}
+
+
+async def test_a_wrong_internal_token_is_a_503_not_a_401_for_the_caller() -> None:
+    app = _app("wrong", [])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        resp = await client.get("/v1/things", headers={"Authorization": "Bearer k-read"})
+    assert resp.status_code == 503
+
+
+def test_openapi_names_the_roles_of_each_operation() -> None:
+    paths = _app("internal-1", []).openapi()["paths"]
+    assert paths["/v1/things"]["get"][ROLES_EXTENSION] == ["read", "admin"]
+    assert paths["/v1/things"]["put"][ROLES_EXTENSION] == ["admin"]
+    assert "403" in paths["/v1/things"]["put"]["responses"]
+    assert paths["/v1/things"]["put"]["description"].startswith("**Needs** a key with role `admin`")
