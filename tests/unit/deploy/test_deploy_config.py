@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import importlib
 import json
@@ -57,6 +58,9 @@ HELM_REQUIRED = {
     "bootstrap.apiKey": "api-key",
     "bootstrap.phoneNumberId": "123456789",
     "bootstrap.accessToken": "access-token",
+    "auth.internalToken": "internal-token",
+    "auth.adminToken": "admin-token",
+    "auth.secretsKey": "Y29tcG9zZS1kZXYtc2VjcmV0cy1rZXktMzItYnl0ZXM=",
 }
 
 ENV_NAME = re.compile(r"^\s*-?\s*name:\s*[\"']?(SCRM_[A-Za-z0-9_]+)", re.MULTILINE)
@@ -355,6 +359,25 @@ def test_compose_wiring() -> None:
             == compose_env(services["simulator"])["SCRM_WHATSAPP_APP_SECRET"])
 
 
+# The installation's secrets (issue 7): who needs which.
+SECRET_USERS = {"SCRM_INTERNAL_TOKEN": set(CHART_SETTINGS), "SCRM_ADMIN_TOKEN": {"ingest"},
+                "SCRM_SECRETS_KEY": {"sender"}}
+
+
+def test_compose_gives_the_installation_secrets_to_who_needs_them() -> None:
+    """One internal token for every service (introspection refuses another), the operator token to ingest only,
+    and a secrets key the sender can use as a Fernet key."""
+    services = compose()["services"]
+    for var, users in SECRET_USERS.items():
+        having = {name for name in COMPOSE_SETTINGS if var in compose_env(services[name])}
+        assert having == users, (var, sorted(having))
+    tokens = {compose_env(services[name])["SCRM_INTERNAL_TOKEN"] for name in CHART_SETTINGS}
+    assert len(tokens) == 1, tokens
+    default = re.fullmatch(r"\$\{SCRM_SECRETS_KEY:-(.+)\}", compose_env(services["sender"])["SCRM_SECRETS_KEY"])
+    assert default, "SCRM_SECRETS_KEY must be overridable from the environment, with a working dev default"
+    assert len(base64.urlsafe_b64decode(default.group(1))) == 32, "a Fernet key is 32 bytes, URL-safe base64"
+
+
 # --------------------------------------------------------------------------------------------------
 # (b) Helm templates: variables per component folder
 # --------------------------------------------------------------------------------------------------
@@ -366,6 +389,12 @@ def test_chart_has_a_folder_per_component() -> None:
         assert {"deployment.yaml", "service.yaml"} <= {p.name for p in (TEMPLATES / folder).iterdir()}
     for path in TEMPLATES.rglob("*.yaml"):  # one resource per template file
         assert len(re.findall(r"^kind:", path.read_text(), re.MULTILINE)) <= 1, path
+
+
+@pytest.mark.parametrize("var", sorted(SECRET_USERS))
+def test_chart_gives_the_installation_secrets_to_who_needs_them(var: str) -> None:
+    having = {folder for folder in CHART_SETTINGS if var in template_env_names(component_text(folder))}
+    assert having == SECRET_USERS[var], (var, sorted(having))
 
 
 def test_chart_helpers_are_namespaced() -> None:
@@ -440,8 +469,9 @@ def test_schema_rejects_bad_values() -> None:
     bad["ingest"]["replicaCount"] = "two"
     bad["kafka"]["bootstrapServers"] = "typo"
     del bad["sender"]["containerPort"]
+    bad["auth"]["secretsKey"] = "not-a-fernet-key"
     errors = "\n".join(validate_values(bad))
-    for expected in ("environment", "replicaCount", "bootstrapServers", "containerPort"):
+    for expected in ("environment", "replicaCount", "bootstrapServers", "containerPort", "secretsKey"):
         assert expected in errors, errors
     assert mini_validate(bad, schema()), "the fallback validator accepts bad values"
 
@@ -514,13 +544,14 @@ def test_helm_template_requires_the_external_services() -> None:
 
 def test_helm_template_with_existing_secrets_renders_no_chart_secret() -> None:
     result = helm_template({"kafka.bootstrap": "kafka:9092", "postgresql.existingSecret": "pg",
-                            "whatsapp.existingSecret": "wa", "bootstrap.existingSecret": "boot"})
+                            "whatsapp.existingSecret": "wa", "bootstrap.existingSecret": "boot",
+                            "auth.existingSecret": "auth"})
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert not [d for d in docs if d["kind"] == "Secret"]
     refs = {e["valueFrom"]["secretKeyRef"]["name"] for d in docs if d["kind"] == "Deployment"
             for e in d["spec"]["template"]["spec"]["containers"][0]["env"] if "valueFrom" in e}
-    assert refs == {"pg", "wa", "boot"}
+    assert refs == {"pg", "wa", "boot", "auth"}
 
 
 def test_docker_compose_config() -> None:

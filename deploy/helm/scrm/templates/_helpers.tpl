@@ -133,6 +133,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* Secret holding the installation's own secrets (internal token, operator token, secrets key), and their keys. */}}
+{{- define "scrm.auth.secretName" -}}
+{{- default (include "scrm.secretName" .) .Values.auth.existingSecret -}}
+{{- end -}}
+{{- define "scrm.auth.secretKey" -}}
+{{- $keys := dict "internalToken" "internal-token" "adminToken" "admin-token" "secretsKey" "secrets-key" -}}
+{{- if .context.Values.auth.existingSecret -}}
+{{- index .context.Values.auth.existingSecretKeys .key -}}
+{{- else -}}
+{{- index $keys .key -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 The data of the chart's Secret (base64), one `key: value` line per value the chart manages: those not
 taken from an existing Secret. Fails when a required secret is neither given nor in an existing Secret.
@@ -144,6 +157,11 @@ database-url: {{ required "postgresql.url (postgresql+asyncpg://user:password@ho
 {{- if not .Values.whatsapp.existingSecret }}
 whatsapp-app-secret: {{ required "whatsapp.appSecret (the Meta app secret) or whatsapp.existingSecret is required" .Values.whatsapp.appSecret | b64enc | quote }}
 whatsapp-verify-token: {{ required "whatsapp.verifyToken or whatsapp.existingSecret is required" .Values.whatsapp.verifyToken | b64enc | quote }}
+{{- end }}
+{{- if not .Values.auth.existingSecret }}
+internal-token: {{ required "auth.internalToken (a random value; services present it to ingest's key introspection) or auth.existingSecret is required" .Values.auth.internalToken | b64enc | quote }}
+admin-token: {{ required "auth.adminToken (the operator token of /v1/admin/...) or auth.existingSecret is required" .Values.auth.adminToken | b64enc | quote }}
+secrets-key: {{ required "auth.secretsKey (a Fernet key: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') or auth.existingSecret is required" .Values.auth.secretsKey | b64enc | quote }}
 {{- end }}
 {{- if not .Values.bootstrap.existingSecret }}
 {{- with .Values.bootstrap.tenant }}
@@ -189,6 +207,29 @@ bootstrap-access-token: {{ . | toString | b64enc | quote }}
   value: {{ .Values.postgresql.poolSize | quote }}
 - name: SCRM_INGEST_URL
   value: {{ include "scrm.ingest.url" . | quote }}
+- name: SCRM_INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scrm.auth.secretName" . }}
+      key: {{ include "scrm.auth.secretKey" (dict "context" . "key" "internalToken") }}
+{{- end -}}
+
+{{/* The installation operator's token (ingest: /v1/admin/...). */}}
+{{- define "scrm.env.adminToken" -}}
+- name: SCRM_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scrm.auth.secretName" . }}
+      key: {{ include "scrm.auth.secretKey" (dict "context" . "key" "adminToken") }}
+{{- end -}}
+
+{{/* The Fernet key the sender encrypts access tokens with at rest. */}}
+{{- define "scrm.env.secretsKey" -}}
+- name: SCRM_SECRETS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scrm.auth.secretName" . }}
+      key: {{ include "scrm.auth.secretKey" (dict "context" . "key" "secretsKey") }}
 {{- end -}}
 
 {{/* The webhook secrets (ingest). */}}
