@@ -29,7 +29,7 @@ def test_banner_lists_ports_logs_key_and_next_commands(tmp_path: Path, monkeypat
     monkeypatch.delenv("SCRM_KAFKA_BOOTSTRAP", raising=False)
     runner = Runner(tmp_path, demo=True, plain=True)
     runner.stack.secrets = {"SCRM_BOOTSTRAP_API_KEY": "scrm_k3y", "SCRM_WHATSAPP_APP_SECRET": "s3cret",
-                            "SCRM_WHATSAPP_VERIFY_TOKEN": "t0ken"}
+                            "SCRM_WHATSAPP_VERIFY_TOKEN": "t0ken", "SCRM_ADMIN_TOKEN": "scrmop_0p"}
     runner.banner()
     out = capsys.readouterr().out
     for name, port in PORTS.items():
@@ -46,7 +46,16 @@ def test_banner_lists_ports_logs_key_and_next_commands(tmp_path: Path, monkeypat
     assert f"curl -s -X POST http://127.0.0.1:{PORTS['ingest']}/v1/events" in out
     assert f"http://127.0.0.1:{PORTS['reporting']}/v1/reports/overview" in out
     assert "/v1/contacts/cust-42/decisions" in out
-    assert f"scrm dead-letters list --url http://127.0.0.1:{PORTS['reporting']}" in out
+    assert "  export SCRM_ADMIN_TOKEN=scrmop_0p\n" in out
+    # The ports differ from the CLI's defaults: the banner exports where each service is.
+    exported = re.search(r"^scrm:   export (SCRM_INGEST_URL=.*)$", out, re.MULTILINE)
+    assert exported, out
+    assert dict(kv.split("=", 1) for kv in exported.group(1).split()) == {
+        f"SCRM_{name.upper().replace('-', '_')}_URL": f"http://127.0.0.1:{PORTS[name]}"
+        for name in ("ingest", "trigger-engine", "sender", "segmenter", "reporting")}
+    for command in ("scrm tenants list", "scrm flows show order_confirmation", "scrm accounts list",
+                    "scrm dead-letters list"):
+        assert f"  .venv/bin/{command}" in out
     # The pasted payment carries tax and shipping, and the simulator is asked about its phone.
     payload = json.loads(re.search(r"-d '(\{.*\})'", out).group(1))  # type: ignore[union-attr]
     assert payload["data"]["tax"] > 0 and payload["data"]["shipping"] > 0
@@ -64,6 +73,7 @@ def test_banner_leaves_out_the_simulator_check_when_an_outside_api_is_used(
     runner.banner()
     out = capsys.readouterr().out
     assert "/_sim/messages" not in out and "https://graph.example.test" in out
+    assert "SCRM_ADMIN_TOKEN" not in out  # none given, none shown
     runner.http.close()
 
 

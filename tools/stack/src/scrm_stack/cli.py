@@ -71,6 +71,8 @@ from scrm_stack.supervise import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 2
+# The ports the `scrm` CLI assumes without SCRM_<SERVICE>_URL (CONTRACT §1).
+CLI_DEFAULT_PORTS = {"ingest": 8080, "trigger-engine": 8081, "sender": 8082, "segmenter": 8083, "reporting": 8084}
 # What stops first (what takes work in), before the other processes stop together, then the broker.
 STOP_FIRST = ("demo-shop", "ingest")
 # Stopped (and waited for) at the start of the drain's phase 2: what publishes from outside — ingest's requests
@@ -658,9 +660,15 @@ class Runner:
                           "tax": 23.93, "shipping": 4.90, "region": "DE",
                           "items": [{"sku": "S1", "name": "Sneaker", "price": 145.00, "quantity": 1}]}}
         pid_file = self.pid_file
+        # The CLI's base URLs, exported only where a port is not the CLI's default (CONTRACT §1).
+        moved = [f"SCRM_{name.upper().replace('-', '_')}_URL=http://127.0.0.1:{cfg.ports[name]}"
+                 for name in SERVICES if cfg.ports[name] != CLI_DEFAULT_PORTS[name]]
         lines += [
-            f"tenant {tenant}; its API key, ready to paste (the secrets are kept in {stack.root / 'secrets.json'}):",
+            f"tenant {tenant}; its admin API key and the operator token, ready to paste (the secrets are kept in "
+            f"{stack.root / 'secrets.json'}):",
             f"  export SCRM_API_KEY={secrets['SCRM_BOOTSTRAP_API_KEY']}",
+            *([f"  export SCRM_ADMIN_TOKEN={secrets['SCRM_ADMIN_TOKEN']}"] if secrets.get("SCRM_ADMIN_TOKEN") else []),
+            *([f"  export {' '.join(moved)}"] if moved else []),
             f"webhook app secret {secrets['SCRM_WHATSAPP_APP_SECRET']}, "
             f"verify token {secrets['SCRM_WHATSAPP_VERIFY_TOKEN']}",
             "next:",
@@ -672,8 +680,11 @@ class Runner:
               if self.use_simulator else []),
             f"  curl -s -H \"Authorization: Bearer $SCRM_API_KEY\" "
             f"http://127.0.0.1:{cfg.ports['reporting']}/v1/reports/overview",
-            "  .venv/bin/scrm dead-letters list"
-            + ("" if cfg.ports["reporting"] == 8084 else f" --url http://127.0.0.1:{cfg.ports['reporting']}"),
+            "the scrm CLI, with the key and token exported above (--help on every command; --json for scripts):",
+            "  .venv/bin/scrm tenants list                     # operator: tenants create|disable, keys issue --tenant",
+            "  .venv/bin/scrm flows show order_confirmation    # tenant admin: flows set FLOW enabled=false, settings",
+            "  .venv/bin/scrm accounts list                    # WhatsApp numbers; templates sync|list; keys issue",
+            "  .venv/bin/scrm dead-letters list",
             f"supervision: {self.policy.describe()}. Ctrl-C stops gracefully (drains first, at most "
             f"{self.drain_timeout:g} s); Ctrl-C twice stops at once. Running in the background? "
             f"kill -INT $(cat {pid_file}) stops it the same way.",
