@@ -16,7 +16,9 @@ from scrm_common.contracts.events import (
     PaymentSucceeded,
     parse_event,
 )
+from trigger_engine.domain.flows import engine_config
 from trigger_engine.domain.model import ContactProfile, EngineConfig
+from trigger_engine.domain.settings import FlowSettings, TenantSettings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PHONE = "+4915112345678"
@@ -25,8 +27,17 @@ CATALOG = Path(__file__).resolve().parents[3] / "services/sender/src/sender/cata
 _ids = itertools.count(1)
 
 
-def config(**changes: Any) -> EngineConfig:
-    return EngineConfig(tenant=TENANT, account_id="acct-1", **changes)
+def config(*flows: FlowSettings, settings: TenantSettings | None = None,
+           accounts: tuple[str, ...] | None = ("acct-1",), **flow_changes: dict[str, Any]) -> EngineConfig:
+    """The tenant's configuration with `flows` (settings models) or `flow_changes` (flow name → changed
+    fields), on the tenant settings `settings`, owning `accounts` (the first is the default)."""
+    from trigger_engine.domain.flows import FLOWS
+
+    by_name: dict[str, FlowSettings] = {name: kind(**flow_changes[name]) for name, kind in FLOWS.items()
+                                        if name in flow_changes}
+    for flow in flows:
+        by_name.update({name: flow for name, kind in FLOWS.items() if isinstance(flow, kind)})
+    return engine_config(TENANT, settings or TenantSettings(), by_name, accounts)
 
 
 def profile(contact_key: str = "cust-1", **fields: Any) -> ContactProfile:

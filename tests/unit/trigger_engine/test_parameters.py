@@ -81,11 +81,11 @@ def test_every_flow_gets_the_cleaning_a_welcome_name_with_a_line_break_is_one_li
 
 
 def test_a_send_whose_parameters_cannot_be_cleaned_is_suppressed_with_the_reason():
-    from trigger_engine.domain.model import OrderConfirmationConfig
+    from trigger_engine.domain.settings import TenantSettings
 
     from .factories import payment
 
-    cfg = config(order_confirmation=OrderConfirmationConfig(tracking_url="https://shop.example/" + "t" * 900 + "/{order_id}"))
+    cfg = config(settings=TenantSettings(tracking_url="https://shop.example/" + "t" * 900 + "/{order_id}"))
     (decision,) = decide(profile(), payment(), T0, cfg)
     assert isinstance(decision, Suppress)
     assert decision.reason.startswith("template parameters need")

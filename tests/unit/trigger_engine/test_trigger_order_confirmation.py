@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from sender.domain.templates import Template, render
 from trigger_engine.domain.decide import decide
 from trigger_engine.domain.decisions import Send, Suppress
-from trigger_engine.domain.model import OrderConfirmationConfig
-from trigger_engine.domain.order_confirmation import delivery_window, item_summary
+from trigger_engine.domain.order_confirmation import OrderConfirmationSettings, delivery_window, item_summary
 from trigger_engine.domain.text import clean_text
 
 from .factories import PHONE, T0, TENANT, catalog_body, config, item, payment, profile
@@ -29,12 +28,12 @@ def rendered(send: Send) -> str:
     ("US", (5, 7)), ("CH", (5, 7)), ("GB", (5, 7)), ("CN", (5, 7)),
 ])
 def test_delivery_window_is_base_days_by_region_plus_two_buffer_days(region, window):
-    assert delivery_window(region, OrderConfirmationConfig()) == window
+    assert delivery_window(region, OrderConfirmationSettings()) == window
 
 
 def test_delivery_window_follows_a_tenants_home_region():
-    assert delivery_window("FR", OrderConfirmationConfig(home_region="FR")) == (1, 3)
-    assert delivery_window("DE", OrderConfirmationConfig(home_region="FR")) == (5, 7)
+    assert delivery_window("FR", OrderConfirmationSettings(), "FR") == (1, 3)
+    assert delivery_window("DE", OrderConfirmationSettings(), "FR") == (5, 7)
 
 
 def test_payment_sends_one_utility_confirmation_with_all_parts():
@@ -68,7 +67,7 @@ def test_idempotency_key_is_per_order_whatever_event_or_contact_identity_reports
     by_phone = payment(event_id="gw-2-retry", external_id=None, phone=PHONE)
     (first,) = decide(profile("cust-1"), by_external_id, T0, config())
     (second,) = decide(profile(PHONE), by_phone, T0 + timedelta(days=3), config(
-        order_confirmation=OrderConfirmationConfig(expire_after=timedelta(days=7))))
+        OrderConfirmationSettings(expire_after_minutes=7 * 24 * 60)))
     assert first.idempotency_key == second.idempotency_key == f"{TENANT}|order_confirmation|A-1001"
 
 
@@ -102,7 +101,7 @@ def test_contact_without_phone_is_suppressed_with_a_reason():
 
 
 def test_disabled_flow_is_suppressed():
-    cfg = config(order_confirmation=OrderConfirmationConfig(enabled=False))
+    cfg = config(OrderConfirmationSettings(enabled=False))
     (decision,) = decide(profile(), payment(), T0, cfg)
     assert isinstance(decision, Suppress)
     assert decision.reason == "flow disabled"
@@ -111,13 +110,13 @@ def test_disabled_flow_is_suppressed():
 def test_item_line_shows_the_three_most_valuable_items_and_counts_the_rest():
     items = [item("Cheap", 1.0), item("Dear", 100.0), item("Middle", 10.0, 3), item("Pricey", 50.0),
              item("Tiny", 0.5)]
-    line = item_summary(payment(items=items), OrderConfirmationConfig(), "en_US", budget=200)
+    line = item_summary(payment(items=items), OrderConfirmationSettings(), "en_US", budget=200)
     assert line == "1× Dear, 1× Pricey, 3× Middle +2 more"
-    assert item_summary(payment(items=items), OrderConfirmationConfig(), "de", budget=200).endswith("+2 weitere")
+    assert item_summary(payment(items=items), OrderConfirmationSettings(), "de", budget=200).endswith("+2 weitere")
 
 
 def test_long_item_names_are_shortened_with_an_ellipsis():
-    line = item_summary(payment(items=[item("A" * 60)]), OrderConfirmationConfig(), "en_US", budget=200)
+    line = item_summary(payment(items=[item("A" * 60)]), OrderConfirmationSettings(), "en_US", budget=200)
     assert line == "1× " + "A" * 23 + "…"
 
 
@@ -127,7 +126,7 @@ def test_long_item_names_are_shortened_with_an_ellipsis():
     ("en_US", 2, "✓"), ("de", 0, "✓"),
 ])
 def test_an_order_without_items_is_never_zero_items(language, budget, line):
-    assert item_summary(payment(items=[]), OrderConfirmationConfig(), language, budget=budget) == line
+    assert item_summary(payment(items=[]), OrderConfirmationSettings(), language, budget=budget) == line
 
 
 @pytest.mark.parametrize(("locale", "sentence"), [
@@ -145,7 +144,7 @@ def test_a_custom_amount_order_is_confirmed_as_a_payment_not_as_zero_items(local
 
 def test_item_line_that_fits_nothing_counts_the_items():
     items = [item("Jacket", 80.0), item("Scarf", 20.0, 2)]
-    assert item_summary(payment(items=items), OrderConfirmationConfig(), "en_US", budget=5) == "3"
+    assert item_summary(payment(items=items), OrderConfirmationSettings(), "en_US", budget=5) == "3"
 
 
 def _names_in_item_line(line: str) -> int:

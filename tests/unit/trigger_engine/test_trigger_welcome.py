@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from sender.domain.templates import Template, render
 from trigger_engine.domain.decide import decide, evolve
 from trigger_engine.domain.decisions import Send, Suppress
-from trigger_engine.domain.model import ContactProfile, EngineConfig, WelcomeConfig
+from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.names import first_name
-from trigger_engine.domain.welcome import discount_code
+from trigger_engine.domain.welcome import WelcomeSettings, discount_code
 
 from .factories import PHONE, T0, TENANT, catalog_body, config, contact_created, profile
 
@@ -136,7 +136,7 @@ def test_valid_until_is_the_date_in_the_contacts_zone_whatever_offset_the_event_
 
 
 def test_code_validity_follows_config():
-    cfg = config(welcome=WelcomeConfig(code_valid_for=timedelta(days=30), discount_percent=15))
+    cfg = config(WelcomeSettings(code_valid_days=30, discount_percent=15))
     decision = welcome(profile(), cfg=cfg)
     assert decision.parameters[-1] == "Mar 31, 2026"
     assert decision.parameters[-2].startswith("WELCOME15-")
@@ -170,7 +170,7 @@ def test_contact_without_phone_gets_no_welcome():
 
 
 def test_disabled_welcome_is_suppressed():
-    decision = welcome(profile(), cfg=config(welcome=WelcomeConfig(enabled=False)))
+    decision = welcome(profile(), cfg=config(WelcomeSettings(enabled=False)))
     assert isinstance(decision, Suppress)
 
 
@@ -179,7 +179,7 @@ def test_disabled_welcome_is_suppressed():
     ("fr-FR", "en_US"), ("pt-BR", "en_US"), (None, "en_US"), ("", "en_US"),
 ])
 def test_template_language_follows_the_contacts_locale(locale, language):
-    assert config().language_for(locale) == language
+    assert config().language_for(locale, WelcomeSettings().templates) == language
 
 
 def test_welcome_is_in_the_contacts_language():

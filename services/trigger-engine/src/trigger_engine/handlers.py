@@ -1,12 +1,18 @@
-"""Applying a batch of events: load profiles → decide → save decisions and commands, one transaction."""
+"""Applying a batch of events: load profiles → decide → save decisions and commands, one transaction.
+
+Each batch decides with its tenants' configuration as of the batch (`ConfigSource`: a read-through cache
+with a version check, see `configuration`), and applies the accounts it reads (`account.registered` /
+`account.removed`) to the tenant-accounts projection first, in the same transaction.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,10 +21,12 @@ from scrm_common.clock import Clock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage, TemplateMessage
 from scrm_common.contracts.envelope import EventRecord
+from scrm_common.contracts.events import AccountRegistered, AccountRemoved
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
+from trigger_engine.adapters.settings_db import AccountEvent, SettingsRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
 from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb, person_key_moves
 from trigger_engine.domain.identity import current_numbers, lock_names, resolve, touched_aliases
@@ -35,16 +43,35 @@ class EngineMetrics:
             buckets=LATENCY_BUCKETS, registry=registry)
 
 
+class ConfigSource(Protocol):
+    """Where a batch gets its tenants' configuration (`configuration.TenantConfigs`)."""
+
+    async def configs(self, conn: AsyncConnection, tenants: Iterable[str]) -> Mapping[str, EngineConfig]:
+        """tenant → its configuration as of now, read on the batch's connection."""
+        ...
+
+
+class StaticConfigs:
+    """A ConfigSource that asks a function (tests, tools)."""
+
+    def __init__(self, config_for: Callable[[str], EngineConfig]) -> None:
+        self._config_for = config_for
+
+    async def configs(self, conn: AsyncConnection, tenants: Iterable[str]) -> Mapping[str, EngineConfig]:  # noqa: ARG002
+        return {tenant: self._config_for(tenant) for tenant in tenants}
+
+
 class EventHandler:
     """The consume loop's batch handler for `scrm.events.v1`."""
 
     def __init__(self, *, engine: AsyncEngine, repository: EngineRepository, clock: Clock,
-                 config_for: Callable[[str], EngineConfig], metrics: EngineMetrics,
-                 on_commit: Callable[[], None]) -> None:
+                 configs: ConfigSource, metrics: EngineMetrics, on_commit: Callable[[], None],
+                 settings: SettingsRepository | None = None) -> None:
         self._engine = engine
         self._repo = repository
         self._clock = clock
-        self._config_for = config_for
+        self._configs = configs
+        self._settings = settings or SettingsRepository()
         self._metrics = metrics
         self._on_commit = on_commit
 
@@ -54,6 +81,11 @@ class EventHandler:
         planned: list[tuple[EventRecord, Decision]] = []
         async with self._engine.begin() as conn:
             new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
+            accounts = [a for r in records if (r.tenant, r.event.event_id) in new and (a := _account_event(r))]
+            if accounts:
+                await self._settings.apply_account_events(conn, accounts, now)
+                await self._settings.raise_version(conn, {a.tenant for a in accounts})
+            configs = await self._configs.configs(conn, {r.tenant for r in records})
             wanted = {(r.tenant, alias) for r in records for alias in touched_aliases(r.event)}
             await self._repo.lock_aliases(conn, {(r.tenant, name) for r in records for name in lock_names(r.event)})
             people = _People(await self._locked_people(conn, wanted))
@@ -83,7 +115,7 @@ class EventHandler:
                 profile = evolve(profile, record.event)
                 profiles[person] = profile
                 touched.add(person)
-                for decision in decide(profile, record.event, now, self._config_for(record.tenant)):
+                for decision in decide(profile, record.event, now, configs[record.tenant]):
                     planned.append((record, decision))
             # Decisions taken earlier in the batch name the person they merged into, and what was decided
             # once per person for an absorbed person counts for the person it merged into.
@@ -141,10 +173,9 @@ class EventHandler:
         return known
 
     def _command(self, record: EventRecord, send: Send, now: datetime) -> OutboxRow:
-        config = self._config_for(record.tenant)
-        assert config.account_id is not None  # decide() never sends without an account
+        assert send.account_id is not None  # decide() never sends without an account
         command = SendMessage(
-            idempotency_key=send.idempotency_key, tenant=record.tenant, account_id=config.account_id,
+            idempotency_key=send.idempotency_key, tenant=record.tenant, account_id=send.account_id,
             flow=send.flow, category=send.category, contact_key=send.contact_key, to=send.to,
             template=TemplateMessage(name=send.template, language=send.language, parameters=list(send.parameters)),
             event_id=record.event.event_id, event_occurred_at=record.event.occurred_at,
@@ -155,6 +186,17 @@ class EventHandler:
             headers.append(("correlation_id", record.correlation_id))
         return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
                          command.model_dump_json(exclude_none=True).encode(), headers)
+
+
+def _account_event(record: EventRecord) -> AccountEvent | None:
+    """The account event a record is, for the tenant-accounts projection; None for any other event."""
+    event = record.event
+    if isinstance(event, AccountRegistered | AccountRemoved):
+        data = event.data
+        removed = isinstance(event, AccountRemoved)
+        at = event.occurred_at if removed or data.registered_at is None else data.registered_at
+        return AccountEvent(record.tenant, data.account_id, removed, at, data.waba_id, data.display_name)
+    return None
 
 
 def _moved(decision: Decision, tenant: str, people: _People, moves: dict[tuple[str, str], str]) -> Decision:

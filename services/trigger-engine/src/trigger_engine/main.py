@@ -18,7 +18,10 @@ from scrm_common.runtime import serve
 from scrm_common.service import infrastructure
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
+from trigger_engine.adapters.settings_db import SettingsRepository
+from trigger_engine.adapters.settings_http import build_settings_router
 from trigger_engine.config import Settings
+from trigger_engine.configuration import SettingsService, TenantConfigs
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
 from trigger_engine.domain.dead_letters import STORY_GROUP
 from trigger_engine.domain.decide import EVENTS_READ
@@ -38,9 +41,11 @@ async def main(settings: Settings) -> None:
         relay = OutboxRelay(service="trigger-engine", engine=engine, producer=producer,
                             batch_size=settings.relay_batch_size, poll_seconds=settings.relay_poll_seconds,
                             registry=registry)
-        handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(),
-                               config_for=settings.engine_config, metrics=EngineMetrics(registry),
-                               on_commit=relay.wake)
+        settings_repository = SettingsRepository()
+        configs = TenantConfigs(repository=settings_repository, defaults=settings.tenant_defaults(),
+                                bootstrap=settings.bootstrap())
+        handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(), configs=configs,
+                               settings=settings_repository, metrics=EngineMetrics(registry), on_commit=relay.wake)
         consumer_metrics = ConsumerMetrics("trigger-engine", registry)
         consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
                                   decode=decoder_for(EVENTS_READ), handle=handler, metrics=consumer_metrics)
@@ -49,14 +54,18 @@ async def main(settings: Settings) -> None:
                                  handle=TellDeadLetters(engine=engine, repository=repository,
                                                         metrics=StoryMetrics(registry)))
         keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
-                            ttl_seconds=settings.key_cache_seconds)
+                                ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
             return consumer.ready and stories.ready and await database_ready(engine)
 
         app = service_app("scrm trigger-engine", "0.1.0", description="Decisions about contacts: what was sent, "
-                          "scheduled, cancelled or suppressed, and why")
+                          "scheduled, cancelled or suppressed, and why; each tenant's flow and shop settings, "
+                          "effective for the next decision of every replica without a restart")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
+        app.include_router(build_settings_router(keys=keys, service=SettingsService(
+            engine=engine, repository=settings_repository, defaults=settings.tenant_defaults(),
+            bootstrap=settings.bootstrap(), clock=SystemClock())))
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run, stories.run])

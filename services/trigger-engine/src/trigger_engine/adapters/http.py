@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scrm_common.http import KEY_ERRORS, KeyIntrospection, Principal
+from scrm_common.http import KEY_ERRORS, READ, KeyIntrospection, Principal
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.domain.identity import text_aliases
 
@@ -37,7 +37,7 @@ class DecisionsRead(BaseModel):
 def build_router(*, engine: AsyncEngine, repository: EngineRepository, keys: KeyIntrospection) -> APIRouter:
     """`GET /v1/contacts/{contact}/decisions` for the caller's tenant."""
     router = APIRouter(tags=["decisions"], responses=KEY_ERRORS)
-    PrincipalDep = Annotated[Principal, Depends(keys.principal)]
+    PrincipalDep = Annotated[Principal, Depends(keys.require(READ))]
 
     @router.get("/v1/contacts/{contact}/decisions", response_model=DecisionsRead)
     async def decisions(contact: str, principal: PrincipalDep,

@@ -102,20 +102,27 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
         decisions = decide_order_confirmation(profile, event, now, config)  # R-T2
     elif isinstance(event, ContactCreated):
         decisions = decide_welcome(profile, event, now, config)  # R-T1
-    if config.account_id is None:
-        # A message no account can carry is not decided as a send: say why instead.
-        return tuple(Suppress(d.flow, "no WhatsApp account configured for this tenant", d.contact_key,
-                              d.idempotency_key) if isinstance(d, Send) else d for d in decisions)
     return tuple(_sendable(d, config) for d in decisions)
 
 
 def _sendable(decision: Decision, config: EngineConfig) -> Decision:
     if not isinstance(decision, Send):
         return decision
+    if decision.account_id is None:
+        # A message no account can carry is not decided as a send: say why instead.
+        return Suppress(decision.flow, _no_account(decision.flow, config), decision.contact_key,
+                        decision.idempotency_key)
     try:
         return replace(decision, parameters=clean_parameters(decision.parameters, config.parameters))
     except UnsendableParameters as exc:
         return Suppress(decision.flow, str(exc), decision.contact_key, decision.idempotency_key)
+
+
+def _no_account(flow: str, config: EngineConfig) -> str:
+    settings = config.flows.get(flow)
+    if settings is not None and settings.account_id is not None:
+        return f"WhatsApp account {settings.account_id} chosen for flow {flow} is not registered for this tenant"
+    return "no WhatsApp account configured for this tenant"
 
 
 # Which flow an event type triggers: used to record duplicates against the flow they would have fed.
@@ -123,9 +130,11 @@ FLOW_OF_EVENT = {"payment.succeeded": "order_confirmation", "contact.created": "
 
 # What the engine reads: events that trigger a flow or carry contact fields. Delivery receipts
 # (message.status) are the bulk of the log and change nothing here, so they are skipped unparsed;
-# account and template events name no contact.
+# template events name no contact. Account events (`account.registered`/`removed`, from the sender) name none
+# either: they tell which WhatsApp accounts a tenant owns (ACCOUNT_EVENTS, the handler's projection).
+ACCOUNT_EVENTS: frozenset[str] = frozenset({"account.registered", "account.removed"})
 EVENTS_READ: frozenset[str] = frozenset({
     "contact.created", "contact.updated", "cart.updated", "payment.succeeded", "payment.failed",
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted", "message.inbound",
     "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
-})
+}) | ACCOUNT_EVENTS

@@ -10,7 +10,8 @@ Category = Literal["utility", "marketing", "authentication", "service"]
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send a template to the contact; `idempotency_key` makes it happen at most once."""
+    """Send a template to the contact from WhatsApp account `account_id` (None: the tenant has none for this
+    flow; `decide` suppresses such a send); `idempotency_key` makes it happen at most once."""
 
     flow: str
     idempotency_key: str
@@ -20,6 +21,7 @@ class Send:
     template: str
     language: str
     parameters: tuple[str, ...]
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

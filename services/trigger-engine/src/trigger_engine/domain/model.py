@@ -1,14 +1,17 @@
-"""What the engine remembers about a contact, and the per-tenant flow configuration."""
+"""What the engine remembers about a contact, and a tenant's configuration as a batch decides with it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import datetime
+from typing import Literal, TypeVar
 
 from trigger_engine.domain.parameters import ParameterRules
+from trigger_engine.domain.settings import FlowSettings, TenantSettings, language_for
 
 MarketingPreference = Literal["stop", "resume", "signup"]
+F = TypeVar("F", bound=FlowSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,65 +58,39 @@ class ContactProfile:
 
 
 @dataclass(frozen=True, slots=True)
-class WelcomeConfig:
-    """R-T1: greeting with a first-purchase code."""
-
-    enabled: bool = True
-    discount_percent: int = 10  # R-T1.2
-    code_prefix: str = "WELCOME"
-    code_valid_for: timedelta = timedelta(days=7)  # R-T1.3
-    expire_after: timedelta = timedelta(minutes=15)  # R-T1.1: interaction drops after 15 minutes
-    template: str = "welcome"
-    generic_template: str = "welcome_generic"  # R-T1.4
-
-
-@dataclass(frozen=True, slots=True)
-class OrderConfirmationConfig:
-    """R-T2: order confirmation at once, exactly one per order."""
-
-    enabled: bool = True
-    template: str = "order_confirmation"
-    max_items: int = 3  # R-T2.2
-    max_body_chars: int = 210  # R-T2.2
-    template_text_chars: int = 96  # the template's own text without its variables (longest language)
-    item_name_chars: int = 24
-    home_region: str = "DE"
-    near_regions: frozenset[str] = frozenset({
-        "AT", "BE", "BG", "CY", "CZ", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
-        "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "EU",
-    })
-    base_days_home: int = 1  # R-T2.3: base days by region 1 / 3 / 5
-    base_days_near: int = 3
-    base_days_far: int = 5
-    buffer_days: int = 2  # R-T2.3
-    tracking_url: str = "https://shop.example/t/{order_id}"
-    support_url: str = "https://shop.example/help"
-    # R-T2.1 is a latency target; a confirmation arriving late is still wanted, a day late is not.
-    expire_after: timedelta = timedelta(hours=24)
-
-
-@dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """Everything a tenant can tune about its flows; defaults are SPEC.md's."""
+    """Everything a tenant has tuned about its flows, as one batch decides with it.
+
+    `account_id` is the tenant's default WhatsApp account (None: it has none); `accounts` the accounts it
+    owns (None: not known, any account a flow names is taken as given). `flows` holds each flow's
+    settings by name; a flow not in it runs on its model's defaults (SPEC.md's).
+    """
 
     tenant: str
-    account_id: str | None  # the WhatsApp account the tenant's flows send from; None: none configured
-    default_language: str = "en_US"
-    languages: frozenset[str] = frozenset({"en_US", "de"})
-    welcome: WelcomeConfig = field(default_factory=WelcomeConfig)
-    order_confirmation: OrderConfirmationConfig = field(default_factory=OrderConfirmationConfig)
+    account_id: str | None
+    settings: TenantSettings = field(default_factory=TenantSettings)
+    flows: Mapping[str, FlowSettings] = field(default_factory=dict)
+    accounts: frozenset[str] | None = None
     parameters: ParameterRules = field(default_factory=ParameterRules)
 
-    def language_for(self, locale: str | None) -> str:
-        """The template language for a contact's locale (`de-DE` → `de`), else the default."""
-        if locale:
-            normalised = locale.replace("-", "_")
-            if normalised in self.languages:
-                return normalised
-            base = normalised.split("_", 1)[0]
-            if base in self.languages:
-                return base
-            for language in sorted(self.languages):
-                if language.split("_", 1)[0] == base:
-                    return language
-        return self.default_language
+    def flow(self, name: str, kind: type[F]) -> F:
+        """The settings of flow `name` (of model `kind`): the tenant's, else the defaults."""
+        found = self.flows.get(name)
+        return found if isinstance(found, kind) else kind()
+
+    def account_for(self, flow: FlowSettings) -> str | None:
+        """The account a flow sends from: its own when it names one the tenant owns, else the tenant's default;
+        None when the flow's own account is not the tenant's (any more) or the tenant has none."""
+        if flow.account_id is not None:
+            return flow.account_id if self.accounts is None or flow.account_id in self.accounts else None
+        return self.account_id
+
+    @property
+    def default_language(self) -> str:
+        """The template language for a contact whose language a flow has no template for."""
+        return self.settings.default_language
+
+    def language_for(self, locale: str | None, languages: Iterable[str]) -> str:
+        """The template language for a contact's locale (`de-DE` → `de`) among `languages` (those a flow has
+        templates in), else the tenant's default language."""
+        return language_for(locale, frozenset(languages), self.default_language)

@@ -1,0 +1,227 @@
+"""Settings as data: what a tenant may tune, as typed models whose defaults are SPEC.md's.
+
+`FlowSettings` is what every flow has (on/off, the account it sends from, its template per language);
+each flow's own model extends it beside its `decide` (`welcome.WelcomeSettings`, …) and is registered in
+`flows.FLOWS`. `TenantSettings` is the shop's: time zone, business hours, default language, URLs, home
+region and default account. Models are frozen and refuse unknown keys.
+
+Stored settings are what a tenant changed from the defaults (`changed_from`); the effective settings are
+the defaults with those changes (`with_changes`). A PATCH is a JSON merge patch (RFC 7396, `merge_patch`)
+of the effective settings: objects merge per key (`templates`, `business_hours`), `null` removes a key —
+a removed setting is back at its default — and lists are replaced whole.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from scrm_common.contracts.wire import PLAIN_TEXT_PATTERN
+
+# A template language as Meta names it (`en_US`, `de`, `pt_BR`, `zh_Hant`… CLOUD-API.md §2.4).
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
+Language = Annotated[str, Field(pattern=LANGUAGE_PATTERN, max_length=12,
+                                description="a template language: `en_US`, `de`")]
+# A template name as Meta allows it: lowercase letters, digits and underscores.
+TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,512}$", description="a template name: `order_confirmation`")]
+# A WhatsApp account: the phone number id (digits as Meta gives them; test ids may carry letters).
+AccountId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="a WhatsApp phone number id")]
+Templates = Annotated[dict[Language, TemplateName], Field(min_length=1, max_length=50)]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=1)
+def _regions() -> frozenset[str]:
+    codes = (str(code) for code in Locale("en").territories)
+    return frozenset(code for code in codes if len(code) == 2 and code.isalpha() and code != "ZZ")
+
+
+def _known_region(code: str) -> str:
+    if code not in _regions():
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 region code (such as DE, FR, US; EU for the union)")
+    return code
+
+
+# A region code (ISO 3166-1 alpha-2, as CLDR knows them, plus `EU`); lowercase is accepted and upper-cased.
+Region = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_region)]
+
+
+def _shop_url(url: str, *, placeholders: frozenset[str] = frozenset()) -> str:
+    """`url` if it is an absolute http(s) URL naming a host, whose `{…}` placeholders are among `placeholders`."""
+    parts = urlsplit(url.replace("{", "").replace("}", ""))
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
+        raise ValueError("must be an absolute http:// or https:// URL without spaces")
+    try:
+        named = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+    except ValueError:
+        raise ValueError("has an unbalanced { or }; write {{ and }} for braces in the URL itself") from None
+    unknown = sorted(named - placeholders)
+    if unknown:
+        allowed = ", ".join("{" + p + "}" for p in sorted(placeholders)) or "none"
+        raise ValueError(f"has the placeholder {{{unknown[0]}}}; the placeholders allowed here: {allowed}")
+    return url
+
+
+def _tracking_url(url: str) -> str:
+    return _shop_url(url, placeholders=frozenset({"order_id"}))
+
+
+def _support_url(url: str) -> str:
+    return _shop_url(url)
+
+
+def _time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone (such as Europe/Berlin)") from None
+    return name
+
+
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+ClockTime = Annotated[str, Field(pattern=_HHMM.pattern, description="local time `HH:MM`, 00:00–23:59")]
+Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday … 7 Sunday")]
+
+
+class SettingsModel(BaseModel):
+    """Settings are values: frozen, and an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BusinessHours(SettingsModel):
+    """When the shop's people answer (R-A8: outside 22:00–08:00 an auto-reply says when), in `time_zone`."""
+
+    start: ClockTime = "08:00"
+    end: ClockTime = "22:00"
+    days: list[Weekday] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7], min_length=1, max_length=7)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BusinessHours:
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days names a weekday twice")
+        return self
+
+
+class TenantSettings(SettingsModel):
+    """The shop's own settings; every flow reads them. Defaults: the installation's (`SCRM_SHOP_*`)."""
+
+    time_zone: Annotated[str, Field(max_length=64), AfterValidator(_time_zone)] = Field(
+        default="Europe/Berlin", description="IANA time zone of the shop's business hours")
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    default_language: Language = Field(
+        default="en_US", description="the template language for contacts whose language a flow has no template for")
+    tracking_url: Annotated[str, Field(max_length=1000, pattern=PLAIN_TEXT_PATTERN), AfterValidator(_tracking_url)] = \
+        Field(default="https://shop.example/t/{order_id}",
+              description="order tracking link (R-T2.2); `{order_id}` is replaced by the order number, URL-encoded")
+    support_url: Annotated[str, Field(max_length=1000, pattern=PLAIN_TEXT_PATTERN), AfterValidator(_support_url)] = \
+        Field(default="https://shop.example/help", description="support link (R-T2.2)")
+    home_region: Region = Field(default="DE", description="where the shop ships from (R-T2.3: base days by region)")
+    default_account_id: AccountId | None = Field(
+        default=None, description="the WhatsApp account flows send from unless a flow names its own; null: the "
+                                  "tenant's earliest registered account")
+
+
+class FlowSettings(SettingsModel):
+    """What every flow has: whether it runs, the account it sends from and its template per language.
+
+    Subclasses give `templates` its default and add the flow's SPEC numbers.
+    """
+
+    enabled: bool = Field(default=True, description="false: the flow decides nothing but `flow disabled`")
+    account_id: AccountId | None = Field(
+        default=None, description="the WhatsApp account (phone number id) this flow sends from; null: the "
+                                  "tenant's default account")
+    templates: Templates = Field(default_factory=dict, description="template name per language")
+
+
+S = TypeVar("S", bound=SettingsModel)
+
+
+def language_for(locale: str | None, languages: Sequence[str] | frozenset[str], default: str) -> str:
+    """The template language for a contact's locale among `languages` (`de-DE` → `de`, `en-GB` → `en_US`),
+    else `default`."""
+    if locale:
+        normalised = locale.replace("-", "_")
+        if normalised in languages:
+            return normalised
+        base = normalised.split("_", 1)[0]
+        if base in languages:
+            return base
+        for language in sorted(languages):
+            if language.split("_", 1)[0] == base:
+                return language
+    return default
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Changes: merge patches, what differs from the defaults, errors per field.
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: `patch` applied to `target` (neither is changed)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def changed_from(settings: SettingsModel, defaults: SettingsModel) -> dict[str, Any]:
+    """The top-level fields of `settings` whose value differs from `defaults`', as JSON values."""
+    mine, theirs = settings.model_dump(mode="json"), defaults.model_dump(mode="json")
+    return {name: value for name, value in mine.items() if theirs.get(name) != value}
+
+
+def with_changes(kind: type[S], defaults: S, changes: Mapping[str, Any]) -> tuple[S, list[str]]:
+    """`defaults` with stored `changes`, and the names of changes left out because they no longer validate
+    (a setting a later release dropped or narrowed): a stored value never stops the engine."""
+    data = {**defaults.model_dump(mode="json"), **changes}
+    dropped: list[str] = []
+    while True:
+        try:
+            return kind.model_validate(data), dropped
+        except ValidationError as exc:
+            names = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & set(changes) - set(dropped)
+            if not names:
+                return defaults, sorted(changes)
+            fallback = defaults.model_dump(mode="json")
+            for name in names:
+                if name in fallback:
+                    data[name] = fallback[name]
+                else:
+                    data.pop(name, None)
+            dropped.extend(sorted(names))
+
+
+def field_faults(exc: ValidationError, *, prefix: str = "body") -> list[tuple[str, str]]:
+    """One (field, reason) per error of `exc`: `body.discount_percent`, `body.templates.de`; an unknown key's
+    reason says it is unknown."""
+    faults: list[tuple[str, str]] = []
+    for error in exc.errors():
+        field = ".".join([prefix, *(str(p) for p in error["loc"])])
+        if error["type"] == "extra_forbidden":
+            reason = "unknown setting"
+        elif error["type"] == "value_error" and "error" in (error.get("ctx") or {}):
+            reason = str(error["ctx"]["error"])
+        else:
+            reason = str(error["msg"])
+        faults.append((field, reason))
+    return faults
