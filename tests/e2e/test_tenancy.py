@@ -74,7 +74,8 @@ class Tenant:
                  "waba": self.waba_id}
         for role, issued in self.keys.items():
             found[f"{role} key id"] = str(issued["id"])
-            found[f"{role} key prefix"] = str(issued.get("prefix") or "")
+            if len(prefix := str(issued.get("prefix") or "")) > 8:  # a shorter one could match by chance
+                found[f"{role} key prefix"] = prefix
         return {label: value for label, value in found.items() if value}
 
 
@@ -170,7 +171,7 @@ def traffic(stack: TestStack, tenants: tuple[Tenant, Tenant]) -> tuple[Tenant, T
                                       if d["outcome"] == "send"], timeout=30, what=f"{tenant.name}'s send decision")
         tenant.message_key = sent[0]["idempotency_key"]
     acme = tenants[0]
-    _produce_poison(stack, acme.name, acme.contact, new_id("poison"))
+    _produce_poison(stack, acme.name, new_id("cust"), new_id("poison"))  # another contact: test 1 reads acme's
 
     def acme_dead_letters() -> list[dict[str, Any]] | None:
         resp = stack.http.get(stack.url("reporting", "/v1/dead-letters"), headers=acme.auth("read"))
@@ -178,7 +179,7 @@ def traffic(stack: TestStack, tenants: tuple[Tenant, Tenant]) -> tuple[Tenant, T
         # settled once every consumer of payments gave up on it (the walk compares snapshots of acme's state)
         return letters if {d["service"] for d in letters} >= PAYMENT_CONSUMERS else None
 
-    acme.dead_letter_id = str(poll(acme_dead_letters, timeout=90, interval=0.5,
+    acme.dead_letter_id = str(poll(acme_dead_letters, timeout=120, interval=0.5,
                                    what="acme's dead letter from every consumer of payments")[0]["id"])
     return tenants
 
@@ -475,8 +476,7 @@ def test_isolation_walk_a_foreign_tenants_keys_never_see_or_change_its_data(
             label = f"{method.upper()} {template} with {caller.name}'s {role} key"
             if resp.status_code in (401, 403) or resp.status_code >= 500:
                 problems.append(f"{label}: {resp.status_code} for an admitted role {resp.text[:200]}")
-            if resp.status_code < 300 and re.search(r"\{[^}]+\}", template) and method != "get" \
-                    and any(v in sent.split("?")[0] for v in victim.identifiers().values()):
+            if resp.status_code < 300 and method != "get" and any(v in sent for v in victim.identifiers().values()):
                 problems.append(f"{label}: {resp.status_code} on the victim's resource {resp.text[:200]}")
             problems += [f"{label} leaked {leak}: {resp.text[:300]}" for leak in _leaks(resp, victim, sent)]
     problems += [f"{caller.name}'s admitted calls changed {victim.name}'s {change}"
