@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
 
+from ingest.adapters.db import KeyLookup
 from ingest.adapters.http import IngestMetrics, build_router, install_error_handlers
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
@@ -36,16 +37,31 @@ def _postgres_text(value: str) -> str:
     return value
 
 
+# Keys of the bootstrap tenant "demo", by role, and one of a disabled tenant.
+ROLE_KEYS = {"unit-key": "admin", "unit-events": "events", "unit-read": "read"}
+DISABLED_KEY = "unit-disabled"
+
+
 class Directory:
     """Tenants as ingest's TenantDirectory answers them; `broken` makes every lookup fail like a lost database."""
 
     def __init__(self) -> None:
         self.broken = False
+        self.disabled: set[str] = set()
 
-    async def principal_for(self, api_key: str) -> Principal | None:
+    async def lookup(self, api_key: str) -> KeyLookup:
         if self.broken:
             raise ConnectionError("database unavailable")
-        return Principal("demo", "admin") if _postgres_text(api_key) == KEY else None
+        role = ROLE_KEYS.get(_postgres_text(api_key))
+        if api_key == DISABLED_KEY:
+            return KeyLookup(None, tenant_disabled=True)
+        return KeyLookup(None if role is None else Principal("demo", role, f"key_{role:0<12}"[:16]))  # type: ignore[arg-type]
+
+    async def principal_for(self, api_key: str) -> Principal | None:
+        return (await self.lookup(api_key)).principal
+
+    async def is_disabled(self, tenant: str) -> bool:
+        return tenant in self.disabled
 
     async def tenant_of_number(self, phone_number_id: str) -> str | None:
         return "demo" if _postgres_text(phone_number_id) == "100000000000001" else None
@@ -175,7 +191,9 @@ async def test_any_signed_webhook_is_a_200_and_metrics_can_still_be_scraped(raw_
     ("POST", "/internal/v1/keys/introspect", {"json": {"api_key": "nobody"},
                                               "headers": {"X-Scrm-Internal-Token": "dev-internal-token"}}, 404,
      "unknown_key"),
-    ("POST", "/internal/v1/keys/introspect", {"json": {}}, 422, "invalid_request"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {}, "headers": {"X-Scrm-Internal-Token": "dev-internal-token"}},
+     422, "invalid_request"),
+    ("POST", "/internal/v1/keys/introspect", {"json": {}}, 401, "unauthorized"),  # the token before the body
     ("DELETE", "/v1/events", {}, 405, "method_not_allowed"),
 ])
 async def test_every_error_of_every_route_has_code_and_message(method: str, path: str, kwargs: dict[str, Any],
@@ -193,3 +211,73 @@ async def test_the_handshake_still_echoes_the_challenge_as_plain_text() -> None:
         "hub.mode": "subscribe", "hub.verify_token": Settings().whatsapp_verify_token, "hub.challenge": "c-42"})
     assert (resp.status_code, resp.text) == (200, "c-42")
     assert resp.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize(("key", "status", "code", "message"), [
+    ("unit-read", 403, "forbidden", "a key with role 'read' may not do this; it needs role 'events' or 'admin'"),
+    ("nobody", 401, "unauthorized", "unknown API key"),
+    (DISABLED_KEY, 401, "unauthorized", "this API key's tenant is disabled"),
+])
+async def test_only_events_and_admin_keys_post_events_and_a_refusal_publishes_nothing(
+        key: str, status: int, code: str, message: str) -> None:
+    app, _, producer = _app()
+    resp = await _call(app, "POST", "/v1/events", json=_event(), headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"] == {"code": code, "message": message}
+    assert producer.sent == []
+    metrics = (await _call(app, "GET", "/metrics")).text
+    assert f'scrm_ingest_rejected_requests_total{{status="{status}"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize("key", ["unit-events", "unit-key"])
+async def test_events_and_admin_keys_post_events(key: str) -> None:
+    app, _, producer = _app()
+    resp = await _call(app, "POST", "/v1/events", json=_event(), headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 202, resp.text
+    assert len(producer.sent) == 1
+
+
+PLATFORM_EVENTS = [
+    {"event_id": "lc-1", "type": "link.clicked", "occurred_at": "2026-11-30T12:00:00Z",
+     "contact": {"external_id": "cust-1"}, "data": {"link_id": "l-1", "url": "https://shop.example/x"}},
+    {"event_id": "ms-1", "type": "message.status", "occurred_at": "2026-11-30T12:00:00Z",
+     "contact": {"external_id": "cust-1"}, "data": {"message_id": "wamid.1", "status": "delivered"}},
+    {"event_id": "ar-1", "type": "account.registered", "occurred_at": "2026-11-30T12:00:00Z",
+     "data": {"account_id": "100000000000009", "waba_id": "200000000000009"}},
+    {"event_id": "ax-1", "type": "account.removed", "occurred_at": "2026-11-30T12:00:00Z",
+     "data": {"account_id": "100000000000001"}},
+]
+
+
+@pytest.mark.parametrize("key", ["unit-events", "unit-key"])
+@pytest.mark.parametrize("event", PLATFORM_EVENTS, ids=[e["type"] for e in PLATFORM_EVENTS])
+async def test_types_the_platform_produces_are_refused_from_any_key_with_422(key: str, event: dict[str, Any]) -> None:
+    app, _, producer = _app()
+    resp = await _call(app, "POST", "/v1/events", json=event, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["error"]["code"] == "invalid_events"
+    assert [e["field"] for e in body["errors"]] == ["type"], body
+    assert event["type"] in body["errors"][0]["reason"]
+    assert producer.sent == []
+
+
+async def test_a_webhook_of_a_disabled_tenant_is_acknowledged_counted_and_published_nowhere() -> None:
+    app, directory, producer = _app()
+    directory.disabled.add("demo")
+    raw = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "200000000000001", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+                                       "metadata": {"display_phone_number": "15550001", "phone_number_id":
+                                                    "100000000000001"},
+                                       "contacts": [{"wa_id": "4915112345678", "profile": {"name": "A"}}],
+                                       "messages": [{"from": "4915112345678", "id": "wamid.in-1",
+                                                     "timestamp": "1764504000", "type": "text",
+                                                     "text": {"body": "hi"}}]}}]}]}).encode()
+    resp = await _call(app, "POST", "/v1/webhooks/whatsapp", content=raw, headers=_signed(raw))
+    assert resp.status_code == 200 and resp.json() == {"received": 0}
+    assert producer.sent == []
+    metrics = (await _call(app, "GET", "/metrics")).text
+    assert 'reason="tenant_disabled"' in metrics
+    directory.disabled.clear()
+    resp = await _call(app, "POST", "/v1/webhooks/whatsapp", content=raw, headers=_signed(raw))
+    assert resp.json() == {"received": 1} and len(producer.sent) == 1

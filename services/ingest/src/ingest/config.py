@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from scrm_common.settings import CommonSettings
+from ingest.domain.tenants import tenant_id_problem
+from scrm_common.settings import PLACEHOLDER_SECRETS, CommonSettings
 
 _PLACEHOLDERS = {"", "changeme", "dev-secret", "secret"}
 
@@ -15,6 +16,9 @@ class Settings(CommonSettings):
     ingest_port: int = 8080
     whatsapp_app_secret: str = "dev-secret"
     whatsapp_verify_token: str = "dev-verify-token"
+    # The installation operator's token (SCRM_ADMIN_TOKEN): `Authorization: Bearer <it>` on `/v1/admin/…`
+    # (tenants and their keys). `SCRM_ENV=prod` refuses a missing or placeholder one.
+    admin_token: str = "dev-admin-token"
     bootstrap_tenant: str = "demo"
     bootstrap_api_key: str | None = None
     bootstrap_phone_number_id: str = "100000000000001"
@@ -33,4 +37,10 @@ class Settings(CommonSettings):
     def _no_placeholder_secrets_in_prod(self) -> Settings:
         if self.env == "prod" and self.whatsapp_app_secret in _PLACEHOLDERS:
             raise ValueError("SCRM_WHATSAPP_APP_SECRET must be set to the Meta app secret in prod")
+        if self.env == "prod" and self.admin_token.strip() in PLACEHOLDER_SECRETS:
+            raise ValueError("SCRM_ADMIN_TOKEN must be set to a random value (the operator's token) in prod")
+        if not self.admin_token.strip():
+            raise ValueError("SCRM_ADMIN_TOKEN must not be empty")
+        if (problem := tenant_id_problem(self.bootstrap_tenant)) is not None:
+            raise ValueError(f"SCRM_BOOTSTRAP_TENANT {self.bootstrap_tenant!r} {problem}")
         return self

@@ -1,9 +1,13 @@
-"""Starts ingest: migrations, bootstrap tenant, producer, HTTP."""
+"""Starts ingest: migrations, bootstrap tenant, producer, the account-routing consumer, HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from ingest.adapters.accounts import accounts_consumer, run_until_drained
+from ingest.adapters.admin_http import build_admin_router
+from ingest.adapters.auth import TenantKeys
 from ingest.adapters.db import TenantDirectory
 from ingest.adapters.http import IngestMetrics, build_router
 from ingest.adapters.kafka import EventPublisher
@@ -29,12 +33,24 @@ async def main(settings: Settings) -> None:
                                   phone_number_id=settings.bootstrap_phone_number_id,
                                   waba_id=settings.bootstrap_waba_id)
         registry = new_registry()
-        app = service_app("scrm ingest", "0.1.0", description="Events in (`POST /v1/events`) and Meta's webhooks")
+        metrics = IngestMetrics(registry)
+        keys = TenantKeys(directory, on_refused=lambda status: metrics.rejected.labels(str(status)).inc())
+        accounts = accounts_consumer(settings, producer=producer, directory=directory, registry=registry)
+
+        async def ready() -> bool:
+            return accounts.ready and await directory.ping()
+
+        app = service_app("scrm ingest", "0.1.0", description="Events in (`POST /v1/events`), Meta's webhooks, "
+                          "and the installation's tenants and API keys")
         app.include_router(build_router(settings=settings, directory=directory,
                                         publisher=EventPublisher(producer), clock=SystemClock(),
-                                        metrics=IngestMetrics(registry)))
-        app.include_router(ops_router(registry, directory.ping))
-        await serve(app=app, port=settings.ingest_port, loops=[])
+                                        metrics=metrics, keys=keys))
+        app.include_router(build_admin_router(admin_token=settings.admin_token, directory=directory, keys=keys))
+        app.include_router(ops_router(registry, ready))
+        async def routing(stop: asyncio.Event) -> None:
+            await run_until_drained(accounts, stop)
+
+        await serve(app=app, port=settings.ingest_port, loops=[routing])
 
 
 def run() -> None:

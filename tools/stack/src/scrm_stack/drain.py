@@ -34,6 +34,8 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     # Dead letters are stored by reporting and told in the decision story by the trigger-engine.
     "reporting-dead-letters": (topics.DEAD_LETTER,),
     "trigger-engine-dead-letters": (topics.DEAD_LETTER,),
+    # Ingest learns phone number routing from the sender's account.* events.
+    "ingest-accounts": (topics.EVENTS,),
 }
 
 # The service that runs each group (where its records are applied).
@@ -45,6 +47,7 @@ GROUP_SERVICE: Mapping[str, str] = {
     "reporting": "reporting",
     "reporting-dead-letters": "reporting",
     "trigger-engine-dead-letters": "trigger-engine",
+    "ingest-accounts": "ingest",
 }
 
 

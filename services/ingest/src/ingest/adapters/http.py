@@ -1,4 +1,6 @@
-"""Ingest's HTTP API: `POST /v1/events`, Meta webhooks, key introspection for sibling services."""
+"""Ingest's HTTP API: `POST /v1/events`, Meta webhooks, key introspection for sibling services.
+
+(Tenants and keys: `ingest.adapters.admin_http`.)"""
 
 
 import asyncio
@@ -17,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
+from ingest.adapters.auth import TenantKeys
 from ingest.adapters.db import TenantDirectory
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
@@ -26,14 +29,14 @@ from ingest.domain.webhooks import Skipped, Translated, model, route, signature_
 from scrm_common.clock import Clock
 from scrm_common.contracts.events import Event
 from scrm_common.http import (
+    EVENTS,
     INTERNAL_TOKEN_HEADER,
-    ApiKey,
+    ApiError,
     Principal,
     documented_body,
     error_response,
     error_responses,
     sane_correlation_id,
-    unknown_key,
 )
 from scrm_common.http import install_error_handlers as install_error_handlers  # the services' one, re-exported
 from scrm_common.observability.metrics import LATENCY_BUCKETS
@@ -175,35 +178,37 @@ def _log_item(what: str, item: Skipped) -> None:
             item.type or "-", ",".join(map(str, item.error_codes)) or "-", item.detail or "-", extra=item.as_log())
 
 
+# Webhook routes are called by Meta, not with a key: what authenticates them, for the OpenAPI's `x-scrm-roles`.
+WEBHOOK_SIGNED = {"x-scrm-roles": ["meta-signature"]}
+WEBHOOK_VERIFY = {"x-scrm-roles": ["meta-verify-token"]}
+
+
 def build_router(
     *, settings: Settings, directory: TenantDirectory, publisher: EventPublisher, clock: Clock,
-    metrics: IngestMetrics,
+    metrics: IngestMetrics, keys: TenantKeys | None = None,
 ) -> APIRouter:
+    """`POST /v1/events` (a key with role `events` or `admin`), the webhook routes and key introspection.
+
+    `keys` resolves tenant keys (default: through `directory`, counting refusals in `metrics.rejected`).
+    """
     router = APIRouter()
     buckets: dict[str, TokenBucket] = {}
-
-    async def tenant_principal(token: ApiKey) -> Principal:
-        principal = await directory.principal_for(token)
-        if principal is None:
-            raise unknown_key()
-        return principal
-
-    PrincipalDep = Annotated[Principal, Depends(tenant_principal)]
+    keys = keys or TenantKeys(directory, on_refused=lambda status: metrics.rejected.labels(str(status)).inc())
+    EventsKey = Annotated[Principal, Depends(keys.require(EVENTS))]
 
     @router.post("/v1/events", status_code=202, response_model=Accepted, tags=["events"],
                  responses=error_responses(401, 403, 413, 422, 429, 503), openapi_extra=EVENTS_BODY)
-    async def post_events(request: Request, principal: PrincipalDep) -> JSONResponse:
+    async def post_events(request: Request, principal: EventsKey) -> JSONResponse:
         """Accept one event or a batch of up to 1000; 202 only once the broker has them all.
 
-        While the stack drains for a stop (`INTAKE` closed) nothing new is taken: 503 with `Retry-After`.
+        A `read` key gets 403 `forbidden`; types the platform produces itself (`message.status`,
+        `link.clicked`, `account.*`, …) are refused with 422 whatever the key. While the stack drains for a
+        stop (`INTAKE` closed) nothing new is taken: 503 with `Retry-After`.
         """
         if not INTAKE.open:
             metrics.rejected.labels("503").inc()
             return _error(503, "draining", "the service is stopping; nothing was accepted, retry later",
                           headers={"Retry-After": str(DRAIN_RETRY_AFTER_SECONDS)})
-        if principal.read_only:
-            metrics.rejected.labels("403").inc()
-            return _error(403, "read_only_key", "this API key may only read")
         try:
             raw = await _read_limited(request, settings.max_body_bytes)
         except _TooLarge:
@@ -252,7 +257,7 @@ def build_router(
     @router.get("/v1/webhooks/whatsapp", response_class=PlainTextResponse, response_model=None, tags=["webhooks"],
                 responses={200: {"description": "the challenge, echoed",
                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
-                           **error_responses(403)})
+                           **error_responses(403)}, openapi_extra=WEBHOOK_VERIFY)
     async def verify_webhook(
         mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
@@ -267,7 +272,8 @@ def build_router(
 
     @router.post("/v1/webhooks/whatsapp", response_model=WebhookReceived, tags=["webhooks"],
                  responses=error_responses(400, 401, 413, 503),
-                 openapi_extra={"requestBody": {"required": True, "description": "Meta's webhook payload "
+                 openapi_extra={**WEBHOOK_SIGNED,
+                                "requestBody": {"required": True, "description": "Meta's webhook payload "
                                                 "(CLOUD-API.md §5), signed with the app secret",
                                                 "content": {"application/json": {"schema": {"type": "object"}}}}})
     async def receive_webhook(
@@ -275,7 +281,12 @@ def build_router(
         _signature: Annotated[str | None, Header(alias="X-Hub-Signature-256", description=(
             "`sha256=` + hex HMAC-SHA256 of the raw body with the app secret; anything else is 401"))] = None,
     ) -> JSONResponse:
-        """Every item of a Meta webhook as an event or a counted, logged skip; verified before it is parsed."""
+        """Every item of a Meta webhook as an event or a counted, logged skip; verified before it is parsed.
+
+        Each event goes to the tenant owning its phone number id (else its WABA), as learnt from the sender's
+        `account.*` events. An item for a number nobody owns, or of a disabled tenant, is answered 200 all the
+        same (Meta would retry for days otherwise), counted in `scrm_ingest_webhook_skipped_total` (reason
+        `unknown_number`, `unknown_account` or `tenant_disabled`), logged, and published nowhere."""
         try:
             raw = await _read_limited(request, settings.max_webhook_bytes)
         except _TooLarge:
@@ -299,7 +310,9 @@ def build_router(
                    for n in {e.phone_number_id for e in translated.events if e.phone_number_id}}
         accounts = {w: await directory.tenant_of_waba(w)
                     for w in {e.waba_id for e in translated.events if e.phone_number_id is None and e.waba_id}}
-        by_tenant, unrouted = route(translated.events, numbers=numbers, accounts=accounts)
+        owners = {t for t in (*numbers.values(), *accounts.values()) if t is not None}
+        disabled = {t for t in owners if await directory.is_disabled(t)}
+        by_tenant, unrouted = route(translated.events, numbers=numbers, accounts=accounts, disabled=disabled)
         try:
             for tenant, events in by_tenant.items():
                 await publisher.publish(tenant, events, ingested_at=received_at, correlation_id=uuid.uuid4().hex)
@@ -317,12 +330,19 @@ def build_router(
             _log_item("webhook item repaired", repaired)
         return JSONResponse({"received": sum(len(e) for e in by_tenant.values())})
 
-    @router.post("/internal/v1/keys/introspect", include_in_schema=False)
-    async def introspect(body: IntrospectRequest, request: Request) -> JSONResponse:
-        """For sibling services presenting `SCRM_INTERNAL_TOKEN`: the tenant, role and id of a key."""
+    async def internal_caller(request: Request) -> None:
+        """A sibling service: it presents `SCRM_INTERNAL_TOKEN` (compared in constant time), else 401 — before
+        the body is even read."""
         presented = request.headers.get(INTERNAL_TOKEN_HEADER, "")
         if not hmac.compare_digest(presented.encode(), settings.internal_token.encode()):
-            return _error(401, "unauthorized", "introspection needs the installation's internal token")
+            raise ApiError(401, "unauthorized", "introspection needs the installation's internal token")
+
+    @router.post("/internal/v1/keys/introspect", include_in_schema=False, dependencies=[Depends(internal_caller)])
+    async def introspect(body: IntrospectRequest) -> JSONResponse:
+        """For sibling services presenting `SCRM_INTERNAL_TOKEN`: the tenant, role and id of a key.
+
+        404 for a key that is unknown, revoked, or whose tenant is disabled (the services then answer 401);
+        401 without the right internal token."""
         principal = await directory.principal_for(body.api_key)
         if principal is None:
             return _error(404, "unknown_key", "no tenant has this API key")
