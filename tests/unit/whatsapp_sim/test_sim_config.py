@@ -18,9 +18,20 @@ def test_defaults() -> None:
     assert settings.simulator_port == 8089
     assert settings.simulator_status_delay_ms == (50, 300)
     accounts = settings.accounts()
-    assert list(accounts) == ["100000000000001"]
-    assert accounts["100000000000001"].token == "sim-token"
-    assert accounts["100000000000001"].display_phone_number == "15550001111"
+    # three numbers, each of its own WABA, so two tenants can each have one (issue 7)
+    assert {k: (a.token, a.display_phone_number, a.waba_id) for k, a in accounts.items()} == {
+        "100000000000001": ("sim-token", "15550001111", "200000000000001"),
+        "100000000000002": ("sim-token-2", "15550002222", "200000000000002"),
+        "100000000000003": ("sim-token-3", "15550003333", "200000000000003"),
+    }
+    assert next(iter(accounts)) == "100000000000001"  # the default number comes first
+
+
+def test_the_bootstrap_number_and_its_token_come_from_the_bootstrap_settings() -> None:
+    accounts = SimulatorSettings(bootstrap_phone_number_id="100000000000002", bootstrap_access_token="own",
+                                 simulator_waba_id="299").accounts()
+    assert {k: (a.token, a.waba_id) for k, a in accounts.items()} == {
+        "100000000000002": ("own", "299"), "100000000000003": ("sim-token-3", "200000000000003")}
 
 
 def test_default_catalog_is_the_senders() -> None:
@@ -34,15 +45,16 @@ def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps([{"name": "x", "language": "en", "category": "utility", "status": "PAUSED",
                                  "body": "{{1}}"}]))
-    monkeypatch.setenv("SCRM_SIMULATOR_ACCOUNTS", "111:tok-a, 222:tok-b:4930123456")
+    monkeypatch.setenv("SCRM_SIMULATOR_ACCOUNTS", "111:tok-a, 222:tok-b:4930123456, 333:tok-c:4930999:waba-3")
     monkeypatch.setenv("SCRM_SIMULATOR_STATUS_DELAY_MS", "10..20")
     monkeypatch.setenv("SCRM_SIMULATOR_TEMPLATES", str(path))
     monkeypatch.setenv("SCRM_SIMULATOR_SEED", "3")
     monkeypatch.setenv("SCRM_SIMULATOR_WINDOW_MODE", "async")
     settings = SimulatorSettings()
     accounts = settings.accounts()
-    assert {k: (a.token, a.display_phone_number) for k, a in accounts.items()} == {
-        "111": ("tok-a", "15550001111"), "222": ("tok-b", "4930123456")}
+    assert {k: (a.token, a.display_phone_number, a.waba_id) for k, a in accounts.items()} == {
+        "111": ("tok-a", "15550001111", "200000000000001"), "222": ("tok-b", "4930123456", "200000000000001"),
+        "333": ("tok-c", "4930999", "waba-3")}
     assert settings.simulator_status_delay_ms == (10, 20)
     assert (settings.simulator_seed, settings.simulator_window_mode) == (3, "async")
     template = load_catalog(settings).get("x", "en")
@@ -50,7 +62,8 @@ def test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env", [
-    {"simulator_accounts": "only-an-id"}, {"simulator_status_delay_ms": "300..50"},
+    {"simulator_accounts": "only-an-id"}, {"simulator_accounts": "1:t:d:w:extra"}, {"simulator_accounts": "1:t::w"},
+    {"simulator_status_delay_ms": "300..50"},
     {"simulator_window_mode": "later"}, {"simulator_p_fail": 1.5}])
 def test_bad_settings_fail_at_start(env: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 from scrm_common.http import RequestContext, ops_router
 from scrm_common.observability.metrics import new_registry
 from whatsapp_sim.config import SimulatorSettings
-from whatsapp_sim.domain.templates import TemplateCatalog
+from whatsapp_sim.domain.templates import TemplateCatalog, template_id
 from whatsapp_sim.domain.validation import normalize_recipient
 from whatsapp_sim.simulator import ApiError, Reply, Simulator
 
@@ -104,12 +104,26 @@ def create_app(
         return sim.user_preferences(await _body_object(request))
 
     @app.get("/_sim/templates")
-    async def templates() -> dict[str, Any]:
-        return {"templates": [t.to_dict() for t in sim.catalog.all()]}
+    async def templates(waba_id: str | None = None) -> dict[str, Any]:
+        """The catalog of a WABA (default: the first number's), with each template's id there."""
+        waba = waba_id or sim.waba_of(next(iter(sim.accounts)))
+        catalog = sim.catalogs.get(waba)
+        if catalog is None:
+            raise ApiError(404, f"unknown WABA {waba}")
+        return {"waba_id": waba, "templates": [t.to_dict() | {"id": template_id(waba, t.name, t.language)}
+                                               for t in catalog.all()]}
 
     @app.post("/_sim/templates")
-    async def upsert_templates(request: Request) -> dict[str, Any]:
-        return {"templates": sim.upsert_templates(await _json(request))}
+    async def upsert_templates(request: Request, waba_id: str | None = None) -> dict[str, Any]:
+        """Add or replace templates in a WABA's catalog (every WABA's without `waba_id`); no webhook."""
+        return {"templates": sim.upsert_templates(await _json(request), waba_id)}
+
+    @app.post("/_sim/templates/{waba_id}/{name}/status")
+    async def template_status(waba_id: str, name: str, request: Request) -> dict[str, Any]:
+        """Change a template's status as Meta would — {"status": "PAUSED"|"APPROVED"|"DISABLED"|"REJECTED"|
+        "PENDING"|"FLAGGED"|"REINSTATED", "language"?, "reason"?} — and send the signed
+        `message_template_status_update` webhook (one per language changed)."""
+        return sim.set_template_status(waba_id, name, await _body_object(request))
 
     @app.post("/_sim/reset")
     async def reset() -> dict[str, Any]:
@@ -119,6 +133,10 @@ def create_app(
     @app.post("/{version}/{phone_number_id}/messages")
     async def send(version: str, phone_number_id: str, request: Request) -> JSONResponse:
         return _respond(sim.send(version, phone_number_id, _token(request), await request.body()))
+
+    @app.get("/{version}/{waba_id}/message_templates")
+    async def message_templates(version: str, waba_id: str, request: Request) -> JSONResponse:
+        return _respond(sim.message_templates(version, waba_id, _token(request), request.query_params))
 
     @app.get("/{version}/{phone_number_id}")
     async def phone_number(version: str, phone_number_id: str, request: Request,

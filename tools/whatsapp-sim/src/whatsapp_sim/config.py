@@ -17,11 +17,22 @@ from whatsapp_sim.domain.wa_ids import WaIdRules
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A simulated business phone number and the token that may send from it."""
+    """A simulated business phone number, the token that may send from it (and list its WABA's templates),
+    its display number and the WhatsApp Business Account it belongs to."""
 
     phone_number_id: str
     token: str
     display_phone_number: str
+    waba_id: str = "200000000000001"
+
+
+# The numbers served when SCRM_SIMULATOR_ACCOUNTS is empty, after the bootstrap one (which keeps
+# SCRM_BOOTSTRAP_PHONE_NUMBER_ID / SCRM_BOOTSTRAP_ACCESS_TOKEN, SCRM_SIMULATOR_DISPLAY_PHONE_NUMBER and
+# SCRM_SIMULATOR_WABA_ID): each its own WABA, so two tenants can each have a number of their own.
+EXTRA_DEFAULT_ACCOUNTS = (
+    Account("100000000000002", "sim-token-2", "15550002222", "200000000000002"),
+    Account("100000000000003", "sim-token-3", "15550003333", "200000000000003"),
+)
 
 
 class SimulatorSettings(BaseSettings):
@@ -36,7 +47,8 @@ class SimulatorSettings(BaseSettings):
     simulator_webhook_url: str = "http://127.0.0.1:8080/v1/webhooks/whatsapp"
     bootstrap_phone_number_id: str = "100000000000001"
     bootstrap_access_token: str = "sim-token"
-    # "phone_number_id:token[:display_phone_number],..."; empty means the bootstrap account only.
+    # "phone_number_id:token[:display_phone_number[:waba_id]],..."; empty means three numbers: the bootstrap
+    # one (WABA SCRM_SIMULATOR_WABA_ID) and EXTRA_DEFAULT_ACCOUNTS.
     simulator_accounts: str = ""
     # Path to a JSON template catalog; empty means the sender's packaged default catalog.
     simulator_templates: str = ""
@@ -57,6 +69,10 @@ class SimulatorSettings(BaseSettings):
     simulator_display_phone_number: str = "15550001111"
     simulator_waba_id: str = "200000000000001"
     simulator_message_cap: int = Field(default=200_000, ge=1)
+    # The first N `message_templates` listings answer 80007 (WABA rate limit), to try a client's backoff.
+    simulator_rate_limit_templates: int = Field(default=0, ge=0)
+    # `message_templates` page size when the request gives no `limit` (Meta's Graph default), and its cap.
+    simulator_templates_page_size: int = Field(default=25, ge=1, le=1000)
     simulator_rejection_cap: int = Field(default=10_000, ge=1)
     simulator_webhook_max_tries: int = Field(default=10, ge=1)
     simulator_webhook_retry_base_s: float = Field(default=0.5, gt=0)
@@ -97,20 +113,24 @@ class SimulatorSettings(BaseSettings):
         return WaIdRules.parse(self.simulator_br_legacy_numbers)
 
     def accounts(self) -> dict[str, Account]:
-        """The simulated phone numbers, keyed by phone_number_id."""
+        """The simulated phone numbers, keyed by phone_number_id (the first is the default one)."""
         spec = self.simulator_accounts.strip()
         if not spec:
-            spec = f"{self.bootstrap_phone_number_id}:{self.bootstrap_access_token}"
+            first = Account(self.bootstrap_phone_number_id, self.bootstrap_access_token,
+                            self.simulator_display_phone_number, self.simulator_waba_id)
+            return {a.phone_number_id: a for a in (first, *EXTRA_DEFAULT_ACCOUNTS)
+                    if a is first or a.phone_number_id != first.phone_number_id}
         out: dict[str, Account] = {}
         for item in (part.strip() for part in spec.split(",")):
             if not item:
                 continue
-            fields = item.split(":")
-            if len(fields) not in (2, 3) or not all(f.strip() for f in fields):
-                raise ValueError(f"bad simulator account {item!r}: want phone_number_id:token[:display]")
-            pnid, token = fields[0].strip(), fields[1].strip()
-            display = fields[2].strip() if len(fields) == 3 else self.simulator_display_phone_number
-            out[pnid] = Account(phone_number_id=pnid, token=token, display_phone_number=display)
+            fields = [f.strip() for f in item.split(":")]
+            if len(fields) not in (2, 3, 4) or not all(fields):
+                raise ValueError(f"bad simulator account {item!r}: want phone_number_id:token[:display[:waba_id]]")
+            pnid, token = fields[0], fields[1]
+            display = fields[2] if len(fields) >= 3 else self.simulator_display_phone_number
+            waba = fields[3] if len(fields) == 4 else self.simulator_waba_id
+            out[pnid] = Account(phone_number_id=pnid, token=token, display_phone_number=display, waba_id=waba)
         if not out:
             raise ValueError("at least one simulator account is required")
         return out

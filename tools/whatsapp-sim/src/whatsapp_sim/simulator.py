@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from whatsapp_sim.domain.errors import MetaError, meta_error
 from whatsapp_sim.domain.ids import new_fbtrace_id, new_hex_id, new_wamid
 from whatsapp_sim.domain.limits import PairLimiter, ThroughputLimiter
 from whatsapp_sim.domain.outcomes import OutcomeOdds, Plan, failure_plan, plan_outcome, pricing_for
-from whatsapp_sim.domain.templates import TemplateCatalog, parse_template
+from whatsapp_sim.domain.templates import TemplateCatalog, graph_template, parse_template, template_id
 from whatsapp_sim.domain.validation import AcceptedMessage, ReadReceipt, normalize_recipient, validate_request
 from whatsapp_sim.domain.window import ServiceWindows
 from whatsapp_sim.metrics import SimMetrics
@@ -28,9 +30,11 @@ from whatsapp_sim.webhooks import (
     Event,
     StatusEvent,
     ValueEvent,
+    WabaEvent,
     WebhookDispatcher,
     inbound_value,
     status_object,
+    template_status_value,
     user_preferences_value,
 )
 
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 
 VERSION = re.compile(r"v(\d+)\.0")
 SERVER_FAULT_CODES = (131000, 131016, 2)
+# What `POST /_sim/templates/{waba}/{name}/status` accepts: the event sent, and the status it leaves.
+TEMPLATE_EVENTS = {"APPROVED": "APPROVED", "REINSTATED": "APPROVED", "UNPAUSED": "APPROVED", "PAUSED": "PAUSED",
+                   "DISABLED": "DISABLED", "REJECTED": "REJECTED", "PENDING": "PENDING", "FLAGGED": None}
+MAX_TEMPLATE_PAGE = 100
 REPLIES = ("Thanks!", "When will it arrive?", "👍", "Can I change the delivery address?", "Great, thank you",
            "Is there a discount for a second item?")
 Reply = tuple[int, dict[str, Any]]
@@ -49,6 +57,23 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _encode_cursor(index: int) -> str:
+    """An opaque Graph-style cursor for a position in the listing."""
+    return base64.urlsafe_b64encode(f"tpl:{index}".encode()).decode().rstrip("=")
+
+
+def _cursor(raw: str) -> int:
+    """The position a cursor stands for; ValueError for one the simulator never gave."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    kind, _, number = text.partition(":")
+    if kind != "tpl" or not number.isdigit():
+        raise ValueError(f"Invalid cursor: {raw[:64]}")
+    return int(number)
 
 
 def load_catalog(settings: SimulatorSettings) -> TemplateCatalog:
@@ -74,7 +99,12 @@ class Simulator:
         self.accounts: dict[str, Account] = settings.accounts()
         self.wa_ids = settings.wa_id_rules()
         self._tokens = {account.token for account in self.accounts.values()}
-        self.catalog = catalog if catalog is not None else load_catalog(settings)
+        base = catalog if catalog is not None else load_catalog(settings)
+        # Every WABA gets the catalog (its own copy: pausing a template of one WABA leaves the others');
+        # the first account's WABA shares the object passed in, as the single catalog did before.
+        wabas = list(dict.fromkeys(a.waba_id for a in self.accounts.values()))
+        self.catalogs: dict[str, TemplateCatalog] = {w: base if i == 0 else base.copy() for i, w in enumerate(wabas)}
+        self._rate_limited_listings = settings.simulator_rate_limit_templates
         self._wall = wall
         self.rng = rng or random.Random(settings.simulator_seed)
         self.metrics = SimMetrics(registry)
@@ -88,7 +118,7 @@ class Simulator:
         self._replies_due: dict[str, dict[str, Any]] = {}
         self.dispatcher = WebhookDispatcher(
             url=settings.simulator_webhook_url, secret=settings.whatsapp_app_secret,
-            waba_id=settings.simulator_waba_id, metadata=self.metadata, client=http_client,
+            waba_id=self.waba_of, metadata=self.metadata, client=http_client,
             on_due=self._on_due, metrics=self.metrics, rng=random.Random(self.rng.random()),
             max_tries=settings.simulator_webhook_max_tries, retry_base_s=settings.simulator_webhook_retry_base_s,
             retry_max_s=settings.simulator_webhook_retry_max_s, timeout_s=settings.simulator_webhook_timeout_s,
@@ -97,6 +127,16 @@ class Simulator:
         )
 
     # -- Graph API -------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> TemplateCatalog:
+        """The catalog of the first account's WABA (the default number's)."""
+        return self.catalogs[self.accounts[next(iter(self.accounts))].waba_id]
+
+    def waba_of(self, phone_number_id: str) -> str:
+        """The WABA a number belongs to (`entry.id` of its webhooks)."""
+        account = self.accounts.get(phone_number_id)
+        return account.waba_id if account else self.settings.simulator_waba_id
 
     def metadata(self, phone_number_id: str) -> dict[str, str]:
         """`value.metadata` of a number's webhooks."""
@@ -143,7 +183,7 @@ class Simulator:
         except (UnicodeDecodeError, json.JSONDecodeError):
             return self._error(meta_error(100, "The request body is not valid JSON."), phone_number_id)
         account = self.accounts[phone_number_id]
-        result = validate_request(body, self.catalog, business_number=account.display_phone_number,
+        result = validate_request(body, self.catalogs[account.waba_id], business_number=account.display_phone_number,
                                   known_inbound=lambda wamid: self.store.is_inbound(phone_number_id, wamid),
                                   wa_id_of=self.wa_ids.wa_id_for)
         if isinstance(result, MetaError):
@@ -219,7 +259,7 @@ class Simulator:
             status = event.status["status"]
             self.store.mark(event.status["id"], status, event.error_code)
             self.metrics.statuses.labels(status).inc()
-        elif event.wamid is not None and event.wamid in self._replies_due:
+        elif isinstance(event, ValueEvent) and event.wamid is not None and event.wamid in self._replies_due:
             reply = self._replies_due.pop(event.wamid)
             self._receive(event.phone_number_id, reply["wa_id"], reply["name"], reply["message"])
 
@@ -248,7 +288,98 @@ class Simulator:
                          "(WhatsAppBusinessPhoneNumber)"), phone_number_id)
         return 200, {"id": phone_number_id, **{f: known[f] for f in wanted}}
 
+    def message_templates(self, version: str, waba_id: str, token: str | None, params: Mapping[str, str]) -> Reply:
+        """`GET /{version}/{waba_id}/message_templates`: the WABA's templates, paged like Graph.
+
+        The token must be one of a number of that WABA (190 for an unknown token, 200 for another WABA's).
+        `limit` (default SCRM_SIMULATOR_TEMPLATES_PAGE_SIZE, at most 100), `after` / `before` cursors;
+        `paging.next` only when there are more; `fields` picks the fields (`id` always); `name`, `language`,
+        `status` filter. While SCRM_SIMULATOR_RATE_LIMIT_TEMPLATES lasts, a listing answers 80007."""
+        path = f"{waba_id}/message_templates"
+        if not VERSION.fullmatch(version):
+            return self._error(meta_error(100, f"Unknown path components: /{version}/{path}",
+                                          title="Invalid parameter"), waba_id)
+        if token is None or token not in self._tokens:
+            return self._error(meta_error(190, "The access token could not be decrypted or is not valid."), waba_id)
+        if waba_id not in self.catalogs:
+            return self._error(meta_error(
+                100, f"Unsupported get request. Object with ID '{waba_id}' does not exist, cannot be loaded due to "
+                     "missing permissions, or does not support this operation.", title="Unsupported get request"),
+                waba_id)
+        if not any(a.token == token and a.waba_id == waba_id for a in self.accounts.values()):
+            return self._error(meta_error(200, f"The access token has no permission on WhatsApp Business Account "
+                                               f"{waba_id}.", title="Permissions error"), waba_id)
+        if self._rate_limited_listings > 0:
+            self._rate_limited_listings -= 1
+            return self._error(meta_error(80007, "The WhatsApp Business Account has reached its rate limit.",
+                                          title="Rate limit issues"), waba_id)
+        try:
+            limit = int(params.get("limit") or self.settings.simulator_templates_page_size)
+            start = _cursor(params["after"]) + 1 if params.get("after") else 0
+            end = _cursor(params["before"]) if params.get("before") else None
+        except ValueError as exc:
+            return self._error(meta_error(100, str(exc)), waba_id)
+        if limit < 1:
+            return self._error(meta_error(100, "Param limit must be a positive integer."), waba_id)
+        limit = min(limit, MAX_TEMPLATE_PAGE)
+        rows = [graph_template(t, waba_id) for t in self.catalogs[waba_id].all()]
+        for key in ("name", "language", "status"):
+            if params.get(key):
+                rows = [r for r in rows if str(r[key]).upper() == params[key].upper()]
+        if end is not None:
+            start = max(0, end - limit)
+            page = list(enumerate(rows))[start:end]
+        else:
+            page = list(enumerate(rows))[start:start + limit]
+        wanted = [f.strip() for f in params["fields"].split(",") if f.strip()] if params.get("fields") else None
+        data = [{k: v for k, v in row.items() if wanted is None or k in wanted or k == "id"} for _, row in page]
+        body: dict[str, Any] = {"data": data}
+        if page:
+            first, last = page[0][0], page[-1][0]
+            paging: dict[str, Any] = {"cursors": {"before": _encode_cursor(first), "after": _encode_cursor(last)}}
+            base = f"/{version}/{path}?limit={limit}" + (f"&fields={params['fields']}" if wanted else "")
+            if last + 1 < len(rows):
+                paging["next"] = f"{base}&after={_encode_cursor(last)}"
+            if first > 0:
+                paging["previous"] = f"{base}&before={_encode_cursor(first)}"
+            body["paging"] = paging
+        return 200, body
+
     # -- simulation helpers ----------------------------------------------------------------------
+
+    def set_template_status(self, waba_id: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A template's status changes (every language, or `language`): the catalog follows and a signed
+        `message_template_status_update` webhook goes out per template changed."""
+        catalog = self.catalogs.get(waba_id)
+        if catalog is None:
+            raise ApiError(404, f"unknown WABA {waba_id}")
+        event = str(body.get("status") or "").upper()
+        if event not in TEMPLATE_EVENTS:
+            raise ApiError(400, f"'status' must be one of {', '.join(TEMPLATE_EVENTS)}")
+        language = body.get("language")
+        reason = body.get("reason")
+        if (language is not None and not isinstance(language, str)) or (reason is not None and
+                                                                         not isinstance(reason, str)):
+            raise ApiError(400, "'language' and 'reason' are strings")
+        targets = [catalog.get(name, language)] if language else [catalog.get(name, lang)
+                                                                  for lang in catalog.languages_of(name)]
+        found = [t for t in targets if t is not None]
+        if not found:
+            raise ApiError(404, f"no template {name}{f' ({language})' if language else ''} in WABA {waba_id}")
+        status = TEMPLATE_EVENTS[event]
+        now = int(self._wall())
+        out = []
+        for template in found:
+            if status is not None:
+                catalog.upsert(replace(template, status=status))
+            tid = template_id(waba_id, template.name, template.language)
+            self.dispatcher.schedule(0, WabaEvent(waba_id, template_status_value(
+                event=event, template_id=tid, name=template.name, language=template.language,
+                category=template.category, reason=reason), "message_template_status_update", now))
+            out.append({"id": tid, "name": template.name, "language": template.language,
+                        "status": status or template.status, "event": event})
+        return {"waba_id": waba_id, "templates": out}
+
 
     def _inbound_message(self, wa_id: str, kind: str, content: Mapping[str, Any], at: float,
                          context_id: str | None = None, phone_number_id: str | None = None) -> dict[str, Any]:
@@ -319,15 +450,19 @@ class Simulator:
             wa_id=wa_id, name=name, value=str(value), timestamp=int(self._wall())), field_name="user_preferences"))
         return {"phone_number_id": pnid, "wa_id": wa_id, "value": value}
 
-    def upsert_templates(self, body: Any) -> list[dict[str, Any]]:
-        """Add or replace catalog entries (one object or a list), e.g. to pause a template."""
+    def upsert_templates(self, body: Any, waba_id: str | None = None) -> list[dict[str, Any]]:
+        """Add or replace catalog entries (one object or a list) in the WABA's catalog, or every WABA's (no
+        webhook: use `set_template_status` to pause one as Meta would)."""
+        if waba_id is not None and waba_id not in self.catalogs:
+            raise ApiError(404, f"unknown WABA {waba_id}")
         entries = body if isinstance(body, list) else [body]
         try:
             templates = [parse_template(entry) for entry in entries]
         except (ValueError, TypeError, AttributeError) as exc:
             raise ApiError(400, str(exc)) from None
-        for template in templates:
-            self.catalog.upsert(template)
+        for catalog in [self.catalogs[waba_id]] if waba_id is not None else self.catalogs.values():
+            for template in templates:
+                catalog.upsert(template)
         return [t.to_dict() for t in templates]
 
     # -- inspection ------------------------------------------------------------------------------

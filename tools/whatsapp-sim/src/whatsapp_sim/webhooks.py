@@ -40,19 +40,25 @@ def encode(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def envelope(waba_id: str, metadata: Mapping[str, str], value: Mapping[str, Any],
-             field_name: str = "messages") -> dict[str, Any]:
-    """`{"object":"whatsapp_business_account","entry":[{"id","changes":[{"field","value"}]}]}`."""
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": waba_id,
-            "changes": [{
-                "field": field_name,
-                "value": {"messaging_product": "whatsapp", "metadata": dict(metadata), **value},
-            }],
-        }],
-    }
+def envelope(waba_id: str, metadata: Mapping[str, str] | None, value: Mapping[str, Any],
+             field_name: str = "messages", time_s: int | None = None) -> dict[str, Any]:
+    """`{"object":"whatsapp_business_account","entry":[{"id","changes":[{"field","value"}]}]}`.
+
+    A number's change carries `messaging_product` and `metadata`; a WABA's own change (`metadata` None: a
+    template status update) carries the value as it is, and the entry its `time` (CLOUD-API.md §5.5)."""
+    inner = dict(value) if metadata is None else {"messaging_product": "whatsapp", "metadata": dict(metadata), **value}
+    entry: dict[str, Any] = {"id": waba_id, "changes": [{"field": field_name, "value": inner}]}
+    if time_s is not None:
+        entry["time"] = time_s
+    return {"object": "whatsapp_business_account", "entry": [entry]}
+
+
+def template_status_value(*, event: str, template_id: str, name: str, language: str, category: str,
+                          reason: str | None) -> dict[str, Any]:
+    """`value` of a `message_template_status_update` webhook (CLOUD-API.md §5.5)."""
+    return {"event": event, "message_template_id": int(template_id), "message_template_name": name,
+            "message_template_language": language, "reason": reason or "NONE",
+            "message_template_category": category.upper()}
 
 
 def status_object(*, wamid: str, status: str, timestamp: int, recipient_id: str,
@@ -108,7 +114,17 @@ class ValueEvent:
     wamid: str | None = None
 
 
-Event = StatusEvent | ValueEvent
+@dataclass(slots=True)
+class WabaEvent:
+    """A change of the WhatsApp Business Account itself (a template's status), sent in its own POST."""
+
+    waba_id: str
+    value: dict[str, Any]
+    field_name: str
+    time_s: int
+
+
+Event = StatusEvent | ValueEvent | WabaEvent
 
 
 @dataclass(slots=True)
@@ -139,7 +155,7 @@ class WebhookDispatcher:
         *,
         url: str,
         secret: str,
-        waba_id: str,
+        waba_id: str | Callable[[str], str],
         metadata: Callable[[str], Mapping[str, str]],
         client: httpx.AsyncClient | None = None,
         on_due: Callable[[Event], None] | None = None,
@@ -155,7 +171,8 @@ class WebhookDispatcher:
     ) -> None:
         self.url = url
         self._secret = secret
-        self._waba_id = waba_id
+        # `entry.id` of a number's webhooks: the WABA of that number (one WABA for every number when a str)
+        self._waba_of: Callable[[str], str] = (lambda _pnid: waba_id) if isinstance(waba_id, str) else waba_id
         self._metadata = metadata
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout_s)
@@ -273,13 +290,16 @@ class WebhookDispatcher:
             if isinstance(item, StatusEvent):
                 statuses[item.phone_number_id].append(item.status)
             elif isinstance(item, ValueEvent):
-                payload = envelope(self._waba_id, self._metadata(item.phone_number_id), item.value,
-                                   item.field_name)
+                payload = envelope(self._waba_of(item.phone_number_id), self._metadata(item.phone_number_id),
+                                   item.value, item.field_name)
+                posts.append(_Post(encode(payload), 1, self._generation))
+            elif isinstance(item, WabaEvent):
+                payload = envelope(item.waba_id, None, item.value, item.field_name, item.time_s)
                 posts.append(_Post(encode(payload), 1, self._generation))
         for pnid, items in statuses.items():
             for start in range(0, len(items), self._batch_max):
                 chunk = items[start:start + self._batch_max]
-                payload = envelope(self._waba_id, self._metadata(pnid), {"statuses": chunk})
+                payload = envelope(self._waba_of(pnid), self._metadata(pnid), {"statuses": chunk})
                 posts.append(_Post(encode(payload), len(chunk), self._generation))
         return posts
 

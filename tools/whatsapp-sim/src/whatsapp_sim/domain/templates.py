@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -102,6 +103,35 @@ class Template:
         return out
 
 
+def template_id(waba_id: str, name: str, language: str) -> str:
+    """A template's id as Meta would give it: 15 digits, stable for (WABA, name, language)."""
+    digest = hashlib.sha256(f"{waba_id}\x00{name}\x00{language}".encode()).digest()
+    return str(10**14 + int.from_bytes(digest[:8], "big") % (9 * 10**14))
+
+
+def graph_template(template: Template, waba_id: str) -> dict[str, Any]:
+    """A template as `GET /{waba_id}/message_templates` lists it (Meta's `components` shape, category in
+    upper case, a `quality_score`)."""
+    components: list[dict[str, Any]] = []
+    if template.header_format == "TEXT":
+        components.append({"type": "HEADER", "format": "TEXT", "text": template.header_text or ""})
+    elif template.header_format:
+        components.append({"type": "HEADER", "format": template.header_format})
+    components.append({"type": "BODY", "text": template.body})
+    if template.footer:
+        components.append({"type": "FOOTER", "text": template.footer})
+    if template.buttons:
+        components.append({"type": "BUTTONS", "buttons": [
+            {"type": b.type, "text": b.text, **({"url": b.url} if b.url else {})} for b in template.buttons]})
+    return {
+        "name": template.name, "parameter_format": template.parameter_format, "components": components,
+        "language": template.language, "status": template.status, "category": template.category.upper(),
+        "id": template_id(waba_id, template.name, template.language),
+        "quality_score": {"score": "GREEN" if template.status == "APPROVED" else "UNKNOWN"},
+        "rejected_reason": "NONE",
+    }
+
+
 def parse_template(raw: Mapping[str, Any]) -> Template:
     """Read one catalog entry; raise ValueError when it is malformed."""
     try:
@@ -175,6 +205,10 @@ class TemplateCatalog:
     def upsert(self, template: Template) -> None:
         """Add or replace a template."""
         self._by_key[(template.name, template.language)] = template
+
+    def copy(self) -> TemplateCatalog:
+        """An independent catalog with the same templates (templates are immutable)."""
+        return TemplateCatalog(self._by_key.values())
 
     def all(self) -> list[Template]:
         """Every template, sorted by name then language."""
