@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from trigger_engine.adapters.http import build_router
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
 from trigger_engine.domain.dead_letters import STORY_GROUP
 from trigger_engine.domain.model import EngineConfig
-from trigger_engine.handlers import EngineMetrics, EventHandler
+from trigger_engine.handlers import EngineMetrics, EventHandler, StaticConfigs
 from trigger_engine.main import MIGRATIONS, SCHEMA
 
 AT = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
@@ -91,19 +91,27 @@ async def tell(engine: AsyncEngine, *records: Record) -> float:
 
 async def create(engine: AsyncEngine, tenant: str, *events: Any) -> None:
     handler = EventHandler(engine=engine, repository=EngineRepository(), clock=FixedClock(T0),
-                           config_for=lambda t: EngineConfig(tenant=t, account_id="acct-1"),
+                           configs=StaticConfigs(lambda t: EngineConfig(tenant=t, account_id="acct-1")),
                            metrics=EngineMetrics(CollectorRegistry()), on_commit=lambda: None)
     await handler([Item(None, EventRecord(tenant, e, T0, None)) for e in events])  # type: ignore[arg-type]
 
 
 class Keys:
-    """Each tenant's key is the tenant's name."""
+    """Each tenant's key is the tenant's name, with role `read`."""
 
     async def principal(self, request: Request) -> Principal:
         token = bearer_token(request)
         if not token.startswith("t"):
             raise HTTPException(401, detail="unknown API key")
         return Principal(token, role="read")
+
+    def require(self, roles: tuple[str, ...]) -> Callable[[Request], Awaitable[Principal]]:
+        async def dependency(request: Request) -> Principal:
+            principal = await self.principal(request)
+            if principal.role not in roles:
+                raise HTTPException(403, detail="forbidden")
+            return principal
+        return dependency
 
 
 async def story(engine: AsyncEngine, tenant: str, contact: str) -> list[dict[str, Any]]:

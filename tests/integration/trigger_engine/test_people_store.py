@@ -35,7 +35,7 @@ from tests.unit.trigger_engine.factories import (
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.domain.identity import text_aliases
 from trigger_engine.domain.model import EngineConfig
-from trigger_engine.handlers import EngineMetrics, EventHandler
+from trigger_engine.handlers import EngineMetrics, EventHandler, StaticConfigs
 from trigger_engine.main import MIGRATIONS, SCHEMA
 
 NOW = T0 + timedelta(seconds=30)
@@ -61,7 +61,7 @@ def tenant() -> str:
 
 def handler_for(engine: AsyncEngine) -> EventHandler:
     return EventHandler(engine=engine, repository=EngineRepository(), clock=FixedClock(NOW),
-                        config_for=lambda t: EngineConfig(tenant=t, account_id="acct-1"),
+                        configs=StaticConfigs(lambda t: EngineConfig(tenant=t, account_id="acct-1")),
                         metrics=EngineMetrics(CollectorRegistry()), on_commit=lambda: None)
 
 
@@ -191,7 +191,7 @@ async def test_a_batch_touching_a_person_while_another_merges_it_away_follows_th
 
     def handler(repository: EngineRepository) -> EventHandler:
         return EventHandler(engine=engine, repository=repository, clock=FixedClock(NOW),
-                            config_for=lambda t: EngineConfig(tenant=t, account_id="acct-1"),
+                            configs=StaticConfigs(lambda t: EngineConfig(tenant=t, account_id="acct-1")),
                             metrics=EngineMetrics(CollectorRegistry()), on_commit=lambda: None)
 
     def batch(event: Event) -> list[Item[EventRecord]]:
