@@ -476,6 +476,17 @@ def test_schema_rejects_bad_values() -> None:
     assert mini_validate(bad, schema()), "the fallback validator accepts bad values"
 
 
+@pytest.mark.parametrize(("value", "valid"), [
+    ("", True), (HELM_REQUIRED["auth.secretsKey"], True),
+    (f"{HELM_REQUIRED['auth.secretsKey']},{'A' * 43}=", True),  # rotation: the new key first, the old after it
+    ("Y29tcG9zZS1kZXYtc2VjcmV0cy1rZXk=", False), (f"{HELM_REQUIRED['auth.secretsKey']},", False),
+])
+def test_schema_checks_the_secrets_key_shape(value: str, valid: bool) -> None:
+    data = copy.deepcopy(values())
+    data["auth"]["secretsKey"] = value
+    assert (validate_values(data) == []) is valid, validate_values(data)
+
+
 def test_values_are_documented() -> None:
     documented = set(re.findall(r"^\s*## @param (\S+)", (CHART / "values.yaml").read_text(), re.MULTILINE))
     undocumented = sorted(p for p in leaf_paths(values())
