@@ -164,3 +164,16 @@ def test_a_non_json_answer_is_reported_as_it_came(monkeypatch: pytest.MonkeyPatc
     result = run("list", "--api-key", KEY)
     assert result.exit_code == 1
     assert "HTTP 502 unexpected_answer: Bad Gateway from proxy" in result.stderr
+
+
+def test_the_global_options_serve_dead_letters_too(api: FakeReporting) -> None:
+    """`scrm --api-key … --reporting-url … --json dead-letters …` as for every other command."""
+    result = CliRunner().invoke(app, ["--api-key", KEY, "--reporting-url", "http://reporting.test:9", "--json",
+                                      "dead-letters", "show", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == letter(1).model_dump(mode="json")
+    assert (api.requests[0].url.host, api.requests[0].url.port) == ("reporting.test", 9)
+    # the command's own --url wins over the global one
+    CliRunner().invoke(app, ["--api-key", KEY, "--reporting-url", "http://reporting.test:9", "dead-letters", "list",
+                             "--url", "http://own.test:7"])
+    assert api.requests[-1].url.host == "own.test"

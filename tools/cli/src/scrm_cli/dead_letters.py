@@ -11,28 +11,40 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scrm_cli import api
+from scrm_cli.api import config
 from scrm_cli.client import ApiError, ReportingClient
 
 app = typer.Typer(help="Dead letters: records a service could not process (list, show, replay).",
                   no_args_is_help=True)
 
-DEFAULT_URL = "http://127.0.0.1:8084"
-
 ApiKey = Annotated[str, typer.Option("--api-key", envvar="SCRM_API_KEY", show_default=False,
-                                     help="a tenant API key (replay needs one that may write)")]
-Url = Annotated[str, typer.Option("--url", envvar="SCRM_REPORTING_URL", help="reporting's base URL")]
+                                     help="a tenant API key, role read (replay: role admin); default: scrm --api-key")]
+Url = Annotated[str | None, typer.Option("--url", envvar="SCRM_REPORTING_URL", show_default=False,
+                                         help="reporting's base URL; default: scrm --reporting-url")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the API's JSON answer (for scripts)")]
 
+
+
+def _reporting(url: str, api_key: str) -> ReportingClient:
+    return ReportingClient(url, api_key, transport=api.TRANSPORT,
+                           hint="is reporting running? set SCRM_REPORTING_URL or pass --url")
+
+
 # Tests replace this to talk to a fake API; everything else uses the real HTTP client.
-make_client: Callable[[str, str], ReportingClient] = ReportingClient
+make_client: Callable[[str, str], ReportingClient] = _reporting
 
 
 def _console() -> Console:
     return Console(soft_wrap=True)
 
 
-def _call(url: str, api_key: str, action: Callable[[ReportingClient], Any]) -> Any:
-    """Run `action` against the API; on failure print the API's error and exit non-zero."""
+def _call(ctx: typer.Context, url: str | None, api_key: str, action: Callable[[ReportingClient], Any]) -> Any:
+    """Run `action` against the API (the command's --url/--api-key, else the global ones); on failure print the
+    API's error and exit non-zero."""
+    cfg = config(ctx)
+    api_key = api_key or cfg.api_key
+    url = url or cfg.urls["reporting"]
     if not api_key:
         Console(stderr=True).print("error: no API key: pass --api-key or set SCRM_API_KEY", markup=False)
         raise typer.Exit(2)
@@ -44,13 +56,17 @@ def _call(url: str, api_key: str, action: Callable[[ReportingClient], Any]) -> A
         raise typer.Exit(1) from None
 
 
+def _json(ctx: typer.Context, as_json: bool) -> bool:
+    return as_json or config(ctx).json
+
+
 def _print_json(body: Any) -> None:
     typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
 
 
 @app.command("list")
 def list_(
-    api_key: ApiKey = "", url: Url = DEFAULT_URL, as_json: AsJson = False,
+    ctx: typer.Context, api_key: ApiKey = "", url: Url = None, as_json: AsJson = False,
     service: Annotated[str | None, typer.Option(help="only this service's (e.g. trigger-engine)")] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="only this event type")] = None,
     replayed: Annotated[bool | None, typer.Option("--replayed/--not-replayed", show_default=False,
@@ -59,9 +75,9 @@ def list_(
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
 ) -> None:
     """List dead letters, newest first."""
-    body = _call(url, api_key, lambda c: c.dead_letters(service=service, event_type=event_type,
+    body = _call(ctx, url, api_key, lambda c: c.dead_letters(service=service, event_type=event_type,
                                                         replayed=replayed, limit=limit, cursor=cursor))
-    if as_json:
+    if _json(ctx, as_json):
         _print_json(body)
         return
     console = _console()
@@ -88,12 +104,13 @@ def list_(
 
 @app.command()
 def show(
+    ctx: typer.Context,
     letter_id: Annotated[int, typer.Argument(metavar="ID", min=1, help="the dead letter's id")],
-    api_key: ApiKey = "", url: Url = DEFAULT_URL, as_json: AsJson = False,
+    api_key: ApiKey = "", url: Url = None, as_json: AsJson = False,
 ) -> None:
     """Show one dead letter: the service, failure, error, time and the original record."""
-    body = _call(url, api_key, lambda c: c.dead_letter(letter_id))
-    if as_json:
+    body = _call(ctx, url, api_key, lambda c: c.dead_letter(letter_id))
+    if _json(ctx, as_json):
         _print_json(body)
         return
     _show(body)
@@ -101,13 +118,14 @@ def show(
 
 @app.command()
 def replay(
+    ctx: typer.Context,
     letter_id: Annotated[int, typer.Argument(metavar="ID", min=1, help="the dead letter's id")],
-    api_key: ApiKey = "", url: Url = DEFAULT_URL, as_json: AsJson = False,
+    api_key: ApiKey = "", url: Url = None, as_json: AsJson = False,
     force: Annotated[bool, typer.Option("--force", help="replay even when it was replayed before")] = False,
 ) -> None:
     """Republish a dead letter's original record to its original topic (after fixing what made it fail)."""
-    body = _call(url, api_key, lambda c: c.replay(letter_id, force=force))
-    if as_json:
+    body = _call(ctx, url, api_key, lambda c: c.replay(letter_id, force=force))
+    if _json(ctx, as_json):
         _print_json(body)
         return
     place = body["republished"]
