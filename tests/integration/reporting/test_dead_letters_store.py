@@ -17,7 +17,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,14 +32,14 @@ from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.envelope import decode_record
 from scrm_common.db import make_engine, migrate
-from scrm_common.http import Principal, bearer_token, service_app
+from scrm_common.http import KeyIntrospection, Principal, service_app
 from scrm_common.kafka import BatchConsumer, ensure_topics, make_producer
 from scrm_common.kafka.consumer import ConsumerMetrics, Item, dead_letter_id
 from tests.integration.common.kafka_support import eventually, group_consumer, read_topic, start_broker
 
 PARTITIONS = 2
 KEYS = {"acme-key": Principal("acme", role="admin"), "acme-read": Principal("acme", role="read"),
-        "globex-key": Principal("globex", role="admin")}
+        "acme-events": Principal("acme", role="events"), "globex-key": Principal("globex", role="admin")}
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +108,16 @@ class World:
         return found[0]
 
 
-async def _principal(request: Request) -> Principal:
-    principal = KEYS.get(bearer_token(request))
-    if principal is None:
-        raise HTTPException(401, detail="unknown API key")
-    return principal
+def _keys() -> KeyIntrospection:
+    """The real KeyIntrospection against a stand-in for ingest that knows KEYS (anything else: 404)."""
+    def introspect(request: httpx.Request) -> httpx.Response:
+        found = KEYS.get(json.loads(request.content)["api_key"])
+        if found is None:
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "unknown key"}})
+        return httpx.Response(200, json={"tenant": found.tenant, "role": found.role, "key_id": found.key_id})
+
+    return KeyIntrospection("http://ingest.test", internal_token="test-internal-token",
+                            client=httpx.AsyncClient(transport=httpx.MockTransport(introspect)))
 
 
 def _loop(bootstrap: str, producer: AIOKafkaProducer, *, group: str, topic: str, decode: Any, handle: Any,
@@ -164,7 +168,7 @@ async def world(broker: str, database_url: str) -> AsyncIterator[World]:
         sent = await producer.send_and_wait(topics.EVENTS, key=key, value=value, headers=headers, partition=0)
         produced[name] = sent.offset
     app = service_app("reporting under test", "0")
-    app.include_router(dead_letters_router(store=store, principal=_principal, producer=producer, clock=SystemClock(),
+    app.include_router(dead_letters_router(store=store, keys=_keys(), producer=producer, clock=SystemClock(),
                                            metrics=metrics))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://reporting") as http:
         world = World(broker, producer, engine, store, registry, http, produced)
@@ -279,7 +283,11 @@ async def test_another_tenants_dead_letter_is_not_found(world: World) -> None:
 
 async def test_replay_republishes_the_original_record_once_unless_forced(world: World) -> None:
     letter = await world.letter_of("pay-t")
-    assert (await world.replay(letter["id"], key="acme-read")).status_code == 403
+    refused = await world.replay(letter["id"], key="acme-read")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+    assert (await world.replay(letter["id"], key="acme-events")).status_code == 403
+    assert (await world.get(f"/v1/dead-letters/{letter['id']}", key="acme-events")).status_code == 403
+    assert (await world.get(f"/v1/dead-letters/{letter['id']}", key="acme-read")).status_code == 200
 
     first = await world.replay(letter["id"])
     assert first.status_code == 200, first.text

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from reporting.domain.ledger import MessageLookup, MessageRef
@@ -24,6 +26,7 @@ from reporting.handlers import (
 )
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import Event, parse_event
+from scrm_common.http import KeyIntrospection
 from scrm_common.kafka.consumer import Item
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -205,3 +208,17 @@ class FakeStore:
             if t == tenant:
                 out[metric.value] = out.get(metric.value, 0) + n
         return {k: v for k, v in out.items() if v}
+
+
+def fake_keys() -> KeyIntrospection:
+    """The real KeyIntrospection against a stand-in for ingest's introspection: the key `<tenant>[:<role>]`
+    belongs to that tenant with that role (admin when left out); a key starting with `unknown` is no key (404)."""
+    def introspect(request: httpx.Request) -> httpx.Response:
+        key = json.loads(request.content)["api_key"]
+        if key.startswith("unknown"):
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "unknown key"}})
+        tenant, _, role = key.partition(":")
+        return httpx.Response(200, json={"tenant": tenant, "role": role or "admin", "key_id": f"key_{tenant}"})
+
+    return KeyIntrospection("http://ingest.test", internal_token="test-internal-token",
+                            client=httpx.AsyncClient(transport=httpx.MockTransport(introspect)))

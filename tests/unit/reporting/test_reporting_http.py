@@ -6,23 +6,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
-from reporting_factories import T0, FakeStore, inbound, items, paid, sent, status
+from reporting_factories import T0, FakeStore, fake_keys, inbound, items, paid, sent, status
 
 from reporting.adapters.http import create_app
 from reporting.domain.policy import ReportPolicy
 from reporting.handlers import ApplyEvents, ReportingMetrics
 from scrm_common.clock import FixedClock
-from scrm_common.http import Principal
-
-
-async def tenant_from_header(request: Request) -> Principal:
-    """Stands in for KeyIntrospection: the bearer token is the tenant."""
-    auth = request.headers.get("authorization", "")
-    if not auth.startswith("Bearer "):
-        raise HTTPException(401, detail="missing bearer API key")
-    return Principal(tenant=auth.removeprefix("Bearer "), role="read")
 
 
 @pytest.fixture
@@ -36,13 +26,13 @@ async def client():
     async def ready() -> bool:
         return True
 
-    app = create_app(store=store, principal=tenant_from_header, clock=FixedClock(T0 + timedelta(days=3)),
+    app = create_app(store=store, keys=fake_keys(), clock=FixedClock(T0 + timedelta(days=3)),
                      policy=ReportPolicy(), registry=CollectorRegistry(), ready=ready)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
 
 
-AUTH = {"Authorization": "Bearer shop"}
+AUTH = {"Authorization": "Bearer shop:read"}
 
 
 async def test_default_range_is_the_last_seven_days(client):
@@ -88,3 +78,12 @@ async def test_no_key_is_401(client):
     resp = await client.get("/v1/reports/overview")
     assert resp.status_code == 401
     assert resp.json()["error"] == {"code": "unauthorized", "message": "missing bearer API key"}
+
+
+@pytest.mark.parametrize(("key", "status"), [("shop:read", 200), ("shop:admin", 200), ("shop:events", 403),
+                                             ("unknown-key", 401)])
+async def test_the_overview_needs_a_read_or_admin_key(client, key, status):
+    resp = await client.get("/v1/reports/overview", headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == status, resp.text
+    if status == 403:
+        assert resp.json()["error"]["code"] == "forbidden"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import Event, parse_event
+from scrm_common.http import KeyIntrospection
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
 from segmenter.domain.roster import AliasRef, ContactRef
@@ -162,3 +166,17 @@ class FakeStore:
 def _with_refresh(row: ContactRow, at: datetime) -> ContactRow:
     return ContactRow(tenant=row.tenant, key=row.key, features=row.features, activity_tier=row.activity_tier,
                       value_tier=row.value_tier, tags=row.tags, computed_at=row.computed_at, refresh_at=at)
+
+
+def fake_keys() -> KeyIntrospection:
+    """The real KeyIntrospection against a stand-in for ingest's introspection: the key `<tenant>[:<role>]`
+    belongs to that tenant with that role (admin when left out); a key starting with `unknown` is no key (404)."""
+    def introspect(request: httpx.Request) -> httpx.Response:
+        key = json.loads(request.content)["api_key"]
+        if key.startswith("unknown"):
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "unknown key"}})
+        tenant, _, role = key.partition(":")
+        return httpx.Response(200, json={"tenant": tenant, "role": role or "admin", "key_id": f"key_{tenant}"})
+
+    return KeyIntrospection("http://ingest.test", internal_token="test-internal-token",
+                            client=httpx.AsyncClient(transport=httpx.MockTransport(introspect)))

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from fastapi import HTTPException, Request
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
-from segmenter_factories import T0, FakeStore, paid, record, returned
+from segmenter_factories import T0, FakeStore, fake_keys, paid, record, returned
 
 from scrm_common.clock import FixedClock
-from scrm_common.http import Principal
+from scrm_common.http import declared_roles
 from scrm_common.kafka.consumer import Item
 from segmenter.adapters.http import create_app
 from segmenter.config import Settings
@@ -179,15 +179,6 @@ async def test_one_tenants_rates_do_not_change_anothers_tiers():
 
 # --- GET|PUT /v1/settings/currency and the contact's spend -----------------------------------------------
 
-async def key_roles(request: Request) -> Principal:
-    """Stands in for KeyIntrospection: `Bearer <tenant>` may write, `Bearer <tenant>:read` only read."""
-    auth = request.headers.get("authorization", "")
-    if not auth.startswith("Bearer "):
-        raise HTTPException(401, detail="missing bearer API key")
-    tenant, _, role = auth.removeprefix("Bearer ").partition(":")
-    return Principal(tenant=tenant, role="read" if role == "read" else "admin")
-
-
 @pytest.fixture
 async def api():
     store, clock = FakeStore(), FixedClock(T0 + timedelta(hours=1))
@@ -200,7 +191,7 @@ async def api():
     async def ready() -> bool:
         return True
 
-    app = create_app(store=store, principal=key_roles, clock=clock, policy=POLICY, registry=CollectorRegistry(),
+    app = create_app(store=store, keys=fake_keys(), clock=clock, policy=POLICY, registry=CollectorRegistry(),
                      ready=ready, currency=NO_RATES)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client, store
@@ -225,12 +216,30 @@ async def test_currency_settings_default_until_the_tenant_stores_its_own(api):
     assert store.contacts[("shop", "cust-1")].refresh_at == T0 + timedelta(hours=1)  # tiers recomputed soon
 
 
-async def test_a_read_only_key_may_not_change_currency_settings(api):
+@pytest.mark.parametrize("role", ["read", "events"])
+async def test_only_an_admin_key_may_change_currency_settings(api, role):
     client, store = api
-    resp = await client.put("/v1/settings/currency", headers=READ, json=BODY)
+    resp = await client.put("/v1/settings/currency", headers={"Authorization": f"Bearer shop:{role}"}, json=BODY)
     assert resp.status_code == 403
-    assert resp.json()["error"]["code"] == "forbidden"
+    assert resp.json()["error"] == {"code": "forbidden", "message": f"a key with role '{role}' may not do this; "
+                                                                    "it needs role 'admin'"}
     assert store.currency_settings == {}
+    reading = await client.get("/v1/settings/currency", headers={"Authorization": f"Bearer shop:{role}"})
+    assert reading.status_code == (200 if role == "read" else 403)
+
+
+def test_each_route_declares_its_roles():
+    """What `service_app` writes into the OpenAPI as `x-scrm-roles` (and what the isolation walk reads)."""
+    async def ready() -> bool:
+        return True
+
+    app = create_app(store=FakeStore(), keys=fake_keys(), clock=FixedClock(T0), policy=POLICY,
+                     registry=CollectorRegistry(), ready=ready)
+    roles = {(method, route.path_format): declared_roles(route) for route in iter_route_contexts(app.routes)
+             if route.path_format.startswith("/v1/") for method in route.methods}
+    assert roles == {("GET", "/v1/contacts/{contact}"): ("read", "admin"),
+                     ("GET", "/v1/settings/currency"): ("read", "admin"),
+                     ("PUT", "/v1/settings/currency"): ("admin",)}
 
 
 @pytest.mark.parametrize(("body", "field"), [

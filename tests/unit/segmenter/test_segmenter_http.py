@@ -6,24 +6,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from fastapi import HTTPException, Request
 from prometheus_client import CollectorRegistry
-from segmenter_factories import PHONE, T0, FakeStore, event, inbound, paid, record
+from segmenter_factories import PHONE, T0, FakeStore, event, fake_keys, inbound, paid, record
 
 from scrm_common.clock import FixedClock
-from scrm_common.http import Principal
 from scrm_common.kafka.consumer import Item
 from segmenter.adapters.http import create_app
 from segmenter.domain.policy import SegmentPolicy
 from segmenter.handlers import ApplyEvents, SegmenterMetrics
-
-
-async def tenant_from_header(request: Request) -> Principal:
-    """Stands in for KeyIntrospection: the bearer token is the tenant."""
-    auth = request.headers.get("authorization", "")
-    if not auth.startswith("Bearer "):
-        raise HTTPException(401, detail="missing bearer API key")
-    return Principal(tenant=auth.removeprefix("Bearer "), role="read")
 
 
 @pytest.fixture
@@ -42,14 +32,14 @@ async def client():
     async def ready() -> bool:
         return True
 
-    app = create_app(store=store, principal=tenant_from_header, clock=clock, policy=SegmentPolicy(),
+    app = create_app(store=store, keys=fake_keys(), clock=clock, policy=SegmentPolicy(),
                      registry=CollectorRegistry(), ready=ready)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         yield c
 
 
 async def test_contact_by_external_id(client):
-    resp = await client.get("/v1/contacts/cust-1", headers={"Authorization": "Bearer shop"})
+    resp = await client.get("/v1/contacts/cust-1", headers={"Authorization": "Bearer shop:read"})
     assert resp.status_code == 200
     body = resp.json()
     assert body["tenant"] == "shop"
@@ -62,7 +52,7 @@ async def test_contact_by_external_id(client):
 
 
 async def test_contact_by_url_encoded_phone(client):
-    resp = await client.get("/v1/contacts/%2B" + PHONE[1:], headers={"Authorization": "Bearer shop"})
+    resp = await client.get("/v1/contacts/%2B" + PHONE[1:], headers={"Authorization": "Bearer shop:read"})
     assert resp.status_code == 200
     assert resp.json()["contact"]["key"] == "cust-1"
 
@@ -70,7 +60,7 @@ async def test_contact_by_url_encoded_phone(client):
 @pytest.mark.parametrize("ref", ["cust-mx", "cust-mx-2", "%2B525512345678", "%2B5215512345678", "5215512345678",
                                  "525512345678", "%2B52%2055%201234%205678"])
 async def test_a_contact_is_found_by_any_alias(client, ref):
-    resp = await client.get(f"/v1/contacts/{ref}", headers={"Authorization": "Bearer shop"})
+    resp = await client.get(f"/v1/contacts/{ref}", headers={"Authorization": "Bearer shop:read"})
     assert resp.status_code == 200, resp.text
     contact = resp.json()["contact"]
     assert contact["key"] == "cust-mx"
@@ -81,8 +71,10 @@ async def test_a_contact_is_found_by_any_alias(client, ref):
 
 @pytest.mark.parametrize(("path", "headers", "status", "code"), [
     ("/v1/contacts/cust-1", {"Authorization": "Bearer another-shop"}, 404, "not_found"),
-    ("/v1/contacts/nobody", {"Authorization": "Bearer shop"}, 404, "not_found"),
+    ("/v1/contacts/nobody", {"Authorization": "Bearer shop:read"}, 404, "not_found"),
     ("/v1/contacts/cust-1", {}, 401, "unauthorized"),
+    ("/v1/contacts/cust-1", {"Authorization": "Bearer unknown-key"}, 401, "unauthorized"),
+    ("/v1/contacts/cust-1", {"Authorization": "Bearer shop:events"}, 403, "forbidden"),
 ])
 async def test_contacts_are_scoped_to_the_callers_tenant(client, path, headers, status, code):
     resp = await client.get(path, headers=headers)

@@ -1,7 +1,6 @@
 """HTTP routes of the dead-letter store: list, show and replay the caller's tenant's dead letters."""
 
 # No `from __future__ import annotations`: FastAPI must see the dependency annotations built here.
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -12,7 +11,16 @@ from pydantic import BaseModel, Field
 from reporting.dead_letters import DeadLetterMetrics, DeadLetterStore, Republished, StoredDeadLetter
 from reporting.domain.dead_letters import AlreadyReplayed, NotReplayable, replay_headers, show_bytes
 from scrm_common.clock import Clock
-from scrm_common.http import KEY_ERRORS, ApiError, Principal, error_responses, field_error
+from scrm_common.http import (
+    ADMIN,
+    KEY_ERRORS,
+    READ,
+    ApiError,
+    KeyIntrospection,
+    Principal,
+    error_responses,
+    field_error,
+)
 from scrm_common.runtime import INTAKE
 
 MAX_ID = 2**63 - 1  # PostgreSQL bigint
@@ -115,14 +123,16 @@ def _refuse_nul(field: str, value: str | None) -> None:
         raise ApiError(422, None, "invalid request", errors=[field_error(field, "must not contain NUL")])
 
 
-def dead_letters_router(*, store: DeadLetterStore, principal: Callable[..., Awaitable[Principal]],
-                        producer: AIOKafkaProducer, clock: Clock, metrics: DeadLetterMetrics) -> APIRouter:
-    """`GET /v1/dead-letters`, `GET /v1/dead-letters/{id}`, `POST /v1/dead-letters/{id}/replay`.
+def dead_letters_router(*, store: DeadLetterStore, keys: KeyIntrospection, producer: AIOKafkaProducer, clock: Clock,
+                        metrics: DeadLetterMetrics) -> APIRouter:
+    """`GET /v1/dead-letters`, `GET /v1/dead-letters/{id}` (role read or admin), `POST /v1/dead-letters/{id}/replay`
+    (role admin).
 
     A tenant key sees its tenant's dead letters only; dead letters without a tenant are visible to no key.
     """
     router = APIRouter(tags=["dead letters"])
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(keys.require(READ))]
+    Admin = Annotated[Principal, Depends(keys.require(ADMIN))]
     LetterId = Annotated[int, Path(ge=1, le=MAX_ID, description="the dead letter's id")]
 
     @router.get("/v1/dead-letters", response_model=DeadLetterPage, responses={**KEY_ERRORS, **error_responses(422)})
@@ -166,21 +176,19 @@ def dead_letters_router(*, store: DeadLetterStore, principal: Callable[..., Awai
         return Republished(topic=d.source_topic, partition=sent.partition, offset=sent.offset)
 
     @router.post("/v1/dead-letters/{letter_id}/replay", response_model=ReplayResult, responses={
-        **KEY_ERRORS, **error_responses(403, 404, 422),
+        **KEY_ERRORS, **error_responses(404, 422),
         503: {**error_responses(503)[503], "description": "The stack is draining for a stop (code `draining`): "
                                                           "nothing was republished; retry after `Retry-After`."},
         409: {**error_responses(409)[409], "description": "Replayed before (code `already_replayed`; pass "
                                                           "`force=true`), or not replayable (`not_replayable`: "
                                                           "from the dead-letter topic, or truncated)."}})
     async def replay_dead_letter(
-        caller: Caller, letter_id: LetterId,
+        caller: Admin, letter_id: LetterId,
         force: Annotated[bool, Query(description="replay even when it was replayed before")] = False,
     ) -> ReplayResult:
         """Republish the original record (key, value, headers without `dead_letter`) to its original topic
         with acks=all, and mark the dead letter replayed. Consumers apply an event once (by event_id), so a
         replay of something that was applied meanwhile has no second effect."""
-        if caller.read_only:
-            raise ApiError(403, "forbidden", "a read-only key may not replay dead letters")
         if not INTAKE.open:  # a record republished after the drain's last look would go with the broker
             raise ApiError(503, "draining", "the stack is stopping; nothing was republished, retry later",
                            headers={"Retry-After": "30"})

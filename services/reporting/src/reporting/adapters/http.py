@@ -12,14 +12,13 @@ from reporting.domain.policy import ReportPolicy
 from reporting.domain.report import BadRange, Overview, build_overview, report_range
 from reporting.handlers import ReportStore
 from scrm_common.clock import Clock
-from scrm_common.http import KEY_ERRORS, Principal, error_responses, ops_router, service_app
+from scrm_common.http import KEY_ERRORS, READ, KeyIntrospection, Principal, error_responses, ops_router, service_app
 
 
-def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-                   policy: ReportPolicy) -> APIRouter:
-    """`GET /v1/reports/overview?from=YYYY-MM-DD&to=YYYY-MM-DD` (inclusive UTC days)."""
+def reports_router(*, store: ReportStore, keys: KeyIntrospection, clock: Clock, policy: ReportPolicy) -> APIRouter:
+    """`GET /v1/reports/overview?from=YYYY-MM-DD&to=YYYY-MM-DD` (inclusive UTC days; role read or admin)."""
     router = APIRouter(tags=["reports"], responses=KEY_ERRORS)
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(keys.require(READ))]
 
     @router.get("/v1/reports/overview", response_model=Overview,
                 responses={422: {**error_responses(422)[422],
@@ -43,10 +42,10 @@ def reports_router(*, store: ReportStore, principal: Callable[..., Awaitable[Pri
     return router
 
 
-def create_app(*, store: ReportStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-               policy: ReportPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
-    """Reporting's HTTP application."""
+def create_app(*, store: ReportStore, keys: KeyIntrospection, clock: Clock, policy: ReportPolicy,
+               registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]]) -> FastAPI:
+    """Reporting's HTTP application; `keys` resolves API keys and checks each route's role."""
     app = service_app("scrm reporting", "0.1.0", description="Reports over the event log, and dead letters")
     app.include_router(ops_router(registry, ready))
-    app.include_router(reports_router(store=store, principal=principal, clock=clock, policy=policy))
+    app.include_router(reports_router(store=store, keys=keys, clock=clock, policy=policy))
     return app

@@ -11,7 +11,16 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
 from scrm_common.clock import Clock
-from scrm_common.http import KEY_ERRORS, Principal, error_responses, ops_router, service_app
+from scrm_common.http import (
+    ADMIN,
+    KEY_ERRORS,
+    READ,
+    KeyIntrospection,
+    Principal,
+    error_responses,
+    ops_router,
+    service_app,
+)
 from segmenter.domain.aliases import lookup_aliases
 from segmenter.domain.currency import CurrencySettings
 from segmenter.domain.features import ContactFeatures
@@ -153,11 +162,12 @@ async def tenant_currency(store: ContactStore, tenant: str, default: CurrencySet
     return (stored.settings, stored.updated_at) if stored is not None else (default, None)
 
 
-def contacts_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-                    policy: SegmentPolicy, currency: CurrencySettings) -> APIRouter:
-    """`GET /v1/contacts/{contact}`: contact = any alias (external id, phone, wa_id, BSUID), URL-encoded."""
+def contacts_router(*, store: ContactStore, keys: KeyIntrospection, clock: Clock, policy: SegmentPolicy,
+                    currency: CurrencySettings) -> APIRouter:
+    """`GET /v1/contacts/{contact}` (role read or admin): contact = any alias (external id, phone, wa_id, BSUID),
+    URL-encoded."""
     router = APIRouter(tags=["contacts"], responses=KEY_ERRORS)
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(keys.require(READ))]
 
     @router.get("/v1/contacts/{contact:path}", response_model=ContactRead,
                 responses={404: {**error_responses(404)[404], "description": "no such contact for this tenant"}})
@@ -177,18 +187,13 @@ def contacts_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
     return router
 
 
-def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
+def settings_router(*, store: ContactStore, keys: KeyIntrospection, clock: Clock,
                     currency: CurrencySettings) -> APIRouter:
-    """`GET|PUT /v1/settings/currency`: the tenant's base currency and dated FX rates (R-G5)."""
+    """`GET|PUT /v1/settings/currency`: the tenant's base currency and dated FX rates (R-G5); GET needs role
+    read or admin, PUT role admin."""
     router = APIRouter(tags=["settings"], responses=KEY_ERRORS)
-    Caller = Annotated[Principal, Depends(principal)]
-
-    async def writer(caller: Caller) -> Principal:
-        if caller.read_only:
-            raise HTTPException(403, detail="this key may not change settings")
-        return caller
-
-    Writer = Annotated[Principal, Depends(writer)]
+    Caller = Annotated[Principal, Depends(keys.require(READ))]
+    Writer = Annotated[Principal, Depends(keys.require(ADMIN))]
 
     def view(tenant: str, fx: CurrencySettings, updated_at: datetime | None) -> CurrencySettingsRead:
         return CurrencySettingsRead(tenant=tenant, base_currency=fx.base_currency, rates=dict(fx.rates),
@@ -202,8 +207,7 @@ def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
         return view(caller.tenant, fx, updated_at)
 
     @router.put("/v1/settings/currency", response_model=CurrencySettingsRead,
-                responses={403: {**error_responses(403)[403], "description": "a read-only key"},
-                           422: {**error_responses(422)[422],
+                responses={422: {**error_responses(422)[422],
                                  "description": "unknown currency, bad rate, rates without their date"}})
     async def put_currency(caller: Writer, body: Annotated[CurrencySettingsWrite, Body(
             openapi_examples={"rates": {"summary": "EUR base with two rates", "value": CURRENCY_EXAMPLE}})]
@@ -226,14 +230,14 @@ def settings_router(*, store: ContactStore, principal: Callable[..., Awaitable[P
     return router
 
 
-def create_app(*, store: ContactStore, principal: Callable[..., Awaitable[Principal]], clock: Clock,
-               policy: SegmentPolicy, registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]],
+def create_app(*, store: ContactStore, keys: KeyIntrospection, clock: Clock, policy: SegmentPolicy,
+               registry: CollectorRegistry, ready: Callable[[], Awaitable[bool]],
                currency: CurrencySettings | None = None) -> FastAPI:
-    """The segmenter's HTTP application; `currency` is the tenants' default (Settings.default_currency)."""
+    """The segmenter's HTTP application; `keys` resolves API keys and checks each route's role, `currency` is
+    the tenants' default (Settings.default_currency)."""
     default = currency or CurrencySettings()
     app = service_app("scrm segmenter", "0.1.0", description="Contact features, tiers and tags")
     app.include_router(ops_router(registry, ready))
-    app.include_router(contacts_router(store=store, principal=principal, clock=clock, policy=policy,
-                                       currency=default))
-    app.include_router(settings_router(store=store, principal=principal, clock=clock, currency=default))
+    app.include_router(contacts_router(store=store, keys=keys, clock=clock, policy=policy, currency=default))
+    app.include_router(settings_router(store=store, keys=keys, clock=clock, currency=default))
     return app
