@@ -1,23 +1,28 @@
 """The sender's HTTP API against the real PostgreSQL: invalid-number marks visible and removable (R-S7),
-errors in the documented `{"error": {"code", "message"}}` shape."""
+errors in the documented `{"error": {"code", "message"}}` shape, roles (`read` reads, `admin` changes,
+`events` neither). Accounts: test_accounts_http.py."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scrm_common.clock import FixedClock
 from scrm_common.db import make_engine, migrate
-from scrm_common.http import Principal, bearer_token
+from scrm_common.http import KeyIntrospection
+from sender.adapters.accounts import AccountRepository
+from sender.adapters.cloud_api import CloudApiClient
 from sender.adapters.db import SendLog
 from sender.adapters.http import build_router, install_error_handlers
+from sender.adapters.secrets import DEV_KEY, TokenCipher
 from sender.main import MIGRATIONS, SCHEMA
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -36,17 +41,25 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-class Keys:
-    """Key introspection as ingest answers it: `write` and `read` keys of one tenant."""
+def keys(tenant: str) -> KeyIntrospection:
+    """Key introspection as ingest answers it: an `admin` key ("write"), a `read` and an `events` key of one tenant."""
+    roles = {"write": "admin", "read": "read", "events": "events"}
 
-    def __init__(self, tenant: str) -> None:
-        self.tenant = tenant
+    def handler(request: httpx.Request) -> httpx.Response:
+        key = json.loads(request.content)["api_key"]
+        if key not in roles:
+            return httpx.Response(404, json={"error": {"code": "unknown_key", "message": "unknown"}})
+        return httpx.Response(200, json={"tenant": tenant, "role": roles[key], "key_id": f"key_{key}"})
 
-    async def principal(self, request: Request) -> Principal:
-        token = bearer_token(request)
-        if token not in ("write", "read"):
-            raise HTTPException(401, detail="unknown API key")
-        return Principal(self.tenant, role="read" if token == "read" else "admin")
+    return KeyIntrospection("http://ingest", internal_token="internal", ttl_seconds=0,
+                            client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+
+
+def router(engine: AsyncEngine, log: SendLog, tenant: str) -> APIRouter:
+    cipher = TokenCipher([DEV_KEY])
+    return build_router(engine=engine, send_log=log, keys=keys(tenant), clock=FixedClock(NOW),
+                        accounts=AccountRepository(cipher),
+                        cloud_api=CloudApiClient(base_url="http://sim", version="v25.0", timeout=1.0, max_connections=1))
 
 
 @pytest.fixture
@@ -55,7 +68,7 @@ async def api(engine: AsyncEngine) -> AsyncIterator[tuple[httpx.AsyncClient, str
     log = SendLog()
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_router(engine=engine, send_log=log, keys=Keys(tenant), clock=FixedClock(NOW)))  # type: ignore[arg-type]
+    app.include_router(router(engine, log, tenant))
     async with engine.begin() as conn:
         await log.mark_invalid_numbers(conn, [
             {"tenant": tenant, "phone": "+4915112345678", "code": 131026, "at": NOW - timedelta(days=1),
@@ -98,6 +111,9 @@ async def test_a_mark_is_removed_with_a_write_key(api, path_phone: str) -> None:
 
 @pytest.mark.parametrize(("method", "path", "headers", "status", "code"), [
     ("DELETE", "/v1/invalid-numbers/%2B4915112345678", READ, 403, "forbidden"),
+    ("DELETE", "/v1/invalid-numbers/%2B4915112345678", {"Authorization": "Bearer events"}, 403, "forbidden"),
+    ("GET", "/v1/invalid-numbers", {"Authorization": "Bearer events"}, 403, "forbidden"),
+    ("GET", "/v1/messages", {"Authorization": "Bearer events"}, 403, "forbidden"),
     ("DELETE", "/v1/invalid-numbers/%2B4915100000000", WRITE, 404, "not_marked"),  # another tenant's mark
     ("DELETE", "/v1/invalid-numbers/not-a-phone", WRITE, 422, "invalid_phone"),
     ("GET", "/v1/invalid-numbers", {}, 401, "unauthorized"),
@@ -134,8 +150,7 @@ class BrokenLog(SendLog):
 async def test_an_unexpected_failure_is_a_json_500_in_the_documented_shape(engine: AsyncEngine) -> None:
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_router(engine=engine, send_log=BrokenLog(), keys=Keys("t-broken"),  # type: ignore[arg-type]
-                                    clock=FixedClock(NOW)))
+    app.include_router(router(engine, BrokenLog(), "t-broken"))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://sender") as client:
         resp = await client.get("/v1/messages", headers=READ)

@@ -38,7 +38,7 @@ class Account:
         for window, span in ((self._hour, timedelta(hours=1)), (self._day, timedelta(days=1))):
             while window and now - window[0] >= span:
                 window.popleft()
-        granted = allowance(self.policy, self.state, now, account_created_at=self.created_at,
+        granted = allowance(self.policy, self.state, now, registered_at=self.created_at,
                             marketing_last_hour=len(self._hour), marketing_last_day=len(self._day))
         marketing = granted.marketing if marketing_backlog else 0
         utility = min(granted.utility, utility_backlog)
@@ -125,14 +125,14 @@ def test_utility_alone_is_bounded_by_throughput_per_second():
 
 
 def test_fresh_account_grants_a_full_burst_sharing_it_with_marketing():
-    granted = allowance(PacingPolicy(), FRESH, T0, account_created_at=OLD_ACCOUNT, marketing_last_hour=0,
+    granted = allowance(PacingPolicy(), FRESH, T0, registered_at=OLD_ACCOUNT, marketing_last_hour=0,
                         marketing_last_day=0)
     assert (granted.utility, granted.marketing) == (79, 1)
 
 
 def test_marketing_waits_when_the_throughput_is_used_up():
     drained = PacingState(next_marketing_at=None, utility_tokens=0.0, tokens_at=T0)
-    granted = allowance(PacingPolicy(), drained, T0, account_created_at=OLD_ACCOUNT, marketing_last_hour=0,
+    granted = allowance(PacingPolicy(), drained, T0, registered_at=OLD_ACCOUNT, marketing_last_hour=0,
                         marketing_last_day=0)
     assert (granted.utility, granted.marketing) == (0, 0)
 
@@ -144,7 +144,7 @@ def test_marketing_hand_outs_are_never_closer_than_the_minimum_interval(jitters,
     policy = PacingPolicy()
     state, now, sent = FRESH, T0, []
     for i in range(200):
-        granted = allowance(policy, state, now, account_created_at=OLD_ACCOUNT, marketing_last_hour=0,
+        granted = allowance(policy, state, now, registered_at=OLD_ACCOUNT, marketing_last_hour=0,
                             marketing_last_day=0)
         if granted.marketing:
             sent.append(now)

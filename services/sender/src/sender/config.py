@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import UTC, date, datetime, time
+
+from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from scrm_common.settings import CommonSettings
+from sender.adapters.secrets import parse_keys
 
 
 class Settings(CommonSettings):
-    """Sender: command consumer, dispatcher, WhatsApp Cloud API client."""
+    """Sender: command consumer, dispatcher, WhatsApp Cloud API client, accounts.
+
+    Secrets (`SCRM_SECRETS_KEY`, `SCRM_BOOTSTRAP_ACCESS_TOKEN`) are `SecretStr` and a refused setting's
+    error never echoes the values given.
+    """
+
+    model_config = SettingsConfigDict(**CommonSettings.model_config, hide_input_in_errors=True)
 
     sender_port: int = 8082
     whatsapp_base_url: str = "http://127.0.0.1:8089"
@@ -19,12 +29,24 @@ class Settings(CommonSettings):
     whatsapp_max_connections: int = Field(default=16, ge=1)
     bootstrap_tenant: str = "demo"
     bootstrap_phone_number_id: str = "100000000000001"
-    bootstrap_access_token: str = "sim-token"
+    bootstrap_access_token: SecretStr = SecretStr("sim-token")
     # The bootstrap number's WhatsApp Business Account (SCRM_BOOTSTRAP_WABA_ID, as ingest reads it): an
     # `account.updated` naming only the WABA reaches the accounts stored with it.
     bootstrap_waba_id: str | None = "200000000000001"
+    # The bootstrap account's throughput tier (80 or 1000 messages/s, CLOUD-API §6.2); set when it is created.
     bootstrap_throughput_per_second: float = Field(default=80.0, gt=0)
-    bootstrap_account_age_days: int = Field(default=30, ge=0)
+    # When the bootstrap number was registered with WhatsApp (SCRM_BOOTSTRAP_REGISTERED_AT, an ISO date or
+    # time): R-S3 new-account protection counts from it. Unset: when the account is first added. Read only
+    # when the account is created; a later start never changes it (PATCH /v1/accounts/{id} does).
+    bootstrap_registered_at: AwareDatetime | date | None = None
+    # Fernet keys for access tokens at rest (SCRM_SECRETS_KEY, comma-separated: the first encrypts, all
+    # decrypt; see `adapters.secrets` for rotating). Empty: a fixed development key (refused in prod).
+    secrets_key: SecretStr = SecretStr("")
+
+    @field_validator("bootstrap_registered_at", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
     dispatch_batch_size: int = Field(default=200, ge=1)
     dispatch_poll_seconds: float = Field(default=0.05, gt=0)
     # How long a "sending" row waits for the provider's own evidence (a status webhook) before resending.
@@ -35,3 +57,23 @@ class Settings(CommonSettings):
     # R-S2: how long a message of a paused template waits for it to be un-paused before it fails
     # (SCRM_SENDER_TEMPLATE_HOLD_HOURS).
     sender_template_hold_hours: float = Field(default=24.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets_key(self) -> Settings:
+        parse_keys(self.secrets_key.get_secret_value())  # a malformed key is refused in every environment
+        if self.env == "prod" and not self.secrets_key.get_secret_value().strip():
+            raise ValueError("SCRM_SECRETS_KEY must be set in prod (Fernet keys, comma-separated; the first "
+                             "encrypts the WhatsApp access tokens at rest)")
+        if self.bootstrap_throughput_per_second not in (80, 1000):
+            raise ValueError("SCRM_BOOTSTRAP_THROUGHPUT_PER_SECOND must be 80 or 1000 (the Cloud API's tiers)")
+        return self
+
+    def bootstrap_registered(self, now: datetime) -> datetime:
+        """When the bootstrap number was registered: SCRM_BOOTSTRAP_REGISTERED_AT (a date is its UTC
+        midnight), else `now`."""
+        value = self.bootstrap_registered_at
+        if value is None:
+            return now
+        if isinstance(value, datetime):
+            return value
+        return datetime.combine(value, time(), tzinfo=UTC)

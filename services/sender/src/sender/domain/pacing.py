@@ -37,17 +37,18 @@ class Allowance:
 
 
 def allowance(
-    policy: PacingPolicy, state: PacingState, now: datetime, *, account_created_at: datetime,
+    policy: PacingPolicy, state: PacingState, now: datetime, *, registered_at: datetime,
     marketing_last_hour: int, marketing_last_day: int,
 ) -> Allowance:
-    """What may go out now for this account."""
+    """What may go out now for this account; "new account" protection (R-S3) counts from when its
+    number was registered (`registered_at`), never from when the row was written."""
     tokens = _refilled(policy, state, now)
     marketing = 0
     if state.next_marketing_at is None or now >= state.next_marketing_at:
         marketing = 1
     if marketing_last_hour >= policy.marketing_per_hour:
         marketing = 0
-    is_new = now - account_created_at < timedelta(days=policy.new_account_days)
+    is_new = now - registered_at < timedelta(days=policy.new_account_days)
     if is_new and marketing_last_day >= policy.new_account_per_day - 1:
         marketing = 0  # "under 50 per day": at most 49
     # Marketing shares the number's throughput with transactional traffic.
