@@ -7,7 +7,7 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 
 from scrm_common.http import (
     ADMIN,
@@ -47,6 +47,13 @@ def _app(token: str, seen: list[str]):
     async def change(p: Annotated[Principal, Depends(keys.require(ADMIN))]) -> dict[str, str]:
         return {"tenant": p.tenant}
 
+    router = APIRouter()
+
+    @router.delete("/v1/things/{name}")
+    async def remove(name: str, p: Annotated[Principal, Depends(keys.require(ADMIN))]) -> dict[str, str]:
+        return {"tenant": p.tenant, "name": name}
+
+    app.include_router(router, prefix="/x")
     return app
 
 
@@ -80,4 +87,5 @@ def test_openapi_names_the_roles_of_each_operation() -> None:
     assert paths["/v1/things"]["get"][ROLES_EXTENSION] == ["read", "admin"]
     assert paths["/v1/things"]["put"][ROLES_EXTENSION] == ["admin"]
     assert "403" in paths["/v1/things"]["put"]["responses"]
+    assert paths["/x/v1/things/{name}"]["delete"][ROLES_EXTENSION] == ["admin"], "routes of included routers too"
     assert paths["/v1/things"]["put"]["description"].startswith("**Needs** a key with role `admin`")

@@ -340,16 +340,18 @@ def service_app(title: str, version: str, *, description: str = "") -> FastAPI:
 def _with_roles(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
     """Write each route's declared roles into its operation (`x-scrm-roles`, a line of its description and
     a documented 403 where some role may not call it)."""
-    from fastapi.routing import APIRoute
+    from fastapi.routing import APIRoute, iter_route_contexts
 
-    for route in app.routes:
+    # `include_router` leaves included routers lazy in `app.routes`: walk the effective routes.
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         roles = declared_roles(route)
         if roles is None:
             continue
-        for method in route.methods:
-            operation = schema.get("paths", {}).get(route.path_format, {}).get(method.lower())
+        for method in context.methods or ():
+            operation = schema.get("paths", {}).get(context.path_format, {}).get(method.lower())
             if operation is None:
                 continue
             operation[ROLES_EXTENSION] = list(roles)

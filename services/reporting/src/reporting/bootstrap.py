@@ -72,8 +72,8 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
         except TimeoutError:
             return False
 
-    app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
+    app = create_app(store=store, keys=keys, clock=clock, policy=policy, registry=registry,
                      ready=ready)
-    app.include_router(dead_letters_router(store=dead_letter_store, principal=keys.principal, producer=producer,
+    app.include_router(dead_letters_router(store=dead_letter_store, keys=keys, producer=producer,
                                            clock=clock, metrics=dead_letter_metrics))
     return Reporting(app=app, consumer=consumer, keys=keys, dead_letters=dead_letters)

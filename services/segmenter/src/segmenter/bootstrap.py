@@ -67,6 +67,6 @@ async def build(settings: Settings, infra: Infrastructure, *, clock: Clock | Non
         except TimeoutError:
             return False
 
-    app = create_app(store=store, principal=keys.principal, clock=clock, policy=policy, registry=registry,
+    app = create_app(store=store, keys=keys, clock=clock, policy=policy, registry=registry,
                      ready=ready, currency=currency)
     return Segmenter(app=app, consumer=consumer, refresher=refresher, keys=keys)
