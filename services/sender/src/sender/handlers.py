@@ -256,7 +256,7 @@ class Dispatcher:
             await self._hold_restricted(conn, account, now)
             refused = await self._gate_templates(conn, account, now)
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
-            allowed = allowance(account.policy, account.pacing, now, account_created_at=account.created_at,
+            allowed = allowance(account.policy, account.pacing, now, registered_at=account.registered_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
             claimed = await self._log.claim(conn, account, now, utility=min(allowed.utility, self._batch_size),
                                             marketing=allowed.marketing)

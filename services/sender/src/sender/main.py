@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from scrm_common import runtime
@@ -18,15 +19,31 @@ from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
 from scrm_common.service import infrastructure
+from sender.adapters.accounts import AccountRepository, NewAccount
+from sender.adapters.accounts import prepare as prepare_accounts
 from sender.adapters.cloud_api import CloudApiClient
 from sender.adapters.db import Catalog, SendLog
 from sender.adapters.http import build_router
+from sender.adapters.secrets import TokenCipher
 from sender.config import Settings
+from sender.domain.accounts import AccountPolicy
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "sender"
+
+
+def bootstrap_account(settings: Settings, now: datetime) -> NewAccount | None:
+    """The bootstrap tenant's account from SCRM_BOOTSTRAP_* (CONTRACT §1), R-S3 defaults for its pacing;
+    None without a phone number id."""
+    if not settings.bootstrap_phone_number_id:
+        return None
+    return NewAccount(account_id=settings.bootstrap_phone_number_id, waba_id=settings.bootstrap_waba_id,
+                      display_name=None, access_token=settings.bootstrap_access_token.get_secret_value(),
+                      policy=AccountPolicy(throughput_per_second=round(settings.bootstrap_throughput_per_second)),
+                      registered_at=settings.bootstrap_registered(now))
 
 
 def decode_command(record) -> SendMessage:  # type: ignore[no-untyped-def]
@@ -41,13 +58,14 @@ async def main(settings: Settings) -> None:
     clock = SystemClock()
     async with infrastructure(settings, service="sender", schema=SCHEMA, migrations=MIGRATIONS) as infra:
         engine, producer = infra.engine, infra.producer
-        send_log = SendLog()
-        async with engine.begin() as conn:
-            await send_log.bootstrap(
-                conn, tenant=settings.bootstrap_tenant, account_id=settings.bootstrap_phone_number_id,
-                access_token=settings.bootstrap_access_token, throughput=settings.bootstrap_throughput_per_second,
-                waba_id=settings.bootstrap_waba_id,
-                created_at=clock.now() - timedelta(days=settings.bootstrap_account_age_days))
+        cipher, dev_key = TokenCipher.from_setting(settings.secrets_key.get_secret_value())
+        if dev_key:
+            log.warning("SCRM_SECRETS_KEY is empty: access tokens are encrypted with the fixed development key; "
+                        "set SCRM_SECRETS_KEY (refused empty with SCRM_ENV=prod)")
+        send_log = SendLog(cipher)
+        accounts = AccountRepository(cipher)
+        await prepare_accounts(engine, accounts, tenant=settings.bootstrap_tenant,
+                               bootstrap=bootstrap_account(settings, clock.now()), now=clock.now())
         registry = new_registry()
         metrics = SenderMetrics(registry)
         relay = OutboxRelay(service="sender", engine=engine, producer=producer, batch_size=1000, poll_seconds=0.1,
@@ -85,7 +103,8 @@ async def main(settings: Settings) -> None:
             return commands.ready and evidence.ready and await database_ready(engine)
 
         app = service_app("scrm sender", "0.1.0", description="The send log, WhatsApp accounts and invalid numbers")
-        app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock))
+        app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock, accounts=accounts,
+                                        cloud_api=client, on_commit=relay.wake))
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.sender_port,

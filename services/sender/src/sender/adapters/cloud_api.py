@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from scrm_common.contracts.commands import SendMessage
+from scrm_common.contracts.commands import SendMessage, TemplateHeader, TemplateMessage
 from scrm_common.contracts.events import MAX_ERROR_CODE
 from scrm_common.contracts.wire import printable
 
@@ -56,6 +56,13 @@ class Unknown:
 Result = Accepted | Rejected | NotSent | Unknown
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    """What Meta says of a phone number id the token may use: its display number and verified name."""
+
+    display_phone_number: str | None
+    verified_name: str | None
+
 def message_body(command: SendMessage) -> dict[str, Any]:
     """The `/messages` body for a command; the idempotency key rides along as callback data."""
     body: dict[str, Any] = {
@@ -67,13 +74,44 @@ def message_body(command: SendMessage) -> dict[str, Any]:
     if command.template is not None:
         template: dict[str, Any] = {"name": command.template.name,
                                     "language": {"code": command.template.language, "policy": "deterministic"}}
-        if command.template.parameters:
-            template["components"] = [{"type": "body", "parameters": [
-                {"type": "text", "text": p} for p in command.template.parameters]}]
+        components = template_components(command.template)
+        if components:
+            template["components"] = components
         body |= {"type": "template", "template": template}
     else:
         body |= {"type": "text", "text": {"body": command.text, "preview_url": True}}
     return body
+
+
+# A button parameter's type by the button's sub_type (CLOUD-API.md §2.4).
+_BUTTON_PARAMETER = {"url": "text", "quick_reply": "payload", "copy_code": "coupon_code"}
+
+
+def header_parameter(header: TemplateHeader) -> dict[str, Any]:
+    """A header's parameter: `{"type": "text", "text"}`, or the media by link (`{"type": "image", "image":
+    {"link"}}`, a document's with its `filename`)."""
+    if header.type == "text":
+        return {"type": "text", "text": header.text}
+    media: dict[str, Any] = {"link": header.link}
+    if header.type == "document" and header.filename is not None:
+        media["filename"] = header.filename
+    return {"type": header.type, header.type: media}
+
+
+def template_components(template: TemplateMessage) -> list[dict[str, Any]]:
+    """The `components` of a template send (CLOUD-API.md §2.4), in Meta's order: the header's parameter,
+    the body's positional parameters, then one `button` component per button parameter by index
+    (`index` a string, as Meta's examples send it); [] for a template without variables."""
+    components: list[dict[str, Any]] = []
+    if template.header is not None:
+        components.append({"type": "header", "parameters": [header_parameter(template.header)]})
+    if template.parameters:
+        components.append({"type": "body", "parameters": [{"type": "text", "text": p} for p in template.parameters]})
+    for button in sorted(template.buttons, key=lambda b: b.index):
+        kind = _BUTTON_PARAMETER[button.sub_type]
+        components.append({"type": "button", "sub_type": button.sub_type, "index": str(button.index),
+                           "parameters": [{"type": kind, kind: button.parameter}]})
+    return components
 
 
 _WA_ID = re.compile(r"^[0-9]{5,20}$")
@@ -105,7 +143,9 @@ def accepted_from(payload: dict[str, Any]) -> Accepted | None:
 class CloudApiClient:
     """POST {base}/{version}/{phone_number_id}/messages with the account's bearer token."""
 
-    def __init__(self, *, base_url: str, version: str, timeout: float, max_connections: int) -> None:
+    def __init__(self, *, base_url: str, version: str, timeout: float, max_connections: int,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport` replaces the network (tests: an in-process simulator through `httpx.ASGITransport`)."""
         self._version = version
         # Never more requests in flight than pooled connections: a queue inside the pool costs CPU
         # per queued request and holds back the batch's settlement.
@@ -115,7 +155,31 @@ class CloudApiClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                                 keepalive_expiry=60.0),
+            transport=transport,
         )
+
+    async def phone_number(self, *, phone_number_id: str, access_token: str) -> PhoneNumber | Rejected | NotSent:
+        """`GET /{version}/{phone_number_id}?fields=display_phone_number,verified_name` with the token: proves
+        the token may use the number before it is stored (CLOUD-API.md §1). `PhoneNumber`, `Rejected`
+        (Meta's error: 190 a refused token, 100 an unknown number) or `NotSent` (no answer: ask again)."""
+        try:
+            async with self._in_flight:
+                resp = await self._client.get(f"/{self._version}/{phone_number_id}",
+                                              params={"fields": "display_phone_number,verified_name"},
+                                              headers={"Authorization": f"Bearer {access_token}"})
+        except httpx.HTTPError as exc:
+            return NotSent(type(exc).__name__)  # never the request: its headers hold the token
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = None
+        if resp.status_code != 200:
+            return rejected_from(resp.status_code, payload, resp.text)
+        if not isinstance(payload, dict):
+            return NotSent("the phone number answered without a JSON object")
+        display, verified = payload.get("display_phone_number"), payload.get("verified_name")
+        return PhoneNumber(display_phone_number=printable(display)[:64] if isinstance(display, str) else None,
+                           verified_name=printable(verified)[:256] if isinstance(verified, str) else None)
 
     async def send(self, *, phone_number_id: str, access_token: str, body: dict[str, Any]) -> Result:
         """One `/messages` call. `Accepted` (a 200 with a wamid), `Rejected` (Meta's error, CLOUD-API.md §4),

@@ -12,6 +12,7 @@ from importlib import resources
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from sender.adapters.secrets import TokenCipher, UnreadableToken
 from sender.domain.pacing import PacingPolicy, PacingState
 from sender.domain.restrictions import Restriction
 from sender.domain.templates import Template, TemplateStatus
@@ -26,11 +27,15 @@ def default_catalog() -> list[Template]:
 @dataclass(frozen=True, slots=True)
 class Account:
     tenant: str
+    """An account as the dispatcher paces it: the decrypted access token ("" when no key decrypts it:
+    the account then carries the TOKEN_UNREADABLE restriction), and when its number was registered (R-S3
+    new-account protection counts from it)."""
+
     account_id: str
     access_token: str
     policy: PacingPolicy
     pacing: PacingState
-    created_at: datetime
+    registered_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +98,27 @@ _LOG_COLUMNS = ("idempotency_key, account_id, flow, category, contact_key, to_ph
 
 
 class SendLog:
-    """Every statement the sender runs; methods take the caller's connection (its transaction)."""
+    """Every statement the sender runs; methods take the caller's connection (its transaction).
+
+    `cipher` decrypts the stored access tokens (`adapters.secrets`); without one only plain tokens (rows
+    written by `bootstrap` below, or by releases before tokens were encrypted) can be read.
+    """
+
+    def __init__(self, cipher: TokenCipher | None = None) -> None:
+        self._cipher = cipher
 
     async def bootstrap(self, conn: AsyncConnection, *, tenant: str, account_id: str, access_token: str,
                         throughput: float, created_at: datetime, waba_id: str | None = None) -> None:
-        """Create or refresh a tenant's account (and its WABA, when given) with the default catalog."""
+        """TEST FIXTURE: write an account row directly — plain token, registered at `created_at`, the number
+        taken from whichever tenant had it (tests reuse one number across tenants). The service never
+        calls it: its bootstrap account is made by `adapters.accounts.AccountRepository.bootstrap`, like a
+        POST /v1/accounts. Templates are the WABA's (`adapters.templates.TemplateStore.seed` / the sync)."""
         await conn.execute(text(
-            "INSERT INTO accounts(tenant, account_id, access_token, throughput_per_second, created_at, waba_id) "
-            "VALUES (:t, :a, :tok, :mps, :created, :w) ON CONFLICT (tenant, account_id) DO UPDATE SET "
-            "access_token = EXCLUDED.access_token, throughput_per_second = EXCLUDED.throughput_per_second, "
-            "waba_id = COALESCE(EXCLUDED.waba_id, accounts.waba_id)"),
+            "INSERT INTO accounts(tenant, account_id, access_token, throughput_per_second, created_at, waba_id, "
+            "registered_at, updated_at) VALUES (:t, :a, :tok, :mps, :created, :w, :created, :created) "
+            "ON CONFLICT (account_id) DO UPDATE SET tenant = EXCLUDED.tenant, access_token = EXCLUDED.access_token, "
+            "token_encrypted = false, throughput_per_second = EXCLUDED.throughput_per_second, "
+            "registered_at = EXCLUDED.registered_at, waba_id = COALESCE(EXCLUDED.waba_id, accounts.waba_id)"),
             {"t": tenant, "a": account_id, "tok": access_token, "mps": throughput, "created": created_at,
              "w": waba_id})
         for tpl in default_catalog():
@@ -182,8 +198,14 @@ class SendLog:
             marketing_max_interval=timedelta(seconds=r.marketing_max_interval_s),
             marketing_per_hour=r.marketing_per_hour, new_account_per_day=r.new_account_per_day,
             new_account_days=r.new_account_days, throughput_per_second=r.throughput_per_second)
-        return Account(r.tenant, r.account_id, r.access_token, policy,
-                       PacingState(r.next_marketing_at, r.utility_tokens, r.tokens_at), r.created_at)
+        token = r.access_token
+        if r.token_encrypted:
+            try:
+                token = self._cipher.decrypt(token) if self._cipher is not None else ""
+            except UnreadableToken:
+                token = ""  # held by TOKEN_UNREADABLE (set at start) until PATCH sets a new token
+        return Account(r.tenant, r.account_id, token, policy,
+                       PacingState(r.next_marketing_at, r.utility_tokens, r.tokens_at), r.registered_at)
 
     async def marketing_counts(self, conn: AsyncConnection, account: Account, now: datetime) -> tuple[int, int]:
         """Marketing messages handed to the provider in the last hour and the last day."""
@@ -488,17 +510,22 @@ class SendLog:
             {"t": tenant, "c": contact_key, "p": list(phones), "w": list(wa_ids), "n": limit})
         return [dict(r._mapping) for r in rows]
 
-    async def accounts(self, conn: AsyncConnection, tenant: str, now: datetime) -> list[dict]:
-        """The tenant's accounts with their pacing policy and their restrictions in force."""
+    async def accounts(self, conn: AsyncConnection, tenant: str, now: datetime,
+                       account_id: str | None = None) -> list[dict]:
+        """The tenant's accounts (or only `account_id`) with their pacing policy and their restrictions in
+        force; never the token."""
         rows = await conn.execute(text(
-            "SELECT account_id, waba_id, marketing_min_interval_s, marketing_max_interval_s, marketing_per_hour, "
-            "new_account_per_day, new_account_days, throughput_per_second, created_at FROM accounts "
-            "WHERE tenant = :t ORDER BY account_id"), {"t": tenant})
+            "SELECT account_id, waba_id, display_name, marketing_min_interval_s, marketing_max_interval_s, "
+            "marketing_per_hour, new_account_per_day, new_account_days, throughput_per_second, registered_at, "
+            "created_at, updated_at FROM accounts WHERE tenant = :t "
+            "AND (CAST(:a AS text) IS NULL OR account_id = :a) ORDER BY account_id"), {"t": tenant, "a": account_id})
         accounts = [dict(r._mapping) | {"restrictions": []} for r in rows]
         by_id = {a["account_id"]: a for a in accounts}
         restrictions = await conn.execute(text(
             "SELECT account_id, kind, scope, until, reason FROM account_restrictions WHERE tenant = :t "
-            "AND (until IS NULL OR until > :now) ORDER BY account_id, kind"), {"t": tenant, "now": now})
+            "AND (CAST(:a AS text) IS NULL OR account_id = :a) "
+            "AND (until IS NULL OR until > :now) ORDER BY account_id, kind"),
+            {"t": tenant, "now": now, "a": account_id})
         for r in restrictions:
             if r.account_id in by_id:
                 by_id[r.account_id]["restrictions"].append(
