@@ -122,7 +122,8 @@ async def tenants(directory: TenantDirectory, *names: str) -> None:
 
 
 async def test_account_events_route_webhooks_to_their_tenant(ingest: Ingest, producer: AIOKafkaProducer,
-                                                             running: BatchConsumer[Any]) -> None:
+                                                             running: BatchConsumer[Any],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     shop_a, shop_b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
     await tenants(ingest.directory, shop_a, shop_b)
     phone = number()
@@ -133,6 +134,8 @@ async def test_account_events_route_webhooks_to_their_tenant(ingest: Ingest, pro
     # Nobody owns it yet: 200, counted, published nowhere — and "nobody" is now in ingest's 30 s cache.
     assert await post_webhook(ingest, webhook(phone)) == {"received": 0}
     assert ingest.recorder.sent == [] and skipped(ingest, "unknown_number") == 1
+    assert any(r.getMessage().startswith("webhook item skipped: unknown_number") and phone in r.getMessage()
+               for r in caplog.records), caplog.text
 
     await announce(producer, shop_a, "registered", phone, "200000000000555")
     await eventually(lambda: ingest.directory.tenant_of_number(phone), timeout=20, what="the registration")
