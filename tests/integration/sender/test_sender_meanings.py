@@ -1,5 +1,5 @@
 """The sender's handlers against the real PostgreSQL: error codes by their meaning (R-S7), the wa_id learned
-from each send, account restrictions and template status events (issue 5). The Cloud API is a scripted
+from each send and account restrictions (issue 5). The Cloud API is a scripted
 double and time a clock moved by hand, so a 24 h retry and a restriction's expiry take no waiting."""
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from scrm_common.contracts.events import (
     MessageStatus,
     Restriction,
     StatusData,
-    TemplateUpdated,
-    TemplateUpdateData,
 )
 from scrm_common.db import make_engine, migrate
 from scrm_common.kafka.consumer import Item
 from sender.adapters.cloud_api import Accepted, Rejected, Unknown
-from sender.adapters.db import Catalog, SendLog
+from sender.adapters.db import Catalog, SendLog, default_catalog
+from sender.adapters.templates import TemplateStore
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
 from sender.main import MIGRATIONS, SCHEMA
@@ -147,7 +146,8 @@ async def sender(engine: AsyncEngine) -> Sender:
     log = SendLog()
     async with engine.begin() as conn:
         await log.bootstrap(conn, tenant=tenant, account_id=ACCOUNT, access_token="tok", throughput=80.0,
-                            created_at=START - timedelta(days=30))
+                            created_at=START - timedelta(days=30), waba_id=f"waba-{tenant}")
+        await TemplateStore().seed(conn, f"waba-{tenant}", default_catalog(), START)
     metrics = SenderMetrics(CollectorRegistry())
     api = ScriptedCloudApi()
     retry = RetryPolicy(max_attempts=3)
@@ -475,94 +475,4 @@ async def test_an_update_without_an_account_reaches_the_accounts_of_its_waba(
         assert [r["kind"] for r in accounts["200"]["restrictions"]] == ["RESTRICTED_BIZ_INITIATED_MESSAGING"]
 
 
-# -- template status -----------------------------------------------------------------------------------------
-
-
-def _template_update(clock: FixedClock, event: str, language: str | None = "en_US") -> TemplateUpdated:
-    return TemplateUpdated(event_id=f"tpl-{uuid.uuid4().hex}", type="template.updated", occurred_at=clock.now(),
-                           data=TemplateUpdateData(field="message_template_status_update", name="order_confirmation",
-                                                   language=language, event=event, reason="LOW_QUALITY"))
-
-
-@pytest.mark.parametrize(("event", "language", "refused"), [
-    ("PAUSED", "en_US", None),  # held by the dispatcher, not refused (see the test below)
-    ("DISABLED", None, "template order_confirmation/en_US is disabled"),
-    ("REJECTED", "en_US", "template order_confirmation/en_US is rejected"),
-    ("FLAGGED", "en_US", None),
-    ("PAUSED", "de", None),  # another language of the template
-])
-async def test_template_status_events_keep_the_catalog_true(sender: Sender, event: str, language: str | None,
-                                                            refused: str | None) -> None:
-    await sender.report(_template_update(sender.clock, event, language))
-    command = sender.command(_phone())
-    await sender.queue(command)
-    row = await sender.row(command.idempotency_key)
-    assert (row["state"], row["error_reason"]) == (("failed", refused) if refused else ("queued", None))
-    await sender.report(_template_update(sender.clock, "REINSTATED", None))
-    again = sender.command(_phone())
-    await sender.queue(again)
-    assert (await sender.row(again.idempotency_key))["state"] == "queued"
-
-
-async def _held_paused(sender: Sender) -> SendMessage:
-    await sender.report(_template_update(sender.clock, "PAUSED"))
-    command = sender.command(_phone())
-    await sender.queue(command)
-    await sender.dispatch()
-    row = await sender.row(command.idempotency_key)
-    assert (row["state"], row["error_reason"], row["held_by"]) == (
-        "queued", "held: template order_confirmation/en_US paused", "template:order_confirmation/en_US")
-    assert row["next_attempt_at"] > sender.clock.now()
-    assert sender.api.to(command.to) == []
-    return command
-
-
-@pytest.mark.parametrize("event", ["APPROVED", "REINSTATED"])
-async def test_a_paused_templates_message_is_held_and_sent_once_unpaused(sender: Sender, event: str) -> None:
-    command = await _held_paused(sender)
-    sender.clock.advance(timedelta(hours=2))  # still paused at the recheck: held again
-    await sender.dispatch()
-    assert sender.api.to(command.to) == []
-    assert (await sender.row(command.idempotency_key))["state"] == "queued"
-
-    sender.clock.advance(timedelta(minutes=10))
-    await sender.report(_template_update(sender.clock, event))
-    await sender.dispatch()
-    row = await sender.row(command.idempotency_key)
-    assert (row["state"], row["held_by"], row["error_reason"]) == ("sent", None, None)
-    assert len(sender.api.to(command.to)) == 1
-    assert [e["data"]["status"] for e in await sender.events()
-            if e["data"].get("idempotency_key") == command.idempotency_key] == ["sent"]
-
-
-@pytest.mark.parametrize(("event", "reason"), [
-    ("DISABLED", "template order_confirmation/en_US is disabled"),
-    ("REJECTED", "template order_confirmation/en_US is rejected"),
-])
-async def test_a_held_message_fails_when_its_template_is_disabled(sender: Sender, event: str, reason: str) -> None:
-    command = await _held_paused(sender)
-    await sender.report(_template_update(sender.clock, event))
-    await sender.dispatch()
-    row = await sender.row(command.idempotency_key)
-    assert (row["state"], row["error_reason"]) == ("failed", reason)
-    assert sender.api.to(command.to) == []
-    assert [(e["data"]["status"], e["data"]["error_reason"]) for e in await sender.events()
-            if e["data"].get("idempotency_key") == command.idempotency_key] == [("failed", reason)]
-
-
-async def test_a_message_held_longer_than_the_template_hold_fails(sender: Sender) -> None:
-    command = await _held_paused(sender)
-    for _ in range(30):  # rechecked every hour; the 24 h hold ends it
-        sender.clock.advance(timedelta(hours=1))
-        await sender.dispatch()
-    row = await sender.row(command.idempotency_key)
-    reason = "template order_confirmation/en_US paused for longer than 24 h"
-    assert (row["state"], row["error_reason"]) == ("failed", reason)
-    assert sender.api.to(command.to) == []
-    # approved later: a failed message stays failed, a new one goes
-    await sender.report(_template_update(sender.clock, "APPROVED"))
-    again = sender.command(_phone())
-    await sender.queue(again)
-    await sender.dispatch()
-    assert (await sender.row(command.idempotency_key))["state"] == "failed"
-    assert (await sender.row(again.idempotency_key))["state"] == "sent"
+# -- template status: tests/integration/sender/test_templates_send.py ------------------------------------------

@@ -148,6 +148,13 @@ async def test_a_sync_reads_every_page_and_stores_each_template_with_its_compone
     assert order["components"] == [{"type": "BODY", "text": w.sim.catalogs[WABA_A].get("order_confirmation",
                                                                                       "de").body}]
     assert order["synced_at"] is not None
+    # header, footer and a URL button with a variable come through as Meta lists them
+    shipped = next(t for t in stored if (t["name"], t["language"]) == ("order_shipped", "en_US"))
+    assert shipped["components"] == [
+        {"type": "HEADER", "format": "TEXT", "text": "Order {{1}} shipped"},
+        {"type": "BODY", "text": "Hi {{1}}, your order {{2}} is on its way and arrives {{3}}."},
+        {"type": "FOOTER", "text": "Questions? Just reply to this message."},
+        {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Track parcel", "url": "https://track.example/{{1}}"}]}]
     # tenant bolt synced nothing yet: its WABA has no templates
     assert await w.templates("read-b") == []
 
@@ -232,10 +239,12 @@ async def test_each_tenant_sees_only_its_own_wabas_templates(w: World) -> None:
 @pytest.mark.parametrize(("params", "expected"), [
     ({"name": "welcome"}, [("welcome", "de"), ("welcome", "en_US")]),
     ({"name": "welcome", "language": "de"}, [("welcome", "de")]),
-    ({"category": "UTILITY"}, [("order_confirmation", "de"), ("order_confirmation", "en_US")]),
+    ({"category": "UTILITY"}, [("order_confirmation", "de"), ("order_confirmation", "en_US"),
+                               ("order_shipped", "de"), ("order_shipped", "en_US")]),
     ({"status": "approved", "name": "welcome_generic"}, [("welcome_generic", "de"), ("welcome_generic", "en_US")]),
     ({"status": "PAUSED"}, []),
-    ({"account_id": "100000000000001", "language": "de", "category": "utility"}, [("order_confirmation", "de")]),
+    ({"account_id": "100000000000001", "language": "de", "category": "utility"},
+     [("order_confirmation", "de"), ("order_shipped", "de")]),
 ])
 async def test_filters(w: World, params: dict[str, str], expected: list[tuple[str, str]]) -> None:
     assert (await w.sync()).status_code == 200

@@ -31,19 +31,18 @@ from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
 from sender.adapters.db import Account, Catalog, Claimed, SendLog
+from sender.adapters.templates import TemplateStore
 from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
 from sender.domain.refusal import refusal
 from sender.domain.restrictions import Blocked, Restriction, blocked, change_from_update, error_hold
-from sender.domain.templates import HOLDABLE, status_after_event, template_gate, template_hold_kind
+from sender.domain.templates import Template, status_after_event
 
 log = logging.getLogger(__name__)
 
 # A message waiting for a restriction that lasts until lifted is looked at again this often.
 UNTIL_LIFTED_RECHECK = timedelta(hours=1)
 DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
-# A message of a paused template waits at most this long (SCRM_SENDER_TEMPLATE_HOLD_HOURS) before it fails.
-DEFAULT_TEMPLATE_HOLD = timedelta(hours=24)
 
 
 class SenderMetrics:
@@ -127,10 +126,13 @@ class CommandHandler:
         async with self._engine.begin() as conn:
             known = await self._log.known_accounts(conn, {(c.tenant, c.account_id) for c in commands})
             invalid = await self._log.invalid_numbers(conn, {(c.tenant, c.to) for c in commands})
+            # R-S2: each template as the account's WABA has it now (status included), read in this transaction
+            templates = await self._catalog.lookup_many(conn, {
+                (c.tenant, c.account_id, c.template.name, c.template.language) for c in commands if c.template})
             rows: list[dict[str, object]] = []
             failures: dict[tuple[str, str], tuple[SendMessage, str]] = {}
             for c in commands:
-                reason = await self._refusal(c, known, invalid, now)
+                reason = self._refusal(c, known, invalid, templates, now)
                 if reason:
                     failures[(c.tenant, c.idempotency_key)] = (c, reason)
                 rows.append({
@@ -148,17 +150,17 @@ class CommandHandler:
             self._metrics.outcomes.labels("refused", c.category).inc()
         self._on_commit()
 
-    async def _refusal(self, c: SendMessage, known: set[tuple[str, str]], invalid: dict[tuple[str, str], datetime],
-                       now: datetime) -> str | None:
-        template = None
-        if c.template is not None:
-            template = await self._catalog.lookup(c.tenant, c.template.name, c.template.language)
+    @staticmethod
+    def _refusal(c: SendMessage, known: set[tuple[str, str]], invalid: dict[tuple[str, str], datetime],
+                 templates: dict[tuple[str, str, str, str], Template], now: datetime) -> str | None:
+        t = c.template
         return refusal(
             account_id=c.account_id, account_known=(c.tenant, c.account_id) in known,
             invalid_until=invalid.get((c.tenant, c.to)), now=now,
-            template_name=c.template.name if c.template else None,
-            language=c.template.language if c.template else None, template=template,
-            parameters=c.template.parameters if c.template else ())
+            template_name=t.name if t else None, language=t.language if t else None,
+            template=templates.get((c.tenant, c.account_id, t.name, t.language)) if t else None,
+            parameters=t.parameters if t else (), header_type=t.header.type if t and t.header else None,
+            buttons=[(b.index, b.sub_type) for b in t.buttons] if t else ())
 
 
 class Dispatcher:
@@ -168,10 +170,8 @@ class Dispatcher:
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
                  on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
                  batch_size: int = 200, rng: random.Random | None = None,
-                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL,
-                 template_hold: timedelta = DEFAULT_TEMPLATE_HOLD) -> None:
+                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL) -> None:
         self._invalid_ttl = invalid_number_ttl
-        self._template_hold = template_hold
         self._engine = engine
         self._log = log_
         self._client = client
@@ -297,32 +297,21 @@ class Dispatcher:
                          extra={"tenant": account.tenant})
 
     async def _gate_templates(self, conn: AsyncConnection, account: Account, now: datetime) -> int:
-        """Due messages of a template that may not go now: a paused one's wait (until un-paused, at most the
-        template hold), others fail with the reason (R-S2); the number failed (their events are in the outbox)."""
+        """Due messages whose template was paused, disabled, rejected or deleted since they were queued fail
+        now with that reason (R-S2: never sent); the number failed (their events are in the outbox)."""
         rows = await self._log.due_for_unsendable_templates(conn, account, now)
-        held: list[dict[str, object]] = []
         failed: list[dict[str, object]] = []
         outbox: list[OutboxRow] = []
-        for key, raw, queued_at, status in rows:
+        for key, raw, reason in rows:
             command = SendMessage.model_validate(raw)
-            assert command.template is not None
-            name, language = command.template.name, command.template.language
-            gate = template_gate(name=name, language=language, status=status, queued_at=queued_at, now=now,
-                                 max_hold=self._template_hold, recheck=UNTIL_LIFTED_RECHECK)
-            row = {"tenant": account.tenant, "key": key, "reason": gate.reason}
-            if gate.action == "hold":
-                held.append(row | {"next": gate.until, "by": template_hold_kind(name, language)})
-                self._metrics.held.labels("template").inc()
-            elif gate.action == "fail":
-                failed.append(row)
-                outbox.append(outcome_event(command, status="failed", at=now, reason=gate.reason))
-                self._metrics.outcomes.labels("refused", command.category).inc()
-        await self._log.hold_queued(conn, held)
+            failed.append({"tenant": account.tenant, "key": key, "reason": reason})
+            outbox.append(outcome_event(command, status="failed", at=now, reason=reason))
+            self._metrics.outcomes.labels("refused", command.category).inc()
         await self._log.fail_queued(conn, failed)
         await enqueue(conn, outbox)
-        if held:
-            log.info("held %d messages of account %s for paused templates", len(held), account.account_id,
-                     extra={"tenant": account.tenant})
+        if failed:
+            log.info("failed %d messages of account %s: their templates may not be sent", len(failed),
+                     account.account_id, extra={"tenant": account.tenant})
         return len(failed)
 
     async def _call(self, account: Account, command: SendMessage) -> Accepted | Rejected | NotSent | Unknown:
@@ -416,8 +405,8 @@ class EvidenceHandler:
       when that retry failed too, an account-level code holds the account.
     - `account.updated`: restrictions with their expiry and disablement are stored per account; the
       dispatcher holds the messages they block until they end.
-    - `template.updated`: the tenant's catalog status follows (R-S2 refuses disabled/rejected templates;
-      a paused one's messages are held, and released when a later event changes its status).
+    - `template.updated`: the template of the tenant's WABA follows at once — status, quality, category
+      (R-S2: a message of a template that is not APPROVED fails with "template x (en) is paused").
     """
 
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, metrics: SenderMetrics, clock: Clock,
@@ -430,6 +419,7 @@ class EvidenceHandler:
         self._clock = clock
         self._retry = retry
         self._catalog = catalog
+        self._templates_store = TemplateStore()
         self._invalid_ttl = invalid_number_ttl
         self._on_commit = on_commit
         self._rng = rng or random.Random()
@@ -455,9 +445,6 @@ class EvidenceHandler:
             changed, unpaused = await self._templates(conn, templates, now)
         if confirmed:
             self._metrics.doubt.labels("confirmed_by_webhook").inc(confirmed)
-        if self._catalog is not None:
-            for tenant in changed:
-                self._catalog.invalidate(tenant)
         if requeued or released or unpaused:
             self._on_commit()
 
@@ -529,20 +516,29 @@ class EvidenceHandler:
 
     async def _templates(self, conn: AsyncConnection, updates: list[tuple[str, TemplateUpdated]],
                          now: datetime) -> tuple[set[str], int]:
-        """Follow template status events; the tenants whose catalog changed and the messages released."""
+        """Follow template webhooks on the templates of the tenant's WABAs: status (R-S2: a paused, disabled or
+        rejected template's next message fails), quality and category; the tenants changed and 0 (nothing
+        waits for a template any more)."""
         changed: set[str] = set()
-        released = 0
         for tenant, event in updates:
             data = event.data
-            status = status_after_event(data.event)
-            if status is None or not data.name:
+            if not data.name:
                 continue
-            if await self._log.set_template_status(conn, tenant, data.name, data.language, status):
+            status = status_after_event(data.event)
+            category = data.category.lower() if data.category and data.event != "CATEGORY_UPDATE_PENDING" else None
+            quality = data.quality.upper() if data.quality else None
+            if status is None and category is None and quality is None:
+                continue
+            rows = await self._templates_store.apply_update(
+                conn, tenant=tenant, waba_id=data.waba_id, name=data.name, language=data.language, status=status,
+                quality=quality, category=category, reason=data.reason, at=now)
+            if rows:
                 changed.add(tenant)
                 self._metrics.account_updates.labels("template").inc()
-                log.info("template %s/%s is now %s", data.name, data.language or "*", status,
-                         extra={"tenant": tenant})
-            if status not in HOLDABLE:
-                # Held messages are looked at again: sent when it may be sent, failed when it is disabled.
-                released += await self._log.release_template_holds(conn, tenant, data.name, data.language, now)
-        return changed, released
+                log.info("template %s (%s) of WABA %s: status %s, quality %s, category %s", data.name,
+                         data.language or "every language", data.waba_id or "*", status or "unchanged",
+                         quality or "unchanged", category or "unchanged", extra={"tenant": tenant})
+            else:
+                log.info("template update for %s (%s) of WABA %s changed nothing (unknown or not new)", data.name,
+                         data.language or "every language", data.waba_id or "*", extra={"tenant": tenant})
+        return changed, 0

@@ -22,9 +22,11 @@ from scrm_common.service import infrastructure
 from sender.adapters.accounts import AccountRepository, NewAccount
 from sender.adapters.accounts import prepare as prepare_accounts
 from sender.adapters.cloud_api import CloudApiClient
-from sender.adapters.db import Catalog, SendLog
+from sender.adapters.db import Catalog, SendLog, default_catalog
 from sender.adapters.http import build_router
 from sender.adapters.secrets import TokenCipher
+from sender.adapters.templates import TemplateSync, account_tokens, seed_packaged_catalog, sync_at_start
+from sender.adapters.templates_http import build_templates_router
 from sender.config import Settings
 from sender.domain.accounts import AccountPolicy
 from sender.domain.outcomes import RetryPolicy
@@ -66,6 +68,9 @@ async def main(settings: Settings) -> None:
         accounts = AccountRepository(cipher)
         await prepare_accounts(engine, accounts, tenant=settings.bootstrap_tenant,
                                bootstrap=bootstrap_account(settings, clock.now()), now=clock.now())
+        if settings.bootstrap_waba_id:
+            async with engine.begin() as conn:
+                await seed_packaged_catalog(conn, settings.bootstrap_waba_id, default_catalog(), clock.now())
         registry = new_registry()
         metrics = SenderMetrics(registry)
         relay = OutboxRelay(service="sender", engine=engine, producer=producer, batch_size=1000, poll_seconds=0.1,
@@ -81,8 +86,7 @@ async def main(settings: Settings) -> None:
                                 poll_seconds=settings.dispatch_poll_seconds,
                                 doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                                 evidence_caught_up=lambda: evidence.caught_up_at,
-                                batch_size=settings.dispatch_batch_size,
-                                template_hold=timedelta(hours=settings.sender_template_hold_hours))
+                                batch_size=settings.dispatch_batch_size)
         consumer_metrics = ConsumerMetrics("sender", registry)
         commands = batch_consumer(
             settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,
@@ -105,10 +109,14 @@ async def main(settings: Settings) -> None:
         app = service_app("scrm sender", "0.1.0", description="The send log, WhatsApp accounts and invalid numbers")
         app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock, accounts=accounts,
                                         cloud_api=client, on_commit=relay.wake))
+        template_sync = TemplateSync(engine=engine, client=client, clock=clock, targets=account_tokens(cipher.decrypt))
+        app.include_router(build_templates_router(engine=engine, keys=keys, sync=template_sync))
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.sender_port,
-                        loops=[commands.run, evidence.run, dispatcher.run, relay.run])
+                        loops=[commands.run, evidence.run, dispatcher.run, relay.run,
+                               sync_at_start(template_sync, settings.bootstrap_tenant,
+                                             settings.bootstrap_phone_number_id)])
         finally:
             await client.aclose()
             await keys.aclose()

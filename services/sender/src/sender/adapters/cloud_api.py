@@ -63,6 +63,21 @@ class PhoneNumber:
     display_phone_number: str | None
     verified_name: str | None
 
+
+# What a template sync asks the management endpoint for (CLOUD-API.md §2.4).
+TEMPLATE_FIELDS = "id,name,language,status,category,components,quality_score,rejected_reason,parameter_format"
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatePage:
+    """One page of `message_templates`: the templates as Meta lists them, the `after` cursor, and whether
+    Meta announced a `next` page."""
+
+    data: list[dict[str, Any]]
+    after: str | None
+    has_next: bool
+
+
 def message_body(command: SendMessage) -> dict[str, Any]:
     """The `/messages` body for a command; the idempotency key rides along as callback data."""
     body: dict[str, Any] = {
@@ -201,6 +216,36 @@ class CloudApiClient:
             accepted = accepted_from(payload) if isinstance(payload, dict) else None
             return accepted if accepted is not None else Unknown("200 without a message id")
         return rejected_from(resp.status_code, payload, resp.text)
+
+    async def list_templates(self, *, waba_id: str, access_token: str, after: str | None = None,
+                             limit: int = 100, fields: str = TEMPLATE_FIELDS) -> TemplatePage | Rejected | NotSent:
+        """One page of `GET /{version}/{waba_id}/message_templates` (CLOUD-API.md §6.5 management API).
+
+        `TemplatePage` (its `data`, the `paging.cursors.after` cursor and whether a `next` page exists),
+        `Rejected` (Meta's error: 80007 / 4 are rate limits, 190 a refused token) or `NotSent` (no answer:
+        a read, so safe to ask again)."""
+        params: dict[str, str | int] = {"limit": limit, "fields": fields}
+        if after:
+            params["after"] = after
+        try:
+            resp = await self._client.get(f"/{self._version}/{waba_id}/message_templates", params=params,
+                                          headers={"Authorization": f"Bearer {access_token}"})
+        except httpx.HTTPError as exc:
+            return NotSent(f"{type(exc).__name__}: {exc}")
+        try:
+            payload = resp.json()
+        except ValueError:
+            payload = None
+        if resp.status_code != 200:
+            return rejected_from(resp.status_code, payload, resp.text)
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            return Rejected(None, resp.status_code, "message_templates answered without a `data` list")
+        paging = payload.get("paging") if isinstance(payload.get("paging"), dict) else {}
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        cursor = cursors.get("after")
+        return TemplatePage(data=[t for t in payload["data"] if isinstance(t, dict)],
+                            after=cursor if isinstance(cursor, str) and cursor else None,
+                            has_next=bool(paging.get("next")))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,22 +15,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sender.adapters.secrets import TokenCipher, UnreadableToken
 from sender.domain.pacing import PacingPolicy, PacingState
 from sender.domain.restrictions import Restriction
-from sender.domain.templates import Template, TemplateStatus
+from sender.domain.templates import Template, from_catalog_entry, from_components, status_reason
 
 
 def default_catalog() -> list[Template]:
-    """The catalog every tenant starts with (the templates the built-in flows use)."""
+    """The packaged catalog (`catalog/default_templates.json`): the templates the built-in flows use, seeded
+    into the bootstrap account's WABA and served by the simulator."""
     raw = json.loads(resources.files("sender").joinpath("catalog/default_templates.json").read_text())
-    return [Template(t["name"], t["language"], t["category"], t["body"], t.get("status", "APPROVED")) for t in raw]
+    return [from_catalog_entry(t) for t in raw]
 
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    tenant: str
     """An account as the dispatcher paces it: the decrypted access token ("" when no key decrypts it:
     the account then carries the TOKEN_UNREADABLE restriction), and when its number was registered (R-S3
     new-account protection counts from it)."""
 
+    tenant: str
     account_id: str
     access_token: str
     policy: PacingPolicy
@@ -65,31 +66,45 @@ class Logged:
     late_retry_code: int | None = None
 
 
+TemplateKey = tuple[str, str, str, str]  # (tenant, account_id, name, language)
+
+
+def template_from_row(row: Any) -> Template:
+    """A `templates` row (category, status, components …) as the domain's Template."""
+    return from_components(name=row.name, language=row.language, category=row.category, status=row.status,
+                           components=row.components or [], template_id=row.template_id, quality=row.quality,
+                           rejected_reason=row.rejected_reason, parameter_format=row.parameter_format)
+
+
 class Catalog:
-    """Templates per tenant, cached briefly; a tenant without its own catalog uses the default one."""
+    """The templates a send may use: those of the WABA of the command's account (R-S2).
 
-    def __init__(self, engine: AsyncEngine, *, ttl_seconds: float = 30.0) -> None:
+    Read fresh from PostgreSQL on every batch (one query), so a status a webhook or a sync changed on any
+    replica governs the next command at once; no cache to invalidate.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, ttl_seconds: float = 0.0) -> None:  # noqa: ARG002 (kept for callers)
         self._engine = engine
-        self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, dict[tuple[str, str], Template]]] = {}
-        self._default = {(t.name, t.language): t for t in default_catalog()}
 
-    async def lookup(self, tenant: str, name: str, language: str) -> Template | None:
-        now = time.monotonic()
-        hit = self._cache.get(tenant)
-        if hit is None or hit[0] < now:
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(text(
-                    "SELECT name, language, category, body, status FROM templates WHERE tenant = :t"),
-                    {"t": tenant})).all()
-            own = {(r.name, r.language): Template(r.name, r.language, r.category, r.body, r.status) for r in rows}
-            hit = (now + self._ttl, own or self._default)
-            self._cache[tenant] = hit
-        return hit[1].get((name, language))
+    async def lookup_many(self, conn: AsyncConnection, keys: set[TemplateKey]) -> dict[TemplateKey, Template]:
+        """The template of each (tenant, account_id, name, language) whose account's WABA has one."""
+        if not keys:
+            return {}
+        ordered = sorted(keys)
+        rows = await conn.execute(text(
+            "SELECT q.t AS tenant, q.a AS account_id, tp.* FROM unnest(CAST(:t AS text[]), CAST(:a AS text[]), "
+            "CAST(:n AS text[]), CAST(:l AS text[])) AS q(t, a, n, l) "
+            "JOIN accounts ac ON ac.tenant = q.t AND ac.account_id = q.a "
+            "JOIN templates tp ON tp.waba_id = ac.waba_id AND tp.name = q.n AND tp.language = q.l"),
+            {"t": [k[0] for k in ordered], "a": [k[1] for k in ordered], "n": [k[2] for k in ordered],
+             "l": [k[3] for k in ordered]})
+        return {(r.tenant, r.account_id, r.name, r.language): template_from_row(r) for r in rows}
 
-    def invalidate(self, tenant: str) -> None:
-        """Forget the cached catalog of `tenant` (its templates changed)."""
-        self._cache.pop(tenant, None)
+    async def lookup(self, tenant: str, account_id: str, name: str, language: str) -> Template | None:
+        """The template `name` (`language`) of the WABA of `tenant`'s account `account_id`, or None."""
+        key = (tenant, account_id, name, language)
+        async with self._engine.connect() as conn:
+            return (await self.lookup_many(conn, {key})).get(key)
 
 
 _LOG_COLUMNS = ("idempotency_key, account_id, flow, category, contact_key, to_phone, state, attempts, wamid, wa_id, "
@@ -121,11 +136,6 @@ class SendLog:
             "registered_at = EXCLUDED.registered_at, waba_id = COALESCE(EXCLUDED.waba_id, accounts.waba_id)"),
             {"t": tenant, "a": account_id, "tok": access_token, "mps": throughput, "created": created_at,
              "w": waba_id})
-        for tpl in default_catalog():
-            await conn.execute(text(
-                "INSERT INTO templates(tenant, name, language, category, body, status) "
-                "VALUES (:t, :n, :l, :c, :b, :s) ON CONFLICT DO NOTHING"),
-                {"t": tenant, "n": tpl.name, "l": tpl.language, "c": tpl.category, "b": tpl.body, "s": tpl.status})
 
     async def known_accounts(self, conn: AsyncConnection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
@@ -418,33 +428,29 @@ class SendLog:
             {"now": now, "t": tenant, "a": list(account_ids), "k": list(kinds)})
         return int(result.rowcount or 0)
 
-    # -- template holds (a paused template's messages wait; R-S2) -----------------------------------------
+    # -- templates that may no longer be sent (R-S2) --------------------------------------------------------
 
     async def due_for_unsendable_templates(self, conn: AsyncConnection, account: Account,
-                                           now: datetime) -> list[tuple[str, dict[str, object], datetime, str]]:
-        """Due queued messages of the account whose template is neither APPROVED nor FLAGGED, locked:
-        (idempotency key, command, queued_at, template status). Nothing is read when every template of
-        the tenant may be sent."""
+                                           now: datetime) -> list[tuple[str, dict[str, object], str]]:
+        """Due queued messages of the account whose template its WABA no longer lets it send (paused, disabled,
+        rejected, deleted … since they were queued), locked: (idempotency key, command, reason). Nothing is
+        read when every template of the account's WABA may be sent."""
         any_unsendable = (await conn.execute(text(
-            "SELECT 1 FROM templates WHERE tenant = :t AND status NOT IN ('APPROVED', 'FLAGGED') LIMIT 1"),
-            {"t": account.tenant})).first()
+            "SELECT 1 FROM accounts a JOIN templates t ON t.waba_id = a.waba_id WHERE a.tenant = :t "
+            "AND a.account_id = :a AND t.status NOT IN ('APPROVED', 'FLAGGED') LIMIT 1"),
+            {"t": account.tenant, "a": account.account_id})).first()
         if any_unsendable is None:
             return []
         rows = await conn.execute(text(
-            "SELECT m.idempotency_key, m.command, m.queued_at, t.status FROM messages m JOIN templates t "
-            "ON t.tenant = m.tenant AND t.name = m.command -> 'template' ->> 'name' "
+            "SELECT m.idempotency_key, m.command, t.name, t.language, t.status FROM messages m "
+            "JOIN accounts a ON a.tenant = m.tenant AND a.account_id = m.account_id "
+            "JOIN templates t ON t.waba_id = a.waba_id AND t.name = m.command -> 'template' ->> 'name' "
             "AND t.language = m.command -> 'template' ->> 'language' "
             "WHERE m.tenant = :t AND m.account_id = :a AND m.state = 'queued' AND m.next_attempt_at <= :now "
             "AND t.status NOT IN ('APPROVED', 'FLAGGED') FOR UPDATE OF m SKIP LOCKED"),
             {"t": account.tenant, "a": account.account_id, "now": now})
-        return [(r.idempotency_key, r.command, r.queued_at, r.status) for r in rows]
-
-    async def hold_queued(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
-        """Queued messages wait until `next`, the reason and what they wait for (`by`) recorded."""
-        if rows:
-            await conn.execute(text(
-                "UPDATE messages SET next_attempt_at = :next, error_reason = :reason, held_by = :by "
-                "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'queued'"), rows)
+        return [(r.idempotency_key, r.command, status_reason(r.name, r.language, r.status) or r.status)
+                for r in rows]
 
     async def fail_queued(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         """Queued messages that may not be sent any more fail with the reason."""
@@ -452,38 +458,6 @@ class SendLog:
             await conn.execute(text(
                 "UPDATE messages SET state = 'failed', error_reason = :reason, held_by = NULL "
                 "WHERE tenant = :tenant AND idempotency_key = :key AND state = 'queued'"), rows)
-
-    async def release_template_holds(self, conn: AsyncConnection, tenant: str, name: str, language: str | None,
-                                     now: datetime) -> int:
-        """Messages waiting for template `name` (every language when `language` is None) are due now."""
-        prefix = f"template:{name}/"
-        result = await conn.execute(text(
-            "UPDATE messages SET next_attempt_at = :now, held_by = NULL WHERE tenant = :t AND state = 'queued' "
-            "AND starts_with(held_by, :p) AND (CAST(:l AS text) IS NULL OR held_by = :p || :l)"),
-            {"now": now, "t": tenant, "p": prefix, "l": language})
-        return int(result.rowcount or 0)
-
-    # -- template catalog ----------------------------------------------------------------------------
-
-    async def set_template_status(self, conn: AsyncConnection, tenant: str, name: str, language: str | None,
-                                  status: TemplateStatus) -> int:
-        """Set a template's status (every language when `language` is None); the rows changed.
-
-        A tenant still on the default catalog gets its own copy first, so one changed template does
-        not hide the others.
-        """
-        own = (await conn.execute(text("SELECT 1 FROM templates WHERE tenant = :t LIMIT 1"), {"t": tenant})).first()
-        if own is None:
-            for tpl in default_catalog():
-                await conn.execute(text(
-                    "INSERT INTO templates(tenant, name, language, category, body, status) "
-                    "VALUES (:t, :n, :l, :c, :b, :s) ON CONFLICT DO NOTHING"),
-                    {"t": tenant, "n": tpl.name, "l": tpl.language, "c": tpl.category, "b": tpl.body,
-                     "s": tpl.status})
-        result = await conn.execute(text(
-            "UPDATE templates SET status = :s WHERE tenant = :t AND name = :n "
-            "AND (CAST(:l AS text) IS NULL OR language = :l)"), {"s": status, "t": tenant, "n": name, "l": language})
-        return int(result.rowcount or 0)
 
     async def release_doubtful(self, conn: AsyncConnection, now: datetime, cutoff: datetime) -> int:
         """Messages "sending" since before `cutoff` with no evidence: queue them to be sent again."""
