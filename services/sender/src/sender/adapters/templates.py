@@ -322,31 +322,54 @@ async def seed_packaged_catalog(conn: AsyncConnection, waba_id: str, templates: 
     return await TemplateStore().seed(conn, waba_id, templates, now)
 
 
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; True when `stop` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
+async def sync_with_retries(sync: TemplateSync, tenant: str, account_id: str, stop: asyncio.Event, *,
+                            attempts: int = 5, first_wait_s: float = 2.0,
+                            wait: Callable[[asyncio.Event, float], Awaitable[bool]] = _stopped_within) -> int:
+    """Sync the account's WABA, asking again while the provider is unavailable (waiting 2, 4, 8 … s, at most
+    `attempts` tries, ending early at `stop`); given up at once on a refusal (422: a token the provider
+    rejects, no WABA) or an account the tenant does not have. Never raises; returns the tries made."""
+    delay = first_wait_s
+    for attempt in range(1, attempts + 1):
+        try:
+            synced = await sync.sync(tenant, account_id)
+            log.info("bootstrap template sync: %s", ", ".join(f"{s.waba_id}: {s.templates}" for s in synced),
+                     extra={"tenant": tenant})
+            return attempt
+        except UnknownAccount:
+            log.warning("bootstrap template sync skipped: tenant %s has no account %s (another tenant owns the "
+                        "number?)", tenant, account_id, extra={"tenant": tenant})
+            return attempt
+        except SyncFailed as exc:
+            log.warning("bootstrap template sync failed (try %d of %d): %s", attempt, attempts, exc,
+                        extra={"tenant": tenant})
+            if exc.status == 422:
+                return attempt
+        except Exception as exc:  # a database hiccup at start must not stop the sender
+            log.warning("bootstrap template sync failed (try %d of %d): %r", attempt, attempts, exc,
+                        extra={"tenant": tenant})
+        if attempt < attempts and await wait(stop, delay):
+            return attempt
+        delay *= 2
+    return attempts
+
+
 def sync_at_start(sync: TemplateSync, tenant: str, account_id: str, *, attempts: int = 5,
                   first_wait_s: float = 2.0) -> Callable[[asyncio.Event], Awaitable[None]]:
-    """A `serve` loop: sync the bootstrap account's WABA once the process runs (the provider may start after
-    the sender: tried `attempts` times, waiting 2, 4, 8 … s), then wait for the stop. A failure is logged,
-    never fatal: the seeded catalog keeps the built-in flows sending."""
+    """A `serve` loop: sync the bootstrap account's WABA once the process runs (`sync_with_retries`: the
+    provider may start after the sender), then wait for the stop. A failure is logged, never fatal: the
+    seeded catalog keeps the built-in flows sending."""
 
     async def loop(stop: asyncio.Event) -> None:
-        wait = first_wait_s
-        for attempt in range(1, attempts + 1):
-            try:
-                synced = await sync.sync(tenant, account_id)
-                log.info("bootstrap template sync: %s", ", ".join(f"{s.waba_id}: {s.templates}" for s in synced),
-                         extra={"tenant": tenant})
-                break
-            except (SyncFailed, UnknownAccount) as exc:
-                log.warning("bootstrap template sync failed (try %d of %d): %s", attempt, attempts, exc,
-                            extra={"tenant": tenant})
-            except Exception as exc:  # a database hiccup at start must not stop the sender
-                log.warning("bootstrap template sync failed (try %d of %d): %r", attempt, attempts, exc,
-                            extra={"tenant": tenant})
-            try:
-                await asyncio.wait_for(stop.wait(), wait)
-                return
-            except TimeoutError:
-                wait *= 2
+        await sync_with_retries(sync, tenant, account_id, stop, attempts=attempts, first_wait_s=first_wait_s)
         await stop.wait()
 
     loop.__name__ = "template-sync-at-start"
