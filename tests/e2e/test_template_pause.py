@@ -75,8 +75,11 @@ def test_a_paused_template_fails_the_next_message_with_its_reason_and_resumed_it
     failed = _message(stack, contact)
     assert failed["state"] == "failed", failed
     assert "paused" in (failed["error_reason"] or "") and TEMPLATE in failed["error_reason"], failed
-    told = poll(lambda: [d for d in _story(stack, contact) if "paused" in (d["reason"] or "")], timeout=30,
-                what="the failure in the decision story")
+    try:
+        told = poll(lambda: [d for d in _story(stack, contact) if "paused" in (d["reason"] or "")], timeout=30,
+                    what="the failure in the decision story")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the story: {_story(stack, contact)}") from None
     assert TEMPLATE in told[0]["reason"], told
     assert not [m for m in stack.sim_messages() if failed["to_phone"].lstrip("+") == m["to"].lstrip("+")]
 
