@@ -30,6 +30,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from scrm_common.contracts import topics
+from scrm_common.contracts.events import PLATFORM_PRODUCED
 from scrm_stack.stack import SERVICES
 from tests.support.backend import Backend
 from tests.support.events import contact_created, new_id, new_order, new_phone, payment
@@ -320,6 +321,37 @@ def test_a_revoked_key_gets_401_from_every_service_within_the_key_cache_bound(
     assert stack.post_events(contact_created(phone=new_phone()), key=issued["key"]).status_code == 401
     # the other keys of the tenant still work
     assert _probe(stack, globex.key("admin")) == dict.fromkeys(SERVICES, 200)
+
+
+def test_a_disabled_tenants_keys_get_401_everywhere_within_the_bound_and_work_again_once_enabled(
+        stack: TestStack) -> None:
+    name = "initech"
+    _ok(stack.scrm("tenants", "create", name, operator=True), f"tenants create {name}")
+    issued = _json_out(stack.scrm("keys", "issue", "--tenant", name, "--role", "admin", "--json", operator=True),
+                       f"keys issue --tenant {name}")
+    assert _probe(stack, issued["key"]) == dict.fromkeys(SERVICES, 200)
+    bound = KEY_CACHE_SECONDS + REVOCATION_MARGIN
+    _ok(stack.scrm("tenants", "disable", name, operator=True), f"tenants disable {name}")
+    poll(lambda: _probe(stack, issued["key"]) == dict.fromkeys(SERVICES, 401), timeout=bound, interval=0.2,
+         what=f"401 from every service within {bound}s of disabling the tenant")
+    _ok(stack.scrm("tenants", "enable", name, operator=True), f"tenants enable {name}")
+    poll(lambda: _probe(stack, issued["key"]) == dict.fromkeys(SERVICES, 200), timeout=bound, interval=0.2,
+         what=f"the key working again within {bound}s of enabling the tenant")
+
+
+@pytest.mark.parametrize(("event_type", "data"), [
+    ("message.status", {"message_id": "wamid.e2e-forged", "status": "delivered"}),
+    ("link.clicked", {"link_id": "l-e2e", "url": "https://shop.example/forged"}),
+])
+def test_a_shop_key_cannot_post_what_the_platform_produces(stack: TestStack, tenants: tuple[Tenant, Tenant],
+                                                           event_type: str, data: dict[str, Any]) -> None:
+    _acme, globex = tenants
+    assert event_type in PLATFORM_PRODUCED
+    event = {**contact_created(phone=new_phone()), "type": event_type, "data": data}  # valid as an event
+    for role in ("events", "admin"):
+        resp = stack.post_events(event, key=globex.key(role))
+        assert resp.status_code == 422, (role, resp.text)
+        assert event_type in resp.text, (role, resp.text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
