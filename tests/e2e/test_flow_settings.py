@@ -199,6 +199,18 @@ def test_an_unknown_setting_or_negative_numbers_are_refused_per_field_and_change
                           headers=stack.auth).json() == history
 
 
+def test_bad_tenant_settings_are_refused_per_field_and_change_nothing(stack: TestStack) -> None:
+    url = stack.url("trigger-engine", "/v1/settings")
+    before = stack.http.get(url, headers=stack.auth).json()
+    resp = stack.http.patch(url, json={"time_zone": "Mars/Olympus_Mons", "home_region": "DE",
+                                       "business_hours": {"start": "25:00"}, "no_such_setting": True},
+                            headers=stack.auth)
+    fields = _fields(resp)
+    assert {"body.time_zone", "body.no_such_setting"} <= set(fields) and "body.home_region" not in fields, resp.text
+    assert any(f.startswith("body.business_hours") for f in fields), resp.text
+    assert stack.http.get(url, headers=stack.auth).json() == before
+
+
 def _accounts(stack: TestStack) -> list[str]:
     resp = stack.http.get(stack.url("sender", "/v1/accounts"), headers=stack.auth)
     assert resp.status_code == 200, resp.text
