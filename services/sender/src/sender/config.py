@@ -54,9 +54,6 @@ class Settings(CommonSettings):
     max_attempts: int = Field(default=8, ge=1)
     # R-S7: how long a number marked invalid stays left out of later sends (SCRM_SENDER_INVALID_NUMBER_TTL_DAYS).
     sender_invalid_number_ttl_days: float = Field(default=30.0, gt=0)
-    # R-S2: how long a message of a paused template waits for it to be un-paused before it fails
-    # (SCRM_SENDER_TEMPLATE_HOLD_HOURS).
-    sender_template_hold_hours: float = Field(default=24.0, gt=0)
 
     @model_validator(mode="after")
     def _secrets_key(self) -> Settings:
