@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 # The management API's rate limits (CLOUD-API.md §6.5): 80007 per WABA, 4 per app. Both are worth waiting for.
 RATE_LIMIT_CODES = frozenset({80007, 4})
+# Failures that say "not now" rather than "no": asked again within the budget, then 503 (never a 422).
+TRANSIENT_CODES = frozenset({1, 2, 130429, 131000, 131016})
+
+
+def _transient(result: Rejected) -> bool:
+    """A refusal worth asking again: a rate limit, a temporary Meta failure, an HTTP 429 or 5xx."""
+    return (result.code in RATE_LIMIT_CODES or result.code in TRANSIENT_CODES or result.http_status == 429
+            or result.http_status >= 500)
 # A WABA holds at most 250 templates (§6.5); more pages than this is a provider looping its cursor.
 MAX_PAGES = 1000
 
@@ -286,10 +294,10 @@ class TemplateSync:
                                                        after=after, limit=self._page_size)
             if isinstance(result, TemplatePage):
                 return result
-            if isinstance(result, Rejected) and result.code not in RATE_LIMIT_CODES:
+            if isinstance(result, Rejected) and not _transient(result):
                 raise SyncFailed(422, "provider_refused", f"the Cloud API refused listing the templates of WABA "
                                  f"{target.waba_id} for account {target.account_id}: ({result.code}) {result.details}")
-            last = (f"rate limited ({result.code}): {result.details}" if isinstance(result, Rejected)
+            last = (f"({result.code}, HTTP {result.http_status}): {result.details}" if isinstance(result, Rejected)
                     else f"no answer: {result.reason}" if isinstance(result, NotSent) else str(result))
             if attempt < self._backoff.attempts:
                 await self._sleep(self._backoff.delay(attempt, self._rng))
