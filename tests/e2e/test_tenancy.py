@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -33,7 +34,7 @@ from scrm_common.contracts import topics
 from scrm_common.contracts.events import PLATFORM_PRODUCED
 from scrm_stack.stack import SERVICES
 from tests.support.backend import Backend
-from tests.support.events import contact_created, new_id, new_order, new_phone, payment
+from tests.support.events import contact_created, new_id, new_order, new_phone, payment, sign, status, status_webhook
 from tests.support.stack import TestStack, poll, start_stack
 
 KEY_CACHE_SECONDS = 2.0
@@ -352,6 +353,26 @@ def test_a_shop_key_cannot_post_what_the_platform_produces(stack: TestStack, ten
         resp = stack.post_events(event, key=globex.key(role))
         assert resp.status_code == 422, (role, resp.text)
         assert event_type in resp.text, (role, resp.text)
+
+
+def _skipped(stack: TestStack, reason: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(
+        rf'^scrm_ingest_webhook_skipped_total\{{[^}}]*reason="{reason}"[^}}]*\}} (\S+)$', stack.metrics("ingest"), re.M))
+
+
+def test_a_webhook_for_a_number_nobody_owns_is_acknowledged_counted_and_logged(stack: TestStack,
+                                                                               traffic: tuple[Tenant, Tenant]) -> None:
+    nobodys = "100000000000099"
+    before = _skipped(stack, "unknown_number")
+    raw = status_webhook(phone_number_id=nobodys, statuses=[
+        status(traffic[0].wamid, "read", traffic[0].phone, datetime.now(UTC))])
+    resp = stack.http.post(stack.url("ingest", "/v1/webhooks/whatsapp"), content=raw,
+                           headers={"X-Hub-Signature-256": sign(stack.app_secret, raw),
+                                    "Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    assert _skipped(stack, "unknown_number") == before + 1
+    log = (stack.stack.root / "logs" / "ingest.log").read_text(errors="replace")
+    assert nobodys in log
 
 
 # ---------------------------------------------------------------------------------------------------------------
