@@ -119,8 +119,8 @@ def test_giving_up_on_a_service_drains_the_others_names_its_groups_and_exits_1(
     assert runner.gone == ["trigger-engine"]
     assert runner.graceful_stop() == cli.EXIT_FAILED
     lines = "\n".join(runner.lines)  # type: ignore[attr-defined]
-    assert "trigger-engine, trigger-engine-dead-letters cannot drain" in lines
-    assert "not drained, their service gone: trigger-engine, trigger-engine-dead-letters (9 records not applied" \
-        in runner.lines[-1]  # type: ignore[attr-defined]
+    assert "trigger-engine, trigger-engine-dead-letters, trigger-engine-outcomes cannot drain" in lines
+    assert ("not drained, their service gone: trigger-engine, trigger-engine-dead-letters, trigger-engine-outcomes "
+            "(9 records not applied") in runner.lines[-1]  # type: ignore[attr-defined]
     assert ("trigger-engine", signal.SIGUSR1) not in runner.sent  # type: ignore[attr-defined]
     assert len(alive_at) == 4 and "ingest" not in alive_at[-1]

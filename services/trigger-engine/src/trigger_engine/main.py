@@ -1,4 +1,5 @@
-"""Starts the trigger-engine: migrations, event consumer, outbox relay, HTTP."""
+"""Starts the trigger-engine: migrations, event consumer, outbox relay, the story's consumers (dead letters,
+failed messages), HTTP."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from trigger_engine.configuration import SettingsService, TenantConfigs
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
 from trigger_engine.domain.dead_letters import STORY_GROUP
 from trigger_engine.domain.decide import EVENTS_READ
+from trigger_engine.domain.outcomes import OUTCOMES_GROUP
 from trigger_engine.handlers import EngineMetrics, EventHandler
+from trigger_engine.outcomes import OutcomeMetrics, TellFailures, decode_failure
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "trigger_engine"
@@ -53,22 +56,30 @@ async def main(settings: Settings) -> None:
                                  decode=decode_dead_letter, metrics=consumer_metrics,
                                  handle=TellDeadLetters(engine=engine, repository=repository,
                                                         metrics=StoryMetrics(registry)))
+        # Failed messages in their persons' stories: a group of its own, off the decision loop's hot path, with
+        # metrics of its own (scrm_trigger_engine_outcomes_…): its lag is not the decision loop's lag.
+        outcomes = batch_consumer(settings, group_id=OUTCOMES_GROUP, topic=topics.EVENTS, producer=producer,
+                                  decode=decode_failure, metrics=ConsumerMetrics(OUTCOMES_GROUP, registry),
+                                  handle=TellFailures(engine=engine, repository=repository,
+                                                      metrics=OutcomeMetrics(registry)))
         keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
                                 ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
-            return consumer.ready and stories.ready and await database_ready(engine)
+            return consumer.ready and stories.ready and outcomes.ready and await database_ready(engine)
 
         app = service_app("scrm trigger-engine", "0.1.0", description="Decisions about contacts: what was sent, "
-                          "scheduled, cancelled or suppressed, and why; each tenant's flow and shop settings, "
-                          "effective for the next decision of every replica without a restart")
+                          "scheduled, cancelled or suppressed, and why, and which of the messages failed; each "
+                          "tenant's flow and shop settings, effective for the next decision of every replica "
+                          "without a restart")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
         app.include_router(build_settings_router(keys=keys, service=SettingsService(
             engine=engine, repository=settings_repository, defaults=settings.tenant_defaults(),
             bootstrap=settings.bootstrap(), clock=SystemClock())))
         app.include_router(ops_router(registry, ready))
         try:
-            await serve(app=app, port=settings.trigger_engine_port, loops=[consumer.run, relay.run, stories.run])
+            await serve(app=app, port=settings.trigger_engine_port,
+                        loops=[consumer.run, relay.run, stories.run, outcomes.run])
         finally:
             await keys.aclose()
 

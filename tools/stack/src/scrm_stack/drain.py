@@ -34,6 +34,8 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     # Dead letters are stored by reporting and told in the decision story by the trigger-engine.
     "reporting-dead-letters": (topics.DEAD_LETTER,),
     "trigger-engine-dead-letters": (topics.DEAD_LETTER,),
+    # The trigger-engine tells failed messages (message.status "failed") in the decision story.
+    "trigger-engine-outcomes": (topics.EVENTS,),
     # Ingest learns phone number routing from the sender's account.* events.
     "ingest-accounts": (topics.EVENTS,),
 }
@@ -47,6 +49,7 @@ GROUP_SERVICE: Mapping[str, str] = {
     "reporting": "reporting",
     "reporting-dead-letters": "reporting",
     "trigger-engine-dead-letters": "trigger-engine",
+    "trigger-engine-outcomes": "trigger-engine",
     "ingest-accounts": "ingest",
 }
 

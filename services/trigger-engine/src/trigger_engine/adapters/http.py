@@ -19,7 +19,9 @@ class DecisionRead(BaseModel):
     event_id: str
     event_type: str
     flow: str
-    outcome: str = Field(description="send, schedule, cancel, suppress, … or dead_lettered")
+    outcome: str = Field(description="send, schedule, cancel, suppress, …; dead_lettered (a service gave up on the "
+                                     "event); failed (a message decided here failed later: `reason` says why, "
+                                     "`idempotency_key` names it)")
     reason: str | None
     idempotency_key: str | None = Field(description="the message's key when the decision was to send")
     decided_at: datetime

@@ -129,7 +129,8 @@ def _no_account(flow: str, config: EngineConfig) -> str:
 FLOW_OF_EVENT = {"payment.succeeded": "order_confirmation", "contact.created": "welcome"}
 
 # What the engine reads: events that trigger a flow or carry contact fields. Delivery receipts
-# (message.status) are the bulk of the log and change nothing here, so they are skipped unparsed;
+# (message.status) are the bulk of the log and change no decision, so they are skipped unparsed (the failed ones
+# are told in the person's story by a consumer group of their own: trigger_engine.outcomes);
 # template events name no contact. Account events (`account.registered`/`removed`, from the sender) name none
 # either: they tell which WhatsApp accounts a tenant owns (ACCOUNT_EVENTS, the handler's projection).
 ACCOUNT_EVENTS: frozenset[str] = frozenset({"account.registered", "account.removed"})
