@@ -138,6 +138,11 @@ def create_app(
     async def message_templates(version: str, waba_id: str, request: Request) -> JSONResponse:
         return _respond(sim.message_templates(version, waba_id, _token(request), request.query_params))
 
+    @app.get("/{version}/{waba_id}/phone_numbers")
+    async def phone_numbers(version: str, waba_id: str, request: Request) -> JSONResponse:
+        """The WABA's phone numbers (`data` of {id, display_phone_number, verified_name, …}, paged)."""
+        return _respond(sim.phone_numbers(version, waba_id, _token(request), request.query_params))
+
     @app.get("/{version}/{phone_number_id}")
     async def phone_number(version: str, phone_number_id: str, request: Request,
                            fields: str | None = None) -> JSONResponse:

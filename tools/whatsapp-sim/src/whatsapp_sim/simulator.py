@@ -288,6 +288,53 @@ class Simulator:
                          "(WhatsAppBusinessPhoneNumber)"), phone_number_id)
         return 200, {"id": phone_number_id, **{f: known[f] for f in wanted}}
 
+    def _authorize_waba(self, version: str, waba_id: str, path: str, token: str | None) -> MetaError | None:
+        """A management call on a WABA: the token must be one of a number of that WABA (190 for an unknown
+        token, 100 for an unknown WABA, 200 for another WABA's token)."""
+        if not VERSION.fullmatch(version):
+            return meta_error(100, f"Unknown path components: /{version}/{path}", title="Invalid parameter")
+        if token is None or token not in self._tokens:
+            return meta_error(190, "The access token could not be decrypted or is not valid.")
+        if waba_id not in self.catalogs:
+            return meta_error(
+                100, f"Unsupported get request. Object with ID '{waba_id}' does not exist, cannot be loaded due to "
+                     "missing permissions, or does not support this operation.", title="Unsupported get request")
+        if not any(a.token == token and a.waba_id == waba_id for a in self.accounts.values()):
+            return meta_error(200, f"The access token has no permission on WhatsApp Business Account {waba_id}.",
+                              title="Permissions error")
+        return None
+
+    def phone_numbers(self, version: str, waba_id: str, token: str | None, params: Mapping[str, str]) -> Reply:
+        """`GET /{version}/{waba_id}/phone_numbers`: the WABA's numbers (CLOUD-API §6.5 management API), as
+        Meta lists them: `data` of {id, display_phone_number, verified_name, quality_rating,
+        code_verification_status, platform_type, throughput}; paged with `limit` (default 25, at most 100)
+        and `after` cursors, `paging.next` only when there are more. The token must be one of a number of
+        that WABA (190 / 200 / 100 like `message_templates`)."""
+        denied = self._authorize_waba(version, waba_id, f"{waba_id}/phone_numbers", token)
+        if denied is not None:
+            return self._error(denied, waba_id)
+        try:
+            limit = int(params.get("limit") or 25)
+            start = _cursor(params["after"]) + 1 if params.get("after") else 0
+        except ValueError as exc:
+            return self._error(meta_error(100, str(exc)), waba_id)
+        if limit < 1:
+            return self._error(meta_error(100, "Param limit must be a positive integer."), waba_id)
+        limit = min(limit, MAX_TEMPLATE_PAGE)
+        numbers = [a for a in self.accounts.values() if a.waba_id == waba_id]
+        page = list(enumerate(numbers))[start:start + limit]
+        data = [{"id": a.phone_number_id, "display_phone_number": a.display_phone_number,
+                 "verified_name": "SCRM Simulator", "quality_rating": "GREEN", "code_verification_status": "VERIFIED",
+                 "platform_type": "CLOUD_API", "throughput": {"level": "STANDARD"}} for _, a in page]
+        body: dict[str, Any] = {"data": data}
+        if page:
+            first, last = page[0][0], page[-1][0]
+            paging: dict[str, Any] = {"cursors": {"before": _encode_cursor(first), "after": _encode_cursor(last)}}
+            if last + 1 < len(numbers):
+                paging["next"] = f"/{version}/{waba_id}/phone_numbers?limit={limit}&after={_encode_cursor(last)}"
+            body["paging"] = paging
+        return 200, body
+
     def message_templates(self, version: str, waba_id: str, token: str | None, params: Mapping[str, str]) -> Reply:
         """`GET /{version}/{waba_id}/message_templates`: the WABA's templates, paged like Graph.
 
@@ -296,19 +343,9 @@ class Simulator:
         `paging.next` only when there are more; `fields` picks the fields (`id` always); `name`, `language`,
         `status` filter. While SCRM_SIMULATOR_RATE_LIMIT_TEMPLATES lasts, a listing answers 80007."""
         path = f"{waba_id}/message_templates"
-        if not VERSION.fullmatch(version):
-            return self._error(meta_error(100, f"Unknown path components: /{version}/{path}",
-                                          title="Invalid parameter"), waba_id)
-        if token is None or token not in self._tokens:
-            return self._error(meta_error(190, "The access token could not be decrypted or is not valid."), waba_id)
-        if waba_id not in self.catalogs:
-            return self._error(meta_error(
-                100, f"Unsupported get request. Object with ID '{waba_id}' does not exist, cannot be loaded due to "
-                     "missing permissions, or does not support this operation.", title="Unsupported get request"),
-                waba_id)
-        if not any(a.token == token and a.waba_id == waba_id for a in self.accounts.values()):
-            return self._error(meta_error(200, f"The access token has no permission on WhatsApp Business Account "
-                                               f"{waba_id}.", title="Permissions error"), waba_id)
+        denied = self._authorize_waba(version, waba_id, path, token)
+        if denied is not None:
+            return self._error(denied, waba_id)
         if self._rate_limited_listings > 0:
             self._rate_limited_listings -= 1
             return self._error(meta_error(80007, "The WhatsApp Business Account has reached its rate limit.",
