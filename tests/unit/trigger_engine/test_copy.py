@@ -98,6 +98,8 @@ def test_day_is_written_unambiguously_in_the_locale(locale, text):
     (None, None, "551199998888", "America/Sao_Paulo"),
     (None, None, None, "UTC"),
     ("Not/AZone", None, None, "UTC"),
+    ("Europe", "+4915112345678", None, "Europe/Berlin"),  # a tzdata directory is no zone: the number's
+    ("America/Argentina", None, None, "UTC"),
 ])
 def test_contact_zone_is_their_own_else_their_numbers_else_utc(timezone, phone, wa_id, zone):
     assert contact_zone(timezone, phone, wa_id) == ZoneInfo(zone)

@@ -87,6 +87,9 @@ def test_every_flow_has_the_common_settings_and_is_registered() -> None:
     (OrderConfirmationSettings, {"near_regions": ["FR", "XX1"]}, {"body.near_regions.1"}),
     (OrderConfirmationSettings, {"account_id": ""}, {"body.account_id"}),
     (TenantSettings, {"time_zone": "Europe/Atlantis"}, {"body.time_zone"}),
+    (TenantSettings, {"time_zone": "Europe"}, {"body.time_zone"}),  # tzdata directories: IsADirectoryError
+    (TenantSettings, {"time_zone": "America/Argentina"}, {"body.time_zone"}),
+    (TenantSettings, {"time_zone": "zone.tab"}, {"body.time_zone"}),  # a tzdata file that is no zone
     (TenantSettings, {"home_region": "QQ"}, {"body.home_region"}),
     (TenantSettings, {"tracking_url": "ftp://shop.example/{order_id}"}, {"body.tracking_url"}),
     (TenantSettings, {"tracking_url": "https://shop.example/{order}"}, {"body.tracking_url"}),

@@ -48,9 +48,13 @@ def zone_for_phone(e164: str, default: str = "UTC") -> str:
 
 
 def is_iana_zone(name: str) -> bool:
-    """True when `name` is a known IANA time-zone name."""
+    """True when `name` is a known IANA time-zone name.
+
+    A name of a tzdata directory (`Europe`, `America/Argentina`) or of a file that is no zone (`zone.tab`) is
+    not one: ZoneInfo raises IsADirectoryError (an OSError) or ValueError for those.
+    """
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True

@@ -104,7 +104,7 @@ def contact_zone(timezone: str | None, phone: str | None, wa_id: str | None = No
     if timezone:
         try:
             return ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata directory (`Europe`)
             pass
     numbers = [phone] if phone else []
     if wa_id:

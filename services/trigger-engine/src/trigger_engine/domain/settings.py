@@ -84,7 +84,7 @@ def _support_url(url: str) -> str:
 def _time_zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata directory (`Europe`)
         raise ValueError(f"{name!r} is not an IANA time zone (such as Europe/Berlin)") from None
     return name
 
