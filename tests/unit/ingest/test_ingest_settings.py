@@ -48,3 +48,18 @@ def test_the_bootstrap_tenant_must_be_a_valid_tenant_id(tenant: str) -> None:
 def test_the_environment_sets_the_operator_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRM_ADMIN_TOKEN", "from-the-environment")
     assert Settings().admin_token == "from-the-environment"
+
+
+@pytest.mark.parametrize("written", ["op-Zk2L9x\n", "  op-Zk2L9x\r\n", "op-Zk2L9x"])
+def test_the_operator_token_from_a_file_loses_its_newline(written: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kubernetes secret mounted as a file ends with a newline the operator never types."""
+    monkeypatch.setenv("SCRM_ADMIN_TOKEN", written)
+    assert Settings().admin_token == "op-Zk2L9x"
+
+
+def test_a_refused_prod_config_shows_none_of_the_secrets_it_was_given() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="prod", whatsapp_app_secret="REAL-app-8d1", internal_token="REAL-internal-2f0",
+                 admin_token="changeme", bootstrap_api_key="scrm_REAL-boot-77c")
+    assert "SCRM_ADMIN_TOKEN" in str(refused.value)
+    assert "REAL-" not in str(refused.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values no production secret may have: empty, or one of the dev defaults below.
@@ -13,9 +13,14 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "dev-secret", "sec
 
 
 class CommonSettings(BaseSettings):
-    """What every service needs to reach the broker and the database and to behave on failure."""
+    """What every service needs to reach the broker and the database and to behave on failure.
 
-    model_config = SettingsConfigDict(env_prefix="SCRM_", extra="ignore", frozen=True)
+    A refused configuration never shows the values it was given (`hide_input_in_errors`): pydantic would
+    otherwise print the whole environment it read, secrets included, in the start failure. Tokens are
+    stripped of surrounding whitespace (a Kubernetes secret mounted from a file ends with a newline).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCRM_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "INFO"
@@ -38,6 +43,11 @@ class CommonSettings(BaseSettings):
     # How long a service trusts an introspected key (seconds): a revoked key or a disabled tenant stops
     # working everywhere within this bound.
     key_cache_seconds: float = Field(default=10.0, ge=0, le=30)
+
+    @field_validator("internal_token", mode="after")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        return value.strip()
 
     @model_validator(mode="after")
     def _no_placeholder_internal_token_in_prod(self) -> CommonSettings:

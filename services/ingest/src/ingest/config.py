@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ingest.domain.tenants import tenant_id_problem
 from scrm_common.settings import PLACEHOLDER_SECRETS, CommonSettings
@@ -33,13 +33,25 @@ class Settings(CommonSettings):
     ingest_rate_per_second: float = Field(default=5000.0, gt=0)
     ingest_burst: float = Field(default=10000.0, gt=0)
 
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _stripped_token(cls, value: str) -> str:
+        # Compared byte for byte with what the operator presents: a token read from a file (a Kubernetes
+        # secret) ends with a newline nobody types.
+        return value.strip()
+
+    @field_validator("bootstrap_api_key", mode="after")
+    @classmethod
+    def _stripped_key(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_prod(self) -> Settings:
         if self.env == "prod" and self.whatsapp_app_secret in _PLACEHOLDERS:
             raise ValueError("SCRM_WHATSAPP_APP_SECRET must be set to the Meta app secret in prod")
-        if self.env == "prod" and self.admin_token.strip() in PLACEHOLDER_SECRETS:
+        if self.env == "prod" and self.admin_token in PLACEHOLDER_SECRETS:
             raise ValueError("SCRM_ADMIN_TOKEN must be set to a random value (the operator's token) in prod")
-        if not self.admin_token.strip():
+        if not self.admin_token:
             raise ValueError("SCRM_ADMIN_TOKEN must not be empty")
         if (problem := tenant_id_problem(self.bootstrap_tenant)) is not None:
             raise ValueError(f"SCRM_BOOTSTRAP_TENANT {self.bootstrap_tenant!r} {problem}")

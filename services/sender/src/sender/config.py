@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from scrm_common.settings import CommonSettings
 from sender.adapters.secrets import parse_keys
@@ -17,8 +16,6 @@ class Settings(CommonSettings):
     Secrets (`SCRM_SECRETS_KEY`, `SCRM_BOOTSTRAP_ACCESS_TOKEN`) are `SecretStr` and a refused setting's
     error never echoes the values given.
     """
-
-    model_config = SettingsConfigDict(**CommonSettings.model_config, hide_input_in_errors=True)
 
     sender_port: int = 8082
     whatsapp_base_url: str = "http://127.0.0.1:8089"
