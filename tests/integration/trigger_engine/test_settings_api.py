@@ -383,3 +383,30 @@ async def test_the_bootstrap_tenant_sends_from_the_bootstrap_account_until_its_f
     await apply(instance, bootstrap, payment(order_id="B-3"))
     assert [c["account_id"] for c in await commands(engine, bootstrap)] == [BOOTSTRAP_ACCOUNT, "100000000000009"]
     assert (await decisions(engine, bootstrap))[-1] == ("suppressed", "no WhatsApp account configured for this tenant")
+
+
+@pytest.mark.parametrize("url", ["https://x.example/t/{order_id:d}", "https://x.example/t/{order_id!r}",
+                                 "https://x.example/t/{order_id:>999999999}", "https://x.example/{order_id:{order_id}}"])
+async def test_a_tracking_url_with_a_format_spec_is_refused_and_changes_nothing(client, tenant, url: str) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.patch("/v1/settings", json={"tracking_url": url}, headers=tenant.auth("admin"))
+    assert "format specs and conversions are not allowed" in fields(resp)["body.tracking_url"]
+    assert (await client.get("/v1/settings", headers=tenant.auth("read"))).json()["version"] == 0
+
+
+async def test_a_stored_tracking_url_that_no_longer_validates_leaves_the_engine_on_the_default(
+        engine, tenant, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A value stored before the format-spec rule (`{order_id:d}` made every payment's batch raise): the engine
+    decides with the installation's default URL and logs which setting it left out."""
+    async with engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO tenant_settings(tenant, version, settings, updated_at, updated_by) VALUES "
+            "(:t, 1, CAST(:s AS jsonb), :at, 'key_old')"),
+            {"t": tenant.name, "s": json.dumps({"tracking_url": "https://x.example/t/{order_id:d}"}), "at": NOW})
+        await SettingsRepository().raise_version(conn, [tenant.name])
+    instance = handler(engine)
+    await apply(instance, tenant.name, account_event("registered", "acct-1"))
+    with caplog.at_level("WARNING", logger="trigger_engine.configuration"):
+        await apply(instance, tenant.name, payment(order_id="A-1"))
+    (sent,) = await commands(engine, tenant.name)
+    assert "https://install.example/t/A-1" in sent["template"]["parameters"]
+    assert any("tracking_url" in r.getMessage() and tenant.name in r.getMessage() for r in caplog.records)

@@ -134,6 +134,24 @@ def test_url_variables_are_url_encoded(order_id, url):
     assert url_with("https://shop.example/t/{order_id}", order_id=order_id) == url
 
 
+@pytest.mark.parametrize(("template", "url"), [
+    ("https://shop.example/t/{order_id}?x={{literal}}", "https://shop.example/t/A%201?x={literal}"),
+    ("https://shop.example/{order_id}/{order_id}", "https://shop.example/A%201/A%201"),
+    ("https://shop.example/help", "https://shop.example/help"),
+])
+def test_url_with_substitutes_the_value_as_text_and_braces_are_doubled(template, url):
+    assert url_with(template, order_id="A 1") == url
+
+
+@pytest.mark.parametrize("template", [
+    "https://x/{order_id:d}", "https://x/{order_id!r}", "https://x/{order_id:>999999999999}",
+    "https://x/{order_id:{order_id}}", "https://x/{order_id.__class__}", "https://x/{0}", "https://x/{}",
+])
+def test_url_with_never_formats_a_field_it_refuses_it(template):
+    with pytest.raises(ValueError, match="not a bare placeholder"):
+        url_with(template, order_id="A58B2C")  # never a str.format width: no giant string, no format error
+
+
 def test_url_variables_are_encoded_in_a_query_too():
     assert url_with("https://shop.example/track?order={order_id}&lang=de", order_id="#1 2") \
         == "https://shop.example/track?order=%231%202&lang=de"

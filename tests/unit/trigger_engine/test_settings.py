@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from trigger_engine.domain.copy import url_with
 from trigger_engine.domain.decide import decide
 from trigger_engine.domain.decisions import Send, Suppress
 from trigger_engine.domain.flows import FLOWS, engine_config
@@ -95,6 +96,18 @@ def test_every_flow_has_the_common_settings_and_is_registered() -> None:
     (TenantSettings, {"tracking_url": "https://shop.example/{order}"}, {"body.tracking_url"}),
     (TenantSettings, {"tracking_url": "https://shop.example/{order_id"}, {"body.tracking_url"}),
     (TenantSettings, {"support_url": "https://shop.example/help/{order_id}"}, {"body.support_url"}),
+    # Format specs and conversions would be `str.format`ted: a ValueError or a GiB-wide string per payment.
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id:d}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id!r}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id:>999999999}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id:{order_id}}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id.__class__}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{order_id[0]}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/{0}"}, {"body.tracking_url"}),
+    # Rendered, a URL is a template parameter (≤ 1024 characters) with the longest order number in it.
+    (TenantSettings, {"tracking_url": "https://shop.example/" + "a" * 640 + "{order_id}"}, {"body.tracking_url"}),
+    (TenantSettings, {"tracking_url": "https://shop.example/" + "{order_id}" * 3}, {"body.tracking_url"}),
+    (TenantSettings, {"support_url": "https://shop.example/" + "a" * 1004}, {"body.support_url"}),
     (TenantSettings, {"business_hours": {"start": "24:00"}}, {"body.business_hours.start"}),
     (TenantSettings, {"business_hours": {"start": "18:00", "end": "09:00"}}, {"body.business_hours"}),
     (TenantSettings, {"business_hours": {"days": [0, 8]}}, {"body.business_hours.days.0", "body.business_hours.days.1"}),
@@ -126,6 +139,33 @@ def test_an_unknown_key_is_called_unknown_and_a_rule_speaks_its_own_words() -> N
 ])
 def test_values_at_the_edges_of_their_ranges_are_accepted(model: type, body: dict[str, Any]) -> None:
     model.model_validate(body)
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://x.example/{order_id:d}", "has {order_id:d}; write {order_id}: format specs and conversions are not "
+                                       "allowed"),
+    ("https://x.example/{order_id!r}", "has {order_id!r}; write {order_id}: format specs and conversions are not "
+                                       "allowed"),
+    ("https://x.example/" + "{order_id}" * 3, "is too long: with every {order_id} replaced by the longest order "
+                                              "number (128 characters, URL-encoded) it is 1170 characters; at most 1024"),
+])
+def test_a_refused_tracking_url_says_why(url: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        TenantSettings(tracking_url=url)
+    assert dict(field_faults(refused.value)) == {"body.tracking_url": reason}
+
+
+def test_the_longest_accepted_tracking_url_renders_within_a_template_parameter() -> None:
+    url = "https://shop.example/" + "a" * (1024 - 384 - len("https://shop.example/")) + "{order_id}"
+    rendered = url_with(TenantSettings(tracking_url=url).tracking_url, order_id="/" * 128)
+    assert len(rendered) == 1024
+
+
+def test_a_stored_tracking_url_the_engine_can_no_longer_render_falls_back_to_the_default() -> None:
+    defaults = TenantSettings(tracking_url="https://install.example/t/{order_id}")
+    settings, dropped = with_changes(TenantSettings, defaults, {"tracking_url": "https://x.example/{order_id:d}",
+                                                                "home_region": "FR"})
+    assert (settings.tracking_url, settings.home_region, dropped) == (defaults.tracking_url, "FR", ["tracking_url"])
 
 
 def test_regions_are_upper_cased() -> None:

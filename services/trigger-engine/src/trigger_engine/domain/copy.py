@@ -5,6 +5,7 @@ Money and dates are Babel's (CLDR) formats for a locale; see `format_locale` for
 
 from __future__ import annotations
 
+import string
 import unicodedata
 from copy import copy
 from datetime import date, datetime
@@ -117,6 +118,19 @@ def contact_zone(timezone: str | None, phone: str | None, wa_id: str | None = No
 
 
 def url_with(template: str, **values: str) -> str:
-    """`template` (`https://shop.example/t/{order_id}`) with each value URL-encoded, `/` and `#` too:
-    `#1001` → `%231001`, `SO 1001/B` → `SO%201001%2FB`."""
-    return template.format(**{name: quote(value, safe="") for name, value in values.items()})
+    """`template` (`https://shop.example/t/{order_id}`) with each `{name}` replaced by its value URL-encoded,
+    `/` and `#` too: `#1001` → `%231001`, `SO 1001/B` → `SO%201001%2FB`; `{{` and `}}` are a brace.
+
+    The value is substituted as text, never through `str.format`: the result is the template's literal text
+    and the encoded values, nothing more. Raises ValueError for a field that is not a bare name of `values`
+    (a format spec or conversion: `TenantSettings` refuses such a template).
+    """
+    out: list[str] = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if spec or conversion is not None or name not in values:
+            raise ValueError(f"{template!r}: the field {{{name}}} is not a bare placeholder of {sorted(values)}")
+        out.append(quote(values[name], safe=""))
+    return "".join(out)

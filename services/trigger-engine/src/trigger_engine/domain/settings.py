@@ -57,20 +57,40 @@ def _known_region(code: str) -> str:
 Region = Annotated[str, BeforeValidator(_upper), Field(pattern=r"^[A-Z]{2}$"), AfterValidator(_known_region)]
 
 
+# A shop URL is a template parameter once rendered (SendMessage: at most 1024 characters, Meta's limit too).
+URL_MAX_CHARS = 1024
+# What one `{order_id}` may become: an order number (at most 128 characters) with each character URL-encoded.
+_PLACEHOLDER_MAX_CHARS = 3 * 128
+
+
 def _shop_url(url: str, *, placeholders: frozenset[str] = frozenset()) -> str:
-    """`url` if it is an absolute http(s) URL naming a host, whose `{…}` placeholders are among `placeholders`."""
+    """`url` if it is an absolute http(s) URL naming a host whose `{…}` fields are bare `placeholders`
+    (`{order_id}`: no format spec, no conversion — it is substituted as text, never `str.format`ted), and
+    which stays within `URL_MAX_CHARS` with each placeholder replaced by the longest value it may get."""
     parts = urlsplit(url.replace("{", "").replace("}", ""))
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
         raise ValueError("must be an absolute http:// or https:// URL without spaces")
     try:
-        named = {name for _, name, _, _ in string.Formatter().parse(url) if name is not None}
+        parsed = list(string.Formatter().parse(url))
     except ValueError:
         raise ValueError("has an unbalanced { or }; write {{ and }} for braces in the URL itself") from None
-    unknown = sorted(named - placeholders)
-    if unknown:
-        allowed = ", ".join("{" + p + "}" for p in sorted(placeholders)) or "none"
-        raise ValueError(f"has the placeholder {{{unknown[0]}}}; the placeholders allowed here: {allowed}")
+    allowed = ", ".join("{" + p + "}" for p in sorted(placeholders)) or "none"
+    fields = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
+    for name, spec, conversion in fields:
+        if name not in placeholders:
+            raise ValueError(f"has the placeholder {{{name}}}; the placeholders allowed here: {allowed}")
+        if spec or conversion is not None:
+            written = "{" + name + (f"!{conversion}" if conversion is not None else "") + (f":{spec}" if spec else "")
+            written += "}"
+            raise ValueError(f"has {written}; write {{{name}}}: format specs and conversions are not allowed")
+    longest = sum(len(text) for text, *_ in parsed) + len(fields) * _PLACEHOLDER_MAX_CHARS
+    if longest > URL_MAX_CHARS:
+        raise ValueError(f"is too long: with every {{order_id}} replaced by the longest order number (128 "
+                         f"characters, URL-encoded) it is {longest} characters; at most {URL_MAX_CHARS}")
     return url
+
+
+ShopUrl = Annotated[str, Field(max_length=URL_MAX_CHARS, pattern=PLAIN_TEXT_PATTERN)]
 
 
 def _tracking_url(url: str) -> str:
@@ -124,11 +144,12 @@ class TenantSettings(SettingsModel):
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
     default_language: Language = Field(
         default="en_US", description="the template language for contacts whose language a flow has no template for")
-    tracking_url: Annotated[str, Field(max_length=1000, pattern=PLAIN_TEXT_PATTERN), AfterValidator(_tracking_url)] = \
-        Field(default="https://shop.example/t/{order_id}",
-              description="order tracking link (R-T2.2); `{order_id}` is replaced by the order number, URL-encoded")
-    support_url: Annotated[str, Field(max_length=1000, pattern=PLAIN_TEXT_PATTERN), AfterValidator(_support_url)] = \
-        Field(default="https://shop.example/help", description="support link (R-T2.2)")
+    tracking_url: Annotated[ShopUrl, AfterValidator(_tracking_url)] = Field(
+        default="https://shop.example/t/{order_id}",
+        description="order tracking link (R-T2.2); `{order_id}` is replaced by the order number, URL-encoded (no "
+                    "format spec or conversion); at most 1024 characters with the longest order number in it")
+    support_url: Annotated[ShopUrl, AfterValidator(_support_url)] = Field(
+        default="https://shop.example/help", description="support link (R-T2.2)")
     home_region: Region = Field(default="DE", description="where the shop ships from (R-T2.3: base days by region)")
     default_account_id: AccountId | None = Field(
         default=None, description="the WhatsApp account flows send from unless a flow names its own; null: the "
