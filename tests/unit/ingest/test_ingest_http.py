@@ -49,7 +49,7 @@ class Directory:
         self.broken = False
         self.disabled: set[str] = set()
 
-    async def lookup(self, api_key: str) -> KeyLookup:
+    async def lookup(self, api_key: str, *, cached: bool = False) -> KeyLookup:  # noqa: ARG002
         if self.broken:
             raise ConnectionError("database unavailable")
         role = ROLE_KEYS.get(_postgres_text(api_key))

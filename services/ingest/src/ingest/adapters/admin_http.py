@@ -119,7 +119,7 @@ class KeyRead(BaseModel):
     """A key as lists show it: never the key itself.
 
     `prefix` is `scrm_…` for keys made before prefixes were kept. `last_used_at` moves at most once a minute
-    (when a service first resolves the key after its cache expired). `bootstrap`: made from
+    (when ingest reads the key from its database and the last mark is a minute old). `bootstrap`: made from
     `SCRM_BOOTSTRAP_API_KEY` (a start with another value revokes it).
     """
 
@@ -208,10 +208,10 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
     async def patch_tenant(tenant: str, body: TenantPatch) -> TenantRead:
         """Rename, disable or enable a tenant.
 
-        Disabled: its keys answer 401 in ingest at once and in every other service within the key cache's
-        lifetime (`SCRM_KEY_CACHE_SECONDS`, ≤ 30 s); its webhooks are acknowledged (200) and dropped, counted as
-        `scrm_ingest_webhook_skipped_total{reason="tenant_disabled"}`. Its data and keys stay: enabling it
-        (`"status": "active"`) brings them back."""
+        Disabled: its keys answer 401 in this ingest process at once, and on every route of every other
+        process (other ingest replicas included) within `SCRM_KEY_CACHE_SECONDS` (≤ 30 s); its webhooks are
+        acknowledged (200) and dropped, counted as `scrm_ingest_webhook_skipped_total{reason="tenant_disabled"}`.
+        Its data and keys stay: enabling it (`"status": "active"`) brings them back."""
         fields = body.model_fields_set
         row = await directory.update_tenant(tenant, name=body.name, set_name="name" in fields,
                                             status=body.status if "status" in fields else None)
@@ -241,8 +241,9 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
         """Revoke one of a tenant's keys (again: 204, nothing changes); 404 `not_found` when the tenant has
         no key with this id.
 
-        Ingest refuses the key at once; the other services within their key cache's lifetime
-        (`SCRM_KEY_CACHE_SECONDS`, 10 s by default, at most 30 s)."""
+        This ingest process refuses the key at once; every route of every other process (other ingest
+        replicas included) within `SCRM_KEY_CACHE_SECONDS` (10 s by default, at most 30 s): key management
+        and introspection read keys from the database, only `POST /v1/events` and the other services cache."""
         if not await directory.revoke_key(tenant, id):
             raise _no_key(id)
         return Response(status_code=204)
@@ -264,8 +265,9 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
         """Revoke one of the caller's tenant's keys (the caller's own too); 404 `not_found` for an unknown id or
         another tenant's key.
 
-        Ingest refuses the key at once; the other services within their key cache's lifetime
-        (`SCRM_KEY_CACHE_SECONDS`, 10 s by default, at most 30 s)."""
+        This ingest process refuses the key at once; every route of every other process (other ingest
+        replicas included) within `SCRM_KEY_CACHE_SECONDS` (10 s by default, at most 30 s): key management
+        and introspection read keys from the database, only `POST /v1/events` and the other services cache."""
         if not await directory.revoke_key(principal.tenant, id):
             raise _no_key(id)
         return Response(status_code=204)

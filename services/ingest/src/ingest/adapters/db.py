@@ -2,9 +2,14 @@
 
 The repository functions (`create_tenant`, `issue_key`, `revoke_key`, …) take a connection, so a caller
 composes them in one transaction; `TenantDirectory` runs them for the HTTP API and the bootstrap (one
-transaction each) and keeps this process's caches true to what it changed. Other processes cache for at
-most `key_cache_seconds` (`SCRM_KEY_CACHE_SECONDS`, ≤ 30 s): a revoked key or a disabled tenant stops
-working there within that bound, in this ingest process at once.
+transaction each) and keeps this process's caches true to what it changed.
+
+The revocation bound: a revoked key, or a key of a disabled tenant, is refused everywhere at most
+`SCRM_KEY_CACHE_SECONDS` (≤ 30 s) after the change is committed. Only one cache stands between the
+database and any answer: key introspection and ingest's key-management routes read the database on every
+call (`lookup(..., cached=False)`), so a sibling service's `KeyIntrospection` cache, `SCRM_KEY_CACHE_SECONDS`
+long, is the only one on their way; `POST /v1/events` (the hot path) caches for the same
+`SCRM_KEY_CACHE_SECONDS` on each ingest replica (the replica that made the change forgets at once).
 """
 
 from __future__ import annotations
@@ -223,8 +228,12 @@ async def save_number(conn: AsyncConnection, phone_number_id: str, state: Number
 
 
 class TenantDirectory:
-    """Who a key belongs to and which tenant owns a phone number id, cached `cache_seconds`; and the
-    tenant and key operations of the API and the bootstrap, each one transaction."""
+    """Who a key belongs to and which tenant owns a phone number id; and the tenant and key operations of
+    the API and the bootstrap, each one transaction.
+
+    `cache_seconds` (`SCRM_KEY_CACHE_SECONDS`) is how long a cached answer lives: a key resolved with
+    `cached=True` (only `POST /v1/events`) and number routing. See the module's docstring for the bound.
+    """
 
     def __init__(self, engine: AsyncEngine, *, cache_seconds: float) -> None:
         self._engine = engine
@@ -235,13 +244,15 @@ class TenantDirectory:
 
     # ---- lookups ----
 
-    async def lookup(self, api_key: str) -> KeyLookup:
-        """What a key resolves to (cached). On a miss, records the key's use (`last_used_at`, at most once
-        a minute) when it is valid."""
+    async def lookup(self, api_key: str, *, cached: bool = False) -> KeyLookup:
+        """What a key resolves to: from the database (a primary-key read), or with `cached` from this
+        process's cache when it answered within `cache_seconds`. Every database read refreshes the cache
+        and records a valid key's use (`last_used_at`, at most once a minute whatever the replicas do)."""
         digest = hash_api_key(api_key)
-        hit = self._keys.get(digest, MISSING)
-        if isinstance(hit, KeyLookup):
-            return hit
+        if cached:
+            hit = self._keys.get(digest, MISSING)
+            if isinstance(hit, KeyLookup):
+                return hit
         async with self._engine.begin() as conn:
             row = (await conn.execute(text(
                 "SELECT k.key_hash, k.id, k.tenant, k.role, k.last_used_at, t.disabled_at, now() AS now "
@@ -262,7 +273,8 @@ class TenantDirectory:
         return value
 
     async def principal_for(self, api_key: str) -> Principal | None:
-        """The tenant, role and key id of a key; None when unknown, revoked, or its tenant is disabled."""
+        """The tenant, role and key id of a key, read from the database (never cached: what key
+        introspection answers); None when unknown, revoked, or its tenant is disabled."""
         return (await self.lookup(api_key)).principal
 
     async def tenant_of_number(self, phone_number_id: str) -> str | None:
@@ -341,7 +353,7 @@ class TenantDirectory:
 
     async def revoke_key(self, tenant: str, key_id_: str) -> bool:
         """Revoke the tenant's key `key_id_`; False when it has none such. This process refuses the key at
-        once; other services within their key cache's lifetime (`SCRM_KEY_CACHE_SECONDS`)."""
+        once; other ingest replicas and services within `SCRM_KEY_CACHE_SECONDS`."""
         async with self._engine.begin() as conn:
             digest = await revoke_key(conn, tenant, key_id_)
         if digest is None:
