@@ -142,6 +142,15 @@ def test_platform_produced_types_are_refused_with_index_and_reason():
     assert "produced by the platform" in errors[0].reason
 
 
+def test_a_platform_type_is_refused_as_such_even_when_its_data_is_incomplete() -> None:
+    """What matters is that a shop may not post it at all, not which of its fields are missing."""
+    status = {"event_id": "s-1", "type": "message.status", "occurred_at": "2026-11-22T10:00:00Z", "data": {}}
+    events, errors = parse_batch(status, max_events=10, refused_types=frozenset({"message.status"}))
+    assert events == []
+    assert [(e.index, e.field) for e in errors] == [(0, "type")]
+    assert "produced by the platform" in errors[0].reason
+
+
 @pytest.mark.parametrize(("changes", "field", "reason"), [
     ({"contact": {"external_id": "c1", "name": "Anna\x00"}}, "contact.name", "NUL"),
     ({"contact": {"external_id": "c\x001"}}, "contact.external_id", "NUL"),

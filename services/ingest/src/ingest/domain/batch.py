@@ -107,6 +107,10 @@ def parse_batch(body: Any, *, max_events: int, refused_types: frozenset[str] = f
         if (bad := _wire_error(index, raw, depth=depth)) is not None:
             errors.append(bad)
             continue
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if isinstance(kind, str) and kind in refused_types:  # said first: no schema detail matters then
+            errors.append(FieldError(index, "type", f"{kind} is produced by the platform itself, not posted"))
+            continue
         try:
             event = parse_event(raw, received_at=received_at)
         except ValidationError as exc:
