@@ -122,7 +122,9 @@ def _app(engine: AsyncEngine, repo: AccountRepository, log: SendLog, api: CloudA
 async def h(engine: AsyncEngine) -> AsyncIterator[Harness]:
     a, b = f"a{uuid.uuid4().hex[:10]}", f"b{uuid.uuid4().hex[:10]}"
     numbers = [(_number(), f"tok-{uuid.uuid4().hex}", _number()) for _ in range(3)]
-    sim = create_app(SimulatorSettings(simulator_accounts=",".join(f"{n}:{t}" for n, t, _ in numbers)))
+    numbers[2] = (numbers[2][0], numbers[2][1], numbers[0][2])  # the third number is in the first one's WABA
+    # each number in a WABA of its own, as the simulator lists them at GET /{version}/{waba_id}/phone_numbers
+    sim = create_app(SimulatorSettings(simulator_accounts=",".join(f"{n}:{t}:{n}:{w}" for n, t, w in numbers)))
     api = CloudApiClient(base_url="http://sim", version="v25.0", timeout=5.0, max_connections=4,
                          transport=httpx.ASGITransport(app=sim))
     cipher = TokenCipher([KEY])
@@ -176,13 +178,113 @@ async def test_a_number_belongs_to_one_tenant(h: Harness) -> None:
     assert h.a not in taken.text and "Shop A" not in taken.text
     again = await h.call("POST", "/v1/accounts", json=h.body())
     assert (again.status_code, again.json()["error"]["code"]) == (409, "account_exists")
-    # another number under the first tenant's WABA: its templates are that tenant's
-    other = await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(1) | {"waba_id": waba})
-    assert (other.status_code, other.json()["error"]["code"]) == (409, "account_taken")
-    assert h.a not in other.text
+    # another number really in the first tenant's WABA (the provider lists it there): its templates are
+    # that tenant's, so the WABA is told taken — only once the token proved number and WABA
+    other = await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(2))
+    assert (other.status_code, other.json()["error"]["code"]) == (409, "account_taken"), other.text
+    assert h.a not in other.text and "WABA" in other.json()["error"]["message"]
     assert (await h.call("GET", "/v1/accounts", who="admin-b")).json()["accounts"] == []
     assert (await h.stored(number)).tenant == h.a
     assert await h.events(h.b) == []
+
+
+async def test_a_waba_is_proven_with_the_provider_so_no_tenant_claims_anothers(h: Harness) -> None:
+    number_a, _, waba_a = h.numbers[0]
+    number_b = h.numbers[1][0]
+    # B names A's WABA with its own number and token, before A added anything: the provider does not list
+    # B's number in that WABA (nor lets B's token see it): 422 on waba_id, nothing stored, nothing announced
+    squat = await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(1) | {"waba_id": waba_a})
+    assert squat.status_code == 422, squat.text
+    assert [e["field"] for e in squat.json()["errors"]] == ["body.waba_id"]
+    assert "200" in squat.json()["errors"][0]["reason"] and waba_a in squat.json()["errors"][0]["reason"]
+    assert await h.stored(number_b) is None and await h.events(h.b) == []
+    # A then adds its own number with its WABA
+    assert (await h.call("POST", "/v1/accounts", json=h.body(0))).status_code == 201
+    assert (await h.stored(number_a)).tenant == h.a
+
+
+async def test_a_waba_the_token_reaches_must_list_the_number(engine: AsyncEngine) -> None:
+    # one token for two numbers, each in its own WABA: the token reaches both WABAs
+    (n1, w1), (n2, w2) = (_number(), _number()), (_number(), _number())
+    sim = create_app(SimulatorSettings(simulator_accounts=f"{n1}:shared-tok:{n1}:{w1},{n2}:shared-tok:{n2}:{w2}"))
+    api = CloudApiClient(base_url="http://sim", version="v25.0", timeout=5.0, max_connections=2,
+                         transport=httpx.ASGITransport(app=sim))
+    cipher, tenant = TokenCipher([KEY]), f"w{uuid.uuid4().hex[:10]}"
+    app = _app(engine, AccountRepository(cipher), SendLog(cipher), api, {"k": (tenant, "admin")})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sender") as client:
+        auth = {"Authorization": "Bearer k"}
+        stray = await client.post("/v1/accounts", headers=auth,
+                                  json={"account_id": n1, "waba_id": w2, "access_token": "shared-tok"})
+        assert stray.status_code == 422, stray.text
+        [error] = stray.json()["errors"]
+        assert error["field"] == "body.waba_id" and f"phone number {n1} is not in WABA {w2}" in error["reason"]
+        ok = await client.post("/v1/accounts", headers=auth,
+                               json={"account_id": n1, "waba_id": w1, "access_token": "shared-tok"})
+        assert ok.status_code == 201, ok.text
+        moved = await client.patch(f"/v1/accounts/{n1}", headers=auth, json={"waba_id": w2})
+        assert moved.status_code == 422 and f"not in WABA {w2}" in moved.text
+    await api.aclose()
+
+
+async def test_patching_the_waba_or_the_token_proves_the_waba_with_the_provider(h: Harness) -> None:
+    number_b, token_b, waba_b = h.numbers[1]
+    waba_a = h.numbers[0][2]
+    assert (await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(1))).status_code == 201
+    moved = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b", json={"waba_id": waba_a})
+    assert moved.status_code == 422, moved.text
+    assert [e["field"] for e in moved.json()["errors"]] == ["body.waba_id"]
+    with_token = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b",
+                              json={"waba_id": waba_a, "access_token": token_b})
+    assert with_token.status_code == 422 and token_b not in with_token.text
+    assert (await h.stored(number_b)).waba_id == waba_b
+    # an account stored with a WABA that does not hold it (a row of an earlier release): a new token alone is
+    # checked against it, and the right WABA, proven with the stored token, is taken
+    async with h.engine.begin() as conn:
+        await conn.execute(text("UPDATE accounts SET waba_id = :w WHERE account_id = :a"),
+                           {"w": "42", "a": number_b})
+    token_only = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b", json={"access_token": token_b})
+    assert token_only.status_code == 422 and [e["field"] for e in token_only.json()["errors"]] == ["body.waba_id"]
+    fixed = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b", json={"waba_id": waba_b})
+    assert (fixed.status_code, fixed.json()["waba_id"]) == (200, waba_b), fixed.text
+    # no key decrypts the stored token: a new WABA needs the token given with it
+    async with h.engine.begin() as conn:
+        await conn.execute(text("UPDATE accounts SET waba_id = '42', access_token = 'gAAAA-garbage' "
+                                "WHERE account_id = :a"), {"a": number_b})
+    unreadable = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b", json={"waba_id": waba_b})
+    assert unreadable.status_code == 422 and [e["field"] for e in unreadable.json()["errors"]] == ["body.access_token"]
+    both = await h.call("PATCH", f"/v1/accounts/{number_b}", who="admin-b",
+                        json={"waba_id": waba_b, "access_token": token_b})
+    assert both.status_code == 200, both.text
+    assert h.cipher.decrypt((await h.stored(number_b)).access_token) == token_b
+
+
+async def test_no_conflict_is_told_before_the_token_proved_number_and_waba(h: Harness) -> None:
+    number_a, _, waba_a = h.numbers[0]
+    assert (await h.call("POST", "/v1/accounts", json=h.body(0))).status_code == 201
+    # probing A's number with no working token: 422, never 409 account_taken
+    probe = await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(0) | {"access_token": "not-a-real-token"})
+    assert probe.status_code == 422 and probe.json()["error"]["code"] == "provider_refused", probe.text
+    # probing A's WABA with B's own number: 422 (the WABA is not B's), never 409
+    probe = await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(1) | {"waba_id": waba_a})
+    assert probe.status_code == 422 and "taken" not in probe.text and "another tenant" not in probe.text
+    # the same for a PATCH of B's account naming A's WABA
+    assert (await h.call("POST", "/v1/accounts", who="admin-b", json=h.body(1))).status_code == 201
+    probe = await h.call("PATCH", f"/v1/accounts/{h.numbers[1][0]}", who="admin-b", json={"waba_id": waba_a})
+    assert probe.status_code == 422 and "another tenant" not in probe.text
+
+
+async def test_an_account_update_event_never_moves_a_waba_to_a_tenant_that_does_not_own_it(h: Harness) -> None:
+    waba_a = h.numbers[0][2]
+    number_b = h.numbers[1][0]
+    assert (await h.call("POST", "/v1/accounts", json=h.body(0))).status_code == 201
+    async with h.engine.begin() as conn:  # B's account without a WABA yet (a row of an earlier release)
+        await h.repo.create(conn, h.b, NewAccount(number_b, None, None, "t", AccountPolicy(), NOW), NOW)
+    for waba, kept in ((waba_a, None), ("31337", "31337"), (waba_a, "31337")):
+        async with h.engine.begin() as conn:
+            assert await h.log.accounts_addressed(conn, h.b, number_b, waba) == [number_b]
+        assert (await h.stored(number_b)).waba_id == kept, waba
+    async with h.engine.connect() as conn:  # A's WABA still lists A's account alone
+        assert await h.log.accounts_addressed(conn, h.a, None, waba_a) == [h.numbers[0][0]]
 
 
 # -- bad input ------------------------------------------------------------------------------------------------

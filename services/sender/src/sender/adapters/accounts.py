@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ class NewAccount:
     account_id: str
     waba_id: str | None
     display_name: str | None
-    access_token: str
+    access_token: str = field(repr=False)
     policy: AccountPolicy
     registered_at: datetime
 
@@ -104,6 +104,18 @@ class AccountRepository:
         """The tenant owning a phone number id, or None."""
         return (await conn.execute(text("SELECT tenant FROM accounts WHERE account_id = :a"),
                                    {"a": account_id})).scalar()
+
+    async def token(self, conn: AsyncConnection, tenant: str, account_id: str) -> str:
+        """The tenant's account's access token in plain (rows of earlier releases hold it unencrypted).
+
+        Raises LookupError when the tenant has no such account, `UnreadableToken` when no key decrypts it.
+        """
+        row = (await conn.execute(text(
+            "SELECT access_token, token_encrypted FROM accounts WHERE tenant = :t AND account_id = :a"),
+            {"t": tenant, "a": account_id})).first()
+        if row is None:
+            raise LookupError(account_id)
+        return self._cipher.decrypt(row.access_token) if row.token_encrypted else str(row.access_token)
 
     async def conflict(self, conn: AsyncConnection, tenant: str, account_id: str, waba_id: str | None) -> None:
         """Raise `AccountConflict` when `tenant` may not add `account_id` of `waba_id`."""

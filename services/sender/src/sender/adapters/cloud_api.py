@@ -64,6 +64,16 @@ class PhoneNumber:
     verified_name: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class WabaNumbers:
+    """The phone number ids a WABA holds, as `GET /{version}/{waba_id}/phone_numbers` lists them."""
+
+    ids: frozenset[str]
+
+
+# How many pages of a WABA's phone numbers are read at most (100 a page; Meta allows far fewer numbers a WABA).
+MAX_NUMBER_PAGES = 20
+
 # What a template sync asks the management endpoint for (CLOUD-API.md §2.4).
 TEMPLATE_FIELDS = "id,name,language,status,category,components,quality_score,rejected_reason,parameter_format"
 
@@ -195,6 +205,41 @@ class CloudApiClient:
         display, verified = payload.get("display_phone_number"), payload.get("verified_name")
         return PhoneNumber(display_phone_number=printable(display)[:64] if isinstance(display, str) else None,
                            verified_name=printable(verified)[:256] if isinstance(verified, str) else None)
+
+    async def waba_numbers(self, *, waba_id: str, access_token: str) -> WabaNumbers | Rejected | NotSent:
+        """Every page of `GET /{version}/{waba_id}/phone_numbers` with the token (CLOUD-API.md §6.5 management
+        API; `data` of {id, display_phone_number, verified_name, …}, paged by `paging.cursors.after` while
+        `paging.next` is given): proves the WABA is reachable with the token and which numbers it holds.
+        `WabaNumbers`, `Rejected` (Meta's error: 190 a refused token, 200 no permission on the WABA, 100 an
+        unknown WABA, 80007/4 rate limits) or `NotSent` (no usable answer: ask again later)."""
+        ids: set[str] = set()
+        after: str | None = None
+        for _ in range(MAX_NUMBER_PAGES):
+            params: dict[str, str | int] = {"limit": 100, "fields": "id,display_phone_number,verified_name"}
+            if after:
+                params["after"] = after
+            try:
+                async with self._in_flight:
+                    resp = await self._client.get(f"/{self._version}/{waba_id}/phone_numbers", params=params,
+                                                  headers={"Authorization": f"Bearer {access_token}"})
+            except httpx.HTTPError as exc:
+                return NotSent(type(exc).__name__)  # never the request: its headers hold the token
+            try:
+                payload = resp.json()
+            except ValueError:
+                payload = None
+            if resp.status_code != 200:
+                return rejected_from(resp.status_code, payload, resp.text)
+            if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+                return NotSent("phone_numbers answered without a `data` list")
+            ids |= {str(n["id"]) for n in payload["data"] if isinstance(n, dict) and isinstance(n.get("id"), str | int)}
+            paging: dict[str, Any] = payload["paging"] if isinstance(payload.get("paging"), dict) else {}
+            cursors: dict[str, Any] = paging["cursors"] if isinstance(paging.get("cursors"), dict) else {}
+            cursor = cursors.get("after")
+            if not paging.get("next") or not isinstance(cursor, str) or not cursor or cursor == after:
+                return WabaNumbers(frozenset(ids))
+            after = cursor
+        return WabaNumbers(frozenset(ids))
 
     async def send(self, *, phone_number_id: str, access_token: str, body: dict[str, Any]) -> Result:
         """One `/messages` call. `Accepted` (a 200 with a wamid), `Rejected` (Meta's error, CLOUD-API.md §4),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from sender.adapters.secrets import TokenCipher, UnreadableToken
 from sender.domain.pacing import PacingPolicy, PacingState
 from sender.domain.restrictions import Restriction
 from sender.domain.templates import Template, from_catalog_entry, from_components, status_reason
+
+log = logging.getLogger(__name__)
 
 
 def default_catalog() -> list[Template]:
@@ -375,12 +378,24 @@ class SendLog:
                                  waba_id: str | None) -> list[str]:
         """The tenant's accounts an account event is about: the phone number id it names, else every
         account of its WABA (when known), else every account of the tenant. Learns the WABA of a
-        named account."""
+        named account — unless another tenant's accounts use that WABA (its templates are that tenant's):
+        an event never moves a WABA to a tenant that does not own it (checked under the WABA's lock, as
+        POST /v1/accounts claims one)."""
         if account_id:
             if waba_id:
-                await conn.execute(text(
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('scrm-waba:' || :w))"), {"w": waba_id})
+                learned = await conn.execute(text(
                     "UPDATE accounts SET waba_id = :w WHERE tenant = :t AND account_id = :a "
-                    "AND waba_id IS DISTINCT FROM :w"), {"w": waba_id, "t": tenant, "a": account_id})
+                    "AND waba_id IS DISTINCT FROM :w AND NOT EXISTS (SELECT 1 FROM accounts o "
+                    "WHERE o.waba_id = :w AND o.tenant <> :t)"), {"w": waba_id, "t": tenant, "a": account_id})
+                if not learned.rowcount:
+                    other = (await conn.execute(text(
+                        "SELECT 1 FROM accounts WHERE waba_id = :w AND tenant <> :t LIMIT 1"),
+                        {"w": waba_id, "t": tenant})).first()
+                    if other is not None:
+                        log.warning("account update names WABA %s for account %s, but another tenant's accounts "
+                                    "use that WABA: the account keeps its own", waba_id, account_id,
+                                    extra={"tenant": tenant})
             named = await conn.execute(text(
                 "SELECT account_id FROM accounts WHERE tenant = :t AND account_id = :a"),
                 {"t": tenant, "a": account_id})

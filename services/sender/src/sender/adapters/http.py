@@ -34,8 +34,9 @@ from sender.adapters.accounts import (
     NewAccount,
     merged,
 )
-from sender.adapters.cloud_api import CloudApiClient, NotSent, PhoneNumber
+from sender.adapters.cloud_api import CloudApiClient, NotSent, PhoneNumber, Rejected, WabaNumbers
 from sender.adapters.db import SendLog
+from sender.adapters.secrets import UnreadableToken
 from sender.domain.accounts import (
     DEFAULT_MAX_INTERVAL_S,
     DEFAULT_MIN_INTERVAL_S,
@@ -265,26 +266,56 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
     Admin = Annotated[Principal, Depends(keys.require(ADMIN))]
     AccountId = Annotated[str, Path(description="the phone number id", examples=["100000000000001"])]
 
-    async def verify(account_id: str, token: str) -> PhoneNumber:
-        """The Cloud API's word on the number with this token (CLOUD-API §1): 422 naming the field it refuses
-        (`access_token`: 190 and every other refusal; `account_id`: 100, an unknown number), with the
-        provider's reason; 503 when it cannot be asked or limits us."""
-        answer = await cloud_api.phone_number(phone_number_id=account_id, access_token=token)
-        if isinstance(answer, PhoneNumber):
-            return answer
+    def refusal(answer: Rejected | NotSent, token: str, what: str) -> ApiError | str:
+        """The 503 for a provider that cannot answer now (no answer, 429, 5xx, rate limits 4/80007/130429),
+        else the provider's reason (the token masked) for a 422."""
         if isinstance(answer, NotSent):
-            log.warning("could not check account %s with the Cloud API: %s", account_id, answer.reason)
-            raise ApiError(503, "provider_unavailable", "the WhatsApp Cloud API could not be reached to check the "
-                                                        "account; retry later")
+            log.warning("could not %s with the Cloud API: %s", what, answer.reason)
+            return ApiError(503, "provider_unavailable", f"the WhatsApp Cloud API could not be reached to {what}; "
+                                                         "retry later")
         reason = answer.details.replace(token, "***") if token else answer.details
         if answer.http_status == 429 or answer.http_status >= 500 or answer.code in (4, 80007, 130429):
-            raise ApiError(503, "provider_unavailable", f"the WhatsApp Cloud API could not check the account now "
-                                                        f"(code {answer.code}): {reason}; retry later")
-        field = "account_id" if answer.code == 100 or answer.http_status == 404 else "access_token"
-        what = "does not know this phone number id for the token" if field == "account_id" else \
-            "refused the access token"
-        raise ApiError(422, "provider_refused", f"the WhatsApp Cloud API {what}", errors=[field_error(
-            f"body.{field}", f"the Cloud API answered code {answer.code}: {reason}")])
+            return ApiError(503, "provider_unavailable", f"the WhatsApp Cloud API could not {what} now "
+                                                         f"(code {answer.code}): {reason}; retry later")
+        return reason
+
+    async def verify(account_id: str, token: str, waba_id: str | None) -> PhoneNumber:
+        """The Cloud API's word on the number and its WABA with this token, before anything is stored or a
+        conflict is told (CLOUD-API §1, §6.5): `GET /{version}/{phone_number_id}` proves the token may use the
+        number, then `GET /{version}/{waba_id}/phone_numbers` (every page) that the WABA lists the number for
+        that token. 422 `provider_refused` naming the field refused — `access_token` (190 and every other
+        refusal of the number), `account_id` (100 / 404: an unknown number), `waba_id` (the WABA refused for
+        the token, or the number not in its list) — with the provider's reason; 503 `provider_unavailable`
+        when it cannot be asked or limits us."""
+        answer = await cloud_api.phone_number(phone_number_id=account_id, access_token=token)
+        if not isinstance(answer, PhoneNumber):
+            reason = refusal(answer, token, "check the account")
+            if isinstance(reason, ApiError):
+                raise reason
+            assert isinstance(answer, Rejected)
+            field = "account_id" if answer.code == 100 or answer.http_status == 404 else "access_token"
+            what = "does not know this phone number id for the token" if field == "account_id" else \
+                "refused the access token"
+            raise ApiError(422, "provider_refused", f"the WhatsApp Cloud API {what}", errors=[field_error(
+                f"body.{field}", f"the Cloud API answered code {answer.code}: {reason}")])
+        if waba_id is None:
+            return answer
+        listed = await cloud_api.waba_numbers(waba_id=waba_id, access_token=token)
+        if isinstance(listed, WabaNumbers):
+            if account_id in listed.ids:
+                return answer
+            raise ApiError(422, "provider_refused", "the WhatsApp Cloud API does not list the phone number in the "
+                                                    "WABA", errors=[field_error(
+                "body.waba_id", f"phone number {account_id} is not in WABA {waba_id}: the Cloud API lists "
+                                f"{len(listed.ids)} other phone numbers of it for this token")])
+        reason = refusal(listed, token, "check the WABA")
+        if isinstance(reason, ApiError):
+            raise reason
+        assert isinstance(listed, Rejected)
+        field = "access_token" if listed.code == 190 else "waba_id"
+        raise ApiError(422, "provider_refused", "the WhatsApp Cloud API refused the WABA for the access token",
+                       errors=[field_error(f"body.{field}", f"the Cloud API answered code {listed.code} for the "
+                                                            f"phone numbers of WABA {waba_id}: {reason}")])
 
     @router.get("/v1/accounts", response_model=AccountsRead, tags=["accounts"])
     async def list_accounts(principal: Reader) -> AccountsRead:
@@ -306,23 +337,24 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
     async def create_account(body: AccountCreate, principal: Admin) -> AccountRead:
         """Add a WhatsApp account (phone number id) to the tenant: its WABA, access token and pacing policy
         (R-S3 defaults; beyond the Cloud API's limits → 422 naming the field). The token is checked with the
-        Cloud API first (`GET /{version}/{phone_number_id}`): refused → 422 with the provider's reason,
-        nothing stored. 409 `account_taken` when another tenant owns the number or its WABA, `account_exists`
-        when this tenant has it. Publishes `account.registered` (ingest routes the number's webhooks to
-        the tenant by it)."""
+        Cloud API first — the number (`GET /{version}/{phone_number_id}`) and that the WABA lists it
+        (`GET /{version}/{waba_id}/phone_numbers`): refused → 422 with the provider's reason, nothing stored.
+        Only then, 409 `account_taken` when another tenant owns the number or its WABA, `account_exists`
+        when this tenant has it (so no caller without a working token learns who has what). Publishes
+        `account.registered` (ingest routes the number's webhooks to the tenant by it)."""
         now = clock.now()
         registered = body.registered_at or now
         policy = AccountPolicy(**{f: getattr(body, f) for f in POLICY_FIELDS})
         faults = policy_faults(policy, registered_at=registered, now=now, given=body.model_fields_set)
         if faults:
             raise _faults(faults)
+        token = body.access_token.get_secret_value()
+        number = await verify(body.account_id, token, body.waba_id)  # before any conflict is told
         async with engine.connect() as conn:
             try:
                 await accounts.conflict(conn, principal.tenant, body.account_id, body.waba_id)
             except AccountConflict as exc:
                 raise ApiError(409, exc.code, exc.message) from None
-        token = body.access_token.get_secret_value()
-        number = await verify(body.account_id, token)
         new = NewAccount(account_id=body.account_id, waba_id=body.waba_id,
                          display_name=body.display_name or number.verified_name, access_token=token, policy=policy,
                          registered_at=registered)
@@ -340,8 +372,10 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
                   responses=error_responses(404, 409, 422, 503))
     async def update_account(account_id: AccountId, body: AccountUpdate, principal: Admin) -> AccountRead:
         """Change some fields of an account (absent ones keep their value): checked as a POST is — the
-        merged policy against the Cloud API's limits (a rule between two fields names the one given), a
-        new token with the Cloud API before it is stored, a new WABA for another tenant's (409). Publishes
+        merged policy against the Cloud API's limits (a rule between two fields names the one given); a
+        new token or a new WABA is proven with the Cloud API first — the number with the token, and that the
+        (new or stored) WABA lists the number for the (new or stored) token, else 422 with the provider's
+        reason — and only then is a new WABA of another tenant's a 409. Publishes
         `account.registered`; a change takes effect at the account's next dispatch, on every replica."""
         now = clock.now()
         changes = body.model_dump(exclude_unset=True, exclude={"access_token"})
@@ -355,14 +389,26 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
         faults = policy_faults(policy, registered_at=registered, now=now, given=body.model_fields_set)
         if faults:
             raise _faults(faults)
-        if changes.get("waba_id") is not None:
+        new_waba = changes.get("waba_id") if changes.get("waba_id") not in (None, row["waba_id"]) else None
+        if token is not None or new_waba is not None:  # the number and its WABA proven with the token to keep
+            proving = token
+            if proving is None:
+                async with engine.connect() as conn:
+                    try:
+                        proving = await accounts.token(conn, principal.tenant, account_id)
+                    except LookupError:
+                        raise ApiError(404, "not_found", f"no account {account_id}") from None
+                    except UnreadableToken:
+                        raise ApiError(422, "invalid_request", "invalid request", errors=[field_error(
+                            "body.access_token", "the stored access token cannot be decrypted with "
+                            "SCRM_SECRETS_KEY; give the access token together with the new waba_id")]) from None
+            await verify(account_id, proving, new_waba or row["waba_id"])
+        if new_waba is not None:
             async with engine.connect() as conn:
                 try:
-                    await accounts.waba_conflict(conn, principal.tenant, changes["waba_id"])
+                    await accounts.waba_conflict(conn, principal.tenant, new_waba)
                 except AccountConflict as exc:
                     raise ApiError(409, exc.code, exc.message) from None
-        if token is not None:
-            await verify(account_id, token)
         async with engine.begin() as conn:
             if changes.get("waba_id") is not None:
                 await accounts.lock_waba(conn, changes["waba_id"])
