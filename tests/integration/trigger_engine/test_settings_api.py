@@ -224,6 +224,7 @@ async def test_a_change_that_changes_nothing_writes_no_version(client, tenant) -
     ("patch", {"enabled": False, "buffer_days": -1}, {"body.buffer_days"}),  # the valid half is not applied
     ("patch", {"max_items": 11, "templates": {"de": "Not A Name"}}, {"body.max_items", "body.templates.de"}),
     ("put", {"enabled": "yes please"}, {"body.enabled"}),
+    ("patch", {"enabled": "yes", "max_items": "5"}, {"body.enabled", "body.max_items"}),  # never coerced
     ("put", [1, 2], {"body"}),
     ("patch", {"account_id": "999999999"}, {"body.account_id"}),  # not the tenant's account
 ])

@@ -3,6 +3,7 @@ patches, and decisions that follow a tenant's non-default settings."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -112,6 +113,15 @@ def test_every_flow_has_the_common_settings_and_is_registered() -> None:
     (TenantSettings, {"business_hours": {"start": "18:00", "end": "09:00"}}, {"body.business_hours"}),
     (TenantSettings, {"business_hours": {"days": [0, 8]}}, {"body.business_hours.days.0", "body.business_hours.days.1"}),
     (TenantSettings, {"default_language": "German"}, {"body.default_language"}),
+    # A wrong JSON type is a fault, never coerced (docs: wrong type → 422).
+    (WelcomeSettings, {"enabled": "yes"}, {"body.enabled"}),
+    (WelcomeSettings, {"enabled": 1}, {"body.enabled"}),
+    (WelcomeSettings, {"discount_percent": True}, {"body.discount_percent"}),
+    (OrderConfirmationSettings, {"max_items": "5"}, {"body.max_items"}),
+    (OrderConfirmationSettings, {"max_items": 5.0}, {"body.max_items"}),
+    (OrderConfirmationSettings, {"max_items": 1e308}, {"body.max_items"}),
+    (TenantSettings, {"home_region": 5}, {"body.home_region"}),
+    (TenantSettings, {"business_hours": {"days": ["1"]}}, {"body.business_hours.days.0"}),
 ])
 def test_out_of_range_and_unknown_settings_are_refused_one_fault_per_field(model: type, body: dict[str, Any],
                                                                            fields: set[str]) -> None:
@@ -166,6 +176,15 @@ def test_a_stored_tracking_url_the_engine_can_no_longer_render_falls_back_to_the
     settings, dropped = with_changes(TenantSettings, defaults, {"tracking_url": "https://x.example/{order_id:d}",
                                                                 "home_region": "FR"})
     assert (settings.tracking_url, settings.home_region, dropped) == (defaults.tracking_url, "FR", ["tracking_url"])
+
+
+def test_stored_settings_are_json_and_load_under_the_strict_types() -> None:
+    changed = OrderConfirmationSettings(max_items=5, near_regions=["FR"], enabled=False)
+    stored = json.loads(json.dumps(changed_from(changed, OrderConfirmationSettings())))
+    assert with_changes(OrderConfirmationSettings, OrderConfirmationSettings(), stored) == (changed, [])
+    shop = TenantSettings(business_hours=BusinessHours(start="09:00", days=[1, 2]), home_region="FR")
+    loaded = TenantSettings.model_validate(json.loads(shop.model_dump_json()))
+    assert loaded == shop
 
 
 def test_regions_are_upper_cased() -> None:

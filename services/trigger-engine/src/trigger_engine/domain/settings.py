@@ -117,7 +117,7 @@ Weekday = Annotated[int, Field(ge=1, le=7, description="ISO weekday: 1 Monday â€
 class SettingsModel(BaseModel):
     """Settings are values: frozen, and an unknown key is an error, never ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class BusinessHours(SettingsModel):
