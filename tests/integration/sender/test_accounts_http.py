@@ -601,6 +601,37 @@ async def test_bootstrap_creates_once_keeps_api_changes_and_never_moves_another_
     assert await h.events(h.b) == []
 
 
+async def test_the_environment_is_applied_only_when_it_changed_so_api_changes_survive_restarts(h: Harness) -> None:
+    number, waba = _number(), _number()
+
+    async def start(token: str, env_waba: str) -> tuple[str, str, str]:
+        """A sender start with this environment: the outcome, the stored token and WABA."""
+        async with h.engine.begin() as conn:
+            outcome = await h.repo.bootstrap(conn, h.a, NewAccount(number, env_waba, None, token, AccountPolicy(),
+                                                                   NOW), NOW)
+        row = await h.stored(number)
+        return outcome, h.cipher.decrypt(row.access_token), row.waba_id
+
+    assert await start("env-tok-1", waba) == ("created", "env-tok-1", waba)
+    row = await h.stored(number)
+    assert row.bootstrap_token_sha256 and "env-tok-1" not in row.bootstrap_token_sha256
+    async with h.engine.begin() as conn:  # the tenant admin rotates the token and moves the WABA (PATCH)
+        await h.repo.update(conn, h.a, number, {"access_token": "api-tok", "waba_id": "7007"}, NOW)
+    assert await start("env-tok-1", waba) == ("unchanged", "api-tok", "7007")  # restarts keep them
+    assert await start("env-tok-1", waba) == ("unchanged", "api-tok", "7007")
+    # the operator changes the environment's token: applied once; its WABA, unchanged there, stays the API's
+    assert await start("env-tok-2", waba) == ("updated", "env-tok-2", "7007")
+    assert await start("env-tok-2", "8008") == ("updated", "env-tok-2", "8008")
+    assert await start("env-tok-2", "8008") == ("unchanged", "env-tok-2", "8008")
+    # a row of a release before this was remembered: the environment is applied once, as every start did
+    async with h.engine.begin() as conn:
+        await conn.execute(text("UPDATE accounts SET bootstrap_token_sha256 = NULL, bootstrap_waba_id = NULL "
+                                "WHERE account_id = :a"), {"a": number})
+        await h.repo.update(conn, h.a, number, {"access_token": "api-tok"}, NOW)
+    assert await start("env-tok-2", "8008") == ("updated", "env-tok-2", "8008")
+    assert await start("env-tok-2", "8008") == ("unchanged", "env-tok-2", "8008")
+
+
 async def test_accounts_of_earlier_releases_are_announced_once(engine: AsyncEngine) -> None:
     tenant = f"e{uuid.uuid4().hex[:10]}"
     number = _number()

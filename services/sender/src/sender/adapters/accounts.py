@@ -7,6 +7,7 @@ A phone number id — and the WABA it belongs to — is owned by exactly one ten
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -217,12 +218,17 @@ class AccountRepository:
 
     async def bootstrap(self, conn: AsyncConnection, tenant: str, new: NewAccount,
                         now: datetime) -> Literal["created", "updated", "unchanged", "taken"]:
-        """The bootstrap tenant's account (CONTRACT §1), idempotent: created like a POST when absent;
-        when present, the environment's token and WABA are applied if they differ (the policy,
-        display name and `registered_at` set through the API are kept); "taken" — nothing changed, an
-        error logged — when another tenant owns the number or the WABA."""
+        """The bootstrap tenant's account (CONTRACT §1), idempotent: created like a POST when absent (the
+        environment is the operator's word: no provider check). When present, the environment's token and
+        WABA are applied only when the ENVIRONMENT's value changed since it was last applied (its sha256
+        and WABA id are kept on the row, migration 007): a token or WABA set through PATCH /v1/accounts
+        survives restarts with the same environment, and a new value in the environment wins once. The
+        policy, display name and `registered_at` set through the API are always kept. "taken" — nothing
+        changed, an error logged — when another tenant owns the number; a WABA another tenant's accounts use
+        is not applied (logged, tried again at the next start)."""
         if new.waba_id is not None:
             await self.lock_waba(conn, new.waba_id)
+        digest = token_digest(new.access_token)
         owner = await self.owner(conn, new.account_id)
         if owner is None:
             try:
@@ -230,31 +236,46 @@ class AccountRepository:
             except AccountConflict as exc:
                 log.error("bootstrap account %s not added for tenant %s: %s", new.account_id, tenant, exc.message)
                 return "taken"
+            await self._applied(conn, tenant, new.account_id, digest, new.waba_id)
             return "created"
         if owner != tenant:
             log.error("bootstrap account %s not added for tenant %s: the phone number id belongs to another "
                       "tenant; it stays there (remove it there first to move it)", new.account_id, tenant)
             return "taken"
         stored = (await conn.execute(text(
-            "SELECT access_token, token_encrypted, waba_id FROM accounts WHERE tenant = :t AND account_id = :a "
-            "FOR UPDATE"), {"t": tenant, "a": new.account_id})).one()
+            "SELECT access_token, token_encrypted, waba_id, bootstrap_token_sha256, bootstrap_waba_id FROM accounts "
+            "WHERE tenant = :t AND account_id = :a FOR UPDATE"), {"t": tenant, "a": new.account_id})).one()
         changes: dict[str, Any] = {}
-        if new.waba_id is not None and new.waba_id != stored.waba_id:
+        waba_applied = stored.bootstrap_waba_id
+        if new.waba_id is not None and new.waba_id != stored.bootstrap_waba_id:  # the environment's WABA changed
+            if new.waba_id == stored.waba_id:
+                waba_applied = new.waba_id
+            else:
+                try:
+                    await self.waba_conflict(conn, tenant, new.waba_id)
+                    changes["waba_id"] = waba_applied = new.waba_id
+                except AccountConflict as exc:
+                    log.error("bootstrap account %s keeps its WABA: %s", new.account_id, exc.message)
+        token_changed = digest != stored.bootstrap_token_sha256  # the environment's token changed
+        if token_changed:
             try:
-                await self.waba_conflict(conn, tenant, new.waba_id)
-                changes["waba_id"] = new.waba_id
-            except AccountConflict as exc:
-                log.error("bootstrap account %s keeps its WABA: %s", new.account_id, exc.message)
-        try:
-            current = self._cipher.decrypt(stored.access_token) if stored.token_encrypted else stored.access_token
-        except UnreadableToken:
-            current = None
-        if current != new.access_token:
-            changes["access_token"] = new.access_token
-        if not changes:
-            return "unchanged"
-        await self.update(conn, tenant, new.account_id, changes, now)
-        return "updated"
+                current = self._cipher.decrypt(stored.access_token) if stored.token_encrypted else stored.access_token
+            except UnreadableToken:
+                current = None
+            if current != new.access_token:
+                changes["access_token"] = new.access_token
+        if changes:
+            await self.update(conn, tenant, new.account_id, changes, now)
+        if token_changed or waba_applied != stored.bootstrap_waba_id:
+            await self._applied(conn, tenant, new.account_id, digest, waba_applied)
+        return "updated" if changes else "unchanged"
+
+    async def _applied(self, conn: AsyncConnection, tenant: str, account_id: str, digest: str,
+                       waba_id: str | None) -> None:
+        """Remember what the bootstrap last applied from the environment (the token's sha256, the WABA)."""
+        await conn.execute(text(
+            "UPDATE accounts SET bootstrap_token_sha256 = :d, bootstrap_waba_id = :w WHERE tenant = :t "
+            "AND account_id = :a"), {"d": digest, "w": waba_id, "t": tenant, "a": account_id})
 
     async def secure_tokens(self, conn: AsyncConnection, now: datetime) -> SecuredTokens:
         """Encrypt plain tokens (rows of earlier releases) and re-encrypt those not under the first key
@@ -305,6 +326,11 @@ class AccountRepository:
             "(SELECT * FROM unnest(CAST(:ts AS text[]), CAST(:ids AS text[])))"),
             {"now": now, "ts": [r.tenant for r in rows], "ids": [r.account_id for r in rows]})
         return len(rows)
+
+
+def token_digest(token: str) -> str:
+    """The sha256 (hex) of an access token: what the bootstrap remembers of the environment's token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def merged(row: Mapping[str, Any], changes: Mapping[str, Any]) -> tuple[AccountPolicy, datetime]:
