@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
@@ -36,7 +36,7 @@ class Account:
 
     tenant: str
     account_id: str
-    access_token: str
+    access_token: str = field(repr=False)
     policy: PacingPolicy
     pacing: PacingState
     registered_at: datetime

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,11 +47,16 @@ _COLUMNS = ("waba_id, name, language, template_id, category, status, quality, co
 
 @dataclass(frozen=True, slots=True)
 class SyncTarget:
-    """An account whose WABA's templates are synced, with the token that may list them."""
+    """An account whose WABA's templates are synced, with the token that may list them (never in its repr)."""
 
     account_id: str
     waba_id: str | None
-    access_token: str
+    access_token: str = field(repr=False)
+
+
+def _masked(text: str, token: str) -> str:
+    """`text` (a provider's words) with the access token replaced by *** (a provider may echo it)."""
+    return text.replace(token, "***") if token else text
 
 
 async def plaintext_account_tokens(conn: AsyncConnection, tenant: str, account_id: str | None) -> list[SyncTarget]:
@@ -296,9 +301,12 @@ class TemplateSync:
                 return result
             if isinstance(result, Rejected) and not _transient(result):
                 raise SyncFailed(422, "provider_refused", f"the Cloud API refused listing the templates of WABA "
-                                 f"{target.waba_id} for account {target.account_id}: ({result.code}) {result.details}")
-            last = (f"({result.code}, HTTP {result.http_status}): {result.details}" if isinstance(result, Rejected)
-                    else f"no answer: {result.reason}" if isinstance(result, NotSent) else str(result))
+                                 f"{target.waba_id} for account {target.account_id}: ({result.code}) "
+                                 f"{_masked(result.details, target.access_token)}")
+            last = (f"({result.code}, HTTP {result.http_status}): {_masked(result.details, target.access_token)}"
+                    if isinstance(result, Rejected) else
+                    f"no answer: {_masked(result.reason, target.access_token)}" if isinstance(result, NotSent)
+                    else str(result))
             if attempt < self._backoff.attempts:
                 await self._sleep(self._backoff.delay(attempt, self._rng))
         raise SyncFailed(503, "provider_unavailable", f"listing the templates of WABA {target.waba_id} failed "
