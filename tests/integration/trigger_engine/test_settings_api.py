@@ -411,3 +411,38 @@ async def test_a_stored_tracking_url_that_no_longer_validates_leaves_the_engine_
     (sent,) = await commands(engine, tenant.name)
     assert "https://install.example/t/A-1" in sent["template"]["parameters"]
     assert any("tracking_url" in r.getMessage() and tenant.name in r.getMessage() for r in caplog.records)
+
+
+# --- the accounts projection applies account events in the order they happened --------------------------------
+
+REGISTERED, REMOVED, REREGISTERED = "2026-11-30T09:00:00Z", "2026-11-30T09:05:00Z", "2026-11-30T09:10:00Z"
+
+
+@pytest.mark.parametrize(("arrival", "present"), [
+    ([("registered", REGISTERED), ("removed", REMOVED)], ()),  # in order
+    ([("removed", REMOVED), ("registered", REGISTERED)], ()),  # relayed out of order: the removal stands
+    ([("registered", REGISTERED), ("removed", REMOVED), ("registered", REREGISTERED)], ("acct-9",)),
+    ([("registered", REREGISTERED), ("removed", REMOVED), ("registered", REGISTERED)], ("acct-9",)),
+    ([("removed", REMOVED), ("registered", REREGISTERED), ("registered", REGISTERED)], ("acct-9",)),
+])
+async def test_account_events_end_as_they_happened_whatever_order_they_arrive_in(
+        engine, tenant, arrival: list[tuple[str, str]], present: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    instance = handler(engine)
+    for kind, at in arrival:  # one batch each, as two sender relays would deliver them
+        await apply(instance, tenant.name, account_event(kind, "acct-9", at=at))
+    async with engine.connect() as conn:
+        known = (await SettingsRepository().accounts(conn, [tenant.name]))[tenant.name]
+    assert (known.present, known.ever) == (present, True)
+    await apply(instance, tenant.name, payment(order_id="R-1"))
+    assert [c["account_id"] for c in await commands(engine, tenant.name)] == list(present)
+
+
+async def test_an_older_registration_in_the_same_batch_as_the_removal_does_not_resurrect_it(engine, tenant) -> None:  # type: ignore[no-untyped-def]
+    instance = handler(engine)
+    await apply(instance, tenant.name, account_event("registered", "acct-8", at=REGISTERED),
+                account_event("registered", "acct-9", at=REGISTERED))
+    await apply(instance, tenant.name, account_event("removed", "acct-9", at=REMOVED),
+                account_event("registered", "acct-9", at=REGISTERED))
+    async with engine.connect() as conn:
+        known = (await SettingsRepository().accounts(conn, [tenant.name]))[tenant.name]
+    assert known.present == ("acct-8",)

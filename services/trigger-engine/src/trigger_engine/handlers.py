@@ -195,7 +195,8 @@ def _account_event(record: EventRecord) -> AccountEvent | None:
         data = event.data
         removed = isinstance(event, AccountRemoved)
         at = event.occurred_at if removed or data.registered_at is None else data.registered_at
-        return AccountEvent(record.tenant, data.account_id, removed, at, data.waba_id, data.display_name)
+        return AccountEvent(record.tenant, data.account_id, removed, at, data.waba_id, data.display_name,
+                            event.occurred_at)
     return None
 
 

@@ -1,5 +1,5 @@
-"""The settings tables (migration 005): flow and tenant settings with their history, the tenant's accounts
-projection and the per-tenant configuration version every batch checks."""
+"""The settings tables (migration 005; 007 orders the accounts projection): flow and tenant settings with
+their history, the tenant's accounts projection and the per-tenant configuration version every batch checks."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class AccountEvent:
-    """An `account.registered` (removed False) or `account.removed` of a tenant's WhatsApp account."""
+    """An `account.registered` (removed False) or `account.removed` of a tenant's WhatsApp account.
+
+    `occurred_at` is the event's own time, which orders the events of one account (None: `at`)."""
 
     tenant: str
     account_id: str
@@ -44,6 +46,12 @@ class AccountEvent:
     at: datetime  # when it was registered (its `registered_at`, else the event's time) or removed
     waba_id: str | None = None
     display_name: str | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def changed_at(self) -> datetime:
+        """When this change happened: what orders it against the account's other changes."""
+        return self.occurred_at or self.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,21 +162,25 @@ class SettingsRepository:
 
     async def apply_account_events(self, conn: AsyncConnection, events: Sequence[AccountEvent],
                                    now: datetime) -> None:
-        """Apply account events in order: registered (again: its WABA and name updated; after a removal
-        present again) or removed (the row stays, marked)."""
+        """Apply account events: registered (again: its WABA and name updated; after a removal present again)
+        or removed (the row stays, marked: a tombstone). An event older (`changed_at`) than the last one
+        applied to the (tenant, account) changes nothing, so events relayed out of order end as they happened:
+        a late registration older than a removal never brings the account back (as ingest's numbers do)."""
         for event in events:
             params = {"t": event.tenant, "a": event.account_id, "w": event.waba_id, "d": event.display_name,
-                      "at": event.at, "now": now}
+                      "at": event.at, "now": now, "changed": event.changed_at}
+            newer = "(tenant_accounts.changed_at IS NULL OR tenant_accounts.changed_at <= EXCLUDED.changed_at)"
             if event.removed:
                 await conn.execute(text(
-                    "INSERT INTO tenant_accounts(tenant, account_id, registered_at, removed_at, updated_at) "
-                    "VALUES (:t, :a, :at, :at, :now) ON CONFLICT (tenant, account_id) DO UPDATE SET "
-                    "removed_at = EXCLUDED.removed_at, updated_at = EXCLUDED.updated_at "
-                    "WHERE tenant_accounts.removed_at IS NULL"), params)
+                    "INSERT INTO tenant_accounts(tenant, account_id, registered_at, removed_at, updated_at, "
+                    "changed_at) VALUES (:t, :a, :at, :at, :now, :changed) ON CONFLICT (tenant, account_id) DO "
+                    "UPDATE SET removed_at = EXCLUDED.removed_at, updated_at = EXCLUDED.updated_at, "
+                    f"changed_at = EXCLUDED.changed_at WHERE tenant_accounts.removed_at IS NULL AND {newer}"), params)
             else:
                 await conn.execute(text(
                     "INSERT INTO tenant_accounts(tenant, account_id, waba_id, display_name, registered_at, "
-                    "removed_at, updated_at) VALUES (:t, :a, :w, :d, :at, NULL, :now) "
+                    "removed_at, updated_at, changed_at) VALUES (:t, :a, :w, :d, :at, NULL, :now, :changed) "
                     "ON CONFLICT (tenant, account_id) DO UPDATE SET waba_id = EXCLUDED.waba_id, "
                     "display_name = EXCLUDED.display_name, registered_at = EXCLUDED.registered_at, "
-                    "removed_at = NULL, updated_at = EXCLUDED.updated_at"), params)
+                    "removed_at = NULL, updated_at = EXCLUDED.updated_at, changed_at = EXCLUDED.changed_at "
+                    f"WHERE {newer}"), params)
