@@ -203,6 +203,11 @@ def test_each_tenants_payment_is_confirmed_from_its_own_number_and_seen_only_by_
         assert message["template"]["name"] == "order_confirmation"
         assert message["template"]["parameters"][0] == tenant.order
 
+        # sender: its own WABA's templates, synced
+        templates = stack.http.get(stack.url("sender", "/v1/templates"), headers=tenant.auth("read")).json()["templates"]
+        assert {(t["name"], t["status"]) for t in templates} >= {("order_confirmation", "APPROVED")}, templates
+        assert {t.get("waba_id") for t in templates} == {tenant.waba_id}, templates
+
         # segmenter: its own contact, not the other's
         own = stack.http.get(stack.url("segmenter", f"/v1/contacts/{tenant.contact}"), headers=tenant.auth("read"))
         assert own.status_code == 200, (tenant.name, own.text)
