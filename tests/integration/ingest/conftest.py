@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ingest.adapters.admin_http import build_admin_router
 from ingest.adapters.auth import TenantKeys
 from ingest.adapters.db import TenantDirectory
-from ingest.adapters.http import IngestMetrics, build_router
+from ingest.adapters.http import IngestMetrics, app_body_limit, build_router
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
 from ingest.main import MIGRATIONS, SCHEMA
@@ -68,7 +68,8 @@ def build_app(settings: Settings, directory: TenantDirectory, recorder: Recorder
     """The app as `ingest.main` builds it (without the consume loop)."""
     metrics = IngestMetrics(registry)
     keys = TenantKeys(directory, on_refused=lambda status: metrics.rejected.labels(str(status)).inc())
-    app = service_app("scrm ingest", "0.1.0")
+    app = service_app("scrm ingest", "0.1.0", max_body_bytes=app_body_limit(settings),
+                      on_body_too_large=lambda: metrics.rejected.labels("413").inc())
     app.include_router(build_router(settings=settings, directory=directory,
                                     publisher=EventPublisher(recorder),  # type: ignore[arg-type]
                                     clock=SystemClock(), metrics=metrics, keys=keys))

@@ -4,6 +4,7 @@ authentication, request context (correlation ids, the access log) and errors in 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -222,6 +223,75 @@ def _printable(text: str, limit: int = 64) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+# The largest request body a service takes unless it says otherwise (`service_app(max_body_bytes=...)`).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# An oversized body is read and thrown away (up to these bounds) before the 413 is sent: a client that
+# writes its whole body before reading (urllib, requests) would otherwise see a connection reset instead of
+# the answer. Past the bounds the connection is closed on it (the 413 says `Connection: close`).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
+class BodyTooLarge(Exception):
+    """Raised to the app by `RequestContext`'s `receive` once a body passes its limit (the rest is drained):
+    whatever the app answers then, the client gets the 413."""
+
+
+def body_too_large(limit: int) -> JSONResponse:
+    """The 413 for a body over `limit` bytes, with `Connection: close` (what was not read must not be taken
+    for the next request)."""
+    return error_response(413, f"request body over {limit} bytes", code="body_too_large",
+                          headers={"Connection": "close"})
+
+
+async def _drain(receive: Receive, already: int = 0) -> None:
+    """Read and drop what is left of a request body, within `DRAIN_MAX_BYTES` and `DRAIN_MAX_SECONDS`."""
+    size = already
+    try:
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            while size <= DRAIN_MAX_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                size += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, when it has a valid one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+class _LimitedBody:
+    """`receive` counting body bytes: past `limit` it drains the rest and raises `BodyTooLarge` (and keeps
+    raising it), so neither a parser nor a route ever holds more than `limit` bytes."""
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self.limit = limit
+        self._size = 0
+        self.exceeded = False
+
+    async def __call__(self) -> Message:
+        if self.exceeded:
+            raise BodyTooLarge
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._size += len(message.get("body", b""))
+            if self._size > self.limit:
+                self.exceeded = True
+                if message.get("more_body", False):
+                    await _drain(self._receive, self._size)
+                raise BodyTooLarge
+        return message
+
+
 class RequestContext:
     """ASGI middleware around every request of a service (installed by `service_app`):
 
@@ -230,6 +300,10 @@ class RequestContext:
       `X-Correlation-Id` response header;
     - refuses a path with a control character (404) or a query parameter with one (422) before any route
       sees it: no identifier holds one, and PostgreSQL refuses NUL in text (it used to be a 500);
+    - refuses a body over `max_body_bytes` (None: no limit) with 413 `body_too_large` and `Connection: close`:
+      at once when its Content-Length says so, else as soon as the bytes streamed in pass it — before any
+      parser or route holds it whole; the rest is drained (bounded) first so that the client reads the 413.
+      `on_body_too_large` is called for each such refusal (a service's metric);
     - answers an unexpected exception with a 500 in the documented shape naming the correlation id, and
       logs it once, traceback included, as one JSON line carrying the same id;
     - writes the access log line (logger `scrm.access`): method, route (its template once routed, so ids
@@ -240,9 +314,12 @@ class RequestContext:
     with an error body of its own, such as the WhatsApp simulator's Graph API errors).
     """
 
-    def __init__(self, app: ASGIApp, *, refuse_control_characters: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, refuse_control_characters: bool = True,
+                 max_body_bytes: int | None = None, on_body_too_large: Callable[[], None] | None = None) -> None:
         self.app = app
         self.refuse_control_characters = refuse_control_characters
+        self.max_body_bytes = max_body_bytes
+        self.on_body_too_large = on_body_too_large or (lambda: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -254,9 +331,12 @@ class RequestContext:
         scope = {**scope, "state": {**scope.get("state", {}), "correlation_id": correlation_id}}
         status = 500
         response_started = False
+        body: _LimitedBody | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
+            if body is not None and body.exceeded and not response_started:
+                return  # the app's answer to a body it could not read whole: the 413 follows
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -271,15 +351,31 @@ class RequestContext:
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
                 return
+            limit = self.max_body_bytes
+            if limit is not None:
+                declared = _declared_length(scope)
+                if declared is not None and declared > limit:
+                    await _drain(receive)
+                    self.on_body_too_large()
+                    await body_too_large(limit)(scope, receive, send_with_id)
+                    return
+                receive = body = _LimitedBody(receive, limit)
             try:
                 await self.app(scope, receive, send_with_id)
             except Exception as exc:
-                log.error("unhandled error on %s %s", scope.get("method"), _printable(scope.get("path", ""), 256),
-                          exc_info=exc)
-                if response_started:
-                    raise
-                await error_response(500, INTERNAL_ERROR_MESSAGE, code="internal_error",
-                                     correlation_id=correlation_id)(scope, receive, send_with_id)
+                if body is not None and body.exceeded and not response_started:
+                    pass  # answered below
+                else:
+                    log.error("unhandled error on %s %s", scope.get("method"),
+                              _printable(scope.get("path", ""), 256), exc_info=exc)
+                    if response_started:
+                        raise
+                    await error_response(500, INTERNAL_ERROR_MESSAGE, code="internal_error",
+                                         correlation_id=correlation_id)(scope, receive, send_with_id)
+            if body is not None and body.exceeded and not response_started:
+                self.on_body_too_large()
+                refused, body = body.limit, None  # `send_with_id` lets the 413 through
+                await body_too_large(refused)(scope, receive, send_with_id)
         finally:
             _log_access(scope, status, started)
             CORRELATION_ID.reset(token)
@@ -320,13 +416,17 @@ def _log_access(scope: Scope, status: int, started: float) -> None:
 # The app factory and its OpenAPI description.
 
 
-def service_app(title: str, version: str, *, description: str = "") -> FastAPI:
+def service_app(title: str, version: str, *, description: str = "", max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                on_body_too_large: Callable[[], None] | None = None) -> FastAPI:
     """A service's FastAPI app: errors in the documented shape, `RequestContext`, Swagger UI (`/docs`) and
     ReDoc (`/redoc`) from the fastapi-offline package's local assets (no CDN), and an OpenAPI description
-    completed by `complete_openapi`."""
+    completed by `complete_openapi`.
+
+    No request body over `max_body_bytes` (1 MiB by default) is read: 413 `body_too_large` (see
+    `RequestContext`), `on_body_too_large` called for each."""
     app = FastAPIOffline(title=title, version=version, description=description)
     install_error_handlers(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, max_body_bytes=max_body_bytes, on_body_too_large=on_body_too_large)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

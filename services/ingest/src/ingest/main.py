@@ -9,7 +9,7 @@ from ingest.adapters.accounts import accounts_consumer, run_until_drained
 from ingest.adapters.admin_http import build_admin_router
 from ingest.adapters.auth import TenantKeys
 from ingest.adapters.db import TenantDirectory
-from ingest.adapters.http import IngestMetrics, build_router
+from ingest.adapters.http import IngestMetrics, app_body_limit, build_router
 from ingest.adapters.kafka import EventPublisher
 from ingest.config import Settings
 from scrm_common import runtime
@@ -41,7 +41,8 @@ async def main(settings: Settings) -> None:
             return accounts.ready and await directory.ping()
 
         app = service_app("scrm ingest", "0.1.0", description="Events in (`POST /v1/events`), Meta's webhooks, "
-                          "and the installation's tenants and API keys")
+                          "and the installation's tenants and API keys", max_body_bytes=app_body_limit(settings),
+                          on_body_too_large=lambda: metrics.rejected.labels("413").inc())
         app.include_router(build_router(settings=settings, directory=directory,
                                         publisher=EventPublisher(producer), clock=SystemClock(),
                                         metrics=metrics, keys=keys))

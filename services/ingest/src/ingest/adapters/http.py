@@ -155,6 +155,13 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def app_body_limit(settings: Settings) -> int:
+    """The body limit of ingest's app as a whole (`service_app(max_body_bytes=...)`): the largest of its
+    routes' own, so `POST /v1/events` and the webhook keep theirs (and their drain) and every other route
+    (tenants, keys, introspection) is bounded as well."""
+    return max(settings.max_body_bytes, settings.max_webhook_bytes)
+
+
 def _too_large(limit: int, what: str) -> JSONResponse:
     # `Connection: close`: what was not drained must not be read as the next request.
     return _error(413, "body_too_large", f"{what} over {limit} bytes", headers={"Connection": "close"})
