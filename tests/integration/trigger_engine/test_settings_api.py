@@ -446,3 +446,37 @@ async def test_an_older_registration_in_the_same_batch_as_the_removal_does_not_r
     async with engine.connect() as conn:
         known = (await SettingsRepository().accounts(conn, [tenant.name]))[tenant.name]
     assert known.present == ("acct-8",)
+
+
+# --- the configuration cache holds only committed versions -----------------------------------------------------
+
+
+class _FailingOnce(EngineRepository):
+    """The engine's repository, failing the next batch after its decisions are taken (its transaction rolls back)."""
+
+    fail = False
+
+    async def record_decisions(self, conn, rows) -> None:  # type: ignore[no-untyped-def]
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("the batch fails after deciding")
+        await super().record_decisions(conn, rows)
+
+
+async def test_a_version_raised_by_a_batch_that_rolled_back_is_never_served_from_the_cache(engine, tenant) -> None:  # type: ignore[no-untyped-def]
+    """A batch with an account event raises the tenant's version inside its own transaction and builds the
+    configuration at that (uncommitted) version; it rolls back, and another instance commits a different change
+    under the same version number. The first instance must decide with what was committed."""
+    repository = _FailingOnce()
+    first = EventHandler(engine=engine, repository=repository, clock=FixedClock(NOW),
+                         configs=TenantConfigs(repository=SettingsRepository(), defaults=DEFAULTS, bootstrap=_bootstrap()),
+                         metrics=EngineMetrics(CollectorRegistry()), on_commit=lambda: None)
+    await apply(first, tenant.name, account_event("registered", "acct-1", at=REGISTERED))  # committed: version 1
+    repository.fail = True
+    with pytest.raises(RuntimeError):
+        await apply(first, tenant.name, account_event("registered", "acct-0", at="2026-01-01T00:00:00Z"),
+                    payment(order_id="C-1"))  # version 2 with acct-0 (the earliest) seen, then rolled back
+    await apply(handler(engine), tenant.name, account_event("removed", "acct-1", at=REMOVED),
+                account_event("registered", "acct-2", at=REMOVED))  # version 2 committed: acct-2 only
+    await apply(first, tenant.name, payment(order_id="C-2"))
+    assert [c["account_id"] for c in await commands(engine, tenant.name)] == ["acct-2"]

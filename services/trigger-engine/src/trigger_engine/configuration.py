@@ -7,7 +7,8 @@ its tenants in one query, inside its own transaction, and rebuilds a tenant's ca
 when its version moved (a read-through cache with a version check). So the first batch that starts after
 a change commits decides with it — on this replica and every other one — and an unchanged configuration
 costs one small query per batch. The accounts projection (`account.registered` / `account.removed` from the
-sender) raises the version the same way.
+sender) raises the version the same way — inside the consuming batch's transaction, so a batch never caches the
+configuration it built at a version it raised itself and has not committed (`TenantConfigs.configs(raised=…)`).
 
 The installation's environment (`SCRM_SHOP_TRACKING_URL`, …) gives the defaults of every tenant's settings;
 a tenant's stored settings are what it changed from them, so it follows the installation's defaults in
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,17 +114,29 @@ class TenantConfigs:
         self._max = max_tenants
         self._cache: OrderedDict[str, tuple[int, EngineConfig]] = OrderedDict()
 
-    async def configs(self, conn: AsyncConnection, tenants: Iterable[str]) -> dict[str, EngineConfig]:
-        """tenant → its configuration as of now: one query when nothing changed, four when something did."""
+    async def configs(self, conn: AsyncConnection, tenants: Iterable[str], *,
+                      raised: Collection[str] = frozenset()) -> dict[str, EngineConfig]:
+        """tenant → its configuration as of now: one query when nothing changed, four when something did.
+
+        `raised`: tenants whose version the caller's transaction raised and has not committed (a batch that
+        applied account events). Their configuration is built from what the transaction sees and never cached:
+        the transaction may still roll back, and another change would then commit that same version number
+        with other settings — a cached entry would serve the rolled-back configuration under it. Only versions
+        other transactions committed are cached.
+        """
         versions = await self._repo.versions(conn, tenants)
-        stale = [t for t, v in versions.items() if (hit := self._cache.get(t)) is None or hit[0] != v]
-        if stale:
-            for tenant, config in (await self.load(conn, stale)).items():
-                self._cache[tenant] = (versions[tenant], config)
+        stale = [t for t, v in versions.items() if t in raised or (hit := self._cache.get(t)) is None or hit[0] != v]
+        fresh = await self.load(conn, stale) if stale else {}
         out: dict[str, EngineConfig] = {}
-        for tenant in versions:
+        for tenant, version in versions.items():
+            if tenant in fresh:
+                out[tenant] = fresh[tenant]
+                if tenant in raised:
+                    continue
+                self._cache[tenant] = (version, fresh[tenant])
+            else:
+                out[tenant] = self._cache[tenant][1]
             self._cache.move_to_end(tenant)
-            out[tenant] = self._cache[tenant][1]
         while len(self._cache) > self._max:
             self._cache.popitem(last=False)
         return out

@@ -8,7 +8,7 @@ with a version check, see `configuration`), and applies the accounts it reads (`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -46,8 +46,10 @@ class EngineMetrics:
 class ConfigSource(Protocol):
     """Where a batch gets its tenants' configuration (`configuration.TenantConfigs`)."""
 
-    async def configs(self, conn: AsyncConnection, tenants: Iterable[str]) -> Mapping[str, EngineConfig]:
-        """tenant → its configuration as of now, read on the batch's connection."""
+    async def configs(self, conn: AsyncConnection, tenants: Iterable[str], *,
+                      raised: Collection[str] = frozenset()) -> Mapping[str, EngineConfig]:
+        """tenant → its configuration as of now, read on the batch's connection; `raised` names the tenants
+        whose version the batch's (uncommitted) transaction raised: never cached."""
         ...
 
 
@@ -57,7 +59,8 @@ class StaticConfigs:
     def __init__(self, config_for: Callable[[str], EngineConfig]) -> None:
         self._config_for = config_for
 
-    async def configs(self, conn: AsyncConnection, tenants: Iterable[str]) -> Mapping[str, EngineConfig]:  # noqa: ARG002
+    async def configs(self, conn: AsyncConnection, tenants: Iterable[str], *,  # noqa: ARG002
+                      raised: Collection[str] = frozenset()) -> Mapping[str, EngineConfig]:  # noqa: ARG002
         return {tenant: self._config_for(tenant) for tenant in tenants}
 
 
@@ -82,10 +85,11 @@ class EventHandler:
         async with self._engine.begin() as conn:
             new = await self._repo.claim_events(conn, [(r.tenant, r.event.event_id) for r in records])
             accounts = [a for r in records if (r.tenant, r.event.event_id) in new and (a := _account_event(r))]
+            raised = {a.tenant for a in accounts}
             if accounts:
                 await self._settings.apply_account_events(conn, accounts, now)
-                await self._settings.raise_version(conn, {a.tenant for a in accounts})
-            configs = await self._configs.configs(conn, {r.tenant for r in records})
+                await self._settings.raise_version(conn, raised)
+            configs = await self._configs.configs(conn, {r.tenant for r in records}, raised=raised)
             wanted = {(r.tenant, alias) for r in records for alias in touched_aliases(r.event)}
             await self._repo.lock_aliases(conn, {(r.tenant, name) for r in records for name in lock_names(r.event)})
             people = _People(await self._locked_people(conn, wanted))
