@@ -89,3 +89,16 @@ def test_bootstrap_registration_comes_from_the_environment_else_now(monkeypatch:
 def test_bootstrap_throughput_is_a_cloud_api_tier() -> None:
     with pytest.raises(ValidationError, match="80 or 1000"):
         Settings(bootstrap_throughput_per_second=100)  # type: ignore[arg-type]
+
+
+def test_with_a_real_key_the_dev_key_stays_to_decrypt_only() -> None:
+    written_without_a_key = TokenCipher.from_setting("")[0].encrypt("dev-tok")
+    cipher, fell_back = TokenCipher.from_setting(NEW.decode())
+    assert not fell_back
+    assert cipher.decrypt(written_without_a_key) == "dev-tok"  # not lost by setting a key
+    assert cipher.under_dev_key(written_without_a_key) and not cipher.is_current(written_without_a_key)
+    rotated = cipher.rotate(written_without_a_key)
+    assert TokenCipher([NEW]).decrypt(rotated) == "dev-tok" and not cipher.under_dev_key(rotated)
+    with pytest.raises(UnreadableToken):  # what it writes is never under the dev key
+        TokenCipher([DEV_KEY]).decrypt(cipher.encrypt("new-tok"))
+    assert not TokenCipher.from_setting("")[0].under_dev_key(written_without_a_key)  # the dev key is the first there

@@ -29,6 +29,7 @@ from scrm_common.contracts.events import (
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
+from sender.adapters.accounts import TOKEN_UNREADABLE, UNREADABLE_REASON
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
 from sender.adapters.db import Account, Catalog, Claimed, SendLog
 from sender.adapters.templates import TemplateStore
@@ -253,6 +254,9 @@ class Dispatcher:
             account = await self._log.lock_account(conn, tenant, account_id)
             if account is None:
                 return False  # another sender instance is pacing this account right now
+            if account.token_unreadable:  # never a call with an empty bearer
+                await self._hold_unreadable(conn, account, now)
+                return False
             await self._hold_restricted(conn, account, now)
             refused = await self._gate_templates(conn, account, now)
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
@@ -275,9 +279,29 @@ class Dispatcher:
         await self._settle(list(zip(claimed, commands, results, strict=True)))
         return True
 
+    async def _hold_unreadable(self, conn: AsyncConnection, account: Account, now: datetime) -> None:
+        """No key decrypts the account's stored token (its key left SCRM_SECRETS_KEY on this replica, a damaged
+        row): the account gets the TOKEN_UNREADABLE restriction (shown by GET /v1/accounts) and its due
+        messages wait — until PATCH sets a new token, or a replica that can read the token lifts it."""
+        await self._log.upsert_restrictions(conn, account.tenant, [account.account_id],
+                                            [Restriction(TOKEN_UNREADABLE, "all", None, UNREADABLE_REASON)], now)
+        held = await self._log.hold_due(conn, account, now, templates=None, until=now + UNTIL_LIFTED_RECHECK,
+                                        reason=UNREADABLE_REASON, held_by=TOKEN_UNREADABLE)
+        if held:
+            self._metrics.held.labels(TOKEN_UNREADABLE).inc(held)
+        log.error("no key of SCRM_SECRETS_KEY decrypts the access token of account %s: %d messages wait until "
+                  "PATCH /v1/accounts/%s sets the token again", account.account_id, held, account.account_id,
+                  extra={"tenant": account.tenant})
+
     async def _hold_restricted(self, conn: AsyncConnection, account: Account, now: datetime) -> None:
-        """A restricted account sends no message of the kind restricted: due ones wait, the reason logged."""
+        """A restricted account sends no message of the kind restricted: due ones wait, the reason logged. A
+        TOKEN_UNREADABLE restriction of an account whose token this replica reads (its key is back) is lifted."""
         restrictions = await self._log.restrictions(conn, account.tenant, account.account_id, now)
+        if any(r.kind == TOKEN_UNREADABLE for r in restrictions):
+            await self._log.lift_restrictions(conn, account.tenant, [account.account_id], [TOKEN_UNREADABLE], now)
+            restrictions = [r for r in restrictions if r.kind != TOKEN_UNREADABLE]
+            log.info("the access token of account %s is readable again: its messages go", account.account_id,
+                     extra={"tenant": account.tenant})
         if not restrictions:
             return
         templates = blocked(restrictions, business_initiated=True, now=now)

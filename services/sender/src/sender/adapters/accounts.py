@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 POLICY_FIELDS = tuple(f.name for f in fields(AccountPolicy))
 # The restriction an account whose stored token no key decrypts carries until a new token is set.
 TOKEN_UNREADABLE = "TOKEN_UNREADABLE"
+UNREADABLE_REASON = ("no key of SCRM_SECRETS_KEY decrypts the stored access token: set it again with "
+                     "PATCH /v1/accounts/{account_id}")
 REMOVED_REASON = "account removed"
 
 
@@ -93,6 +95,14 @@ class SecuredTokens:
     encrypted: int
     rotated: int
     unreadable: list[tuple[str, str]]
+    total: int = 0  # accounts looked at
+    from_dev_key: int = 0  # of `rotated`: rows that were under the public development key
+    readable_again: int = 0  # accounts whose TOKEN_UNREADABLE restriction was lifted (their key is back)
+
+    @property
+    def left(self) -> int:
+        """Rows left not under the first key after the pass (only those no key decrypts)."""
+        return len(self.unreadable)
 
 
 class AccountRepository:
@@ -179,7 +189,8 @@ class AccountRepository:
                      now: datetime) -> dict[str, Any]:
         """Apply `changes` (policy fields, `waba_id`, `display_name`, `registered_at`, `access_token` in
         plain) to the tenant's account and write `account.registered`; the row (no token). A new token
-        lifts the `TOKEN_UNREADABLE` restriction. The caller validated and locked the row."""
+        lifts the `TOKEN_UNREADABLE` restriction and releases the messages it held. The caller validated and
+        locked the row."""
         allowed = {*POLICY_FIELDS, "waba_id", "display_name", "registered_at"}
         values = {k: v for k, v in changes.items() if k in allowed}
         sets = [f"{k} = :{k}" for k in values]
@@ -189,6 +200,10 @@ class AccountRepository:
             await conn.execute(text(
                 "DELETE FROM account_restrictions WHERE tenant = :t AND account_id = :a AND kind = :k"),
                 {"t": tenant, "a": account_id, "k": TOKEN_UNREADABLE})
+            await conn.execute(text(  # what waited for a readable token goes now
+                "UPDATE messages SET next_attempt_at = :now, held_by = NULL WHERE tenant = :t AND account_id = :a "
+                "AND state = 'queued' AND held_by = :k"),
+                {"now": now, "t": tenant, "a": account_id, "k": TOKEN_UNREADABLE})
         row = (await conn.execute(text(
             f"UPDATE accounts SET {', '.join([*sets, 'updated_at = :now', 'announced_at = :now'])} "
             f"WHERE tenant = :t AND account_id = :a RETURNING {_COLUMNS}"),
@@ -284,7 +299,7 @@ class AccountRepository:
         rows = (await conn.execute(text(
             "SELECT tenant, account_id, access_token, token_encrypted FROM accounts ORDER BY tenant, account_id "
             "FOR UPDATE"))).all()
-        encrypted = rotated = 0
+        encrypted = rotated = from_dev = 0
         unreadable: list[tuple[str, str]] = []
         for r in rows:
             if not r.token_encrypted:
@@ -299,6 +314,7 @@ class AccountRepository:
                     unreadable.append((r.tenant, r.account_id))
                     continue
                 rotated += 1
+                from_dev += self._cipher.under_dev_key(r.access_token)
             await conn.execute(text(
                 "UPDATE accounts SET access_token = :v, token_encrypted = true WHERE tenant = :t AND account_id = :a"),
                 {"v": value, "t": r.tenant, "a": r.account_id})
@@ -308,9 +324,21 @@ class AccountRepository:
                 "SELECT t, a, :k, 'all', NULL, :r, :now FROM unnest(CAST(:ts AS text[]), CAST(:ids AS text[])) "
                 "AS q(t, a) ON CONFLICT (tenant, account_id, kind) DO UPDATE SET updated_at = EXCLUDED.updated_at"),
                 {"k": TOKEN_UNREADABLE, "now": now, "ts": [u[0] for u in unreadable], "ids": [u[1] for u in unreadable],
-                 "r": "no key of SCRM_SECRETS_KEY decrypts the stored access token: set it again with "
-                      "PATCH /v1/accounts/{account_id}"})
-        return SecuredTokens(encrypted, rotated, unreadable)
+                 "r": UNREADABLE_REASON})
+        # a restriction of an earlier start whose token a key decrypts now (the key is back): lifted, its
+        # messages released
+        lifted = (await conn.execute(text(
+            "DELETE FROM account_restrictions r WHERE r.kind = :k AND (r.tenant, r.account_id) NOT IN "
+            "(SELECT * FROM unnest(CAST(:ts AS text[]), CAST(:ids AS text[]))) RETURNING r.tenant, r.account_id"),
+            {"k": TOKEN_UNREADABLE, "ts": [u[0] for u in unreadable], "ids": [u[1] for u in unreadable]})).all()
+        if lifted:
+            await conn.execute(text(
+                "UPDATE messages SET next_attempt_at = :now, held_by = NULL WHERE state = 'queued' AND held_by = :k "
+                "AND (tenant, account_id) IN (SELECT * FROM unnest(CAST(:ts AS text[]), CAST(:ids AS text[])))"),
+                {"now": now, "k": TOKEN_UNREADABLE, "ts": [r.tenant for r in lifted],
+                 "ids": [r.account_id for r in lifted]})
+        return SecuredTokens(encrypted, rotated, unreadable, total=len(rows), from_dev_key=from_dev,
+                             readable_again=len(lifted))
 
     async def announce(self, conn: AsyncConnection, now: datetime) -> int:
         """Write `account.registered` for accounts never announced (rows of earlier releases), so ingest
@@ -346,9 +374,12 @@ async def prepare(engine: AsyncEngine, repository: AccountRepository, *, tenant:
     accounts never announced (`announce`). Logs what it did — never a token."""
     async with engine.begin() as conn:
         secured = await repository.secure_tokens(conn, now)
-    if secured.encrypted or secured.rotated:
-        log.info("access tokens at rest: %d encrypted, %d re-encrypted under the first key of SCRM_SECRETS_KEY",
-                 secured.encrypted, secured.rotated)
+    log.info("access tokens at rest: %d accounts; %d encrypted now, %d re-encrypted under the first key of "
+             "SCRM_SECRETS_KEY (%d from the built-in development key); %d left not under the first key",
+             secured.total, secured.encrypted, secured.rotated, secured.from_dev_key, secured.left)
+    if secured.readable_again:
+        log.info("access tokens readable again: %d accounts' TOKEN_UNREADABLE restriction lifted",
+                 secured.readable_again)
     for owner, account_id in secured.unreadable:
         log.error("no key of SCRM_SECRETS_KEY decrypts the access token of account %s: its messages wait until "
                   "PATCH /v1/accounts/%s sets the token again", account_id, account_id, extra={"tenant": owner})

@@ -30,9 +30,10 @@ def default_catalog() -> list[Template]:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """An account as the dispatcher paces it: the decrypted access token ("" when no key decrypts it:
-    the account then carries the TOKEN_UNREADABLE restriction), and when its number was registered (R-S3
-    new-account protection counts from it)."""
+    """An account as the dispatcher paces it: the decrypted access token ("" and `token_unreadable` when
+    no key decrypts it: the dispatcher then holds its messages under the TOKEN_UNREADABLE restriction and
+    never calls the provider), and when its number was registered (R-S3 new-account protection counts
+    from it)."""
 
     tenant: str
     account_id: str
@@ -40,6 +41,7 @@ class Account:
     policy: PacingPolicy
     pacing: PacingState
     registered_at: datetime
+    token_unreadable: bool = False  # no key of SCRM_SECRETS_KEY decrypts the stored token: nothing may be sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +213,16 @@ class SendLog:
             marketing_max_interval=timedelta(seconds=r.marketing_max_interval_s),
             marketing_per_hour=r.marketing_per_hour, new_account_per_day=r.new_account_per_day,
             new_account_days=r.new_account_days, throughput_per_second=r.throughput_per_second)
-        token = r.access_token
+        token, unreadable = r.access_token, False
         if r.token_encrypted:
             try:
-                token = self._cipher.decrypt(token) if self._cipher is not None else ""
+                if self._cipher is None:
+                    raise UnreadableToken("no cipher")
+                token = self._cipher.decrypt(token)
             except UnreadableToken:
-                token = ""  # held by TOKEN_UNREADABLE (set at start) until PATCH sets a new token
+                token, unreadable = "", True  # held under TOKEN_UNREADABLE until a key or PATCH makes it readable
         return Account(r.tenant, r.account_id, token, policy,
-                       PacingState(r.next_marketing_at, r.utility_tokens, r.tokens_at), r.registered_at)
+                       PacingState(r.next_marketing_at, r.utility_tokens, r.tokens_at), r.registered_at, unreadable)
 
     async def marketing_counts(self, conn: AsyncConnection, account: Account, now: datetime) -> tuple[int, int]:
         """Marketing messages handed to the provider in the last hour and the last day."""

@@ -9,6 +9,13 @@
 
 Without a key (dev and test only) a fixed, public development key is used and a warning logged; with
 `SCRM_ENV=prod` the settings refuse an empty value, and every environment refuses a malformed one.
+
+With keys set, the development key stays as the LAST, decrypt-only key in every environment: going from an
+empty `SCRM_SECRETS_KEY` to a real one then loses no token — the start's pass re-encrypts the rows under the
+development key under the first key (and says how many). The development key is public, so a row under it
+is as good as plain: reading it is no weaker than reading the plain rows of earlier releases, which the same
+pass encrypts; nothing is ever encrypted with it while a key is set. Every start logs how many rows are left
+not under the first key (0 included): step 3 of rotating waits for that 0.
 """
 
 from __future__ import annotations
@@ -60,14 +67,30 @@ class TokenCipher:
         if not keys:
             raise ValueError("TokenCipher needs at least one key")
         self._primary = Fernet(keys[0])
+        self._dev = Fernet(DEV_KEY) if DEV_KEY in keys[1:] else None
         self._all = MultiFernet([Fernet(k) for k in keys])
         self._cache: OrderedDict[str, str] = OrderedDict()
 
     @classmethod
     def from_setting(cls, raw: str) -> tuple[TokenCipher, bool]:
-        """The cipher for a `SCRM_SECRETS_KEY` value and whether it fell back to the dev key (empty value)."""
+        """The cipher for a `SCRM_SECRETS_KEY` value and whether it fell back to the dev key (empty value).
+
+        With keys, the dev key is added as the last, decrypt-only key (rows written without a key are
+        re-encrypted at start, never left unreadable)."""
         keys = parse_keys(raw)
-        return cls(keys or [DEV_KEY]), not keys
+        if not keys:
+            return cls([DEV_KEY]), True
+        return cls(keys + ([DEV_KEY] if DEV_KEY not in keys else [])), False
+
+    def under_dev_key(self, stored: str) -> bool:
+        """True when `stored` is encrypted under the public development key (and that is not the first key)."""
+        if self._dev is None:
+            return False
+        try:
+            self._dev.decrypt(stored.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def encrypt(self, token: str) -> str:
         """The value to store for `token` (a Fernet token, ASCII)."""
