@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
 from scrm_common import http
-from scrm_common.http import DEFAULT_MAX_BODY_BYTES, service_app
+from scrm_common.http import DEFAULT_MAX_BODY_BYTES, ApiError, json_body, service_app
 
 LIMIT = 4096
 
@@ -138,3 +138,40 @@ async def test_draining_stops_at_its_byte_bound(monkeypatch: pytest.MonkeyPatch)
     status, read, _ = await _asgi(app, [b"x" * LIMIT] * 1000, None)
     assert status == 413
     assert read <= 12
+
+
+def _json_app() -> FastAPI:
+    app = service_app("json body", "0")
+
+    async def caller(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer ok":
+            raise ApiError(401, "unauthorized", "who are you")
+
+    @app.post("/v1/things", dependencies=[Depends(caller)])
+    async def things(request: Request) -> dict[str, str]:
+        return {"name": (await json_body(request, Thing, max_bytes=100)).name}
+
+    return app
+
+
+@pytest.mark.parametrize(("headers", "content", "status", "fields"), [
+    ({}, b"{broken", 401, None),
+    ({}, b'{"name": 5}', 401, None),
+    ({"Authorization": "Bearer ok"}, b'{"name": "pen"}', 200, None),
+    ({"Authorization": "Bearer ok"}, b"{broken", 422, ["body"]),
+    ({"Authorization": "Bearer ok"}, b'{"name": 5, "name": "x"}', 422, ["body.name"]),  # said twice
+    ({"Authorization": "Bearer ok"}, b'{"name": "a\\u0000b"}', 422, ["body.name"]),
+    ({"Authorization": "Bearer ok"}, b'{"name": 5}', 422, ["body.name"]),
+    ({"Authorization": "Bearer ok"}, b"[]", 422, ["body"]),
+    ({"Authorization": "Bearer ok"}, b'{"name": "' + b"a" * 100 + b'"}', 413, None),
+])
+async def test_a_body_read_after_auth(headers: dict[str, str], content: bytes, status: int,
+                                      fields: list[str] | None) -> None:
+    transport = httpx.ASGITransport(app=_json_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        resp = await client.post("/v1/things", content=content, headers=headers)
+    assert resp.status_code == status, resp.text
+    if fields is not None:
+        assert [e["field"] for e in resp.json()["errors"]] == fields
+    if status == 200:
+        assert resp.json() == {"name": "pen"}

@@ -2,10 +2,14 @@
 admin's own `/v1/keys…` (a key with role `admin`).
 
 A key is shown once, in the 201 that issues it; lists show its id, prefix, role, label and times, never the
-key. Revoking answers 204 once this ingest process refuses the key; the other services refuse it within their
-key cache's lifetime (`SCRM_KEY_CACHE_SECONDS`, 10 s by default, at most 30 s). A disabled tenant's keys answer
-401 everywhere within that same bound, and its webhooks are acknowledged and dropped (counted as
+key. Revoking answers 204 once this ingest process refuses the key; every other process (other ingest
+replicas, other services) refuses it within `SCRM_KEY_CACHE_SECONDS` (10 s by default, at most 30 s): these
+routes read the caller's key from the database on every call (see `ingest.adapters.db`). A disabled tenant's
+keys answer 401 everywhere within that same bound, and its webhooks are acknowledged and dropped (counted as
 `scrm_ingest_webhook_skipped_total{reason="tenant_disabled"}`).
+
+Routes with a body read it only after the caller is authenticated (`json_body`): no token or a wrong one is a
+401 whatever the body, never a 422, and a body is never buffered for an anonymous caller.
 """
 # No `from __future__ import annotations`: the dependency aliases below are built inside `build_admin_router`,
 # and FastAPI resolves a route's annotations only from the module's globals when they are strings.
@@ -13,14 +17,14 @@ key cache's lifetime (`SCRM_KEY_CACHE_SECONDS`, 10 s by default, at most 30 s). 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ingest.adapters.auth import TenantKeys, operator
 from ingest.adapters.db import KeyRow, TenantDirectory, TenantDisabled, TenantExists, TenantRow, UnknownTenant
 from ingest.domain.tenants import KEY_ID_PATTERN, TENANT_ID_PATTERN, TENANT_ID_RULE, tenant_id_problem
 from scrm_common.contracts.events import PLAIN
-from scrm_common.http import ADMIN, ApiError, Principal, Role, error_responses
+from scrm_common.http import ADMIN, ApiError, Principal, Role, documented_body, error_responses, json_body
 
 
 def _tenant_id(value: str) -> str:
@@ -170,6 +174,11 @@ async def _issue(directory: TenantDirectory, tenant: str, body: KeyCreate) -> Ke
                      created_at=row.created_at)
 
 
+TENANT_CREATE_BODY = documented_body(TenantCreate, description="The new tenant's id and (optional) display name.")
+TENANT_PATCH_BODY = documented_body(TenantPatch, description="The fields to change (`name: null` clears the name).")
+KEY_CREATE_BODY = documented_body(KeyCreate, description="The new key's role and (optional) label.")
+
+
 def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: TenantKeys) -> APIRouter:
     """The operator's tenant and key routes and the tenant admin's key routes."""
     router = APIRouter()
@@ -177,11 +186,13 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
     AdminKey = Annotated[Principal, Depends(keys.require(ADMIN))]
 
     @router.post("/v1/admin/tenants", status_code=201, response_model=TenantRead, tags=["tenants"],
-                 dependencies=operator_only, responses=error_responses(401, 409, 422))
-    async def create_tenant(body: TenantCreate) -> TenantRead:
+                 dependencies=operator_only, responses=error_responses(401, 409, 413, 422),
+                 openapi_extra=TENANT_CREATE_BODY)
+    async def create_tenant(request: Request) -> TenantRead:
         """Create a tenant (active, without keys: issue its first `admin` key next).
 
         409 `tenant_exists` when the id is taken; 422 naming the field for a bad id or name."""
+        body = await json_body(request, TenantCreate)
         try:
             row = await directory.create_tenant(body.tenant, name=body.name)
         except TenantExists:
@@ -204,14 +215,16 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
         return TenantRead.of(row)
 
     @router.patch("/v1/admin/tenants/{tenant}", response_model=TenantRead, tags=["tenants"],
-                  dependencies=operator_only, responses=error_responses(401, 404, 422))
-    async def patch_tenant(tenant: str, body: TenantPatch) -> TenantRead:
+                  dependencies=operator_only, responses=error_responses(401, 404, 413, 422),
+                  openapi_extra=TENANT_PATCH_BODY)
+    async def patch_tenant(tenant: str, request: Request) -> TenantRead:
         """Rename, disable or enable a tenant.
 
         Disabled: its keys answer 401 in this ingest process at once, and on every route of every other
         process (other ingest replicas included) within `SCRM_KEY_CACHE_SECONDS` (≤ 30 s); its webhooks are
         acknowledged (200) and dropped, counted as `scrm_ingest_webhook_skipped_total{reason="tenant_disabled"}`.
         Its data and keys stay: enabling it (`"status": "active"`) brings them back."""
+        body = await json_body(request, TenantPatch)
         fields = body.model_fields_set
         row = await directory.update_tenant(tenant, name=body.name, set_name="name" in fields,
                                             status=body.status if "status" in fields else None)
@@ -220,12 +233,13 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
         return TenantRead.of(row)
 
     @router.post("/v1/admin/tenants/{tenant}/keys", status_code=201, response_model=KeyIssued, tags=["keys"],
-                 dependencies=operator_only, responses=error_responses(401, 404, 409, 422))
-    async def issue_tenant_key(tenant: str, body: KeyCreate) -> KeyIssued:
+                 dependencies=operator_only, responses=error_responses(401, 404, 409, 413, 422),
+                 openapi_extra=KEY_CREATE_BODY)
+    async def issue_tenant_key(tenant: str, request: Request) -> KeyIssued:
         """Issue a key for a tenant (its first `admin` key, typically); the key is in this answer only.
 
         404 `not_found` for an unknown tenant, 409 `tenant_disabled` for a disabled one."""
-        return await _issue(directory, tenant, body)
+        return await _issue(directory, tenant, await json_body(request, KeyCreate))
 
     @router.get("/v1/admin/tenants/{tenant}/keys", response_model=KeyList, tags=["keys"],
                 dependencies=operator_only, responses=error_responses(401, 404))
@@ -249,10 +263,10 @@ def build_admin_router(*, admin_token: str, directory: TenantDirectory, keys: Te
         return Response(status_code=204)
 
     @router.post("/v1/keys", status_code=201, response_model=KeyIssued, tags=["keys"],
-                 responses=error_responses(401, 403, 422))
-    async def issue_own_key(principal: AdminKey, body: KeyCreate) -> KeyIssued:
+                 responses=error_responses(401, 403, 413, 422), openapi_extra=KEY_CREATE_BODY)
+    async def issue_own_key(principal: AdminKey, request: Request) -> KeyIssued:
         """Issue a key for the caller's tenant; the key is in this answer only."""
-        return await _issue(directory, principal.tenant, body)
+        return await _issue(directory, principal.tenant, await json_body(request, KeyCreate))
 
     @router.get("/v1/keys", response_model=KeyList, tags=["keys"], responses=error_responses(401, 403))
     async def list_own_keys(principal: AdminKey) -> KeyList:

@@ -36,6 +36,7 @@ from scrm_common.http import (
     documented_body,
     error_response,
     error_responses,
+    json_body,
     sane_correlation_id,
 )
 from scrm_common.http import install_error_handlers as install_error_handlers  # the services' one, re-exported
@@ -58,6 +59,8 @@ class WebhookReceived(BaseModel):
 
 
 class IntrospectRequest(BaseModel):
+    """Body of the internal key introspection: the key to resolve."""
+
     api_key: str
 
 
@@ -338,19 +341,23 @@ def build_router(
             _log_item("webhook item repaired", repaired)
         return JSONResponse({"received": sum(len(e) for e in by_tenant.values())})
 
-    async def internal_caller(request: Request) -> None:
-        """A sibling service: it presents `SCRM_INTERNAL_TOKEN` (compared in constant time), else 401 — before
-        the body is even read."""
+    def internal_caller(request: Request) -> None:
+        """A sibling service: it presents `SCRM_INTERNAL_TOKEN` (compared in constant time), else 401."""
         presented = request.headers.get(INTERNAL_TOKEN_HEADER, "")
         if not hmac.compare_digest(presented.encode(), settings.internal_token.encode()):
             raise ApiError(401, "unauthorized", "introspection needs the installation's internal token")
 
-    @router.post("/internal/v1/keys/introspect", include_in_schema=False, dependencies=[Depends(internal_caller)])
-    async def introspect(body: IntrospectRequest) -> JSONResponse:
-        """For sibling services presenting `SCRM_INTERNAL_TOKEN`: the tenant, role and id of a key.
+    @router.post("/internal/v1/keys/introspect", include_in_schema=False)
+    async def introspect(request: Request) -> JSONResponse:
+        """For sibling services presenting `SCRM_INTERNAL_TOKEN`: the tenant, role and id of a key, read from
+        the database (never cached here: the caller's own cache is the only one, so the revocation bound is
+        `SCRM_KEY_CACHE_SECONDS`).
 
-        404 for a key that is unknown, revoked, or whose tenant is disabled (the services then answer 401);
-        401 without the right internal token."""
+        401 without the right internal token — checked before the body is read, so an anonymous caller gets
+        no 422 and has nothing buffered; 404 for a key that is unknown, revoked, or whose tenant is disabled
+        (the services then answer 401); 413/422 for a body over 64 KiB or not `{"api_key": "<key>"}`."""
+        internal_caller(request)
+        body = await json_body(request, IntrospectRequest)
         principal = await directory.principal_for(body.api_key)
         if principal is None:
             return _error(404, "unknown_key", "no tenant has this API key")
