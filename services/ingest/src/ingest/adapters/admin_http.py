@@ -124,7 +124,7 @@ class KeyRead(BaseModel):
 
     `prefix` is `scrm_…` for keys made before prefixes were kept. `last_used_at` moves at most once a minute
     (when ingest reads the key from its database and the last mark is a minute old). `bootstrap`: made from
-    `SCRM_BOOTSTRAP_API_KEY` (a start with another value revokes it).
+    `SCRM_BOOTSTRAP_API_KEY` (a start with another value, or with none, revokes it).
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": [{

@@ -392,34 +392,51 @@ class TenantDirectory:
         idempotent. The same operations the API uses (`create_tenant`, `issue_key`), in one transaction.
 
         The bootstrap key is the one `SCRM_BOOTSTRAP_API_KEY` names now: every earlier bootstrap key (another
-        value, or another bootstrap tenant's) is revoked, so changing the variable retires the old key. The
-        other ingest replicas stop accepting it within their key cache's lifetime (`key_cache_seconds`).
-        A revoked key named again stays revoked (logged as an error). The number is seeded only when unknown:
-        the sender's account events decide who owns a number, a start never moves one to another tenant.
+        value, or another bootstrap tenant's) is revoked, so changing the variable retires the old key, and
+        unsetting it (None or empty: no bootstrap key wanted) retires them all (logged at WARNING). The
+        other ingest replicas stop accepting a retired key within `SCRM_KEY_CACHE_SECONDS`. A revoked key named
+        again stays revoked (logged as an error). A value naming another tenant's existing key is refused
+        (logged as an error): that key is not made a bootstrap key, and nothing else changes. The number is
+        seeded only when unknown: the sender's account events decide who owns a number, a start never moves
+        one to another tenant.
         """
         async with self._engine.begin() as conn:
             await create_tenant(conn, tenant, if_missing=True)
             if api_key:
-                issued = await issue_key(conn, tenant, "admin", label=BOOTSTRAP_KEY_LABEL, key=api_key,
-                                         bootstrap=True, allow_disabled=True)
-                digest = hash_api_key(api_key)
-                if not issued.row.bootstrap:
-                    await conn.execute(text("UPDATE api_keys SET bootstrap = true WHERE key_hash = :h"),
-                                       {"h": digest})
-                if issued.row.tenant != tenant:
-                    log.error("SCRM_BOOTSTRAP_API_KEY names a key of tenant %s, not of SCRM_BOOTSTRAP_TENANT %s: "
-                              "it stays %s's key", issued.row.tenant, tenant, issued.row.tenant)
-                await conn.execute(text(
-                    "UPDATE api_keys SET revoked_at = now() "
-                    "WHERE bootstrap AND key_hash <> :h AND revoked_at IS NULL"), {"h": digest})
-                if issued.row.revoked_at is not None:  # a revoked key is never brought back by naming it again
-                    log.error("SCRM_BOOTSTRAP_API_KEY names a key that was revoked; it stays revoked: "
-                              "set a new value to get a working bootstrap key")
+                await self._bootstrap_key(conn, tenant, api_key)
+            else:
+                retired = (await conn.execute(text(
+                    "UPDATE api_keys SET revoked_at = now() WHERE bootstrap AND revoked_at IS NULL "
+                    "RETURNING id, tenant"))).all()
+                for row in retired:
+                    log.warning("SCRM_BOOTSTRAP_API_KEY is not set: the previous bootstrap key %s of tenant %s "
+                                "is revoked", row.id, row.tenant)
             if phone_number_id:
                 await conn.execute(text(
                     "INSERT INTO whatsapp_numbers(phone_number_id, tenant, waba_id) VALUES (:p, :t, :w) "
                     "ON CONFLICT (phone_number_id) DO NOTHING"),
                     {"p": phone_number_id, "t": tenant, "w": waba_id or None})
+
+    @staticmethod
+    async def _bootstrap_key(conn: AsyncConnection, tenant: str, api_key: str) -> None:
+        """Make `api_key` the bootstrap tenant's bootstrap key (see `bootstrap`), retiring the earlier ones."""
+        digest = hash_api_key(api_key)
+        owner = (await conn.execute(text("SELECT tenant FROM api_keys WHERE key_hash = :h"), {"h": digest})).scalar()
+        if owner is not None and owner != tenant:
+            log.error("SCRM_BOOTSTRAP_API_KEY names a key of tenant %s, not of SCRM_BOOTSTRAP_TENANT %s: refused, "
+                      "it stays an ordinary key of %s and the bootstrap keys are left as they were; set a new "
+                      "value", owner, tenant, owner)
+            return
+        issued = await issue_key(conn, tenant, "admin", label=BOOTSTRAP_KEY_LABEL, key=api_key, bootstrap=True,
+                                 allow_disabled=True)
+        if not issued.row.bootstrap:
+            await conn.execute(text("UPDATE api_keys SET bootstrap = true WHERE key_hash = :h"), {"h": digest})
+        await conn.execute(text(
+            "UPDATE api_keys SET revoked_at = now() WHERE bootstrap AND key_hash <> :h AND revoked_at IS NULL"),
+            {"h": digest})
+        if issued.row.revoked_at is not None:  # a revoked key is never brought back by naming it again
+            log.error("SCRM_BOOTSTRAP_API_KEY names a key that was revoked; it stays revoked: "
+                      "set a new value to get a working bootstrap key")
 
     async def ping(self) -> bool:
         try:
