@@ -89,3 +89,42 @@ def test_openapi_names_the_roles_of_each_operation() -> None:
     assert "403" in paths["/v1/things"]["put"]["responses"]
     assert paths["/x/v1/things/{name}"]["delete"][ROLES_EXTENSION] == ["admin"], "routes of included routers too"
     assert paths["/v1/things"]["put"]["description"].startswith("**Needs** a key with role `admin`")
+
+
+@pytest.mark.parametrize("answer", [
+    {"tenant": "acme"},  # an ingest from before roles, during a rolling upgrade
+    {"tenant": "acme", "role": "owner"},
+    {"role": "admin"},
+    {"tenant": "", "role": "admin"},
+    ["acme"],
+    "not an object",
+])
+async def test_an_introspection_answer_of_an_unknown_shape_is_a_503_logged_once(
+        answer: object, caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["api_key"])
+        return httpx.Response(200, json=answer)
+
+    keys = KeyIntrospection("http://ingest", internal_token="internal-1", ttl_seconds=30,
+                            client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    app = service_app("t", "0")
+
+    @app.get("/v1/things")
+    async def things(p: Annotated[Principal, Depends(keys.require(READ))]) -> dict[str, str]:
+        return {"tenant": p.tenant}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        answers = [await client.get("/v1/things", headers={"Authorization": "Bearer k-read"}) for _ in range(2)]
+    assert [r.status_code for r in answers] == [503, 503]
+    error = answers[0].json()["error"]
+    assert (error["code"], error["message"]) == ("unavailable", "key service answered in an unknown shape")
+    assert asked == ["k-read", "k-read"]  # not cached: the next answer, from an upgraded ingest, counts
+    assert len([r for r in caplog.records if "unknown shape" in r.getMessage() or "older than" in r.getMessage()]) == 1
+
+
+async def test_an_answer_without_a_key_id_still_names_the_tenant_and_role() -> None:
+    keys = KeyIntrospection("http://ingest", internal_token="i", client=httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"tenant": "acme", "role": "read"}))))
+    assert await keys.principal("k") == Principal("acme", "read", "")

@@ -697,10 +697,12 @@ class KeyIntrospection:
         self._headers = {INTERNAL_TOKEN_HEADER: internal_token}
         self._client = client or httpx.AsyncClient(timeout=5.0)
         self._cache: TtlCache[str, Principal | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
+        self._unknown_shape_logged = False
 
     async def principal(self, token: ApiKey) -> Principal:
         """FastAPI dependency: the caller's principal, whatever its role; 401 for no key or an unknown one,
-        503 when ingest cannot be asked. Routes use `require(...)`, which also checks the role."""
+        503 when ingest cannot be asked or answers without a tenant or a known role. Routes use
+        `require(...)`, which also checks the role."""
         digest = hash_api_key(token)
         hit = self._cache.get(digest, MISSING)
         if hit is MISSING:
@@ -710,8 +712,7 @@ class KeyIntrospection:
                 raise ApiError(503, "unavailable", "key service unavailable") from None
             principal = None
             if resp.status_code == 200:
-                body = resp.json()
-                principal = Principal(tenant=body["tenant"], role=body["role"], key_id=body.get("key_id") or "")
+                principal = self._principal_of(resp)
             elif resp.status_code != 404:
                 if resp.status_code in (401, 403):
                     log.error("ingest refused this service's SCRM_INTERNAL_TOKEN: every service of an "
@@ -722,6 +723,24 @@ class KeyIntrospection:
         if not isinstance(hit, Principal):
             raise unknown_key()
         return hit
+
+    def _principal_of(self, resp: httpx.Response) -> Principal:
+        """The principal of a 200 answer, or 503 (not cached) when it lacks a tenant or a known role, as an
+        older ingest answers during a rolling upgrade; logged once (a service has one `KeyIntrospection`)."""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            tenant, role, key_id = body.get("tenant"), body.get("role"), body.get("key_id")
+            if isinstance(tenant, str) and tenant and role in ROLES:
+                return Principal(tenant=tenant, role=role, key_id=key_id if isinstance(key_id, str) else "")
+        if not self._unknown_shape_logged:
+            self._unknown_shape_logged = True
+            log.error("ingest's key introspection answered without a tenant or a known role (fields: %s): is "
+                      "ingest older than this service? Keys answer 503 until it is upgraded",
+                      ", ".join(sorted(body)) if isinstance(body, dict) else type(body).__name__)
+        raise ApiError(503, "unavailable", "key service answered in an unknown shape")
 
     def require(self, roles: tuple[Role, ...]) -> Callable[..., Awaitable[Principal]]:
         """FastAPI dependency: the caller's principal if its role is one of `roles`, else 403 `forbidden`
