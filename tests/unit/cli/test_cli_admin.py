@@ -343,3 +343,36 @@ def test_a_forbidden_role_is_the_apis_message(fake: FakeApi) -> None:
     result = scrm("flows", "set", "welcome", "enabled=false")
     assert result.exit_code == 1
     assert "HTTP 403 forbidden: a key with role 'read' may not do this; it needs role 'admin'" in result.stderr
+
+
+# ---------- credentials and values no HTTP request can carry ----------
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (("keys", "list"), {"SCRM_API_KEY": "scrm_schlüssel"}, "SCRM_API_KEY"),
+    (("keys", "list"), {"SCRM_API_KEY": "scrm_two words"}, "SCRM_API_KEY"),
+    (("keys", "list"), {"SCRM_API_KEY": "scrm_bell\x07"}, "SCRM_API_KEY"),
+    (("tenants", "list"), {"SCRM_ADMIN_TOKEN": "öperator"}, "SCRM_ADMIN_TOKEN"),
+    (("dead-letters", "list"), {"SCRM_API_KEY": "scrm_ключ"}, "SCRM_API_KEY"),
+])
+def test_a_key_a_header_cannot_carry_is_a_usage_error_naming_the_variable(
+        fake: FakeApi, args: tuple[str, ...], env: dict[str, str], named: str) -> None:
+    result = scrm(*args, env=env)
+    assert result.exit_code == 2, result.output
+    assert named in result.stderr and "Traceback" not in result.output
+    assert fake.requests == []
+    assert env[named] not in result.stderr  # the value itself is not echoed
+
+
+def test_a_key_read_from_a_file_loses_its_newline(fake: FakeApi) -> None:
+    fake.on("GET", "/v1/keys", 200, {"keys": [KEY_ROW]})
+    result = scrm("keys", "list", env={"SCRM_API_KEY": API_KEY + "\n"})
+    assert result.exit_code == 0, result.output
+    assert bearer(fake.last) == API_KEY
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "[1, NaN]", '{"a": Infinity}'])
+def test_a_number_json_cannot_carry_is_a_usage_error(fake: FakeApi, value: str) -> None:
+    result = scrm("flows", "set", "order_confirmation", f"max_items={value}")
+    assert result.exit_code == 2, result.output
+    assert "max_items" in result.stderr and "not a finite number" in result.stderr
+    assert fake.requests == []

@@ -47,3 +47,16 @@ def test_bad_assignments_say_which_and_why(items: list[str], reason: str) -> Non
     with pytest.raises(BadAssignment, match=None) as caught:
         parse_assignments(items)
     assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999", "-1E400", "[2, NaN]", '{"x": {"y": 1e999}}'])
+def test_a_number_json_cannot_carry_is_refused(text: str) -> None:
+    with pytest.raises(BadAssignment, match="not a finite number"):
+        parse_value(text)
+    with pytest.raises(BadAssignment, match="'delay=.*not a finite number"):
+        parse_assignments([f"delay={text}"])
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e308", 1e308), ("nan", "nan"), ("Inf", "Inf"), ('"NaN"', "NaN")])
+def test_finite_numbers_and_words_that_only_look_like_infinity_pass(text: str, value: Any) -> None:
+    assert parse_value(text) == value

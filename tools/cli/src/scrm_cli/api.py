@@ -65,13 +65,15 @@ def call(ctx: typer.Context, service: str, method: str, path: str, *, params: di
     On an API error print it (code, message, every field error) on stderr and exit 1."""
     cfg = config(ctx)
     if operator:
-        token = cfg.admin_token
+        token, source = cfg.admin_token.strip(), "SCRM_ADMIN_TOKEN (or --admin-token)"
         if not token:
             usage_error("no operator token: pass --admin-token or set SCRM_ADMIN_TOKEN")
     else:
-        token = cfg.api_key
+        token, source = cfg.api_key.strip(), "SCRM_API_KEY (or --api-key)"
         if not token:
             usage_error("no API key: pass --api-key or set SCRM_API_KEY")
+    if (problem := token_problem(token)) is not None:
+        usage_error(f"{source} {problem}: keys and tokens are printable ASCII; is it the right value?")
     var, option, _ = SERVICES[service]
     url = cfg.urls[service]
     try:
@@ -81,6 +83,16 @@ def call(ctx: typer.Context, service: str, method: str, path: str, *, params: di
     except ApiError as exc:
         Console(stderr=True).print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(EXIT_API) from None
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be sent as `Authorization: Bearer <token>` (it never appears in the answer), or
+    None. An HTTP header carries only printable ASCII: httpx would fail with a traceback otherwise."""
+    if not token.isascii():
+        return "holds a non-ASCII character"
+    if not token.isprintable() or " " in token:
+        return "holds a space or a control character"
+    return None
 
 
 def wants_json(ctx: typer.Context, local: bool) -> bool:

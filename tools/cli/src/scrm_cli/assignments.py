@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -10,11 +11,32 @@ class BadAssignment(ValueError):
     """An argument that is not a usable `key=value`: the message names the argument and why."""
 
 
+class _NotFinite(Exception):  # not a ValueError: `parse_value` must not take it for "not JSON"
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
 def parse_value(text: str) -> Any:
     """The value as JSON when it parses (`true`, `3`, `2.5`, `null`, `[1,2]`, `{"a":1}`, `"42"`), else the text
-    itself as a string (`order_confirmation`, `Europe/Berlin`, `09:00`)."""
+    itself as a string (`order_confirmation`, `Europe/Berlin`, `09:00`).
+
+    Raises BadAssignment for a number JSON cannot carry, anywhere in the value: `NaN`, `Infinity`, `-Infinity`
+    (which Python's json reads) or one too large for a float (`1e999`).
+    """
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NotFinite as exc:
+        raise BadAssignment(f"{exc} is not a finite number (JSON has no NaN or Infinity)") from None
     except ValueError:
         return text
 
@@ -23,7 +45,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     """`["enabled=false", "templates.de=order_confirmation"]` → `{"enabled": False, "templates": {"de": …}}`.
 
     A dotted key builds nested objects. Raises BadAssignment for an argument without `=`, an empty key or key
-    part, the same key twice, or a key set both as a value and as an object (`a=1 a.b=2`).
+    part, the same key twice, a key set both as a value and as an object (`a=1 a.b=2`), or a value that is
+    not a finite number where it is one (`NaN`, `Infinity`, `1e999`).
     """
     if not items:
         raise BadAssignment("nothing to set: give at least one key=value")
@@ -44,5 +67,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             node = child
         if parts[-1] in node:
             raise BadAssignment(f"{item!r}: {key!r} is already set")
-        node[parts[-1]] = parse_value(raw)
+        try:
+            node[parts[-1]] = parse_value(raw)
+        except BadAssignment as exc:
+            raise BadAssignment(f"{item!r}: {exc}") from None
     return result

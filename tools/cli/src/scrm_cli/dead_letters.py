@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scrm_cli import api
-from scrm_cli.api import config
+from scrm_cli.api import config, usage_error
 from scrm_cli.client import ApiError, ReportingClient
 
 app = typer.Typer(help="Dead letters: records a service could not process (list, show, replay).",
@@ -43,11 +43,13 @@ def _call(ctx: typer.Context, url: str | None, api_key: str, action: Callable[[R
     """Run `action` against the API (the command's --url/--api-key, else the global ones); on failure print the
     API's error and exit non-zero."""
     cfg = config(ctx)
-    api_key = api_key or cfg.api_key
+    api_key = (api_key or cfg.api_key).strip()
     url = url or cfg.urls["reporting"]
     if not api_key:
         Console(stderr=True).print("error: no API key: pass --api-key or set SCRM_API_KEY", markup=False)
         raise typer.Exit(2)
+    if (problem := api.token_problem(api_key)) is not None:
+        usage_error(f"SCRM_API_KEY (or --api-key) {problem}: keys are printable ASCII; is it the right value?")
     try:
         with make_client(url, api_key) as client:
             return action(client)
