@@ -284,6 +284,11 @@ def test_flows_replace_puts_the_file_and_takes_what_show_json_printed(fake: Fake
     assert bad.exit_code == 2 and "must be a JSON object" in bad.stderr
     missing = scrm("flows", "replace", "order_confirmation", "--file", str(tmp_path / "nope.json"))
     assert missing.exit_code == 2 and "nope.json" in missing.stderr
+    path.write_text('{"enabled": true, "max_items": NaN}')
+    sent = len(fake.requests)
+    nan = scrm("flows", "replace", "order_confirmation", "--file", str(path))
+    assert nan.exit_code == 2 and "not a finite number" in nan.stderr and "Traceback" not in nan.output
+    assert len(fake.requests) == sent
 
 
 def test_flows_list_and_history(fake: FakeApi) -> None:

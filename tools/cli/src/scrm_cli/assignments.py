@@ -26,6 +26,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def loads_finite(text: str) -> Any:
+    """`json.loads`, refusing what JSON cannot carry although Python reads it: BadAssignment for `NaN`,
+    `Infinity`, `-Infinity` or a number too large for a float (`1e999`); ValueError for text not JSON."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NotFinite as exc:
+        raise BadAssignment(f"{exc} is not a finite number (JSON has no NaN or Infinity)") from None
+
+
 def parse_value(text: str) -> Any:
     """The value as JSON when it parses (`true`, `3`, `2.5`, `null`, `[1,2]`, `{"a":1}`, `"42"`), else the text
     itself as a string (`order_confirmation`, `Europe/Berlin`, `09:00`).
@@ -34,9 +43,9 @@ def parse_value(text: str) -> Any:
     (which Python's json reads) or one too large for a float (`1e999`).
     """
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except _NotFinite as exc:
-        raise BadAssignment(f"{exc} is not a finite number (JSON has no NaN or Infinity)") from None
+        return loads_finite(text)
+    except BadAssignment:
+        raise
     except ValueError:
         return text
 

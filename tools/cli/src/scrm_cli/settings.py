@@ -6,7 +6,6 @@ string; a dotted key builds a nested object (`templates.de=order_confirmation`, 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,7 @@ from urllib.parse import quote
 import typer
 
 from scrm_cli.api import AsJson, call, console, facts, flatten, say, show, table, text, usage_error, when
-from scrm_cli.assignments import BadAssignment, parse_assignments
+from scrm_cli.assignments import BadAssignment, loads_finite, parse_assignments
 
 flows_app = typer.Typer(help="Flow settings: on/off, account, templates per language and the flow's numbers.",
                         no_args_is_help=True)
@@ -115,9 +114,11 @@ def flows_replace(ctx: typer.Context, flow: Flow,
     """Replace all settings of a flow (PUT): fields the file leaves out go back to their defaults."""
     try:
         raw = sys.stdin.read() if file == "-" else Path(file).read_text()
-        doc = json.loads(raw)
+        doc = loads_finite(raw)
     except OSError as exc:
         usage_error(f"--file {file}: {exc.strerror or exc}")
+    except BadAssignment as exc:
+        usage_error(f"--file {file}: {exc}")
     except ValueError as exc:
         usage_error(f"--file {file}: not JSON ({exc})")
     if not isinstance(doc, dict):
