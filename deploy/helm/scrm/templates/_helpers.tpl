@@ -184,6 +184,11 @@ bootstrap-access-token: {{ . | toString | b64enc | quote }}
 {{- printf "http://%s:%v" (include "scrm.component.fullname" (dict "context" . "component" "ingest")) .Values.ingest.service.port -}}
 {{- end -}}
 
+{{/* In-cluster URL of the sender (the trigger-engine asks it for the templates a settings change names). */}}
+{{- define "scrm.sender.url" -}}
+{{- printf "http://%s:%v" (include "scrm.component.fullname" (dict "context" . "component" "sender")) .Values.sender.service.port -}}
+{{- end -}}
+
 {{/* Environment every service reads through CommonSettings. */}}
 {{- define "scrm.env.common" -}}
 - name: SCRM_ENV

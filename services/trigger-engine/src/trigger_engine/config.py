@@ -15,6 +15,7 @@ class Settings(CommonSettings):
     `SCRM_SHOP_TRACKING_URL`, `SCRM_SHOP_SUPPORT_URL`, `SCRM_SHOP_HOME_REGION`, `SCRM_DEFAULT_LANGUAGE` are the
     defaults of each tenant's settings (`GET|PATCH /v1/settings` changes them per tenant); the bootstrap
     tenant sends from `SCRM_BOOTSTRAP_PHONE_NUMBER_ID` until the sender's first `account.registered` for it.
+    `SCRM_SENDER_URL` is where a change of flow or tenant settings asks the sender for the templates it names.
     """
 
     trigger_engine_port: int = 8081
@@ -25,6 +26,7 @@ class Settings(CommonSettings):
     shop_home_region: str = "DE"
     shop_time_zone: str = "Europe/Berlin"
     default_language: str = "en_US"
+    sender_url: str = "http://127.0.0.1:8082"
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_seconds: float = Field(default=0.1, gt=0)
 

@@ -21,6 +21,7 @@ from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
 from trigger_engine.adapters.settings_db import SettingsRepository
 from trigger_engine.adapters.settings_http import build_settings_router
+from trigger_engine.adapters.template_catalog import TemplateCatalog, TemplateGuard
 from trigger_engine.config import Settings
 from trigger_engine.configuration import SettingsService, TenantConfigs
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
@@ -73,7 +74,10 @@ async def main(settings: Settings) -> None:
                           "tenant's flow and shop settings, effective for the next decision of every replica "
                           "without a restart")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
-        app.include_router(build_settings_router(keys=keys, service=SettingsService(
+        catalog = TemplateCatalog(settings.sender_url)
+        guard = TemplateGuard(catalog=catalog, configs=configs, repository=settings_repository,
+                              bootstrap=settings.bootstrap(), engine=engine)
+        app.include_router(build_settings_router(keys=keys, templates=guard, service=SettingsService(
             engine=engine, repository=settings_repository, defaults=settings.tenant_defaults(),
             bootstrap=settings.bootstrap(), clock=SystemClock())))
         app.include_router(ops_router(registry, ready))
@@ -82,6 +86,7 @@ async def main(settings: Settings) -> None:
                         loops=[consumer.run, relay.run, stories.run, outcomes.run])
         finally:
             await keys.aclose()
+            await catalog.aclose()
 
 
 def run() -> None:

@@ -228,6 +228,8 @@ class Stack:
             "SCRM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "SCRM_DATABASE_URL": self.database_url,
             "SCRM_INGEST_URL": f"http://127.0.0.1:{self.config.ports['ingest']}",
+            # the trigger-engine asks the sender for the templates a settings change names
+            "SCRM_SENDER_URL": f"http://127.0.0.1:{self.config.ports['sender']}",
             "SCRM_WHATSAPP_BASE_URL": self.config.env.get("SCRM_WHATSAPP_BASE_URL")
             or f"http://127.0.0.1:{self.config.ports['simulator']}",
             "SCRM_SIMULATOR_WEBHOOK_URL": f"http://127.0.0.1:{self.config.ports['ingest']}/v1/webhooks/whatsapp",

@@ -23,6 +23,7 @@ from scrm_common.http import (
     field_error,
 )
 from trigger_engine.adapters.settings_db import Change
+from trigger_engine.adapters.template_catalog import SenderUnavailable, TemplateGuard
 from trigger_engine.configuration import SettingsRefused, SettingsService, SettingsView, UnknownFlow
 from trigger_engine.domain.flows import FLOWS
 from trigger_engine.domain.settings import TenantSettings
@@ -36,9 +37,14 @@ _PATCH_RULES = ("The body is a JSON merge patch (RFC 7396) of the current settin
                 "lists are replaced whole.")
 
 _VALIDATION = ("An unknown key, a wrong type or a value out of range is a 422 with one error per field "
-               "(`body.<name>`, `body.<name>.<key>`), and nothing changes; so is an account the tenant does not own. "
-               "Each change gets the next `version` and a history entry (who: the key's id; when; old → new); a "
-               "change that changes nothing writes nothing.")
+               "(`body.<name>`, `body.<name>.<key>`), and nothing changes; so is an account the tenant does not own, "
+               "and so is a template the sender does not have on the account the flow would send from "
+               "(`body.templates.<language>`: \"no template … (de) on account … (its templates in de: …)\"; checked "
+               "with the caller's key against the sender's `GET /v1/templates` for what the change newly names, "
+               "including a flow turned on or moved to another account) or a default language no flow that is on "
+               "has a template in (`body.default_language`). When the sender cannot be asked, such a change is a "
+               "503 `sender_unavailable` and nothing changes. Each change gets the next `version` and a history "
+               "entry (who: the key's id; when; old → new); a change that changes nothing writes nothing.")
 _PUT_DESCRIPTION = f"Replace a flow's settings: absent fields take their defaults.\n\n{_VALIDATION}\n\n{_EFFECT}"
 _PATCH_DESCRIPTION = f"Change some of a flow's settings. {_PATCH_RULES}\n\n{_VALIDATION}\n\n{_EFFECT}"
 _SETTINGS_DESCRIPTION = (f"Change some of the tenant's settings (time zone, business hours, default language, shop "
@@ -136,6 +142,15 @@ def _not_found(exc: UnknownFlow) -> ApiError:
     return ApiError(404, "not_found", str(exc))
 
 
+def _sender_unavailable(exc: SenderUnavailable) -> ApiError:
+    return ApiError(503, "sender_unavailable", f"{exc}; nothing was changed, try again")
+
+
+def _authorization(request: Request) -> str:
+    """The caller's own `Authorization` header: the template check asks the sender with the caller's key."""
+    return request.headers.get("authorization", "")
+
+
 FlowName = Annotated[str, Path(description="a flow: " + ", ".join(FLOWS), examples=list(FLOWS))]
 
 
@@ -149,8 +164,10 @@ def _flow_body(description: str) -> dict[str, Any]:
         "welcome off": {"enabled": False}})
 
 
-def build_settings_router(*, service: SettingsService, keys: KeyIntrospection) -> APIRouter:
-    """`/v1/flows…` and `/v1/settings…` for the caller's tenant."""
+def build_settings_router(*, service: SettingsService, keys: KeyIntrospection,
+                          templates: TemplateGuard | None = None) -> APIRouter:
+    """`/v1/flows…` and `/v1/settings…` for the caller's tenant. `templates` checks that a change names only
+    templates the sender has (None: not checked)."""
     router = APIRouter(tags=["settings"], responses=KEY_ERRORS)
     Reader = Annotated[Principal, Depends(keys.require(READ))]
     Admin = Annotated[Principal, Depends(keys.require(ADMIN))]
@@ -169,14 +186,14 @@ def build_settings_router(*, service: SettingsService, keys: KeyIntrospection) -
         except UnknownFlow as exc:
             raise _not_found(exc) from None
 
-    @router.put("/v1/flows/{flow}", response_model=FlowRead, responses=error_responses(404, 413, 422),
+    @router.put("/v1/flows/{flow}", response_model=FlowRead, responses=error_responses(404, 413, 422, 503),
                 openapi_extra=_flow_body("The flow's whole settings; an absent field is its default."),
                 description=_PUT_DESCRIPTION)
     async def put_flow(flow: FlowName, request: Request, principal: Admin) -> FlowRead:
         """Replace a flow's settings: absent fields take their defaults."""
         return await _change(flow, request, principal, replace=True)
 
-    @router.patch("/v1/flows/{flow}", response_model=FlowRead, responses=error_responses(404, 413, 422),
+    @router.patch("/v1/flows/{flow}", response_model=FlowRead, responses=error_responses(404, 413, 422, 503),
                   openapi_extra=_flow_body("Some of the flow's settings. " + _PATCH_RULES),
                   description=_PATCH_DESCRIPTION)
     async def patch_flow(flow: FlowName, request: Request, principal: Admin) -> FlowRead:
@@ -187,11 +204,16 @@ def build_settings_router(*, service: SettingsService, keys: KeyIntrospection) -
         try:
             service.kind(flow)
             body = await _json_body(request)
+            if templates is not None:
+                await templates.check_flow(principal.tenant, flow, body, replace=replace,
+                                           authorization=_authorization(request))
             view = await service.change_flow(principal.tenant, flow, body, by=principal.key_id, replace=replace)
         except UnknownFlow as exc:
             raise _not_found(exc) from None
         except SettingsRefused as exc:
             raise _refused(exc) from None
+        except SenderUnavailable as exc:
+            raise _sender_unavailable(exc) from None
         return _flow_read(flow, view)
 
     @router.get("/v1/flows/{flow}/history", response_model=FlowHistoryRead, responses=error_responses(404))
@@ -210,7 +232,7 @@ def build_settings_router(*, service: SettingsService, keys: KeyIntrospection) -
         account. Defaults are the installation's (`SCRM_SHOP_*`, `SCRM_DEFAULT_LANGUAGE`)."""
         return _settings_read(principal.tenant, await service.tenant_settings(principal.tenant))
 
-    @router.patch("/v1/settings", response_model=SettingsRead, responses=error_responses(413, 422),
+    @router.patch("/v1/settings", response_model=SettingsRead, responses=error_responses(413, 422, 503),
                   openapi_extra=documented_body(TenantSettings, description="Some of the tenant's settings. "
                                                 + _PATCH_RULES, examples={"business hours": {
                                                     "business_hours": {"start": "09:00", "end": "18:00",
@@ -220,11 +242,14 @@ def build_settings_router(*, service: SettingsService, keys: KeyIntrospection) -
         """Change some of the tenant's settings (a JSON merge patch)."""
         try:
             body = await _json_body(request)
+            if templates is not None:
+                await templates.check_settings(principal.tenant, body, authorization=_authorization(request))
             view = await service.change_tenant_settings(principal.tenant, body, by=principal.key_id)
         except SettingsRefused as exc:
             raise _refused(exc) from None
+        except SenderUnavailable as exc:
+            raise _sender_unavailable(exc) from None
         return _settings_read(principal.tenant, view)
-
 
     @router.get("/v1/settings/history", response_model=SettingsHistoryRead)
     async def settings_history(principal: Reader,
