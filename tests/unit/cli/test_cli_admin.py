@@ -381,3 +381,14 @@ def test_a_number_json_cannot_carry_is_a_usage_error(fake: FakeApi, value: str) 
     assert result.exit_code == 2, result.output
     assert "max_items" in result.stderr and "not a finite number" in result.stderr
     assert fake.requests == []
+
+
+def test_a_piped_table_keeps_each_row_on_one_line(fake: FakeApi) -> None:
+    """Captured or piped output is no 80-column terminal: a key's id, prefix and label stay on their row."""
+    row = {**KEY_ROW, "label": "the shop backend in the Frankfurt data centre, second rack", "last_used_at": AT,
+           "revoked_at": AT}
+    fake.on("GET", "/v1/admin/tenants/acme/keys", 200, {"keys": [row]})
+    listed = scrm("keys", "list", "--tenant", "acme", env={"COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    line = next(line for line in listed.stdout.splitlines() if "key_3fa9c1d2e4b5" in line)
+    assert row["label"] in line and row["prefix"] in line

@@ -29,6 +29,10 @@ def test_a_value_is_json_when_it_parses_else_a_string(text: str, value: Any) -> 
     (["account_id=null", "delay_minutes=15"], {"account_id": None, "delay_minutes": 15}),
     (["support_url=https://x.example/?a=b"], {"support_url": "https://x.example/?a=b"}),  # first `=` splits
     (["a.b.c=1"], {"a": {"b": {"c": 1}}}),
+    # a phone number id is all digits but an identifier: text, as the APIs want it
+    (["account_id=100000000000002"], {"account_id": "100000000000002"}),
+    (["default_account_id=100000000000002"], {"default_account_id": "100000000000002"}),
+    (['account_id="100000000000002"'], {"account_id": "100000000000002"}),
 ])
 def test_assignments_build_the_patch_body(items: list[str], body: dict[str, Any]) -> None:
     assert parse_assignments(items) == body

@@ -106,7 +106,9 @@ def print_json(body: Any) -> None:
 
 
 def console() -> Console:
-    return Console(soft_wrap=True)
+    out = Console(soft_wrap=True)
+    # Piped or captured, rich assumes 80 columns and folds table cells a character a line: give tables room.
+    return out if out.is_terminal else Console(soft_wrap=True, width=max(out.width, 200))
 
 
 def say(text: str) -> None:

@@ -50,10 +50,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _is_identifier_key(part: str) -> bool:
+    """Keys whose values are identifiers (`account_id`, `default_account_id`): text even when all digits, as
+    WhatsApp's phone number ids are."""
+    return part == "id" or part.endswith("_id")
+
+
 def parse_assignments(items: list[str]) -> dict[str, Any]:
     """`["enabled=false", "templates.de=order_confirmation"]` → `{"enabled": False, "templates": {"de": …}}`.
 
-    A dotted key builds nested objects. Raises BadAssignment for an argument without `=`, an empty key or key
+    A dotted key builds nested objects. The value of an identifier key (`…_id`) is text unless it is `null`.
+    Raises BadAssignment for an argument without `=`, an empty key or key
     part, the same key twice, a key set both as a value and as an object (`a=1 a.b=2`), or a value that is
     not a finite number where it is one (`NaN`, `Infinity`, `1e999`).
     """
@@ -76,6 +83,9 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             node = child
         if parts[-1] in node:
             raise BadAssignment(f"{item!r}: {key!r} is already set")
+        if _is_identifier_key(parts[-1]) and raw.strip() != "null" and not raw.strip().startswith('"'):
+            node[parts[-1]] = raw.strip()  # `account_id=100000000000002` is an id, not a number
+            continue
         try:
             node[parts[-1]] = parse_value(raw)
         except BadAssignment as exc:

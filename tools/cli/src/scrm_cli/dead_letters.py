@@ -36,7 +36,9 @@ make_client: Callable[[str, str], ReportingClient] = _reporting
 
 
 def _console() -> Console:
-    return Console(soft_wrap=True)
+    out = Console(soft_wrap=True)
+    # Piped or captured, rich assumes 80 columns and folds table cells a character a line: give tables room.
+    return out if out.is_terminal else Console(soft_wrap=True, width=max(out.width, 200))
 
 
 def _call(ctx: typer.Context, url: str | None, api_key: str, action: Callable[[ReportingClient], Any]) -> Any:
