@@ -357,7 +357,7 @@ async def test_a_disabled_tenants_keys_answer_401_and_it_gets_no_new_ones_until_
     assert (await ingest.client.post("/v1/events", json=event(), headers=bearer(admin["key"]))).status_code == 401
     introspected = await ingest.client.post("/internal/v1/keys/introspect", json={"api_key": admin["key"]},
                                             headers={"X-Scrm-Internal-Token": INTERNAL_TOKEN})
-    assert introspected.status_code == 404
+    assert introspected.status_code == 404 and introspected.json()["error"]["code"] == "tenant_disabled"
     refused = await ingest.client.post(f"/v1/admin/tenants/{tenant}/keys", json={"role": "admin"}, headers=OPERATOR)
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "tenant_disabled"
     assert [k["id"] for k in await keys_of(ingest, tenant)] == [admin["id"]]

@@ -28,6 +28,8 @@ def _ingest(seen: list[str]) -> httpx.AsyncClient:
         if request.headers.get(INTERNAL_TOKEN_HEADER) != "internal-1":
             return httpx.Response(401, json={"error": {"code": "unauthorized", "message": "no"}})
         key = json.loads(request.content)["api_key"]
+        if key == "k-disabled":
+            return httpx.Response(404, json={"error": {"code": "tenant_disabled", "message": "disabled"}})
         if key not in KEYS:
             return httpx.Response(404, json={"error": {"code": "unknown_key", "message": "no"}})
         tenant, role = KEYS[key]
@@ -128,3 +130,13 @@ async def test_an_answer_without_a_key_id_still_names_the_tenant_and_role() -> N
     keys = KeyIntrospection("http://ingest", internal_token="i", client=httpx.AsyncClient(
         transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"tenant": "acme", "role": "read"}))))
     assert await keys.principal("k") == Principal("acme", "read", "")
+
+
+async def test_a_disabled_tenants_key_is_told_so() -> None:
+    app = _app("internal-1", [])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        disabled = await client.get("/v1/things", headers={"Authorization": "Bearer k-disabled"})
+        unknown = await client.get("/v1/things", headers={"Authorization": "Bearer nobody"})
+    assert disabled.status_code == unknown.status_code == 401
+    assert disabled.json()["error"]["message"] == "this API key's tenant is disabled"
+    assert unknown.json()["error"]["message"] == "unknown API key"

@@ -683,6 +683,20 @@ def forbidden(role: str, roles: tuple[str, ...]) -> ApiError:
                                       + " or ".join(repr(r) for r in roles))
 
 
+# What the introspection cache holds for a key whose tenant is disabled (None: unknown or revoked).
+_DISABLED = "tenant_disabled"
+
+
+def _error_code(resp: httpx.Response) -> str | None:
+    """The `error.code` of an answer in the documented error body, or None."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 class KeyIntrospection:
     """Resolves API keys through ingest (which owns them), caching each answer for `ttl_seconds`.
 
@@ -696,7 +710,7 @@ class KeyIntrospection:
         self._url = ingest_url.rstrip("/") + "/internal/v1/keys/introspect"
         self._headers = {INTERNAL_TOKEN_HEADER: internal_token}
         self._client = client or httpx.AsyncClient(timeout=5.0)
-        self._cache: TtlCache[str, Principal | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
+        self._cache: TtlCache[str, Principal | str | None] = TtlCache(ttl=ttl_seconds, maxsize=50_000)
         self._unknown_shape_logged = False
 
     async def principal(self, token: ApiKey) -> Principal:
@@ -710,16 +724,21 @@ class KeyIntrospection:
                 resp = await self._client.post(self._url, json={"api_key": token}, headers=self._headers)
             except httpx.HTTPError:
                 raise ApiError(503, "unavailable", "key service unavailable") from None
-            principal = None
+            principal: Principal | str | None = None
             if resp.status_code == 200:
                 principal = self._principal_of(resp)
-            elif resp.status_code != 404:
+            elif resp.status_code == 404:
+                principal = _DISABLED if _error_code(resp) == "tenant_disabled" else None
+            else:
                 if resp.status_code in (401, 403):
                     log.error("ingest refused this service's SCRM_INTERNAL_TOKEN: every service of an "
                               "installation needs the same value")
                 raise ApiError(503, "unavailable", "key service unavailable")
             self._cache.put(digest, principal)
             hit = principal
+        if hit is _DISABLED:
+            raise ApiError(401, "unauthorized", "this API key's tenant is disabled",
+                           headers={"WWW-Authenticate": "Bearer"})
         if not isinstance(hit, Principal):
             raise unknown_key()
         return hit

@@ -354,12 +354,16 @@ def build_router(
         `SCRM_KEY_CACHE_SECONDS`).
 
         401 without the right internal token — checked before the body is read, so an anonymous caller gets
-        no 422 and has nothing buffered; 404 for a key that is unknown, revoked, or whose tenant is disabled
-        (the services then answer 401); 413/422 for a body over 64 KiB or not `{"api_key": "<key>"}`."""
+        no 422 and has nothing buffered; 404 `unknown_key` for a key that is unknown or revoked, 404
+        `tenant_disabled` for one whose tenant is disabled (the services then answer 401 saying which);
+        413/422 for a body over 64 KiB or not `{"api_key": "<key>"}`."""
         internal_caller(request)
         body = await json_body(request, IntrospectRequest)
-        principal = await directory.principal_for(body.api_key)
+        found = await directory.lookup(body.api_key)
+        principal = found.principal
         if principal is None:
+            if found.tenant_disabled:  # the services then say so, as ingest's own routes do
+                return _error(404, "tenant_disabled", "this API key's tenant is disabled")
             return _error(404, "unknown_key", "no tenant has this API key")
         return JSONResponse({"tenant": principal.tenant, "role": principal.role, "key_id": principal.key_id})
 
