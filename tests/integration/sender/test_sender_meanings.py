@@ -476,3 +476,26 @@ async def test_an_update_without_an_account_reaches_the_accounts_of_its_waba(
 
 
 # -- template status: tests/integration/sender/test_templates_send.py ------------------------------------------
+
+
+# -- lock order between the dispatcher's settlement and the evidence consumer ------------------------------------
+
+
+async def test_lock_messages_locks_exactly_the_rows_named_whatever_order_they_come_in(sender: Sender) -> None:
+    commands = [sender.command(_phone()) for _ in range(4)]
+    await sender.queue(*commands)
+    keys = [c.idempotency_key for c in commands]
+    named = [(sender.tenant, keys[3]), (sender.tenant, keys[0]), (sender.tenant, keys[3]), (sender.tenant, keys[2])]
+    async with sender.engine.connect() as holder, sender.engine.connect() as other:
+        async with holder.begin():
+            await sender.log.lock_messages(holder, named)
+            async with other.begin():
+                free = (await other.execute(text(
+                    "SELECT idempotency_key FROM messages WHERE tenant = :t FOR UPDATE SKIP LOCKED"),
+                    {"t": sender.tenant})).scalars().all()
+        assert sorted(free) == sorted([keys[1]])
+        async with other.begin():  # released with the transaction
+            free = (await other.execute(text(
+                "SELECT idempotency_key FROM messages WHERE tenant = :t FOR UPDATE SKIP LOCKED"),
+                {"t": sender.tenant})).scalars().all()
+        assert sorted(free) == sorted(keys)

@@ -407,6 +407,8 @@ class Dispatcher:
             outbox.append(outcome_event(command, status="failed", at=now, code=code, reason=decision.reason))
             self._metrics.outcomes.labels("failed", command.category).inc()
         async with self._engine.begin() as conn:
+            # Every row first, in key order, as the evidence consumer does: waits, never a deadlock between them.
+            await self._log.lock_messages(conn, [(c.tenant, c.idempotency_key) for c, _, _ in outcomes])
             await self._log.mark_sent(conn, sent)
             await self._log.mark_retry(conn, retry)
             await self._log.mark_held(conn, held)
@@ -477,6 +479,9 @@ class EvidenceHandler:
         accepted: list[dict[str, object]] = [
             {"tenant": tenant, "key": e.data.idempotency_key, "wamid": e.data.message_id, "at": e.occurred_at}
             for tenant, e in statuses if e.data.message_id]
+        # The rows these statuses may change, locked first in key order as the dispatcher's settlement does.
+        await self._log.lock_messages(conn, [(tenant, e.data.idempotency_key) for tenant, e in statuses
+                                             if e.data.idempotency_key])
         confirmed = await self._log.confirm_by_evidence(conn, accepted)
         requeued = 0
         for tenant, event in statuses:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -273,6 +273,20 @@ class SendLog:
             "WHERE tenant = :t AND account_id = :a"),
             {"n": state.next_marketing_at, "u": state.utility_tokens, "at": state.tokens_at,
              "t": account.tenant, "a": account.account_id})
+
+    async def lock_messages(self, conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
+        """Lock the messages of (tenant, idempotency key) for this transaction, in (tenant, key) order.
+
+        The dispatcher's settlement and the evidence consumer both change rows of the same messages (a
+        `sent` webhook often arrives before the settlement commits); each locking them in its own order
+        deadlocked (PostgreSQL noticed after deadlock_timeout, 1 s, and one side retried: seconds of stalled
+        sends under load). Both lock every row they will touch first, in one order: they wait, never deadlock."""
+        ordered = sorted(set(keys))
+        if ordered:
+            await conn.execute(text(
+                "SELECT 1 FROM messages m JOIN unnest(CAST(:t AS text[]), CAST(:k AS text[])) AS q(t, k) "
+                "ON m.tenant = q.t AND m.idempotency_key = q.k ORDER BY m.tenant, m.idempotency_key FOR UPDATE OF m"),
+                {"t": [t for t, _ in ordered], "k": [k for _, k in ordered]})
 
     async def mark_sent(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         """Accepted by the provider: wamid, the recipient's `wa_id` and any `message_status` recorded."""
