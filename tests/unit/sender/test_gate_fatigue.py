@@ -119,3 +119,9 @@ def test_cart_threshold_is_a_setting() -> None:
 def test_bad_input_is_a_precise_error(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+def test_float_noise_does_not_push_a_score_at_the_threshold_over_it() -> None:
+    # 0.1 × 3 is 0.30000000000000004 in binary floating point; mathematically it is exactly 0.3
+    assert cart_fatigue(reminders(3), 0, 0, NOW, reminder_weight=0.1, threshold=0.3) is None
+    assert reminder_fatigue(reminders(3), [], NOW, reminder_weight=0.1, delay_weight=0.0, threshold=0.3) is None
