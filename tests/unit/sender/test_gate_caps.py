@@ -70,7 +70,7 @@ def test_frequency_cap(what: str, sent_at: list[datetime], contact_limit: int | 
         assert verdict is None, what
         return
     assert isinstance(verdict, Suppress), what
-    assert verdict.rule == "frequency_cap"
+    assert verdict.rule == "R-S5"
     assert verdict.reason.startswith(f"{count} marketing messages in the last 7 days"), verdict.reason
     cap = min(3, contact_limit) if contact_limit is not None else 3
     assert verdict.reason.endswith(f"is {cap}"), verdict.reason
@@ -80,7 +80,7 @@ def test_frequency_cap(what: str, sent_at: list[datetime], contact_limit: int | 
 def test_configured_limit_and_window() -> None:
     sent = ago(timedelta(days=1), timedelta(days=20))
     assert frequency_cap(sent, NOW, limit=2, window=timedelta(days=30)) == Suppress(
-        "frequency_cap", "2 marketing messages in the last 30 days; the limit is 2"
+        "R-S5", "2 marketing messages in the last 30 days; the limit is 2"
     )
     assert frequency_cap(sent, NOW, limit=2, window=timedelta(days=14)) is None
 

@@ -138,7 +138,7 @@ def test_quiet_hours_verdicts(what: str, msg: QuietHoursMessage, now: datetime, 
 def test_a_deferral_reaching_the_expiry_is_suppressed_naming_both_times(expires_at: datetime) -> None:
     verdict = quiet_hours(message(expires_at=expires_at), NIGHT, POLICY)
     assert isinstance(verdict, Suppress)
-    assert verdict.rule == "expired"
+    assert verdict.rule == "EXPIRED"
     assert MORNING.isoformat() in verdict.reason
     assert expires_at.isoformat() in verdict.reason
     assert "08:00" in verdict.reason and "Europe/Berlin" in verdict.reason

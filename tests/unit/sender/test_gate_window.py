@@ -54,7 +54,7 @@ def test_free_form_outside_the_window_is_suppressed_naming_when_it_closed() -> N
     last = datetime(2026, 3, 27, 9, 15, tzinfo=UTC)
     verdict = free_form(TEXT, last, NOW)
     assert isinstance(verdict, Suppress)
-    assert verdict.rule == "window_closed"
+    assert verdict.rule == "WINDOW"
     assert "2026-03-28T09:15:00+00:00" in verdict.reason  # closed 24 h after the last inbound message
     assert "2026-03-27T09:15:00+00:00" in verdict.reason
 
@@ -62,7 +62,7 @@ def test_free_form_outside_the_window_is_suppressed_naming_when_it_closed() -> N
 def test_free_form_to_a_contact_who_never_wrote_is_suppressed() -> None:
     verdict = free_form(TEXT, None, NOW)
     assert isinstance(verdict, Suppress)
-    assert verdict.rule == "window_closed"
+    assert verdict.rule == "WINDOW"
     assert "no inbound message" in verdict.reason
 
 
@@ -70,6 +70,6 @@ def test_free_form_to_a_contact_who_never_wrote_is_suppressed() -> None:
 def test_only_free_form_outside_24h_is_suppressed(ago: timedelta, is_free_form: bool) -> None:
     verdict = free_form(WindowMessage(free_form=is_free_form), NOW - ago, NOW)
     if is_free_form and ago >= timedelta(hours=24):
-        assert isinstance(verdict, Suppress) and verdict.rule == "window_closed"
+        assert isinstance(verdict, Suppress) and verdict.rule == "WINDOW"
     else:
         assert verdict is None

@@ -1,12 +1,15 @@
-"""The send command: "send this message from this account to this contact, idempotency key K"."""
+"""The commands on `scrm.send-commands.v1`: "send this message from this account to this contact,
+idempotency key K" (`SendMessage`) and "do not send the message K any more, if it still waits"
+(`WithdrawMessage`). `parse_command` reads either."""
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, model_validator
 
-from scrm_common.contracts.events import Phone, StrictModel, Text128, Timestamp
+from scrm_common.contracts.events import PLAIN, Phone, StrictModel, Text128, Timestamp, _zone
 
 MessageCategory = Literal["utility", "marketing", "authentication", "service"]
 
@@ -50,8 +53,51 @@ class TemplateMessage(StrictModel):
     buttons: Annotated[list[TemplateButton], Field(max_length=10)] = []
 
 
+class QuietHours(StrictModel):
+    """R-S4: marketing may reach the contact only at local wall-clock times in [`start`, `end`) (an
+    `end` before `start` crosses midnight)."""
+
+    start: time = time(8, 0)
+    end: time = time(22, 0)
+
+
+class FrequencyCap(StrictModel):
+    """R-S5: at most `limit` marketing messages per contact per rolling `window_days`, counted over all
+    flows and broadcasts by what was sent or is in flight."""
+
+    limit: Annotated[int, Field(ge=0, le=100)] = 3
+    window_days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
+class Fatigue(StrictModel):
+    """R-T4.5 (unread reminders) or R-T6.3 (cart reminders): a message of this kind is not sent while the
+    contact's fatigue score is over `threshold`; the kind is paused for `pause_days` from then on."""
+
+    rule: Literal["R-T4.5", "R-T6.3"]
+    threshold: Annotated[float, Field(ge=0, le=100)]
+    pause_days: Annotated[int, Field(ge=1, le=90)] = 7
+
+
+class GatePolicy(StrictModel):
+    """How the sender's send gate treats one message: its tenant's and flow's settings as of the decision.
+
+    `quiet_hours` None: the flow is exempt (R-T5 birthday; utility messages are exempt anyway). A
+    command without a policy gets these defaults (SPEC.md's numbers).
+    """
+
+    quiet_hours: QuietHours | None = QuietHours()
+    frequency_cap: FrequencyCap = FrequencyCap()
+    fatigue: Fatigue | None = None
+
+
 class SendMessage(StrictModel):
-    """Imperative: deliver one message; `idempotency_key` makes repeating it harmless."""
+    """Imperative: deliver one message; `idempotency_key` makes repeating it harmless.
+
+    `expires_at` (UTC instant): from then on the message is not worth sending (R-T1.1: a welcome 15
+    minutes after its event) — the send gate suppresses it as `EXPIRED` rather than send it late.
+    `timezone`: the contact's IANA zone as the deciding service knows it (the sender's own record of the
+    contact wins; else the number's country's zone). `policy`: the send gate's settings for it.
+    """
 
     idempotency_key: Annotated[str, Field(min_length=1, max_length=512)]
     tenant: Text128
@@ -67,6 +113,9 @@ class SendMessage(StrictModel):
     event_ingested_at: Timestamp | None = None
     decided_at: Timestamp
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
+    expires_at: Timestamp | None = None
+    timezone: Annotated[str, PLAIN, AfterValidator(_zone)] | None = None
+    policy: GatePolicy | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> SendMessage:
@@ -78,3 +127,38 @@ class SendMessage(StrictModel):
     def kafka_key(self) -> str:
         """Commands are keyed by account so one sender instance paces each account."""
         return f"{self.tenant}:{self.account_id}"
+
+
+class WithdrawMessage(StrictModel):
+    """Imperative: the message decided earlier under `idempotency_key` is pointless now (a first purchase
+    withdraws the pending welcome; a purchase the cart reminder waiting for 08:00). The sender drops it
+    if it was not handed to the provider yet — suppressed with rule `WITHDRAWN` and `reason` — and a
+    withdrawal that arrives before its send command keeps that command from ever being queued.
+    Withdrawing a message already sent changes nothing.
+    """
+
+    action: Literal["withdraw"]
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=512)]
+    tenant: Text128
+    account_id: Text128 | None = None
+    contact_key: Text128
+    flow: Text128
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    decided_at: Timestamp
+    correlation_id: Annotated[str, Field(max_length=128)] | None = None
+
+    @property
+    def kafka_key(self) -> str:
+        """Keyed like the send it withdraws (when its account is known), so it follows that send in order."""
+        return f"{self.tenant}:{self.account_id or self.contact_key}"
+
+
+Command = SendMessage | WithdrawMessage
+_COMMAND: TypeAdapter[SendMessage | WithdrawMessage] = TypeAdapter(Command)
+
+
+def parse_command(raw: bytes) -> SendMessage | WithdrawMessage:
+    """A command from its JSON; raises `pydantic.ValidationError` (a `ValueError`) for anything else."""
+    if b'"action"' in raw:
+        return WithdrawMessage.model_validate_json(raw)
+    return SendMessage.model_validate_json(raw)

@@ -7,6 +7,7 @@ minus a few days overflow the date arithmetic of every consumer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -185,10 +186,52 @@ class Contact(StrictModel):
         return self.external_id or self.phone or (f"+{self.wa_id}" if self.wa_id else None) or self.user_id or ""
 
 
+_HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
+
+
+def _hours(value: str) -> str:
+    found = _HOURS.match(value)
+    if found is None or (found.group(3) == "24" and found.group(4) != "00"):
+        raise ValueError("preferred hours are local `HH:MM-HH:MM`, e.g. `18:00-21:00` (an end of `24:00` is "
+                         "midnight; an end before the start crosses midnight)")
+    if found.group(1, 2) == found.group(3, 4):
+        raise ValueError("preferred hours need a start different from the end")
+    return value
+
+
+class Preferences(BaseModel):
+    """What the contact said about being contacted (R-G4, R-S5); the send gate honours the known keys.
+
+    `max_promotions_per_week` / `max_promotions_per_month`: at most this many marketing messages in a
+    rolling 7 / 30 days (0: none); `preferred_hours`: local `HH:MM-HH:MM` in which marketing may reach
+    them (inside the quiet-hours window); `passive`: only one marketing message a month. Other keys
+    are kept as plain scalars for segments and templates.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, allow_inf_nan=False)
+
+    max_promotions_per_week: Annotated[int, Field(ge=0, le=50)] | None = None
+    max_promotions_per_month: Annotated[int, Field(ge=0, le=200)] | None = None
+    preferred_hours: Annotated[str, PLAIN, AfterValidator(_hours)] | None = None
+    passive: bool | None = None
+
+    @model_validator(mode="after")
+    def _scalar_extras(self) -> Preferences:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) + 4 > 50:
+            raise ValueError("at most 50 preferences")
+        for key, value in extra.items():
+            if len(key) > 128 or not (value is None or isinstance(value, str | int | float | bool)):
+                raise ValueError(f"preference {key[:40]!r} must be a string, number, boolean or null")
+            if isinstance(value, str) and len(value) > 1024:
+                raise ValueError(f"preference {key[:40]!r} is longer than 1024 characters")
+        return self
+
+
 class ContactData(StrictModel):
     opted_in: bool | None = None
     tags: Annotated[list[Text128], Field(max_length=50)] = []
-    preferences: Annotated[dict[Text128, Scalar], Field(max_length=50)] = {}
+    preferences: Preferences = Preferences()
     attributes: Annotated[dict[Text128, Scalar], Field(max_length=100)] = {}
 
 
@@ -297,10 +340,16 @@ class StatusData(StrictModel):
     `idempotency_key` is the send's key (echoed as `biz_opaque_callback_data`); `pricing_category`
     Meta's pricing category (marketing, utility, authentication, service …); `category` the
     template category the platform sent it as.
+
+    The sender's send gate adds two statuses of its own (never from Meta): `deferred` — not handed to
+    the provider yet, it goes at `deferred_until` (UTC) at the earliest — and `suppressed` — it will
+    never go; both name the `rule` that decided it (`R-S4` quiet hours, `R-S5` frequency cap, `R-S6`
+    opt-out, `R-S7` invalid number, `WINDOW` 24 h window, `EXPIRED`, `WITHDRAWN`, `META-131049`,
+    `R-T4.5` / `R-T6.3` fatigue …) and say why in `error_reason`.
     """
 
     message_id: WamidText | None = None
-    status: Literal["sent", "delivered", "read", "failed"]
+    status: Literal["sent", "delivered", "read", "failed", "deferred", "suppressed"]
     # Meta's codes are small integers; the bound keeps every reader's 32-bit integer column safe.
     error_code: int | None = Field(default=None, ge=0, le=MAX_ERROR_CODE)
     error_reason: Annotated[str, Field(max_length=512), PLAIN] | None = None
@@ -310,19 +359,30 @@ class StatusData(StrictModel):
     category: Text128 | None = None
     pricing_category: Text128 | None = None
     pricing_type: Text128 | None = None
+    rule: Text128 | None = None
+    deferred_until: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _gate_outcome_has_rule(self) -> StatusData:
+        if self.status in ("deferred", "suppressed") and self.rule is None:
+            raise ValueError(f"a {self.status} status names the send-gate rule that decided it")
+        if (self.status == "deferred") != (self.deferred_until is not None):
+            raise ValueError("`deferred_until` is given exactly for a deferred status")
+        return self
 
 
 class MarketingPreferenceData(StrictModel):
     """The customer stopped or resumed marketing messages, or signed up (`user_preferences`, 131050).
 
-    `source` says where it was learned: `user_preferences` (Meta's webhook) or `error_131050`
-    (a marketing template failed because the user stopped marketing messages).
+    `source` says where it was learned: `user_preferences` (Meta's webhook), `error_131050`
+    (a marketing template failed because the user stopped marketing messages) or `keyword` (the
+    customer's whole message was a stop or start word such as STOP, Stopp, START — R-S6).
     """
 
     category: Text128 = "marketing_messages"
     value: Literal["stop", "resume", "signup"]
     detail: Annotated[str, Field(max_length=512), PLAIN] | None = None
-    source: Literal["user_preferences", "error_131050"] = "user_preferences"
+    source: Literal["user_preferences", "error_131050", "keyword"] = "user_preferences"
     account_id: Text128 | None = None
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sender.domain.gate.verdicts import Suppress, Verdict
 
-RULE = "frequency_cap"
+RULE = "R-S5"
 DEFAULT_LIMIT = 3
 DEFAULT_WINDOW = timedelta(days=7)
 
@@ -34,7 +34,7 @@ def frequency_cap(
     ``contact_limit`` when that is given and lower (a stated "at most 2 per week"; a stated limit over
     a different period, "monthly only", is a second call with its own ``window``).
 
-    Returns ``None`` while fewer than the cap were counted, else ``Suppress("frequency_cap", reason)``
+    Returns ``None`` while fewer than the cap were counted, else ``Suppress("R-S5", reason)``
     naming the count, the cap and where the cap came from.
     Raises ``ValueError`` for a naive datetime, a negative limit or a non-positive window.
     """

@@ -10,7 +10,7 @@ A marketing message asked to go in quiet hours is deferred to the next allowed l
 
 Utility/authentication/service messages are exempt, and so is every flow the policy names as an
 exception (by default the birthday flow, R-T5). A deferral that would reach the message's expiry
-(welcome: 15 min after its event, R-T1.1) becomes ``Suppress("expired", …)``: no greeting eight hours
+(welcome: 15 min after its event, R-T1.1) becomes ``Suppress("EXPIRED", …)``: no greeting eight hours
 late.
 """
 
@@ -24,7 +24,7 @@ from scrm_common.contracts.commands import MessageCategory
 from sender.domain.gate.verdicts import Defer, Suppress, Verdict
 
 RULE = "R-S4"
-EXPIRED = "expired"
+EXPIRED = "EXPIRED"
 
 DEFAULT_START = time(8, 0)
 DEFAULT_END = time(22, 0)
@@ -99,7 +99,7 @@ def quiet_hours(message: QuietHoursMessage, now: datetime, policy: QuietHoursPol
     """R-S4 for one message at ``now`` (aware).
 
     ``None`` when the message may go now (not marketing, an exempt flow, or inside the allowed hours);
-    ``Defer(until, "R-S4")`` with the next allowed instant (UTC); ``Suppress("expired", reason)``
+    ``Defer(until, "R-S4")`` with the next allowed instant (UTC); ``Suppress("EXPIRED", reason)``
     when that instant is at or after ``message.expires_at`` — the reason names both times.
     """
     if message.category != "marketing" or message.flow in policy.exempt_flows:

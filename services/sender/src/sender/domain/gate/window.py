@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sender.domain.gate.verdicts import Suppress, Verdict
 
-RULE = "window_closed"
+RULE = "WINDOW"
 WINDOW = timedelta(hours=24)
 
 
@@ -33,7 +33,7 @@ def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
 def free_form(message: WindowMessage, last_inbound_at: datetime | None, now: datetime) -> Verdict | None:
     """The window rule for one message at ``now``.
 
-    ``None`` for a template or while the window is open; ``Suppress("window_closed", reason)`` for a
+    ``None`` for a template or while the window is open; ``Suppress("WINDOW", reason)`` for a
     free-form message outside it — the reason says when the window closed, or that there was no
     inbound message at all.
     """

@@ -1,0 +1,197 @@
+"""The send gate: one answer to "may this queued message go now?", whatever produced it.
+
+`gate(message, contact, history, now)` returns `DISPATCH`, `Defer(until, rule)` or `Suppress(rule,
+reason)`. The rules run in this order (the first objection wins); each is one function of its own
+module, its numbers a setting of the message's `GatePolicy` (the tenant's and the flow's, stamped on
+the command by whoever decided it):
+
+| # | rule        | applies to            | verdict                                                   |
+|---|-------------|-----------------------|-----------------------------------------------------------|
+| 1 | EXPIRED     | every message         | Suppress at or after `expires_at` (R-T1.1)                 |
+| 2 | R-S7        | every message         | Suppress while the number is marked invalid                |
+| 3 | WINDOW      | free-form messages    | Suppress outside the 24 h window (CLOUD-API §6.1, 131047)  |
+| 4 | R-S6        | marketing             | Suppress while the contact opted out                       |
+| 5 | META-131049 | marketing             | Defer until Meta's per-user marketing limit has passed     |
+| 6 | R-T4.5/R-T6.3 | marketing of a fatigue kind | Suppress while paused, or when over the threshold |
+| 7 | R-S5        | marketing             | Suppress over the cap (see below)                          |
+| 8 | R-S4        | marketing, not exempt | Defer to the next allowed local instant (below)            |
+
+R-S5 counts the policy's cap (3 in 7 days), the contact's own weekly and monthly limits, and
+"passive" as 1 a month. R-S4 uses the contact's preferred hours inside the allowed ones when stated.
+
+Any deferral that would reach the message's expiry becomes `Suppress(EXPIRED)`. R-S3 pacing (per
+account, not per message) and the account's restrictions stay beside the gate, in `pacing` and
+`restrictions`: they say how many may go now, the gate says which may go at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Final, TypeAlias
+from zoneinfo import ZoneInfo
+
+from scrm_common.contracts.commands import GatePolicy, MessageCategory
+from sender.domain.gate import caps, fatigue, quiet_hours, window
+from sender.domain.gate.verdicts import Defer, Suppress
+
+EXPIRED: Final = "EXPIRED"
+INVALID_NUMBER: Final = "R-S7"
+OPT_OUT: Final = "R-S6"
+META_MARKETING_LIMIT: Final = "META-131049"
+WITHDRAWN: Final = "WITHDRAWN"
+MONTH: Final = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """The message may be handed to the provider now (pacing permitting)."""
+
+
+DISPATCH: Final = Dispatch()
+GateVerdict: TypeAlias = Dispatch | Defer | Suppress
+
+
+@dataclass(frozen=True, slots=True)
+class GateMessage:
+    """One queued message as the gate sees it. `free_form`: not a template (text, media …);
+    `expires_at`: aware UTC instant from which it is not sent (None: never expires)."""
+
+    flow: str
+    category: MessageCategory
+    free_form: bool = False
+    expires_at: datetime | None = None
+    policy: GatePolicy = field(default_factory=GatePolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    """What the sender knows about the contact (its reachability record), as of `now`.
+
+    `zone`: their own IANA zone, else their number's country's. `max_per_week` / `max_per_month` /
+    `preferred_hours` (local start, end) / `passive`: their stated preferences (R-G4). `blocked_until`:
+    Meta's 131049 per-user marketing limit. `invalid_until`: the number is marked invalid (R-S7).
+    `paused_until`: fatigue rule → end of its pause.
+    """
+
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    opted_out: bool = False
+    last_inbound_at: datetime | None = None
+    max_per_week: int | None = None
+    max_per_month: int | None = None
+    preferred_hours: tuple[time, time] | None = None
+    passive: bool = False
+    blocked_until: datetime | None = None
+    invalid_until: datetime | None = None
+    paused_until: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The contact's send history the gate counts (aware UTC instants).
+
+    `marketing_at`: when each marketing message to them was sent or put in flight (at least the
+    last 30 days). For the message's fatigue kind: `kind_at` when each message of that kind was sent,
+    `delivered` / `read` how many of their messages were delivered / read (R-T6.3's read rate),
+    `reply_delays` how long they took to answer those of that kind they answered (R-T4.5).
+    """
+
+    marketing_at: tuple[datetime, ...] = ()
+    kind_at: tuple[datetime, ...] = ()
+    delivered: int = 0
+    read: int = 0
+    reply_delays: tuple[timedelta, ...] = ()
+
+
+def gate(message: GateMessage, contact: ContactState, history: History, now: datetime) -> GateVerdict:
+    """The verdict for `message` at `now` (aware): see the module's table for the rules and their order.
+
+    A fatigue `Suppress` (rule R-T4.5 / R-T6.3) over the threshold means the caller pauses that kind
+    for the contact for `policy.fatigue.pause_days` (see `fatigue_pause`).
+    """
+    if message.expires_at is not None and now >= message.expires_at:
+        return Suppress(EXPIRED, f"expired at {message.expires_at.astimezone(UTC).isoformat()}")
+    if contact.invalid_until is not None and contact.invalid_until > now:
+        return Suppress(INVALID_NUMBER, "the number is marked invalid (R-S7) until "
+                                        f"{contact.invalid_until.astimezone(UTC).isoformat()}")
+    if (found := window.free_form(window.WindowMessage(message.free_form), contact.last_inbound_at, now)) is not None:
+        return found
+    if message.category != "marketing":
+        return DISPATCH
+    if contact.opted_out:
+        return Suppress(OPT_OUT, "the contact opted out of marketing messages")
+    if contact.blocked_until is not None and contact.blocked_until > now:
+        return _deferred(Defer(contact.blocked_until, META_MARKETING_LIMIT), message)
+    if (found := _fatigue(message, contact, history, now)) is not None:
+        return found
+    if (found := _caps(message.policy, contact, history, now)) is not None:
+        return found
+    if (hours := _hours(message.policy, contact)) is not None:
+        found = quiet_hours.quiet_hours(
+            quiet_hours.QuietHoursMessage(message.category, message.flow, contact.zone, message.expires_at),
+            now, hours)
+        if found is not None:
+            return found
+    return DISPATCH
+
+
+def fatigue_pause(message: GateMessage, verdict: GateVerdict, now: datetime) -> datetime | None:
+    """When `verdict` is a fatigue suppression over the threshold, the end of the pause to store."""
+    policy = message.policy.fatigue
+    if policy is None or not isinstance(verdict, Suppress) or verdict.rule != policy.rule:
+        return None
+    if verdict.reason.startswith("paused"):
+        return None  # already paused: the stored pause stands
+    return now + timedelta(days=policy.pause_days)
+
+
+def _deferred(verdict: Defer, message: GateMessage) -> Defer | Suppress:
+    if message.expires_at is not None and verdict.until >= message.expires_at:
+        return Suppress(EXPIRED, f"{verdict.rule} would defer it to {verdict.until.astimezone(UTC).isoformat()}, "
+                                 f"at or after its expiry {message.expires_at.astimezone(UTC).isoformat()}")
+    return verdict
+
+
+def _fatigue(message: GateMessage, contact: ContactState, history: History, now: datetime) -> Suppress | None:
+    policy = message.policy.fatigue
+    if policy is None:
+        return None
+    paused = contact.paused_until.get(policy.rule)
+    if paused is not None and paused > now:
+        return Suppress(policy.rule, f"paused after fatigue until {paused.astimezone(UTC).isoformat()}")
+    pause = timedelta(days=policy.pause_days)
+    if policy.rule == fatigue.REMINDER_RULE:
+        found = fatigue.reminder_fatigue(history.kind_at, history.reply_delays, now, threshold=policy.threshold,
+                                         pause=pause)
+    else:
+        found = fatigue.cart_fatigue(history.kind_at, history.delivered, min(history.read, history.delivered), now,
+                                     threshold=policy.threshold, pause=pause)
+    return found if isinstance(found, Suppress) else None
+
+
+def _caps(policy: GatePolicy, contact: ContactState, history: History, now: datetime) -> Suppress | None:
+    cap = policy.frequency_cap
+    found = caps.frequency_cap(history.marketing_at, now, limit=cap.limit, window=timedelta(days=cap.window_days),
+                               contact_limit=contact.max_per_week if cap.window_days == 7 else None)
+    if found is None and cap.window_days != 7 and contact.max_per_week is not None:
+        found = caps.frequency_cap(history.marketing_at, now, limit=contact.max_per_week, window=timedelta(days=7))
+    monthly = 1 if contact.passive else contact.max_per_month
+    if found is None and monthly is not None:
+        found = caps.frequency_cap(history.marketing_at, now, limit=monthly, window=MONTH)
+    return found if isinstance(found, Suppress) else None
+
+
+def _hours(policy: GatePolicy, contact: ContactState) -> quiet_hours.QuietHoursPolicy | None:
+    """The allowed local hours: the policy's, narrowed to the contact's preferred hours when both overlap
+    (a window crossing midnight is not narrowed); None when the flow is exempt."""
+    if policy.quiet_hours is None:
+        return None
+    start, end = policy.quiet_hours.start, policy.quiet_hours.end
+    if contact.preferred_hours is not None and start < end:
+        own_start, own_end = contact.preferred_hours
+        if own_start < own_end or own_end == time(0):
+            narrowed = (max(start, own_start), end if own_end == time(0) else min(end, own_end))
+            if narrowed[0] < narrowed[1]:
+                start, end = narrowed
+    return quiet_hours.QuietHoursPolicy(start, end, exempt_flows=frozenset())
