@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
+
+from scrm_common.contracts.commands import GatePolicy
 
 Category = Literal["utility", "marketing", "authentication", "service"]
 
@@ -22,6 +26,9 @@ class Send:
     language: str
     parameters: tuple[str, ...]
     account_id: str | None = None
+    expires_at: datetime | None = None
+    policy: GatePolicy | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +42,45 @@ class Suppress:
     outcome: Literal["suppressed", "expired"] = "suppressed"
 
 
-Decision = Send | Suppress
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Come back to this contact at `due_at` (aware UTC, derived from the triggering event's `occurred_at`):
+    the timer `key` (unique per tenant; scheduling an existing pending key moves it) fires once, and the
+    flow's `on_timer` decides then, with the contact's state as of then. A timer first seen at or after
+    `expires_at` is recorded as expired, never fired late. `payload`: what the flow needs then (JSON
+    scalars, lists and objects)."""
+
+    flow: str
+    key: str
+    contact_key: str
+    due_at: datetime
+    expires_at: datetime | None = None
+    payload: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel the contact's pending timers whose key is `key` or starts with `key` when `prefix`, for a
+    recorded reason ("cancelled: purchased")."""
+
+    flow: str
+    key: str
+    contact_key: str
+    reason: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Withdraw the message decided earlier under `idempotency_key` if it has not reached the provider yet
+    (a WithdrawMessage command on the commands topic; `account_id` the account it was decided for, when
+    known)."""
+
+    flow: str
+    idempotency_key: str
+    contact_key: str
+    reason: str
+    account_id: str | None = None
+
+
+Decision = Send | Suppress | Schedule | Cancel | Withdraw
