@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
+from trigger_engine.domain.timers import Timer
 from trigger_engine.domain.welcome import decide_welcome
 from trigger_engine.domain.welcome import idempotency_key as welcome_key
 
@@ -139,3 +141,17 @@ EVENTS_READ: frozenset[str] = frozenset({
     "shipment.updated", "order.returned", "product.price_changed", "feedback.submitted", "message.inbound",
     "link.clicked", "contact.marketing_preference_changed", "contact.number_changed",
 }) | ACCOUNT_EVENTS
+
+
+def on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
+    """What to do when `timer` fires for the person `profile` (their state as of now, read in the firing
+    transaction): the flow that scheduled it decides. An expired timer never reaches this (the timer loop
+    records it as expired); a timer of a flow that handles none is suppressed with the reason."""
+    handler = TIMER_FLOWS.get(timer.flow)
+    if handler is None:
+        return (Suppress(timer.flow, f"no flow handles timers of {timer.flow}", profile.contact_key, timer.key),)
+    return tuple(_sendable(d, config) for d in handler(profile, timer, now, config))
+
+
+# flow → its `on_timer(profile, timer, now, config)`: the flows that schedule timers register here.
+TIMER_FLOWS: dict[str, Callable[[ContactProfile, Timer, datetime, EngineConfig], tuple[Decision, ...]]] = {}
