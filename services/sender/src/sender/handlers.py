@@ -76,20 +76,27 @@ def _contact(command: SendMessage, wa_id: str | None = None) -> Contact:
 
 def outcome_event(command: SendMessage, *, status: str, at: datetime, wamid: str | None = None,
                   code: int | None = None, reason: str | None = None, wa_id: str | None = None,
-                  late_retry: bool = False) -> OutboxRow:
+                  late_retry: bool = False, rule: str | None = None,
+                  deferred_until: datetime | None = None) -> OutboxRow:
     """`message.status` for `scrm.events.v1`, carrying the flow and idempotency key.
 
     A "sent" status names the WhatsApp identity Meta answered for the number sent to
     (`contact.wa_id`, `contact.phone` = the number sent to), so every consumer learns phone ↔ wa_id.
     The one 24 h retry (R-S7) gets its own event id: its new wamid must not be taken for a duplicate.
+    The send gate's outcomes (issue 8): `deferred` carries `rule` and `deferred_until` (UTC) and its
+    event id names the deferral instant (`send:<digest>:deferred:<unix seconds>`: each new deferral is
+    a new event, the same one again a duplicate); `suppressed` carries `rule` (`send:<digest>:suppressed`).
     """
     digest = hashlib.sha256(command.idempotency_key.encode()).hexdigest()[:32]
+    suffix = ":late" if late_retry else ""
+    if status == "deferred" and deferred_until is not None:
+        suffix = f":{int(deferred_until.timestamp())}"
     event = MessageStatus(
-        event_id=f"send:{digest}:{status}{':late' if late_retry else ''}", type="message.status", occurred_at=at,
+        event_id=f"send:{digest}:{status}{suffix}", type="message.status", occurred_at=at,
         contact=_contact(command, wa_id),
         data=StatusData(message_id=wamid, status=status, error_code=code, error_reason=reason[:500] if reason else None,
                         idempotency_key=command.idempotency_key, flow=command.flow, account_id=command.account_id,
-                        category=command.category))
+                        category=command.category, rule=rule, deferred_until=deferred_until))
     key, value, headers = encode_event(command.tenant, event, ingested_at=at, correlation_id=command.correlation_id)
     return OutboxRow(topics.EVENTS, key, value, [(k, v.decode()) for k, v in headers])
 
