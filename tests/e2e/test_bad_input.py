@@ -220,3 +220,39 @@ def test_an_event_too_large_for_one_broker_request_is_422_not_a_retry_forever(in
     assert (error["index"], error["field"]) == (1, "(event)")
     assert ingest_only.topic_size(topics.EVENTS) == before
 
+
+
+PREFERENCE_VIOLATIONS = [
+    ("negative weekly limit", {"max_promotions_per_week": -1}, "data.preferences.max_promotions_per_week"),
+    ("weekly limit as text", {"max_promotions_per_week": "two"}, "data.preferences.max_promotions_per_week"),
+    ("monthly limit too high", {"max_promotions_per_month": 10_000}, "data.preferences.max_promotions_per_month"),
+    ("hours as words", {"preferred_hours": "evenings"}, "data.preferences.preferred_hours"),
+    ("hours without minutes", {"preferred_hours": "18-21"}, "data.preferences.preferred_hours"),
+    ("hour 25", {"preferred_hours": "18:00-25:00"}, "data.preferences.preferred_hours"),
+    ("empty window", {"preferred_hours": "18:00-18:00"}, "data.preferences.preferred_hours"),
+    ("passive as text", {"passive": "yes"}, "data.preferences.passive"),
+    ("a list as a preference", {"channels": ["whatsapp"]}, "data.preferences"),
+]
+
+
+@pytest.mark.parametrize(("case", "preferences", "field"), PREFERENCE_VIOLATIONS,
+                         ids=[c[0] for c in PREFERENCE_VIOLATIONS])
+def test_a_preference_that_makes_no_sense_is_422_naming_the_field_and_publishes_nothing(
+        ingest_only: TestStack, case: str, preferences: dict[str, Any], field: str) -> None:
+    before = ingest_only.topic_size(topics.EVENTS)
+    bad = contact_created(phone=new_phone(), external_id="c-pref")
+    bad["data"]["preferences"] = preferences
+    resp = ingest_only.post_events({"events": [_valid(), bad]})
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert [e["field"] for e in errors if e["index"] == 1] == [field], errors
+    assert ingest_only.topic_size(topics.EVENTS) == before  # the whole batch was refused
+
+
+def test_sensible_preferences_and_a_time_zone_are_accepted(ingest_only: TestStack) -> None:
+    good = contact_created(phone=new_phone(), external_id="c-pref-ok")
+    good["contact"]["timezone"] = "America/Santiago"
+    good["data"]["preferences"] = {"max_promotions_per_week": 2, "max_promotions_per_month": 0, "passive": False,
+                                   "preferred_hours": "20:00-24:00", "favourite_colour": "teal"}
+    resp = ingest_only.post_events({"events": [good]})
+    assert resp.status_code == 202, resp.text
