@@ -10,7 +10,7 @@ from trigger_engine.domain.settings import TenantSettings
 
 
 class Settings(CommonSettings):
-    """Trigger-engine: consumer, outbox relay, and the installation's defaults of every tenant's settings.
+    """Trigger-engine: consumer, outbox relay, timer loop, and the installation's defaults of every tenant's settings.
 
     `SCRM_SHOP_TRACKING_URL`, `SCRM_SHOP_SUPPORT_URL`, `SCRM_SHOP_HOME_REGION`, `SCRM_DEFAULT_LANGUAGE` are the
     defaults of each tenant's settings (`GET|PATCH /v1/settings` changes them per tenant); the bootstrap
@@ -29,6 +29,10 @@ class Settings(CommonSettings):
     sender_url: str = "http://127.0.0.1:8082"
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_seconds: float = Field(default=0.1, gt=0)
+    # The timer loop (trigger_engine.timers): due timers claimed per pass (one transaction), and how often an idle
+    # loop looks for due timers (seconds; a batch that schedules something due now wakes it at once).
+    timer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    timer_poll_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _valid_tenant_defaults(self) -> Settings:

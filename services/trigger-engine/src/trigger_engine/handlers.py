@@ -1,15 +1,17 @@
-"""Applying a batch of events: load profiles → decide → save decisions and commands, one transaction.
+"""Applying a batch of events: load profiles → decide → save decisions, timers and commands, one transaction.
 
 Each batch decides with its tenants' configuration as of the batch (`ConfigSource`: a read-through cache
 with a version check, see `configuration`), and applies the accounts it reads (`account.registered` /
-`account.removed`) to the tenant-accounts projection first, in the same transaction.
+`account.removed`) to the tenant-accounts projection first, in the same transaction. `DecisionWriter` carries
+out every kind of decision (send, suppress, schedule, cancel, withdraw) — for event batches here and for
+fired timers in `trigger_engine.timers`, the very same code.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Protocol
@@ -19,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
-from scrm_common.contracts.commands import SendMessage, TemplateMessage
+from scrm_common.contracts.commands import SendMessage, TemplateMessage, WithdrawMessage
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import AccountRegistered, AccountRemoved
 from scrm_common.db.outbox import OutboxRow, enqueue
@@ -27,8 +29,10 @@ from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
 from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.adapters.settings_db import AccountEvent, SettingsRepository
+from trigger_engine.adapters.timers import CancelRow, TimerRepository, TimerRow
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
 from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb, person_key_moves
+from trigger_engine.domain.decisions import Cancel, Schedule, Withdraw
 from trigger_engine.domain.identity import current_numbers, lock_names, resolve, touched_aliases
 
 log = logging.getLogger(__name__)
@@ -64,14 +68,143 @@ class StaticConfigs:
         return {tenant: self._config_for(tenant) for tenant in tenants}
 
 
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What a decision answers, as its decision row and command name it: an event of `tenant` (`event_id`,
+    `event_type`, `occurred_at` and `ingested_at` aware UTC, `correlation_id`), or a timer firing (the event
+    that scheduled it, `event_type` "timer")."""
+
+    tenant: str
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    ingested_at: datetime | None = None
+    correlation_id: str | None = None
+
+    @classmethod
+    def of(cls, record: EventRecord) -> Cause:
+        """The cause of an event's decisions."""
+        return cls(record.tenant, record.event.event_id, record.event.type, record.event.occurred_at,
+                   record.ingested_at, record.correlation_id)
+
+
+TIMER_EVENT_TYPE = "timer"  # the decision rows of a timer that fired (or expired) name this as their event type
+
+
+@dataclass(slots=True)
+class Applied:
+    """What `DecisionWriter.apply` wrote: one decision row per decision (with its cause), the outbox rows, and
+    the earliest due time of the timers it scheduled (None: none)."""
+
+    rows: list[tuple[Cause, DecisionRow]] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
+    earliest_due: datetime | None = None
+
+    def count(self, metrics: EngineMetrics, now: datetime) -> None:
+        """Count the decisions (`scrm_trigger_engine_decisions_total{flow,outcome}`) and, for each send of an
+        ingested event, its event-to-decision latency in seconds."""
+        for cause, row in self.rows:
+            metrics.decisions.labels(row.flow, row.outcome).inc()
+            if row.outcome == "send" and cause.ingested_at is not None and cause.event_type != TIMER_EVENT_TYPE:
+                metrics.decision_latency.observe(max(0.0, (now - cause.ingested_at).total_seconds()))
+
+
+class DecisionWriter:
+    """Carries out decisions in the caller's transaction — the event handler's and the timer loop's alike.
+
+    Every decision becomes one decision row (outcome and reason):
+    - `Send` → a `SendMessage` outbox row (with the decision's `expires_at`, `policy`, `timezone`) on
+      `scrm.send-commands.v1` when its idempotency key is reserved now ("send"); else "suppressed" as a
+      duplicate.
+    - `Suppress` → its own outcome ("suppressed" or "expired") and reason.
+    - `Schedule` → a pending timer under its key, re-armed if the key was kept before whatever its state
+      ("scheduled", reason "due at <ISO UTC>").
+    - `Cancel` → the person's pending timers with that key (or key prefix) cancelled ("cancelled", its reason).
+    - `Withdraw` → a `WithdrawMessage` outbox row on the commands topic, keyed like the send it withdraws
+      ("withdrawn", its reason).
+    Schedules and cancels take effect in decision order (a schedule after a cancel of its key stays pending).
+    Schedule/Cancel rows carry their timer key as `idempotency_key`. Issue 8 item 1; SPEC R-T1.1 (expiry).
+    """
+
+    def __init__(self, repository: EngineRepository, timers: TimerRepository) -> None:
+        self._repo = repository
+        self._timers = timers
+
+    async def apply(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]], now: datetime) -> Applied:
+        """Write `planned` (in order) on `conn`; `now` (aware UTC) is the decision time. Returns what it wrote;
+        the caller enqueued nothing itself and commits."""
+        sends = [(c, d) for c, d in planned if isinstance(d, Send)]
+        reserved = await self._repo.reserve_sends(
+            conn, [(c.tenant, d.idempotency_key, d.flow, d.contact_key, c.event_id) for c, d in sends], now)
+        applied = Applied()
+        await self._timer_changes(conn, planned, now)
+        for cause, decision in planned:
+            outcome, reason, key = "suppressed", None, None
+            if isinstance(decision, Send):
+                key = decision.idempotency_key
+                if (cause.tenant, key) in reserved:
+                    reserved.discard((cause.tenant, key))
+                    outcome = "send"
+                    applied.outbox.append(_send_command(cause, decision, now))
+                else:
+                    reason = "duplicate: a message was already decided for this key"
+            elif isinstance(decision, Suppress):
+                outcome, reason, key = decision.outcome, decision.reason, decision.idempotency_key
+            elif isinstance(decision, Schedule):
+                outcome, reason, key = "scheduled", f"due at {_iso(decision.due_at)}", decision.key
+                if applied.earliest_due is None or decision.due_at < applied.earliest_due:
+                    applied.earliest_due = decision.due_at
+            elif isinstance(decision, Cancel):
+                outcome, reason, key = "cancelled", decision.reason, decision.key
+            else:
+                outcome, reason, key = "withdrawn", decision.reason, decision.idempotency_key
+                applied.outbox.append(_withdraw_command(cause, decision, now))
+            applied.rows.append((cause, DecisionRow(cause.tenant, cause.event_id, cause.event_type,
+                                                    decision.contact_key, decision.flow, outcome, reason, key, now)))
+        await self._repo.record_decisions(conn, [row for _, row in applied.rows])
+        await enqueue(conn, applied.outbox)
+        return applied
+
+    async def _timer_changes(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]],
+                             now: datetime) -> None:
+        """Schedules and cancels, in decision order: each run of one kind is one statement."""
+        schedules: list[TimerRow] = []
+        cancels: list[CancelRow] = []
+        for cause, decision in planned:
+            if isinstance(decision, Schedule):
+                if cancels:
+                    await self._timers.cancel(conn, cancels, now)
+                    cancels = []
+                schedules.append(TimerRow(cause.tenant, decision.key, decision.flow, decision.contact_key,
+                                          cause.event_id, decision.due_at, decision.expires_at, decision.payload,
+                                          cause.occurred_at, cause.correlation_id))
+            elif isinstance(decision, Cancel):
+                if schedules:
+                    await self._timers.schedule(conn, schedules, now)
+                    schedules = []
+                cancels.append(CancelRow(cause.tenant, decision.contact_key, decision.key, decision.prefix,
+                                         decision.reason))
+        await self._timers.schedule(conn, schedules, now)
+        await self._timers.cancel(conn, cancels, now)
+
+
 class EventHandler:
-    """The consume loop's batch handler for `scrm.events.v1`."""
+    """The consume loop's batch handler for `scrm.events.v1`.
+
+    `on_commit()` is called after a batch committed outbox rows (wakes the relay); `on_scheduled(due_at)`
+    after a batch committed timers, with the earliest due time among them (aware UTC; wakes the timer loop
+    when that is now or soon: an event dated 31 minutes ago with a 30-minute timer fires at once).
+    """
 
     def __init__(self, *, engine: AsyncEngine, repository: EngineRepository, clock: Clock,
                  configs: ConfigSource, metrics: EngineMetrics, on_commit: Callable[[], None],
-                 settings: SettingsRepository | None = None) -> None:
+                 settings: SettingsRepository | None = None, timers: TimerRepository | None = None,
+                 on_scheduled: Callable[[datetime], None] = lambda _due: None) -> None:
         self._engine = engine
         self._repo = repository
+        self._timers = timers or TimerRepository()
+        self._writer = DecisionWriter(repository, self._timers)
+        self._on_scheduled = on_scheduled
         self._clock = clock
         self._configs = configs
         self._settings = settings or SettingsRepository()
@@ -131,34 +264,13 @@ class EventHandler:
             await self._repo.carry_sends(conn, moves)
             await self._repo.save_aliases(conn, people.changed, now)
             await self._repo.save_profiles(conn, {k: profiles[k] for k in touched}, now)
-
-            sends = [(r, d) for r, d in planned if isinstance(d, Send)]
-            reserved = await self._repo.reserve_sends(
-                conn, [(r.tenant, d.idempotency_key, d.flow, d.contact_key, r.event.event_id) for r, d in sends], now)
-            rows: list[DecisionRow] = []
-            outbox: list[OutboxRow] = []
-            for record, decision in planned:
-                outcome, reason = "suppressed", None
-                if isinstance(decision, Send):
-                    if (record.tenant, decision.idempotency_key) in reserved:
-                        reserved.discard((record.tenant, decision.idempotency_key))
-                        outcome = "send"
-                        outbox.append(self._command(record, decision, now))
-                    else:
-                        reason = "duplicate: a message was already decided for this key"
-                else:
-                    reason, outcome = decision.reason, decision.outcome
-                rows.append(DecisionRow(record.tenant, record.event.event_id, record.event.type,
-                                        decision.contact_key, decision.flow, outcome, reason,
-                                        decision.idempotency_key, now))
-            await self._repo.record_decisions(conn, rows)
-            await enqueue(conn, outbox)
-        for record, row in zip((r for r, _ in planned), rows, strict=True):
-            self._metrics.decisions.labels(row.flow, row.outcome).inc()
-            if row.outcome == "send" and record.ingested_at is not None:
-                self._metrics.decision_latency.observe(max(0.0, (now - record.ingested_at).total_seconds()))
-        if outbox:
+            await self._timers.merge_people(conn, people.merges)
+            applied = await self._writer.apply(conn, [(Cause.of(r), d) for r, d in planned], now)
+        applied.count(self._metrics, now)
+        if applied.outbox:
             self._on_commit()
+        if applied.earliest_due is not None:
+            self._on_scheduled(applied.earliest_due)
 
     async def _locked_people(self, conn: AsyncConnection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The persons of `wanted` (whose alias locks the batch holds), each person locked too.
@@ -176,20 +288,42 @@ class EventHandler:
             known = await self._repo.load_aliases(conn, wanted)
         return known
 
-    def _command(self, record: EventRecord, send: Send, now: datetime) -> OutboxRow:
-        assert send.account_id is not None  # decide() never sends without an account
-        command = SendMessage(
-            idempotency_key=send.idempotency_key, tenant=record.tenant, account_id=send.account_id,
-            flow=send.flow, category=send.category, contact_key=send.contact_key, to=send.to,
-            template=TemplateMessage(name=send.template, language=send.language, parameters=list(send.parameters)),
-            event_id=record.event.event_id, event_occurred_at=record.event.occurred_at,
-            event_ingested_at=record.ingested_at, decided_at=now, correlation_id=record.correlation_id,
-        )
-        headers = [("tenant", record.tenant)]
-        if record.correlation_id:
-            headers.append(("correlation_id", record.correlation_id))
-        return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
-                         command.model_dump_json(exclude_none=True).encode(), headers)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _headers(cause: Cause) -> list[tuple[str, str]]:
+    headers = [("tenant", cause.tenant)]
+    if cause.correlation_id:
+        headers.append(("correlation_id", cause.correlation_id))
+    return headers
+
+
+def _send_command(cause: Cause, send: Send, now: datetime) -> OutboxRow:
+    """The SendMessage of a reserved send, as an outbox row keyed by account."""
+    assert send.account_id is not None  # decide() and on_timer() never send without an account
+    command = SendMessage(
+        idempotency_key=send.idempotency_key, tenant=cause.tenant, account_id=send.account_id,
+        flow=send.flow, category=send.category, contact_key=send.contact_key, to=send.to,
+        template=TemplateMessage(name=send.template, language=send.language, parameters=list(send.parameters)),
+        event_id=cause.event_id, event_occurred_at=cause.occurred_at, event_ingested_at=cause.ingested_at,
+        decided_at=now, correlation_id=cause.correlation_id, expires_at=send.expires_at, timezone=send.timezone,
+        policy=send.policy,
+    )
+    return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
+                     command.model_dump_json(exclude_none=True).encode(), _headers(cause))
+
+
+def _withdraw_command(cause: Cause, withdraw: Withdraw, now: datetime) -> OutboxRow:
+    """The WithdrawMessage of a withdraw decision, keyed like the send it withdraws."""
+    command = WithdrawMessage(
+        action="withdraw", idempotency_key=withdraw.idempotency_key, tenant=cause.tenant,
+        account_id=withdraw.account_id, contact_key=withdraw.contact_key, flow=withdraw.flow,
+        reason=withdraw.reason, decided_at=now, correlation_id=cause.correlation_id)
+    return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(),
+                     command.model_dump_json(exclude_none=True).encode(), _headers(cause))
 
 
 def _account_event(record: EventRecord) -> AccountEvent | None:
@@ -205,8 +339,13 @@ def _account_event(record: EventRecord) -> AccountEvent | None:
 
 
 def _moved(decision: Decision, tenant: str, people: _People, moves: dict[tuple[str, str], str]) -> Decision:
-    """`decision` naming the person its person merged into, under that person's once-per-person key."""
+    """`decision` naming the person its person merged into, under that person's once-per-person key (a
+    Schedule's or Cancel's timer key moves like an idempotency key)."""
     decision = replace(decision, contact_key=people.current(tenant, decision.contact_key))
+    if isinstance(decision, Schedule | Cancel):
+        if (tenant, decision.key) in moves:
+            decision = replace(decision, key=moves[(tenant, decision.key)])
+        return decision
     key = decision.idempotency_key
     if key is not None and (tenant, key) in moves:
         decision = replace(decision, idempotency_key=moves[(tenant, key)])

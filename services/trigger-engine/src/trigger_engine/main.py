@@ -1,5 +1,5 @@
-"""Starts the trigger-engine: migrations, event consumer, outbox relay, the story's consumers (dead letters,
-failed messages), HTTP."""
+"""Starts the trigger-engine: migrations, event consumer, timer loop, outbox relay, the story's consumers (dead
+letters, failed messages), HTTP."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from trigger_engine.adapters.http import build_router
 from trigger_engine.adapters.settings_db import SettingsRepository
 from trigger_engine.adapters.settings_http import build_settings_router
 from trigger_engine.adapters.template_catalog import TemplateCatalog, TemplateGuard
+from trigger_engine.adapters.timers import TimerRepository
 from trigger_engine.config import Settings
 from trigger_engine.configuration import SettingsService, TenantConfigs
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
@@ -30,6 +31,7 @@ from trigger_engine.domain.decide import EVENTS_READ
 from trigger_engine.domain.outcomes import OUTCOMES_GROUP
 from trigger_engine.handlers import EngineMetrics, EventHandler
 from trigger_engine.outcomes import OutcomeMetrics, TellFailures, decode_failure
+from trigger_engine.timers import TimerLoop, TimerMetrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "trigger_engine"
@@ -48,8 +50,15 @@ async def main(settings: Settings) -> None:
         settings_repository = SettingsRepository()
         configs = TenantConfigs(repository=settings_repository, defaults=settings.tenant_defaults(),
                                 bootstrap=settings.bootstrap())
+        engine_metrics = EngineMetrics(registry)
+        timer_repository = TimerRepository()
+        timers = TimerLoop(engine=engine, repository=repository, timers=timer_repository, configs=configs,
+                           clock=SystemClock(), metrics=engine_metrics, timer_metrics=TimerMetrics(registry),
+                           on_commit=relay.wake, batch_size=settings.timer_batch_size,
+                           poll_seconds=settings.timer_poll_seconds)
         handler = EventHandler(engine=engine, repository=repository, clock=SystemClock(), configs=configs,
-                               settings=settings_repository, metrics=EngineMetrics(registry), on_commit=relay.wake)
+                               settings=settings_repository, metrics=engine_metrics, on_commit=relay.wake,
+                               timers=timer_repository, on_scheduled=timers.wake_at)
         consumer_metrics = ConsumerMetrics("trigger-engine", registry)
         consumer = batch_consumer(settings, group_id=GROUP, topic=topics.EVENTS, producer=producer,
                                   decode=decoder_for(EVENTS_READ), handle=handler, metrics=consumer_metrics)
@@ -70,7 +79,8 @@ async def main(settings: Settings) -> None:
             return consumer.ready and stories.ready and outcomes.ready and await database_ready(engine)
 
         app = service_app("scrm trigger-engine", "0.1.0", description="Decisions about contacts: what was sent, "
-                          "scheduled, cancelled or suppressed, and why, and which of the messages failed; each "
+                          "scheduled (durable timers that fire once, or expire), cancelled, withdrawn or suppressed, "
+                          "and why, and which of the messages failed; each "
                           "tenant's flow and shop settings, effective for the next decision of every replica "
                           "without a restart")
         app.include_router(build_router(engine=engine, repository=repository, keys=keys))
@@ -83,7 +93,7 @@ async def main(settings: Settings) -> None:
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.trigger_engine_port,
-                        loops=[consumer.run, relay.run, stories.run, outcomes.run])
+                        loops=[consumer.run, timers.run, relay.run, stories.run, outcomes.run])
         finally:
             await keys.aclose()
             await catalog.aclose()
