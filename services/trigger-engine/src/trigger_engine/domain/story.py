@@ -228,12 +228,13 @@ def _sender_lines(key: str, flow: str, rec: Logged, *, told_failed: bool) -> Ite
 
 
 def _fired_timer(key: str, own: Sequence[Decided], rows: Sequence[Decided]) -> bool:
-    """True for a key decided only as `scheduled` whose event and flow were decided later under another key."""
+    """True for a key decided only as `scheduled` whose event and flow were decided later (strictly: not by the
+    same decision) under another key, other than as another timer — the timer fired as that decision."""
     if any(r.outcome != "scheduled" for r in own):
         return False
     first = own[0]
     return any(r.idempotency_key not in (None, key) and r.event_id == first.event_id and r.flow == first.flow
-               and r.decided_at >= first.decided_at for r in rows)
+               and r.outcome != "scheduled" and r.decided_at > first.decided_at for r in rows)
 
 
 def _made(first: Decided, key: str, last_step: str, status: Status, *, reason: str | None = None,
