@@ -193,11 +193,12 @@ def test_welcome_is_in_the_contacts_language():
 def test_evolve_merges_contact_fields_from_the_event():
     event = contact_created(name="Anna", locale="de-DE", opted_in=True)
     after = evolve(ContactProfile("cust-1"), event)
-    assert after == ContactProfile("cust-1", phone=PHONE, name="Anna", locale="de-DE", opted_in=True)
+    assert after == ContactProfile("cust-1", phone=PHONE, name="Anna", locale="de-DE", opted_in=True,
+                                   created_at=event.occurred_at)
 
 
 def test_evolve_never_erases_a_known_phone_or_name_with_none():
-    known = ContactProfile("cust-1", phone=PHONE, name="Anna", locale="de-DE", opted_in=True)
+    known = ContactProfile("cust-1", phone=PHONE, name="Anna", locale="de-DE", opted_in=True, created_at=T0)
     event = contact_created(phone=None, name=None, locale=None)
     assert evolve(known, event) == known
 

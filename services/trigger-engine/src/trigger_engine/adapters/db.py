@@ -124,7 +124,8 @@ class EngineRepository:
             (r.tenant, r.contact_key): ContactProfile(
                 contact_key=r.contact_key, phone=r.phone, name=r.name, locale=r.locale,
                 timezone=r.timezone, opted_in=r.opted_in, wa_id=r.wa_id, profile_name=r.profile_name,
-                marketing=r.marketing, marketing_changed_at=r.marketing_changed_at)
+                marketing=r.marketing, marketing_changed_at=r.marketing_changed_at, created_at=r.created_at,
+                first_purchase_at=r.first_purchase_at, first_purchase_event=r.first_purchase_event)
             for r in rows
         }
 
@@ -135,16 +136,20 @@ class EngineRepository:
             return
         await conn.execute(text(
             "INSERT INTO contacts(tenant, contact_key, phone, name, locale, timezone, opted_in, wa_id, profile_name, "
-            "marketing, marketing_changed_at, updated_at) "
+            "marketing, marketing_changed_at, created_at, first_purchase_at, first_purchase_event, updated_at) "
             "VALUES (:tenant, :contact_key, :phone, :name, :locale, :timezone, :opted_in, :wa_id, :profile_name, "
-            ":marketing, :marketing_changed_at, :updated_at) "
+            ":marketing, :marketing_changed_at, :created_at, :first_purchase_at, :first_purchase_event, :updated_at) "
             "ON CONFLICT (tenant, contact_key) DO UPDATE SET phone = EXCLUDED.phone, name = EXCLUDED.name, "
             "locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, opted_in = EXCLUDED.opted_in, "
             "wa_id = EXCLUDED.wa_id, profile_name = EXCLUDED.profile_name, marketing = EXCLUDED.marketing, "
-            "marketing_changed_at = EXCLUDED.marketing_changed_at, updated_at = EXCLUDED.updated_at"),
+            "marketing_changed_at = EXCLUDED.marketing_changed_at, created_at = EXCLUDED.created_at, "
+            "first_purchase_at = EXCLUDED.first_purchase_at, first_purchase_event = EXCLUDED.first_purchase_event, "
+            "updated_at = EXCLUDED.updated_at"),
             [{"tenant": t, "contact_key": p.contact_key, "phone": p.phone, "name": p.name, "locale": p.locale,
               "timezone": p.timezone, "opted_in": p.opted_in, "wa_id": p.wa_id, "profile_name": p.profile_name,
-              "marketing": p.marketing, "marketing_changed_at": p.marketing_changed_at, "updated_at": now}
+              "marketing": p.marketing, "marketing_changed_at": p.marketing_changed_at, "created_at": p.created_at,
+              "first_purchase_at": p.first_purchase_at, "first_purchase_event": p.first_purchase_event,
+              "updated_at": now}
              for (t, _), p in profiles.items()])
 
     async def reserve_sends(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, time
+from functools import lru_cache
 
+from scrm_common.contracts.commands import Fatigue, FrequencyCap, GatePolicy, QuietHours
 from scrm_common.contracts.events import (
     ContactCreated,
     ContactNumberChanged,
@@ -20,8 +22,10 @@ from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
+from trigger_engine.domain.settings import FatigueRule, GateSettings
 from trigger_engine.domain.timers import Timer
-from trigger_engine.domain.welcome import decide_welcome
+from trigger_engine.domain.welcome import FLOW as WELCOME
+from trigger_engine.domain.welcome import decide_welcome, welcome_on_timer, withdraw_welcome
 from trigger_engine.domain.welcome import idempotency_key as welcome_key
 
 
@@ -34,11 +38,18 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
     without one (a webhook, late from a number the person changed away from) only fills gaps.
     `contact.number_changed` moves the person to the new number (the old stays an alias);
     `contact.marketing_preference_changed` records the customer's choice, the latest one winning.
-    Events without a contact (account and template events) change nothing.
+    `contact.created` dates the person (`created_at`: the earliest such event's `occurred_at`);
+    `payment.succeeded` records their first purchase (the earliest by `occurred_at`; R-T1: it withdraws a
+    waiting welcome). Events without a contact (account and template events) change nothing.
     """
     contact = event.contact
     if contact is None:
         return profile
+    if isinstance(event, ContactCreated) and (profile.created_at is None or event.occurred_at < profile.created_at):
+        profile = replace(profile, created_at=event.occurred_at)
+    elif isinstance(event, PaymentSucceeded) and (
+            profile.first_purchase_at is None or event.occurred_at < profile.first_purchase_at):
+        profile = replace(profile, first_purchase_at=event.occurred_at, first_purchase_event=event.event_id)
     if isinstance(event, ContactNumberChanged):
         return replace(profile, wa_id=event.data.new_wa_id, phone=reachable_phone(event.data.new_wa_id))
     if isinstance(event, MarketingPreferenceChanged):
@@ -67,12 +78,19 @@ def _with_marketing(profile: ContactProfile, event: MarketingPreferenceChanged) 
 
 def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
     """`person` after learning that `other` is the same person: `person`'s known facts win, `other`'s
-    fill the gaps; the later marketing choice holds."""
+    fill the gaps; the later marketing choice holds; the person was created when the first of them was, and
+    their first purchase is the earlier of the two."""
     gaps = {name: getattr(other, name) for name in _FACTS if getattr(person, name) is None}
     merged = replace(person, **gaps)
     if other.marketing_changed_at is not None and (
             merged.marketing_changed_at is None or other.marketing_changed_at > merged.marketing_changed_at):
         merged = replace(merged, marketing=other.marketing, marketing_changed_at=other.marketing_changed_at)
+    if other.created_at is not None and (merged.created_at is None or other.created_at < merged.created_at):
+        merged = replace(merged, created_at=other.created_at)
+    if other.first_purchase_at is not None and (
+            merged.first_purchase_at is None or other.first_purchase_at < merged.first_purchase_at):
+        merged = replace(merged, first_purchase_at=other.first_purchase_at,
+                         first_purchase_event=other.first_purchase_event)
     return merged
 
 
@@ -96,18 +114,26 @@ def person_key_moves(tenant: str, absorbed: str, person: str) -> dict[str, str]:
 def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
     """What to do about one event, given the person's profile after it.
 
-    Every Send's parameters are cleaned to what the Cloud API accepts (see `parameters`), whichever
-    flow decided it.
+    `payment.succeeded`: the order confirmation (R-T2), after withdrawing the person's welcome when this is
+    their first purchase and the welcome may still be waiting (R-T1: no "10 % off your first order" after
+    the order confirmation). `contact.created`: the welcome (R-T1), at once or as a timer.
+    Every Send is made sendable in one place (`_sendable`), whichever flow decided it.
     """
     decisions: tuple[Decision, ...] = ()
     if isinstance(event, PaymentSucceeded):
-        decisions = decide_order_confirmation(profile, event, now, config)  # R-T2
+        decisions = withdraw_welcome(profile, event, now, config) + decide_order_confirmation(
+            profile, event, now, config)  # R-T1, R-T2
     elif isinstance(event, ContactCreated):
         decisions = decide_welcome(profile, event, now, config)  # R-T1
-    return tuple(_sendable(d, config) for d in decisions)
+    return tuple(_sendable(d, profile, config) for d in decisions)
 
 
-def _sendable(decision: Decision, config: EngineConfig) -> Decision:
+def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig) -> Decision:
+    """A flow's decision as it leaves the engine: a Send gets the send gate's policy from the tenant's and the
+    flow's settings (`gate_policy`) and the contact's time zone as the engine knows it (None: the sender derives
+    one from the number); its parameters are cleaned to what the Cloud API accepts (`parameters`). A Send no
+    account can carry, or with a parameter nothing can make sendable, becomes a Suppress saying why. Other
+    decisions pass unchanged."""
     if not isinstance(decision, Send):
         return decision
     if decision.account_id is None:
@@ -115,9 +141,37 @@ def _sendable(decision: Decision, config: EngineConfig) -> Decision:
         return Suppress(decision.flow, _no_account(decision.flow, config), decision.contact_key,
                         decision.idempotency_key)
     try:
-        return replace(decision, parameters=clean_parameters(decision.parameters, config.parameters))
+        parameters = clean_parameters(decision.parameters, config.parameters)
     except UnsendableParameters as exc:
         return Suppress(decision.flow, str(exc), decision.contact_key, decision.idempotency_key)
+    return replace(decision, parameters=parameters, policy=gate_policy(decision.flow, config),
+                   timezone=profile.timezone)
+
+
+# flow → the fatigue rule its messages are subject to (R-T4.5 unread reminders, R-T6.3 cart reminders); the
+# threshold and pause are the tenant's (`TenantSettings.gate.fatigue`). A reminder flow adds its row here.
+FATIGUE_RULES: dict[str, FatigueRule] = {}
+
+
+def gate_policy(flow: str, config: EngineConfig) -> GatePolicy:
+    """The send gate's policy for a message of `flow` (SendMessage.policy): the tenant's quiet hours (R-S4; None
+    when the flow's settings say `quiet_hours_exempt`, as R-T5 birthday will), frequency cap (R-S5), and the
+    flow's fatigue rule with the tenant's threshold and pause (R-T4.5 / R-T6.3; None for a flow without one,
+    see `FATIGUE_RULES`). The sender ignores quiet hours, cap and fatigue for utility messages."""
+    settings = config.flows.get(flow)
+    exempt = settings is not None and settings.quiet_hours_exempt
+    return _policy(config.settings.gate, exempt, FATIGUE_RULES.get(flow))
+
+
+@lru_cache(maxsize=1024)
+def _policy(gate: GateSettings, quiet_hours_exempt: bool, fatigue: FatigueRule | None) -> GatePolicy:
+    """GatePolicy from settings, built once per distinct settings (models are frozen and hashable)."""
+    quiet = None if quiet_hours_exempt else QuietHours(start=time.fromisoformat(gate.quiet_hours.start),
+                                                       end=time.fromisoformat(gate.quiet_hours.end))
+    cap = FrequencyCap(limit=gate.frequency_cap.limit, window_days=gate.frequency_cap.window_days)
+    pause = None if fatigue is None else Fatigue(rule=fatigue, threshold=gate.fatigue.threshold(fatigue),
+                                                 pause_days=gate.fatigue.pause_days)
+    return GatePolicy(quiet_hours=quiet, frequency_cap=cap, fatigue=pause)
 
 
 def _no_account(flow: str, config: EngineConfig) -> str:
@@ -150,8 +204,10 @@ def on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: Engin
     handler = TIMER_FLOWS.get(timer.flow)
     if handler is None:
         return (Suppress(timer.flow, f"no flow handles timers of {timer.flow}", profile.contact_key, timer.key),)
-    return tuple(_sendable(d, config) for d in handler(profile, timer, now, config))
+    return tuple(_sendable(d, profile, config) for d in handler(profile, timer, now, config))
 
 
 # flow → its `on_timer(profile, timer, now, config)`: the flows that schedule timers register here.
-TIMER_FLOWS: dict[str, Callable[[ContactProfile, Timer, datetime, EngineConfig], tuple[Decision, ...]]] = {}
+TIMER_FLOWS: dict[str, Callable[[ContactProfile, Timer, datetime, EngineConfig], tuple[Decision, ...]]] = {
+    WELCOME: welcome_on_timer,  # R-T1 with a delay
+}

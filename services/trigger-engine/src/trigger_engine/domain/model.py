@@ -23,6 +23,11 @@ class ContactProfile:
     name for them; `profile_name` their WhatsApp profile name, used only when the shop gave none.
     `marketing` is the customer's own marketing choice in WhatsApp (`stop`/`resume`/`signup`), as of
     `marketing_changed_at`.
+
+    `created_at` (aware UTC) is when the person was created: the earliest `contact.created` of any of their
+    identities (None: never told, e.g. known only from a payment, or recorded before this was kept).
+    `first_purchase_at` / `first_purchase_event` are the `occurred_at` and `event_id` of their earliest
+    `payment.succeeded` (None: no purchase seen) — a first purchase withdraws a waiting welcome (R-T1).
     """
 
     contact_key: str
@@ -35,6 +40,9 @@ class ContactProfile:
     profile_name: str | None = None
     marketing: MarketingPreference | None = None
     marketing_changed_at: datetime | None = None
+    created_at: datetime | None = None
+    first_purchase_at: datetime | None = None
+    first_purchase_event: str | None = None
 
     def merged(self, *, phone: str | None = None, name: str | None = None, locale: str | None = None,
                timezone: str | None = None, opted_in: bool | None = None, wa_id: str | None = None,
@@ -50,6 +58,11 @@ class ContactProfile:
             wa_id=wa_id if wa_id is not None else self.wa_id,
             profile_name=profile_name if profile_name is not None else self.profile_name,
         )
+
+    @property
+    def purchased(self) -> bool:
+        """True once a `payment.succeeded` of the person was seen."""
+        return self.first_purchase_at is not None
 
     @property
     def stopped_marketing(self) -> bool:

@@ -106,14 +106,20 @@ def idempotency_key(tenant: str, order_id: str) -> str:
 def decide_order_confirmation(
     profile: ContactProfile, event: PaymentSucceeded, now: datetime, config: EngineConfig
 ) -> tuple[Decision, ...]:
-    """Confirm the order at once, unless disabled, unreachable or a day too late."""
+    """Confirm the order at once, unless disabled, unreachable or a day too late.
+
+    A utility message (R-T2): the send gate's quiet hours, cap and fatigue do not hold it back (it still carries
+    the tenant's policy, stamped by `decide`). Its `expires_at` is the payment's `occurred_at` +
+    `expire_after_minutes`: what the setting promises here ("not sent later than this") the sender keeps too.
+    """
     flow_config = config.flow(FLOW, OrderConfirmationSettings)
     shop = config.settings
     key = idempotency_key(config.tenant, event.data.order_id)
     if not flow_config.enabled:
         return (Suppress(FLOW, "flow disabled", profile.contact_key, key),)
     expire_after = timedelta(minutes=flow_config.expire_after_minutes)
-    if now - event.occurred_at > expire_after:
+    expires = event.occurred_at + expire_after
+    if now > expires:
         return (Suppress(FLOW, f"expired: payment is older than {expire_after}", profile.contact_key,
                          key, outcome="expired"),)
     if not profile.phone:
@@ -139,4 +145,4 @@ def decide_order_confirmation(
     budget = flow_config.max_body_chars - 1 - fixed
     parameters = (order_id, item_summary(event, flow_config, language, budget=budget), *others)
     return (Send(FLOW, key, "utility", profile.contact_key, profile.phone, flow_config.templates[language], language,
-                 parameters, config.account_for(flow_config)),)
+                 parameters, config.account_for(flow_config), expires_at=expires),)

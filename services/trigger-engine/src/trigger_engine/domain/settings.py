@@ -3,7 +3,8 @@
 `FlowSettings` is what every flow has (on/off, the account it sends from, its template per language);
 each flow's own model extends it beside its `decide` (`welcome.WelcomeSettings`, …) and is registered in
 `flows.FLOWS`. `TenantSettings` is the shop's: time zone, business hours, default language, URLs, home
-region and default account. Models are frozen and refuse unknown keys.
+region, default account and the send gate's rules (`gate`: quiet hours, frequency cap, fatigue). Models are
+frozen and refuse unknown keys.
 
 Stored settings are what a tenant changed from the defaults (`changed_from`); the effective settings are
 the defaults with those changes (`with_changes`). A PATCH is a JSON merge patch (RFC 7396, `merge_patch`)
@@ -17,7 +18,7 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -136,6 +137,67 @@ class BusinessHours(SettingsModel):
         return self
 
 
+class QuietHoursSettings(SettingsModel):
+    """R-S4: marketing reaches a contact only between `start` (inclusive) and `end` (exclusive) of the contact's
+    own local wall-clock time (an `end` before `start` crosses midnight); outside it a marketing message waits
+    for the next allowed instant, or is dropped when it would expire first. Utility messages are exempt, and so
+    is a flow whose settings say `quiet_hours_exempt` (R-T5 birthday)."""
+
+    start: ClockTime = Field(default="08:00", description="local time from which marketing may reach a contact "
+                                                          "(R-S4: 08:00)")
+    end: ClockTime = Field(default="22:00", description="local time from which marketing waits again (R-S4: 22:00); "
+                                                        "before `start`: the allowed hours cross midnight")
+
+    @model_validator(mode="after")
+    def _a_window(self) -> QuietHoursSettings:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start}: marketing would have no allowed hours (or all "
+                             "of them); give two different times")
+        return self
+
+
+class FrequencyCapSettings(SettingsModel):
+    """R-S5: at most `limit` marketing messages per contact per rolling `window_days`, over all flows and
+    broadcasts, counting what was sent or is in flight; a contact's own lower limit wins."""
+
+    limit: int = Field(default=3, ge=0, le=100,
+                       description="marketing messages per contact per window (R-S5: 3); 0: none at all")
+    window_days: int = Field(default=7, ge=1, le=90, description="the rolling window, days (R-S5: 7)")
+
+
+# The fatigue rules a flow may be subject to: R-T4.5 unread reminders, R-T6.3 cart reminders.
+FatigueRule = Literal["R-T4.5", "R-T6.3"]
+
+
+class FatigueSettings(SettingsModel):
+    """R-T4.5 and R-T6.3: a reminder kind is paused for a contact for `pause_days` once their fatigue score
+    for it is over its threshold. Applies to the flows that name a fatigue rule (`decide.FATIGUE_RULES`)."""
+
+    unread_reminder_threshold: float = Field(
+        default=1.5, ge=0, le=100, description="R-T4.5: 0.7 × reminders in the recent window + 0.3 × average reply "
+                                               "delay (days) above this pauses unread reminders (SPEC: 1.5)")
+    cart_reminder_threshold: float = Field(
+        default=1.8, ge=0, le=100, description="R-T6.3: reminders in the last 7 days × 0.6 − read rate × 0.4 above "
+                                               "this pauses cart reminders (SPEC: 1.8)")
+    pause_days: int = Field(default=7, ge=1, le=90, description="days a fatigued kind stays paused (SPEC: 7)")
+
+    def threshold(self, rule: FatigueRule) -> float:
+        """The threshold of fatigue rule `rule` ("R-T4.5" unread reminders, "R-T6.3" cart reminders)."""
+        return self.unread_reminder_threshold if rule == "R-T4.5" else self.cart_reminder_threshold
+
+
+class GateSettings(SettingsModel):
+    """How the sender's send gate treats the tenant's messages (R-S4 quiet hours, R-S5 frequency cap, R-T4.5 /
+    R-T6.3 fatigue): stamped on every message the engine decides, as of the decision."""
+
+    quiet_hours: QuietHoursSettings = Field(default_factory=QuietHoursSettings,
+                                            description="R-S4: when marketing may reach a contact, local time")
+    frequency_cap: FrequencyCapSettings = Field(default_factory=FrequencyCapSettings,
+                                                description="R-S5: marketing messages per contact per window")
+    fatigue: FatigueSettings = Field(default_factory=FatigueSettings,
+                                     description="R-T4.5 / R-T6.3: fatigue thresholds and the pause")
+
+
 class TenantSettings(SettingsModel):
     """The shop's own settings; every flow reads them. Defaults: the installation's (`SCRM_SHOP_*`)."""
 
@@ -154,6 +216,9 @@ class TenantSettings(SettingsModel):
     default_account_id: AccountId | None = Field(
         default=None, description="the WhatsApp account flows send from unless a flow names its own; null: the "
                                   "tenant's earliest registered account")
+    gate: GateSettings = Field(default_factory=GateSettings,
+                               description="the send gate's rules for the tenant's messages: quiet hours (R-S4), "
+                                           "frequency cap (R-S5), fatigue (R-T4.5, R-T6.3)")
 
 
 class FlowSettings(SettingsModel):
@@ -167,6 +232,9 @@ class FlowSettings(SettingsModel):
         default=None, description="the WhatsApp account (phone number id) this flow sends from; null: the "
                                   "tenant's default account")
     templates: Templates = Field(default_factory=dict, description="template name per language")
+    quiet_hours_exempt: bool = Field(
+        default=False, description="true: the flow's marketing messages ignore the tenant's quiet hours (R-S4; R-T5 "
+                                   "birthday is the explicit exception); utility messages are exempt anyway")
 
 
 S = TypeVar("S", bound=SettingsModel)
