@@ -188,3 +188,10 @@ def test_failure_text_adds_the_code_once() -> None:
     assert failure_text("undeliverable", 131026) == "undeliverable (error 131026)"
     assert failure_text("undeliverable (error 131026)", 131026) == "undeliverable (error 131026)"
     assert failure_text(None, None) == "failed without a reason given"
+
+
+def test_decisions_of_one_instant_keep_the_order_they_were_recorded_in() -> None:
+    rows = [decided("first", event_id="ev-1"), decided("second", flow="order_confirmation", event_id="ev-2")]
+    told = story(rows, {})
+    assert [line.idempotency_key for line in told.lines] == ["first", "second"]
+    assert [m.idempotency_key for m in told.messages] == ["first", "second"]

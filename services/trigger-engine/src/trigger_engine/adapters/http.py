@@ -120,7 +120,7 @@ def build_router(*, engine: AsyncEngine, repository: EngineRepository, keys: Key
         if sent_keys:
             logged, state = await _ask(send_log, person, sent_keys, request.headers.get("authorization", ""),
                                        principal.tenant)
-        told = story([Decided(**d.model_dump()) for d in decided], logged)
+        told = story([Decided(**d.model_dump()) for d in reversed(decided)], logged)  # oldest first
         return DecisionsRead(tenant=principal.tenant, contact=contact, person=person, decisions=decided,
                              send_log=state,
                              story=[StoryLineRead.model_validate(line, from_attributes=True) for line in told.lines],

@@ -137,8 +137,9 @@ def failure_text(reason: str | None, code: int | None) -> str:
 
 
 def story(decided: Sequence[Decided], logged: Mapping[str, Logged] | None) -> Story:
-    """Merge the person's decisions with the sender's records of their messages (`logged` by idempotency key;
-    None when the send log could not be asked) into ordered lines and per-message summaries.
+    """Merge the person's decisions (`decided` in the order they were recorded, oldest first: decisions of one
+    instant keep that order) with the sender's records of their messages (`logged` by idempotency key; None
+    when the send log could not be asked) into ordered lines and per-message summaries.
 
     Ordering: each message's own steps in the order they happen (decided → deferred → sent → delivered →
     read, or → suppressed), each step no earlier than the one before it (services' clocks may disagree by
