@@ -21,12 +21,14 @@ def test_single_zone_prefixes(number: str, zone: str) -> None:
     assert contact_zone(None, number) == (zone, True)
 
 
-def test_several_zone_prefix_is_the_first_in_phonenumbers_order_every_time() -> None:
-    # Russia's mobiles and Australia's span many zones: the first of phonenumbers' (sorted) tuple, always.
+def test_several_zone_prefix_is_the_countrys_main_zone_every_time() -> None:
+    # Russia's mobiles and Australia's span many zones: the country's most populous one (MAIN_ZONE), always.
     russia = [contact_zone(None, "79161234567") for _ in range(3)]
     australia = contact_zone(None, "61412345678")
-    assert russia == [("Asia/Almaty", True)] * 3
-    assert australia == ("Australia/Adelaide", True)
+    assert russia == [("Europe/Moscow", True)] * 3
+    assert australia == ("Australia/Sydney", True)
+    assert contact_zone(None, "18005551234") == ("America/New_York", True)  # US toll-free: every US zone
+    assert contact_zone(None, "5215512345678") == ("America/Mexico_City", True)  # Mexico's wa_id form
 
 
 @pytest.mark.parametrize("number", [None, "", "999", "0000000", "+"])
