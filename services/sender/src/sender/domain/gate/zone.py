@@ -53,7 +53,7 @@ def number_zone(number: str | None) -> str:
     zones = [z for z in phone_timezones.time_zones_for_number(parsed) if z != "Etc/Unknown" and is_iana_zone(z)]
     main = MAIN_ZONE.get(phonenumbers.region_code_for_number(parsed) or "")
     if not zones:  # a form phonenumbers does not place (Mexico's wa_id `521…`): the country's main zone
-        return MAIN_ZONE.get(phonenumbers.region_code_for_country_code(parsed.country_code), UTC_ZONE)
+        return MAIN_ZONE.get(phonenumbers.region_code_for_country_code(parsed.country_code or 0), UTC_ZONE)
     return main if main in zones else zones[0]
 
 
