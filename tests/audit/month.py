@@ -483,6 +483,17 @@ def _fmt(at: datetime, zone: str) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} ({at.astimezone(_zone(zone)):%Y-%m-%d %H:%M %Z} {zone})"
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """An instant and a zone, formatted by `_fmt` only when a violation is written."""
+
+    at: datetime
+    zone: str
+
+    def __str__(self) -> str:
+        return _fmt(self.at, self.zone)
+
+
 def _minute_steps(start: datetime, stop: datetime) -> Iterable[datetime]:
     """``start``, then every whole UTC minute after it, before ``stop`` (local minute boundaries coincide
     with UTC ones: every zone's offset is a whole number of minutes)."""
@@ -612,7 +623,7 @@ def audit(log: MonthLog, *, scan_every: int = 20) -> AuditReport:
             done[m.id] = "dispatched"
             dispatched_at[m.id] = at
             report.dispatched += 1
-            where = _fmt(at, person.zone)
+            where = _Where(at, person.zone)
             if m.expires_at is not None and at >= m.expires_at:
                 flag(m.id, EXPIRED, f"{m.flow} sent {where}, at or after its expiry {m.expires_at.isoformat()}")
             if s.invalid_until is not None and s.invalid_until > at:
@@ -686,7 +697,7 @@ def audit(log: MonthLog, *, scan_every: int = 20) -> AuditReport:
         elif e.kind == "suppress":
             done[m.id] = f"suppressed ({e.rule})"
             report.suppressed_by_rule[e.rule or "(none)"] += 1
-            where = _fmt(at, person.zone)
+            where = _Where(at, person.zone)
             if not e.rule:
                 flag(m.id, "no rule", f"suppressed at {where} without a rule ({e.reason!r})")
                 continue
