@@ -30,6 +30,7 @@ from scrm_common.contracts.events import (
     StatusData,
 )
 from scrm_common.db import make_engine, migrate
+from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from sender.adapters.cloud_api import Accepted, Rejected, Unknown
 from sender.adapters.db import Catalog, SendLog, default_catalog
@@ -112,6 +113,14 @@ class Sender:
             if not await self.dispatcher.dispatch_once():
                 return
         raise AssertionError("dispatch never settled")
+
+    async def inbound(self, phone: str) -> None:
+        """The contact wrote a minute ago: its 24 h window is open, a free-form reply may go (the send gate)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO reachability(tenant, number, last_inbound_at, updated_at) VALUES (:t, :n, :at, :at) "
+                "ON CONFLICT (tenant, number) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at"),
+                {"t": self.tenant, "n": match_key(phone), "at": self.clock.now() - timedelta(minutes=1)})
 
     async def report(self, *events: Any) -> None:
         await self.evidence([Item(None, EventRecord(self.tenant, e, None, None)) for e in events])  # type: ignore[arg-type]
@@ -413,6 +422,7 @@ async def test_a_restricted_account_sends_no_template_until_the_restriction_expi
     await sender.report(_account_update(sender.clock, account_id=ACCOUNT, event="ACCOUNT_RESTRICTION", restrictions=[
         Restriction(type="RESTRICTED_BIZ_INITIATED_MESSAGING", expires_at=until)]))
     template, reply = sender.command(_phone()), sender.command(_phone(), text_body="Your parcel is on its way")
+    await sender.inbound(reply.to)
     await sender.queue(template, reply)
     await sender.dispatch()
     held = await sender.row(template.idempotency_key)
@@ -432,6 +442,7 @@ async def test_disablement_holds_everything_until_reinstated(sender: Sender) -> 
     await sender.report(_account_update(sender.clock, account_id=ACCOUNT, event="DISABLED_UPDATE",
                                         ban_state="DISABLE"))
     template, reply = sender.command(_phone()), sender.command(_phone(), text_body="Thanks!")
+    await sender.inbound(reply.to)
     await sender.queue(template, reply)
     await sender.dispatch()
     for c in (template, reply):

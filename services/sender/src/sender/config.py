@@ -46,6 +46,9 @@ class Settings(CommonSettings):
         return None if isinstance(value, str) and not value.strip() else value
     dispatch_batch_size: int = Field(default=200, ge=1)
     dispatch_poll_seconds: float = Field(default=0.05, gt=0)
+    # Marketing messages of one account the send gate decides on per dispatch pass, oldest first: the pass's
+    # work stays bounded whatever the backlog (R-S3 lets at most one go per 3–5 s anyway).
+    dispatch_gate_batch_size: int = Field(default=50, ge=1)
     # How long a "sending" row waits for the provider's own evidence (a status webhook) before resending.
     doubt_timeout_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)

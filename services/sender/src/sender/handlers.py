@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from scrm_common import runtime
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
-from scrm_common.contracts.commands import SendMessage
+from scrm_common.contracts.commands import GatePolicy, SendMessage, WithdrawMessage
 from scrm_common.contracts.envelope import EventRecord, encode_event
 from scrm_common.contracts.events import (
     AccountUpdated,
@@ -27,12 +27,30 @@ from scrm_common.contracts.events import (
     TemplateUpdated,
 )
 from scrm_common.db.outbox import OutboxRow, enqueue
+from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
+from scrm_common.phones import zone_for_phone
 from sender.adapters.accounts import TOKEN_UNREADABLE, UNREADABLE_REASON
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
-from sender.adapters.db import Account, Catalog, Claimed, SendLog
+from sender.adapters.db import Account, Candidate, Catalog, Claimed, Reachability, SendLog, Sent
 from sender.adapters.templates import TemplateStore
+from sender.domain.gate.decide import (
+    MONTH,
+    WITHDRAWN,
+    ContactState,
+    Dispatch,
+    GateMessage,
+    History,
+    contact_zone,
+    deferral_reason,
+    fatigue_pause,
+    gate,
+    reply_delays,
+    stated_preferences,
+)
+from sender.domain.gate.fatigue import REMINDER_RULE
+from sender.domain.gate.verdicts import Defer, Suppress
 from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
 from sender.domain.refusal import refusal
@@ -44,6 +62,8 @@ log = logging.getLogger(__name__)
 # A message waiting for a restriction that lasts until lifted is looked at again this often.
 UNTIL_LIFTED_RECHECK = timedelta(hours=1)
 DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
+# Marketing messages the send gate looks at per account and pass (in queue order): bounded, never the backlog.
+DEFAULT_GATE_BATCH = 50
 
 
 class SenderMetrics:
@@ -67,6 +87,9 @@ class SenderMetrics:
                             ["kind"], registry=registry)
         self.account_updates = Counter("scrm_sender_account_updates_total",
                                        "Account and template events acted on", ["what"], registry=registry)
+        self.gate = Counter("scrm_sender_gate_total",
+                            "Send-gate answers acted on: dispatch (claimed), deferred (a new instant), suppressed",
+                            ["verdict", "rule"], registry=registry)
 
 
 def _contact(command: SendMessage, wa_id: str | None = None) -> Contact:
@@ -117,7 +140,19 @@ def opt_out_event(command: SendMessage, *, at: datetime, detail: str) -> OutboxR
 
 
 class CommandHandler:
-    """Batch handler for `scrm.send-commands.v1`: each command is queued once, or failed with a reason."""
+    """Batch handler for `scrm.send-commands.v1`: each send is queued once, or failed with a reason, or — withdrawn
+    before it came — recorded suppressed (WITHDRAWN); each withdrawal suppresses its message while still queued.
+
+    - `SendMessage`: refused at once (R-S2 template, R-S7 invalid number, unknown account) → `failed`; its key
+      withdrawn already (a `withdrawals` tombstone, or a withdrawal in the same batch) → `suppressed` with rule
+      WITHDRAWN and the withdrawal's reason, never queued; else `queued` with its `expires_at`.
+    - `WithdrawMessage`: a message still `queued` → `suppressed` (WITHDRAWN, the command's reason); no message
+      yet → a tombstone, so the send that follows is never queued; `sending`/`sent`/`failed`/`suppressed` →
+      nothing (it was handed to the provider or settled already).
+
+    Rows are locked in (tenant, key) order first, as the dispatcher's settlement and the evidence consumer do.
+    Redelivery changes nothing and publishes nothing twice: every write is conditional on the state it changes.
+    """
 
     def __init__(self, *, engine: AsyncEngine, log_: SendLog, catalog: Catalog, clock: Clock,
                  metrics: SenderMetrics, on_commit: Callable[[], None]) -> None:
@@ -128,35 +163,79 @@ class CommandHandler:
         self._metrics = metrics
         self._on_commit = on_commit
 
-    async def __call__(self, items: Sequence[Item[SendMessage]]) -> None:
+    async def __call__(self, items: Sequence[Item[SendMessage | WithdrawMessage]]) -> None:
         now = self._clock.now()
-        commands = [item.value for item in items]
+        commands = [item.value for item in items if isinstance(item.value, SendMessage)]
+        withdrawals = [item.value for item in items if isinstance(item.value, WithdrawMessage)]
+        withdrawn_here = {(w.tenant, w.idempotency_key): w.reason for w in withdrawals}
+        suppressed: list[SendMessage] = []
         async with self._engine.begin() as conn:
+            await self._log.lock_messages(conn, [(c.tenant, c.idempotency_key) for c in (*commands, *withdrawals)])
             known = await self._log.known_accounts(conn, {(c.tenant, c.account_id) for c in commands})
             invalid = await self._log.invalid_numbers(conn, {(c.tenant, c.to) for c in commands})
+            tombstones = await self._log.withdrawn(conn, {(c.tenant, c.idempotency_key) for c in commands})
             # R-S2: each template as the account's WABA has it now (status included), read in this transaction
             templates = await self._catalog.lookup_many(conn, {
                 (c.tenant, c.account_id, c.template.name, c.template.language) for c in commands if c.template})
             rows: list[dict[str, object]] = []
             failures: dict[tuple[str, str], tuple[SendMessage, str]] = {}
+            withdrawn: dict[tuple[str, str], tuple[SendMessage, str]] = {}
             for c in commands:
-                reason = self._refusal(c, known, invalid, templates, now)
-                if reason:
-                    failures[(c.tenant, c.idempotency_key)] = (c, reason)
+                key = (c.tenant, c.idempotency_key)
+                why = tombstones.get(key) or withdrawn_here.get(key)
+                reason = None if why else self._refusal(c, known, invalid, templates, now)
+                if why:
+                    withdrawn[key] = (c, why)
+                elif reason:
+                    failures[key] = (c, reason)
                 rows.append({
                     "tenant": c.tenant, "idempotency_key": c.idempotency_key, "account_id": c.account_id,
                     "flow": c.flow, "category": c.category, "contact_key": c.contact_key, "to_phone": c.to,
-                    "command": c.model_dump_json(exclude_none=True), "state": "failed" if reason else "queued",
+                    "command": c.model_dump_json(exclude_none=True),
+                    "state": "suppressed" if why else "failed" if reason else "queued",
                     "next_attempt_at": now, "queued_at": now, "event_ingested_at": c.event_ingested_at,
-                    "error_reason": reason,
+                    "error_reason": why or reason, "expires_at": c.expires_at, "rule": WITHDRAWN if why else None,
+                    "suppressed_at": now if why else None,
                 })
             new = await self._log.record(conn, rows)
             outbox = [outcome_event(c, status="failed", at=now, reason=reason)
                       for key, (c, reason) in failures.items() if key in new]
+            for key, (c, why) in withdrawn.items():
+                if key in new:
+                    outbox.append(outcome_event(c, status="suppressed", at=now, reason=why, rule=WITHDRAWN))
+                    suppressed.append(c)
+            suppressed += await self._withdraw(conn, withdrawals, now, outbox)
             await enqueue(conn, outbox)
         for c, _ in failures.values():
             self._metrics.outcomes.labels("refused", c.category).inc()
+        for c in suppressed:
+            self._metrics.outcomes.labels("suppressed", c.category).inc()
+            self._metrics.gate.labels("suppressed", WITHDRAWN).inc()
         self._on_commit()
+
+    async def _withdraw(self, conn: AsyncConnection, withdrawals: list[WithdrawMessage], now: datetime,
+                        outbox: list[OutboxRow]) -> list[SendMessage]:
+        """Suppress the still-queued messages these withdrawals name (their `suppressed` statuses added to
+        `outbox`), store tombstones for those not recorded yet; the commands suppressed."""
+        if not withdrawals:
+            return []
+        latest = {(w.tenant, w.idempotency_key): w for w in withdrawals}
+        rows = [{"tenant": t, "key": k, "reason": w.reason, "at": now} for (t, k), w in sorted(latest.items())]
+        done = await self._log.withdraw_queued(conn, rows, WITHDRAWN)
+        suppressed: list[SendMessage] = []
+        for tenant, key, raw in done:
+            command = SendMessage.model_validate(raw)
+            outbox.append(outcome_event(command, status="suppressed", at=now, reason=latest[(tenant, key)].reason,
+                                        rule=WITHDRAWN))
+            suppressed.append(command)
+        rest = set(latest) - {(t, k) for t, k, _ in done}
+        states = await self._log.message_states(conn, rest)
+        await self._log.add_withdrawals(conn, [r for r in rows if (r["tenant"], r["key"]) in rest - set(states)])
+        for (tenant, key), state in sorted(states.items()):
+            log.info("withdrawal of %s changes nothing: the message is %s (%s)", key, state,
+                     "already handed to the provider" if state in ("sending", "sent") else "settled",
+                     extra={"tenant": tenant, "idempotency_key": key})
+        return suppressed
 
     @staticmethod
     def _refusal(c: SendMessage, known: set[tuple[str, str]], invalid: dict[tuple[str, str], datetime],
@@ -171,6 +250,42 @@ class CommandHandler:
             buttons=[(b.index, b.sub_type) for b in t.buttons] if t else ())
 
 
+def _contact_state(candidate: Candidate, command: SendMessage, record: Reachability | None,
+                   paused: dict[str, datetime]) -> ContactState:
+    """What the gate knows about the candidate's contact: its reachability record (zone, opt-out, window,
+    stated preferences, Meta's 131049 block), its number's invalid mark and its fatigue pauses. The zone is
+    looked up only for marketing (the only category R-S4 reads it for)."""
+    zone = None
+    if candidate.category == "marketing":
+        own = record.timezone if record is not None and not record.zone_derived else None
+        derived = record.timezone if record is not None and record.zone_derived else None
+        fallback = None if own or command.timezone or derived else zone_for_phone(candidate.to_phone)
+        zone = contact_zone(own, command.timezone, derived, fallback)
+    week, month, hours, passive = stated_preferences(record.preferences if record is not None else {})
+    return ContactState(
+        zone=zone or contact_zone(None, None, None, None), opted_out=record is not None and record.opted_out_at
+        is not None, last_inbound_at=record.last_inbound_at if record is not None else None, max_per_week=week,
+        max_per_month=month, preferred_hours=hours, passive=passive,
+        blocked_until=record.blocked_until if record is not None else None, invalid_until=candidate.invalid_until,
+        paused_until=paused)
+
+
+def _history(message: GateMessage, sent: list[Sent], in_pass: list[datetime], inbound: list[datetime]) -> History:
+    """The contact's history as the gate counts it: marketing sent or in flight (those picked earlier in this
+    pass included), and for the message's fatigue kind its sends, the contact's delivered/read counts over the
+    history read (30 days, every category: the read rate) and its reply delays to that kind (R-T4.5)."""
+    if message.category != "marketing":
+        return History()
+    marketing_at = tuple(s.claimed_at for s in sent if s.category == "marketing") + tuple(in_pass)
+    if message.policy.fatigue is None:
+        return History(marketing_at=marketing_at)
+    rule = message.policy.fatigue.rule
+    kind_at = tuple(s.claimed_at for s in sent if s.fatigue == rule)
+    return History(marketing_at=marketing_at, kind_at=kind_at, delivered=sum(1 for s in sent if s.delivered),
+                   read=sum(1 for s in sent if s.read),
+                   reply_delays=reply_delays(kind_at, inbound) if rule == REMINDER_RULE else ())
+
+
 class Dispatcher:
     """Hands due messages to the provider, paced per account (R-S3), and settles the outcomes."""
 
@@ -178,8 +293,10 @@ class Dispatcher:
                  metrics: SenderMetrics, retry: RetryPolicy, poll_seconds: float, doubt_timeout: timedelta,
                  on_commit: Callable[[], None], evidence_caught_up: Callable[[], datetime | None],
                  batch_size: int = 200, rng: random.Random | None = None,
-                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL) -> None:
+                 invalid_number_ttl: timedelta = DEFAULT_INVALID_NUMBER_TTL,
+                 gate_batch_size: int = DEFAULT_GATE_BATCH) -> None:
         self._invalid_ttl = invalid_number_ttl
+        self._gate_batch = gate_batch_size
         self._engine = engine
         self._log = log_
         self._client = client
@@ -269,14 +386,19 @@ class Dispatcher:
             last_hour, last_day = await self._log.marketing_counts(conn, account, now)
             allowed = allowance(account.policy, account.pacing, now, registered_at=account.registered_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
-            claimed = await self._log.claim(conn, account, now, utility=min(allowed.utility, self._batch_size),
-                                            marketing=allowed.marketing)
+            utility = min(allowed.utility, self._batch_size)
+            candidates = await self._log.candidates(conn, account, now, utility=utility, marketing=self._gate_batch)
+            picked, decided = await self._gate(conn, account, candidates, now, utility=utility,
+                                               marketing=allowed.marketing)
+            claimed = await self._log.claim_keys(conn, account, now, picked)
             marketing = sum(1 for c in claimed if c.command.get("category") == "marketing")
             await self._log.save_pacing(conn, account, after_claim(
                 account.policy, account.pacing, now, utility=len(claimed) - marketing, marketing=marketing,
                 jitter=self._rng.random()))
-        if refused:
+        if refused or decided:
             self._on_commit()
+        if claimed:
+            self._metrics.gate.labels("dispatch", "").inc(len(claimed))
         if not claimed:
             return False
         commands = [SendMessage.model_validate(c.command) for c in claimed]
@@ -285,6 +407,90 @@ class Dispatcher:
         results = [Unknown(repr(r)) if isinstance(r, BaseException) else r for r in raw]
         await self._settle(list(zip(claimed, commands, results, strict=True)))
         return True
+
+    async def _gate(self, conn: AsyncConnection, account: Account, candidates: list[Candidate], now: datetime, *,
+                    utility: int, marketing: int) -> tuple[list[str], int]:
+        """The send gate (`domain.gate.decide.gate`) over this pass's candidates, in queue order; R-S3 pacing then
+        picks from those it lets go: up to `utility` non-marketing and `marketing` marketing messages. Returns
+        the keys picked (to claim) and how many deferral/suppression statuses were put in the outbox.
+
+        What the gate reads is loaded once per kind for the whole pass, never per message: the contacts'
+        reachability records (marketing or free-form candidates only), their history of the last 30 days
+        (marketing candidates only), fatigue pauses and reply times (fatigue kinds only). A marketing message
+        picked here counts for the later candidates of the same contact in this pass (R-S5: in flight).
+        Defer → due again at `until`, the rule and a human reason recorded, a `deferred` status published only
+        when the instant is new; Suppress → `suppressed` with the rule and a `suppressed` status; a fatigue
+        suppression over the threshold stores the pause.
+        """
+        if not candidates:
+            return [], 0
+        tenant = account.tenant
+        commands = {c.idempotency_key: SendMessage.model_validate(c.command) for c in candidates}
+        messages = {k: GateMessage(flow=c.flow, category=c.category, free_form=c.template is None,
+                                   expires_at=c.expires_at, policy=c.policy or GatePolicy())
+                    for k, c in commands.items()}
+        promotions = [c for c in candidates if c.category == "marketing"]
+        asked = [c for c in candidates if c.category == "marketing" or messages[c.idempotency_key].free_form]
+        numbers = {c.idempotency_key: match_key(c.to_phone) for c in asked}
+        records = await self._log.reachability(conn, tenant, numbers.values())
+        since = now - MONTH
+        history = await self._log.contact_history(conn, tenant, {c.contact_key for c in promotions}, since)
+        tired = [c for c in promotions if messages[c.idempotency_key].policy.fatigue is not None]
+        pauses = await self._log.fatigue_pauses(conn, tenant, {c.contact_key for c in tired}, now)
+        reminders = [c for c in tired if (f := messages[c.idempotency_key].policy.fatigue) and f.rule == REMINDER_RULE]
+        inbound = await self._log.inbound(conn, tenant, {numbers[c.idempotency_key] for c in reminders}, since)
+
+        picked: list[str] = []
+        in_pass: dict[str, list[datetime]] = {}  # contact → marketing picked in this pass
+        paused_now: dict[str, dict[str, datetime]] = {}  # contact → fatigue rule → pause stored in this pass
+        deferred: list[dict[str, object]] = []
+        stopped: list[dict[str, object]] = []
+        new_pauses: list[dict[str, object]] = []
+        outbox: list[OutboxRow] = []
+        left = {"utility": utility, "marketing": marketing}
+        for c in candidates:
+            key, command, message = c.idempotency_key, commands[c.idempotency_key], messages[c.idempotency_key]
+            record = records.get(numbers.get(key, ""))
+            contact = _contact_state(c, command, record, pauses.get(c.contact_key, {}) | paused_now.get(
+                c.contact_key, {}))
+            sent = history.get(c.contact_key, [])
+            verdict = gate(message, contact, _history(message, sent, in_pass.get(c.contact_key, []),
+                                                      inbound.get(numbers.get(key, ""), [])), now)
+            if isinstance(verdict, Dispatch):
+                kind = "marketing" if c.category == "marketing" else "utility"
+                if left[kind] > 0:
+                    left[kind] -= 1
+                    picked.append(key)
+                    if kind == "marketing":
+                        in_pass.setdefault(c.contact_key, []).append(now)
+                continue
+            if isinstance(verdict, Defer):
+                reason = deferral_reason(verdict, message, contact)
+                deferred.append({"key": key, "until": verdict.until, "rule": verdict.rule, "reason": reason})
+                if c.deferred_until != verdict.until:
+                    outbox.append(outcome_event(command, status="deferred", at=now, reason=reason, rule=verdict.rule,
+                                                deferred_until=verdict.until))
+                    self._metrics.gate.labels("deferred", verdict.rule).inc()
+                continue
+            assert isinstance(verdict, Suppress)
+            stopped.append({"key": key, "rule": verdict.rule, "reason": verdict.reason})
+            outbox.append(outcome_event(command, status="suppressed", at=now, reason=verdict.reason,
+                                        rule=verdict.rule))
+            self._metrics.gate.labels("suppressed", verdict.rule).inc()
+            self._metrics.outcomes.labels("suppressed", command.category).inc()
+            if (until := fatigue_pause(message, verdict, now)) is not None:
+                new_pauses.append({"contact": c.contact_key, "rule": verdict.rule, "until": until,
+                                   "reason": verdict.reason[:1000]})
+                paused_now.setdefault(c.contact_key, {})[verdict.rule] = until
+        await self._log.defer(conn, tenant, deferred)
+        await self._log.suppress(conn, tenant, stopped, now)
+        await self._log.store_fatigue_pauses(conn, tenant, new_pauses, now)
+        await enqueue(conn, outbox)
+        if deferred or stopped:
+            log.info("send gate for account %s: %d deferred (%d new), %d suppressed", account.account_id,
+                     len(deferred), len(outbox) - len(stopped), len(stopped),
+                     extra={"tenant": tenant})
+        return picked, len(outbox)
 
     async def _hold_unreadable(self, conn: AsyncConnection, account: Account, now: datetime) -> None:
         """No key decrypts the account's stored token (its key left SCRM_SECRETS_KEY on this replica, a damaged
@@ -490,6 +696,9 @@ class EvidenceHandler:
         await self._log.lock_messages(conn, [(tenant, e.data.idempotency_key) for tenant, e in statuses
                                              if e.data.idempotency_key])
         confirmed = await self._log.confirm_by_evidence(conn, accepted)
+        await self._log.mark_seen(conn, [
+            {"tenant": tenant, "key": e.data.idempotency_key, "status": e.data.status, "at": e.occurred_at}
+            for tenant, e in statuses if e.data.status in ("delivered", "read")])
         requeued = 0
         for tenant, event in statuses:
             if event.data.status == "failed" and event.data.message_id and event.data.idempotency_key:

@@ -9,7 +9,7 @@ from pathlib import Path
 from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
-from scrm_common.contracts.commands import SendMessage
+from scrm_common.contracts.commands import SendMessage, WithdrawMessage, parse_command
 from scrm_common.contracts.envelope import PoisonMessage, decoder_for
 from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
@@ -48,9 +48,10 @@ def bootstrap_account(settings: Settings, now: datetime) -> NewAccount | None:
                       registered_at=settings.bootstrap_registered(now))
 
 
-def decode_command(record) -> SendMessage:  # type: ignore[no-untyped-def]
+def decode_command(record) -> SendMessage | WithdrawMessage:  # type: ignore[no-untyped-def]
+    """A record of `scrm.send-commands.v1` as its command (send or withdrawal); anything else is poison."""
     try:
-        return SendMessage.model_validate_json(record.value or b"")
+        return parse_command(record.value or b"")
     except ValueError as exc:
         raise PoisonMessage(f"not a valid send command: {exc}") from None
 
@@ -86,7 +87,8 @@ async def main(settings: Settings) -> None:
                                 poll_seconds=settings.dispatch_poll_seconds,
                                 doubt_timeout=timedelta(seconds=settings.doubt_timeout_seconds), on_commit=relay.wake,
                                 evidence_caught_up=lambda: evidence.caught_up_at,
-                                batch_size=settings.dispatch_batch_size)
+                                batch_size=settings.dispatch_batch_size,
+                                gate_batch_size=settings.dispatch_gate_batch_size)
         consumer_metrics = ConsumerMetrics("sender", registry)
         commands = batch_consumer(
             settings, group_id="sender", topic=topics.SEND_COMMANDS, producer=producer, decode=decode_command,

@@ -57,6 +57,48 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """A due queued message the send gate decides on (locked for the pass): its command, whom it goes to,
+    the rule and instant of its last deferral, its expiry, and its number's invalid mark (R-S7; None: none)."""
+
+    idempotency_key: str
+    command: dict[str, object]
+    contact_key: str
+    to_phone: str
+    category: str
+    rule: str | None
+    deferred_until: datetime | None
+    expires_at: datetime | None
+    invalid_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reachability:
+    """A number's reachability record (table `reachability`, kept by the reachability consumer): opted out of
+    marketing since (R-S6; None: not), its last inbound message (24 h window), its zone and whether that was
+    derived from the number, stated preferences (jsonb as stored) and Meta's 131049 block."""
+
+    opted_out_at: datetime | None
+    last_inbound_at: datetime | None
+    timezone: str | None
+    zone_derived: bool
+    preferences: dict[str, Any]
+    blocked_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One message to a contact sent or in flight: its category, when it was claimed (UTC), its fatigue kind
+    (the command's `policy.fatigue.rule`, None: none) and whether Meta reported it delivered / read."""
+
+    category: str
+    claimed_at: datetime
+    fatigue: str | None
+    delivered: bool
+    read: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Logged:
     """A send-log row as the evidence of a failure needs it (locked for the transaction)."""
 
@@ -114,7 +156,8 @@ class Catalog:
 
 _LOG_COLUMNS = ("idempotency_key, account_id, flow, category, contact_key, to_phone, state, attempts, wamid, wa_id, "
                 "provider_message_status, error_code, error_reason, held_by, late_retry_attempt IS NOT NULL AS "
-                "late_retry_used, next_attempt_at, queued_at, sent_at")
+                "late_retry_used, next_attempt_at, queued_at, sent_at, rule, deferred_until, expires_at, "
+                "suppressed_at, delivered_at, read_at")
 
 
 class SendLog:
@@ -182,16 +225,18 @@ class SendLog:
         if not rows:
             return set()
         cols = ["tenant", "idempotency_key", "account_id", "flow", "category", "contact_key", "to_phone",
-                "command", "state", "next_attempt_at", "queued_at", "event_ingested_at", "error_reason"]
+                "command", "state", "next_attempt_at", "queued_at", "event_ingested_at", "error_reason",
+                "expires_at", "rule", "suppressed_at"]
         result = await conn.execute(text(
             f"INSERT INTO messages({', '.join(cols)}) SELECT * FROM unnest("
             "CAST(:tenant AS text[]), CAST(:idempotency_key AS text[]), CAST(:account_id AS text[]), "
             "CAST(:flow AS text[]), CAST(:category AS text[]), CAST(:contact_key AS text[]), "
             "CAST(:to_phone AS text[]), CAST(:command AS jsonb[]), CAST(:state AS text[]), "
             "CAST(:next_attempt_at AS timestamptz[]), CAST(:queued_at AS timestamptz[]), "
-            "CAST(:event_ingested_at AS timestamptz[]), CAST(:error_reason AS text[])) "
+            "CAST(:event_ingested_at AS timestamptz[]), CAST(:error_reason AS text[]), "
+            "CAST(:expires_at AS timestamptz[]), CAST(:rule AS text[]), CAST(:suppressed_at AS timestamptz[])) "
             "ON CONFLICT DO NOTHING RETURNING tenant, idempotency_key"),
-            {c: [r[c] for r in rows] for c in cols})
+            {c: [r.get(c) for r in rows] for c in cols})
         return {(r.tenant, r.idempotency_key) for r in result}
 
     async def accounts_with_due_work(self, conn: AsyncConnection, now: datetime) -> list[tuple[str, str]]:
@@ -251,6 +296,205 @@ class SendLog:
             claimed.extend(Claimed(r.tenant, r.idempotency_key, r.command, r.attempts, r.late_retry_attempt,
                                    r.late_retry_code) for r in rows)
         return claimed
+
+    # -- withdrawals (WithdrawMessage) ---------------------------------------------------------------------
+
+    async def withdrawn(self, conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The withdrawal tombstones of these (tenant, idempotency key) pairs: key → the withdrawal's reason."""
+        if not keys:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT w.tenant, w.idempotency_key, w.reason FROM withdrawals w JOIN unnest(CAST(:t AS text[]), "
+            "CAST(:k AS text[])) AS q(t, k) ON w.tenant = q.t AND w.idempotency_key = q.k"),
+            {"t": [k[0] for k in keys], "k": [k[1] for k in keys]})
+        return {(r.tenant, r.idempotency_key): r.reason for r in rows}
+
+    async def message_states(self, conn: AsyncConnection,
+                             keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The state of each (tenant, idempotency key) that has a send-log row."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT m.tenant, m.idempotency_key, m.state FROM messages m JOIN unnest(CAST(:t AS text[]), "
+            "CAST(:k AS text[])) AS q(t, k) ON m.tenant = q.t AND m.idempotency_key = q.k"),
+            {"t": [t for t, _ in ordered], "k": [k for _, k in ordered]})
+        return {(r.tenant, r.idempotency_key): r.state for r in rows}
+
+    async def add_withdrawals(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Tombstones for withdrawals that came before their send (`tenant`, `key`, `reason`, `at`): the send,
+        when it comes, is recorded suppressed (WITHDRAWN) and never queued. A tombstone stored again stays."""
+        if rows:
+            await conn.execute(text(
+                "INSERT INTO withdrawals(tenant, idempotency_key, reason, withdrawn_at) "
+                "VALUES (:tenant, :key, :reason, :at) ON CONFLICT DO NOTHING"), rows)
+
+    async def withdraw_queued(self, conn: AsyncConnection, rows: Sequence[dict[str, object]],
+                              rule: str) -> list[tuple[str, str, dict[str, object]]]:
+        """Queued messages (`tenant`, `key`, `reason`, `at`) suppressed with `rule` (WITHDRAWN); the
+        (tenant, key, command) of those that were still queued — a message claimed, sent, failed or already
+        suppressed is left alone."""
+        if not rows:
+            return []
+        result = await conn.execute(text(
+            "UPDATE messages m SET state = 'suppressed', rule = :rule, suppressed_at = q.at, error_reason = q.reason, "
+            "held_by = NULL FROM unnest(CAST(:t AS text[]), CAST(:k AS text[]), CAST(:r AS text[]), "
+            "CAST(:at AS timestamptz[])) AS q(t, k, reason, at) "
+            "WHERE m.tenant = q.t AND m.idempotency_key = q.k AND m.state = 'queued' "
+            "RETURNING m.tenant, m.idempotency_key, m.command"),
+            {"rule": rule, "t": [r["tenant"] for r in rows], "k": [r["key"] for r in rows],
+             "r": [r["reason"] for r in rows], "at": [r["at"] for r in rows]})
+        return [(r.tenant, r.idempotency_key, r.command) for r in result]
+
+    # -- the send gate ---------------------------------------------------------------------------------------
+
+    async def candidates(self, conn: AsyncConnection, account: Account, now: datetime, *, utility: int,
+                         marketing: int) -> list[Candidate]:
+        """Due queued messages of the account the gate decides on this pass, in queue order (next_attempt_at,
+        queued_at), locked (SKIP LOCKED: a row another transaction holds waits for the next pass): at most
+        `utility` non-marketing and `marketing` marketing ones, each with its number's invalid mark (R-S7)."""
+        if utility <= 0 and marketing <= 0:
+            return []
+        rows = (await conn.execute(text(
+            "SELECT m.idempotency_key, m.command, m.contact_key, m.to_phone, m.category, m.rule, m.deferred_until, "
+            "m.expires_at, i.expires_at AS invalid_until FROM messages m "
+            "LEFT JOIN invalid_numbers i ON i.tenant = m.tenant AND i.phone = m.to_phone "
+            "WHERE m.tenant = :t AND m.state = 'queued' AND m.next_attempt_at <= :now "
+            "AND (m.tenant, m.idempotency_key) IN ("
+            "(SELECT tenant, idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
+            "AND state = 'queued' AND next_attempt_at <= :now AND category <> 'marketing' "
+            "ORDER BY next_attempt_at LIMIT :u) UNION ALL "
+            "(SELECT tenant, idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
+            "AND state = 'queued' AND next_attempt_at <= :now AND category = 'marketing' "
+            "ORDER BY next_attempt_at LIMIT :m)) "
+            "ORDER BY m.next_attempt_at, m.queued_at, m.idempotency_key FOR UPDATE OF m SKIP LOCKED"),
+            {"t": account.tenant, "a": account.account_id, "now": now, "u": max(0, utility),
+             "m": max(0, marketing)})).all()
+        return [Candidate(r.idempotency_key, r.command, r.contact_key, r.to_phone, r.category, r.rule,
+                          r.deferred_until, r.expires_at, r.invalid_until) for r in rows]
+
+    async def reachability(self, conn: AsyncConnection, tenant: str,
+                           numbers: Iterable[str]) -> dict[str, Reachability]:
+        """The reachability record of each number (`scrm_common.identity.match_key` form) that has one."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT number, opted_out_at, last_inbound_at, timezone, zone_derived, preferences, "
+            "marketing_blocked_until FROM reachability WHERE tenant = :t AND number = ANY(CAST(:n AS text[]))"),
+            {"t": tenant, "n": wanted})
+        return {r.number: Reachability(r.opted_out_at, r.last_inbound_at, r.timezone, bool(r.zone_derived),
+                                       dict(r.preferences or {}), r.marketing_blocked_until) for r in rows}
+
+    async def contact_history(self, conn: AsyncConnection, tenant: str, contact_keys: Iterable[str],
+                              since: datetime) -> dict[str, list[Sent]]:
+        """Each contact's messages sent or in flight (`sending`/`sent`) claimed after `since`, over every
+        account (R-S5 counts what was sent or is in flight, not what was decided), oldest first."""
+        wanted = sorted(set(contact_keys))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT contact_key, category, claimed_at, command -> 'policy' -> 'fatigue' ->> 'rule' AS fatigue, "
+            "delivered_at IS NOT NULL AS delivered, read_at IS NOT NULL AS read FROM messages "
+            "WHERE tenant = :t AND contact_key = ANY(CAST(:c AS text[])) AND state IN ('sending', 'sent') "
+            "AND claimed_at > :since ORDER BY claimed_at"), {"t": tenant, "c": wanted, "since": since})
+        found: dict[str, list[Sent]] = {}
+        for r in rows:
+            found.setdefault(r.contact_key, []).append(Sent(r.category, r.claimed_at, r.fatigue, r.delivered, r.read))
+        return found
+
+    async def fatigue_pauses(self, conn: AsyncConnection, tenant: str, contact_keys: Iterable[str],
+                             now: datetime) -> dict[str, dict[str, datetime]]:
+        """Fatigue pauses still running (R-T4.5, R-T6.3): contact key → rule → until."""
+        wanted = sorted(set(contact_keys))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT contact_key, rule, until FROM fatigue_pauses WHERE tenant = :t "
+            "AND contact_key = ANY(CAST(:c AS text[])) AND until > :now"), {"t": tenant, "c": wanted, "now": now})
+        found: dict[str, dict[str, datetime]] = {}
+        for r in rows:
+            found.setdefault(r.contact_key, {})[r.rule] = r.until
+        return found
+
+    async def inbound(self, conn: AsyncConnection, tenant: str, numbers: Iterable[str],
+                      since: datetime) -> dict[str, list[datetime]]:
+        """When each number (match_key form) wrote to us after `since`, oldest first (R-T4.5 reply delays)."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT number, received_at FROM inbound_log WHERE tenant = :t AND number = ANY(CAST(:n AS text[])) "
+            "AND received_at > :since ORDER BY received_at"), {"t": tenant, "n": wanted, "since": since})
+        found: dict[str, list[datetime]] = {}
+        for r in rows:
+            found.setdefault(r.number, []).append(r.received_at)
+        return found
+
+    async def claim_keys(self, conn: AsyncConnection, account: Account, now: datetime,
+                         keys: Sequence[str]) -> list[Claimed]:
+        """Mark these (locked, gated) queued messages "sending" — recorded before the provider call — and return
+        them in the order given."""
+        if not keys:
+            return []
+        rows = (await conn.execute(text(
+            "UPDATE messages m SET state = 'sending', claimed_at = :now, attempts = m.attempts + 1, held_by = NULL "
+            "FROM unnest(CAST(:k AS text[])) AS q(k) WHERE m.tenant = :t AND m.idempotency_key = q.k "
+            "AND m.state = 'queued' "
+            "RETURNING m.tenant, m.idempotency_key, m.command, m.attempts, m.late_retry_attempt, m.late_retry_code"),
+            {"t": account.tenant, "k": list(keys), "now": now})).all()
+        by_key = {r.idempotency_key: r for r in rows}
+        return [Claimed(r.tenant, r.idempotency_key, r.command, r.attempts, r.late_retry_attempt, r.late_retry_code)
+                for k in keys if (r := by_key.get(k)) is not None]
+
+    async def defer(self, conn: AsyncConnection, tenant: str, rows: Sequence[dict[str, object]]) -> None:
+        """Queued messages wait (`key`, `until`, `rule`, `reason`): due again at `until`, the rule and the
+        instant named (`deferred_until`) recorded."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages m SET next_attempt_at = q.until, deferred_until = q.until, rule = q.rule, "
+                "error_reason = q.reason FROM unnest(CAST(:k AS text[]), CAST(:u AS timestamptz[]), "
+                "CAST(:r AS text[]), CAST(:why AS text[])) AS q(k, until, rule, reason) "
+                "WHERE m.tenant = :t AND m.idempotency_key = q.k AND m.state = 'queued'"),
+                {"t": tenant, "k": [r["key"] for r in rows], "u": [r["until"] for r in rows],
+                 "r": [r["rule"] for r in rows], "why": [r["reason"] for r in rows]})
+
+    async def suppress(self, conn: AsyncConnection, tenant: str, rows: Sequence[dict[str, object]],
+                       now: datetime) -> None:
+        """Queued messages stopped for good by the gate (`key`, `rule`, `reason`): `suppressed` at `now`."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages m SET state = 'suppressed', rule = q.rule, error_reason = q.reason, "
+                "suppressed_at = :now, held_by = NULL FROM unnest(CAST(:k AS text[]), CAST(:r AS text[]), "
+                "CAST(:why AS text[])) AS q(k, rule, reason) "
+                "WHERE m.tenant = :t AND m.idempotency_key = q.k AND m.state = 'queued'"),
+                {"t": tenant, "now": now, "k": [r["key"] for r in rows], "r": [r["rule"] for r in rows],
+                 "why": [r["reason"] for r in rows]})
+
+    async def store_fatigue_pauses(self, conn: AsyncConnection, tenant: str, rows: Sequence[dict[str, object]],
+                                   now: datetime) -> None:
+        """Fatigue pauses (`contact`, `rule`, `until`, `reason`): that kind is not sent to the contact before
+        `until`; a pause stored again takes the later end."""
+        if rows:
+            await conn.execute(text(
+                "INSERT INTO fatigue_pauses(tenant, contact_key, rule, until, reason, paused_at) "
+                "VALUES (:t, :contact, :rule, :until, :reason, :now) ON CONFLICT (tenant, contact_key, rule) "
+                "DO UPDATE SET until = GREATEST(fatigue_pauses.until, EXCLUDED.until), reason = EXCLUDED.reason, "
+                "paused_at = EXCLUDED.paused_at"), [r | {"t": tenant, "now": now} for r in rows])
+
+    async def mark_seen(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+        """Meta reported messages delivered or read (`tenant`, `key`, `status`, `at`): `delivered_at` / `read_at`
+        set once (a read message was delivered too) — the read rate of R-T6.3's fatigue index. One statement."""
+        if rows:
+            await conn.execute(text(
+                "UPDATE messages m SET delivered_at = COALESCE(m.delivered_at, q.at), "
+                "read_at = COALESCE(m.read_at, q.read_at) "
+                "FROM (SELECT t, k, min(at) FILTER (WHERE s = 'read') AS read_at, min(at) AS at "
+                "FROM unnest(CAST(:t AS text[]), CAST(:k AS text[]), CAST(:s AS text[]), "
+                "CAST(:at AS timestamptz[])) AS u(t, k, s, at) "
+                "GROUP BY t, k) AS q WHERE m.tenant = q.t AND m.idempotency_key = q.k"),
+                {"t": [r["tenant"] for r in rows], "k": [r["key"] for r in rows], "s": [r["status"] for r in rows],
+                 "at": [r["at"] for r in rows]})
 
     async def hold_due(self, conn: AsyncConnection, account: Account, now: datetime, *, templates: bool | None,
                        until: datetime, reason: str, held_by: str) -> int:

@@ -196,7 +196,8 @@ class MessageRead(BaseModel):
     category: str
     contact_key: str
     to_phone: str
-    state: Literal["queued", "sending", "sent", "failed"]
+    state: Literal["queued", "sending", "sent", "failed", "suppressed"] = Field(
+        description="`suppressed`: the send gate (or a withdrawal) stopped it for good; `rule` says which rule")
     attempts: int
     wamid: str | None
     wa_id: str | None = Field(description="the WhatsApp id Meta answered for the number sent to")
@@ -208,6 +209,14 @@ class MessageRead(BaseModel):
     next_attempt_at: datetime
     queued_at: datetime
     sent_at: datetime | None
+    rule: str | None = Field(default=None, description=(
+        "the send-gate rule that last deferred it (kept after it was sent) or suppressed it: R-S4, R-S5, R-S6, "
+        "R-S7, WINDOW, EXPIRED, WITHDRAWN, META-131049, R-T4.5, R-T6.3"))
+    deferred_until: datetime | None = Field(default=None, description="the instant its last deferral named (UTC)")
+    expires_at: datetime | None = Field(default=None, description="from then on it is not sent (the command's)")
+    suppressed_at: datetime | None = None
+    delivered_at: datetime | None = Field(default=None, description="when Meta reported it delivered")
+    read_at: datetime | None = Field(default=None, description="when Meta reported it read")
 
 
 class MessagesRead(BaseModel):

@@ -26,7 +26,7 @@ account, not per message) and the account's restrictions stay beside the gate, i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Final, TypeAlias
@@ -144,6 +144,71 @@ def fatigue_pause(message: GateMessage, verdict: GateVerdict, now: datetime) -> 
     if verdict.reason.startswith("paused"):
         return None  # already paused: the stored pause stands
     return now + timedelta(days=policy.pause_days)
+
+
+def deferral_reason(verdict: Defer, message: GateMessage, contact: ContactState) -> str:
+    """The words a person reads for a deferral (send log `error_reason`, the `deferred` status): the rule,
+    for R-S4 the allowed local hours and the zone, and the instant in the contact's local time and in UTC —
+    e.g. "quiet hours 08:00–22:00 Europe/Berlin: deferred until 2026-12-02 08:00 CET (07:00Z)"."""
+    local = verdict.until.astimezone(contact.zone)
+    utc = verdict.until.astimezone(UTC)
+    same_day = utc.date() == local.date()
+    when = f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%H:%M}Z)" if same_day else \
+        f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%Y-%m-%d %H:%M}Z)"
+    if verdict.rule == quiet_hours.RULE:
+        hours = _hours(message.policy, contact)
+        span = f"{hours.start:%H:%M}–{hours.end:%H:%M} " if hours is not None else ""
+        return f"quiet hours {span}{contact.zone.key}: deferred until {when}"
+    if verdict.rule == META_MARKETING_LIMIT:
+        return f"Meta's per-user marketing limit (131049): no marketing before {when}"
+    return f"{verdict.rule}: deferred until {when}"
+
+
+def contact_zone(own: str | None, command: str | None, derived: str | None, number: str | None) -> ZoneInfo:
+    """The zone R-S4 reads the contact's local time in: their own zone as the sender's record has it, else the
+    one the deciding service stamped on the command, else the record's zone derived from the number, else the
+    number's country's (`scrm_common.phones.zone_for_phone`), else UTC. A name that is no IANA zone is
+    skipped (never raises)."""
+    for name in (own, command, derived, number):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; a directory an OSError
+                continue
+    return ZoneInfo("UTC")
+
+
+def stated_preferences(raw: Mapping[str, object]) -> tuple[int | None, int | None, tuple[time, time] | None, bool]:
+    """The contact's stated preferences (R-G4, as `ContactData.preferences` validated them at ingest):
+    (max_promotions_per_week, max_promotions_per_month, preferred_hours as local (start, end), passive).
+    A value of the wrong shape counts as not stated (never raises)."""
+    week, month = raw.get("max_promotions_per_week"), raw.get("max_promotions_per_month")
+    hours: tuple[time, time] | None = None
+    text = raw.get("preferred_hours")
+    if isinstance(text, str) and "-" in text:
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-", 1))
+            hours = (start, end) if start != end else None
+        except ValueError:
+            hours = None
+    return (week if isinstance(week, int) and not isinstance(week, bool) and week >= 0 else None,
+            month if isinstance(month, int) and not isinstance(month, bool) and month >= 0 else None,
+            hours, raw.get("passive") is True)
+
+
+def reply_delays(sent_at: Sequence[datetime], inbound_at: Sequence[datetime]) -> tuple[timedelta, ...]:
+    """R-T4.5's reply delays: for each message of the kind sent at `sent_at[i]` (ascending), the time until
+    the contact's first inbound message after it and before the next one of the kind (a reply answers the
+    latest message); messages never answered are left out. Aware UTC instants, any order of `inbound_at`."""
+    sends = sorted(sent_at)
+    inbound = sorted(inbound_at)
+    delays: list[timedelta] = []
+    for i, at in enumerate(sends):
+        until = sends[i + 1] if i + 1 < len(sends) else None
+        first = next((r for r in inbound if r > at), None)
+        if first is not None and (until is None or first <= until):
+            delays.append(first - at)
+    return tuple(delays)
 
 
 def _deferred(verdict: Defer, message: GateMessage) -> Defer | Suppress:

@@ -1,0 +1,70 @@
+"""The pure helpers the dispatcher's gate pass uses (issue 8): the human reason of a deferral, the zone a
+contact's local time is read in, stated preferences as the gate takes them, and R-T4.5's reply delays."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from scrm_common.contracts.commands import GatePolicy, QuietHours
+from sender.domain.gate.decide import (
+    ContactState,
+    GateMessage,
+    History,
+    contact_zone,
+    deferral_reason,
+    gate,
+    reply_delays,
+    stated_preferences,
+)
+from sender.domain.gate.verdicts import Defer
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_a_quiet_hours_deferral_names_the_hours_the_zone_and_the_instant_local_and_utc() -> None:
+    now = datetime(2026, 12, 1, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
+    message = GateMessage(flow="welcome", category="marketing")
+    contact = ContactState(zone=BERLIN)
+    verdict = gate(message, contact, History(), now)
+    assert verdict == Defer(datetime(2026, 12, 2, 7, 0, tzinfo=UTC), "R-S4")
+    assert deferral_reason(verdict, message, contact) == (
+        "quiet hours 08:00–22:00 Europe/Berlin: deferred until 2026-12-02 08:00 CET (07:00Z)")
+
+
+def test_the_reason_names_the_contacts_narrowed_hours_and_the_utc_date_when_it_differs() -> None:
+    zone = ZoneInfo("Pacific/Auckland")
+    message = GateMessage(flow="cart", category="marketing", policy=GatePolicy(quiet_hours=QuietHours()))
+    contact = ContactState(zone=zone, preferred_hours=(time(10), time(12)))
+    verdict = Defer(datetime(2026, 12, 1, 21, 0, tzinfo=UTC), "R-S4")  # 10:00 NZDT on Dec 2
+    assert deferral_reason(verdict, message, contact) == (
+        "quiet hours 10:00–12:00 Pacific/Auckland: deferred until 2026-12-02 10:00 NZDT (2026-12-01 21:00Z)")
+    meta = Defer(datetime(2026, 12, 2, 7, 0, tzinfo=UTC), "META-131049")
+    assert deferral_reason(meta, message, ContactState(zone=BERLIN)) == (
+        "Meta's per-user marketing limit (131049): no marketing before 2026-12-02 08:00 CET (07:00Z)")
+
+
+def test_the_zone_is_the_contacts_own_then_the_commands_then_the_derived_then_the_numbers() -> None:
+    assert contact_zone("Europe/Lisbon", "Europe/Berlin", "Europe/Madrid", "UTC").key == "Europe/Lisbon"
+    assert contact_zone(None, "Europe/Berlin", "Europe/Madrid", "UTC").key == "Europe/Berlin"
+    assert contact_zone(None, None, "Europe/Madrid", "Europe/Paris").key == "Europe/Madrid"
+    assert contact_zone(None, None, None, "Europe/Paris").key == "Europe/Paris"
+    assert contact_zone("Not/AZone", "Europe", "", None).key == "UTC"
+
+
+def test_stated_preferences_are_read_and_nonsense_counts_as_not_stated() -> None:
+    assert stated_preferences({"max_promotions_per_week": 2, "max_promotions_per_month": 5,
+                               "preferred_hours": "09:00-18:30", "passive": True}) == (
+        2, 5, (time(9), time(18, 30)), True)
+    assert stated_preferences({}) == (None, None, None, False)
+    assert stated_preferences({"max_promotions_per_week": -1, "max_promotions_per_month": True,
+                               "preferred_hours": "9 to 5", "passive": "yes"}) == (None, None, None, False)
+
+
+def test_a_reply_answers_the_latest_message_of_the_kind_and_unanswered_ones_are_left_out() -> None:
+    t0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    sends = [t0, t0 + timedelta(days=1), t0 + timedelta(days=3)]
+    inbound = [t0 - timedelta(hours=1), t0 + timedelta(days=1, hours=6), t0 + timedelta(days=1, hours=7)]
+    assert reply_delays(sends, inbound) == (timedelta(hours=6),)
+    assert reply_delays([t0], [t0 + timedelta(hours=2)]) == (timedelta(hours=2),)
+    assert reply_delays([], inbound) == ()
