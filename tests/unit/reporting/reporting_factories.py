@@ -6,7 +6,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +62,22 @@ def sent(message_id: str = "wamid.1", *, flow: str = "welcome", **kw: Any) -> Ev
                   account_id="acc-1", category="marketing", external_id="cust-1", **kw)
 
 
+def deferred(idempotency_key: str = "k-wamid.1", *, rule: str = "R-S4", at: datetime = T0,
+             until: datetime | None = None, flow: str = "welcome", **kw: Any) -> Event:
+    """The sender's gate deferred the message (no wamid yet); it may go at `until` (default: at + 8 h)."""
+    return status("deferred", message_id=None, flow=flow, idempotency_key=idempotency_key, rule=rule, at=at,
+                  deferred_until=(until or at + timedelta(hours=8)).isoformat(), account_id="acc-1",
+                  category="marketing", external_id="cust-1", **kw)
+
+
+def suppressed(idempotency_key: str = "k-wamid.1", *, rule: str = "R-S5", at: datetime = T0,
+               flow: str = "welcome", **kw: Any) -> Event:
+    """The sender's gate suppressed the message: it will never go."""
+    return status("suppressed", message_id=None, flow=flow, idempotency_key=idempotency_key, rule=rule, at=at,
+                  error_reason=f"suppressed by {rule}", account_id="acc-1", category="marketing",
+                  external_id="cust-1", **kw)
+
+
 def inbound(*, at: datetime = T0, phone: str | None = PHONE, type_: str = "text", text: str | None = "hi",
             **kw: Any) -> Event:
     """A customer's message of `type_` (any type is a reply)."""
@@ -113,6 +129,7 @@ class FakeUnit:
         self.inbounds = dict(store.inbounds)
         self.orders = dict(store.orders)
         self.counts = dict(store.counts)
+        self.gate_counts = dict(store.gate_counts)
         self.revenue = dict(store.revenue)
 
     async def claim(self, events: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -171,6 +188,8 @@ class FakeUnit:
             self.inbounds.setdefault((i.tenant, i.seen.event_id), (i.seen.recipient, i.seen.reply))
         for key, n in changes.counts.items():
             self.counts[key] = self.counts.get(key, 0) + n
+        for key, n in changes.gate_counts.items():
+            self.gate_counts[key] = self.gate_counts.get(key, 0) + n
         for key, amount in changes.revenue.items():
             self.revenue[key] = self.revenue.get(key, Decimal(0)) + amount
 
@@ -184,6 +203,7 @@ class FakeStore:
         self.inbounds: dict[tuple[str, str], tuple[str, Reply]] = {}
         self.orders: dict[tuple[str, str], OrderPaid] = {}
         self.counts: dict = {}
+        self.gate_counts: dict = {}
         self.revenue: dict = {}
 
     @asynccontextmanager
@@ -192,6 +212,7 @@ class FakeStore:
         yield unit
         self.inbox, self.msgs, self.inbounds = unit.inbox, unit.msgs, unit.inbounds
         self.orders, self.counts, self.revenue = unit.orders, unit.counts, unit.revenue
+        self.gate_counts = unit.gate_counts
 
     async def overview_rows(self, tenant: str, start: date, end: date):
         counts = [(c[0], c[1], c[2].value, n) for (t, c), n in self.counts.items()
@@ -199,8 +220,20 @@ class FakeStore:
         revenue = [(c[0], c[1], c[2], a) for (t, c), a in self.revenue.items() if t == tenant and start <= c[0] <= end]
         return counts, revenue
 
+    async def gate_rows(self, tenant: str, start: date, end: date, flow: str | None):
+        return [(c[0], c[1], c[2], c[3].value, n) for (t, c), n in self.gate_counts.items()
+                if t == tenant and start <= c[0] <= end and n and (flow is None or c[1] == flow)]
+
     async def ping(self) -> bool:
         return True
+
+    def gate(self, tenant: str = "shop", rule: str = "") -> dict[str, int]:
+        """Gate counts of `tenant` summed over days and flows, for one rule ('' = each message once)."""
+        out: dict[str, int] = {}
+        for (t, (_, _, r, metric)), n in self.gate_counts.items():
+            if t == tenant and r == rule:
+                out[metric.value] = out.get(metric.value, 0) + n
+        return {k: v for k, v in out.items() if v}
 
     def totals(self, tenant: str = "shop") -> dict[str, int]:
         out: dict[str, int] = {}

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from reporting.domain.gate import ANY_RULE, GateCell
 from reporting.domain.ledger import Ledger, MessageLookup, MessageRef, Name, lookup_for
 from reporting.domain.messages import (
     Cell,
@@ -24,6 +25,7 @@ from reporting.domain.messages import (
     add_into,
     click_cell,
     delta,
+    gate_delta,
     inbound_seen,
     order_cells,
     order_paid,
@@ -66,6 +68,7 @@ class ReportChanges:
     deleted: list[MessageRef] = field(default_factory=list)  # combined into another row (ledger.Ledger)
     inbounds: list[Inbound] = field(default_factory=list)
     counts: dict[tuple[str, Cell], int] = field(default_factory=dict)
+    gate_counts: dict[tuple[str, GateCell], int] = field(default_factory=dict)  # reporting.domain.gate
     revenue: dict[tuple[str, RevenueCell], Decimal] = field(default_factory=dict)
     # Not written; observed for the metrics: (event type, reason) of events that changed nothing,
     # and the statuses of messages the platform did not send.
@@ -112,6 +115,11 @@ class ReportStore(Protocol):
     async def overview_rows(self, tenant: str, start: date, end: date) -> tuple[
             list[tuple[date, str | None, str, int]], list[tuple[date, str | None, str, Decimal]]]:
         """Stored counts and revenue of `tenant` between two days, inclusive."""
+
+    async def gate_rows(self, tenant: str, start: date, end: date, flow: str | None
+                        ) -> list[tuple[date, str | None, str, str, int]]:
+        """Stored gate counts (day, flow, rule, metric, value) of `tenant` between two days, inclusive, of
+        one flow when `flow` is given (`reporting.domain.gate`)."""
 
     async def ping(self) -> bool:
         """The store answers."""
@@ -168,6 +176,9 @@ class ApplyEvents:
         per_metric: dict[str, int] = defaultdict(int)
         for (_, (_, _, metric)), n in changes.counts.items():
             per_metric[metric.value] += n
+        for (_, (_, _, rule, gate_metric)), n in changes.gate_counts.items():
+            if rule == ANY_RULE:  # each message once, not once per rule
+                per_metric[gate_metric.value] += n
         for name, n in per_metric.items():
             if n > 0:
                 self._metrics.counted.labels(name).inc(n)
@@ -215,6 +226,7 @@ class ApplyEvents:
             else:
                 changes.updated.append((ref[0], message))
             _add(changes.counts, ref[0], delta(old, message))
+            add_into(changes.gate_counts, {(ref[0], cell): n for cell, n in gate_delta(old, message).items()})
         for tenant, order in await unit.add_orders(_distinct(orders)) if orders else []:
             count_cell, revenue_cell = order_cells(order)
             _add(changes.counts, tenant, {count_cell: 1})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reporting.domain.gate import Deferrals
 from reporting.domain.ledger import MessageLookup, MessageRef, Name
 from reporting.domain.messages import Message, OrderPaid, Reply
 from reporting.handlers import (
@@ -32,7 +34,8 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("category", "text"), ("phone", "text"), ("wa_id", "text"), ("platform", "boolean"),
     ("attempt_id", "text"), ("attempt_at", "timestamptz"), ("attempted_at", "timestamptz"),
     ("sent_at", "timestamptz"), ("delivered_at", "timestamptz"), ("read_at", "timestamptz"),
-    ("failed_at", "timestamptz"), ("replied_at", "timestamptz"))
+    ("failed_at", "timestamptz"), ("replied_at", "timestamptz"), ("deferrals", "text"), ("gate_state", "text"),
+    ("gate_rule", "text"), ("gate_at", "timestamptz"), ("deferred_until", "timestamptz"))
 _DERIVED: tuple[tuple[str, str], ...] = (("effective_sent_at", "timestamptz"), ("recipient", "text"))
 _NAMES = [name for name, _ in _FIELDS]
 _SELECT = ", ".join(["m.tenant", "m.message_key", *(f"m.{n}" for n in _NAMES)])
@@ -130,13 +133,36 @@ _OVERVIEW_COUNTS = text("""
     SELECT day, NULLIF(flow, ''), metric, value FROM daily_counts
     WHERE tenant = :tenant AND day BETWEEN :start AND :end AND value <> 0""")
 
+_ADD_GATE_COUNTS = text("""
+    INSERT INTO gate_counts (tenant, day, flow, rule, metric, value)
+    SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:days AS date[]), CAST(:flows AS text[]),
+                         CAST(:rules AS text[]), CAST(:metrics AS text[]), CAST(:values AS bigint[]))
+    ON CONFLICT (tenant, day, flow, rule, metric) DO UPDATE SET value = gate_counts.value + EXCLUDED.value""")
+
+_GATE_COUNTS = text("""
+    SELECT day, NULLIF(flow, ''), rule, metric, value FROM gate_counts
+    WHERE tenant = :tenant AND day BETWEEN :start AND :end AND value <> 0
+      AND (CAST(:flow AS text) IS NULL OR flow = :flow)""")
+
 _OVERVIEW_REVENUE = text("""
     SELECT day, NULLIF(flow, ''), currency, amount FROM daily_revenue
     WHERE tenant = :tenant AND day BETWEEN :start AND :end AND amount <> 0""")
 
 
+def _deferrals_text(deferrals: Deferrals) -> str | None:
+    """`{"R-S4": "2026-03-01T21:00:00+00:00", …}`, None when never deferred."""
+    return json.dumps({rule: at.isoformat() for rule, at in deferrals}) if deferrals else None
+
+
+def _deferrals(stored: str | None) -> Deferrals:
+    return tuple(sorted((rule, datetime.fromisoformat(at)) for rule, at in json.loads(stored).items())) \
+        if stored else ()
+
+
 def _message(row: Any) -> tuple[MessageRef, Message]:
-    m = Message(key=row[1], **dict(zip(_NAMES, row[2:], strict=True)))
+    values = dict(zip(_NAMES, row[2:], strict=True))
+    values["deferrals"] = _deferrals(values["deferrals"])
+    m = Message(key=row[1], **values)
     return (row[0], m.key), m
 
 
@@ -144,6 +170,7 @@ def _columns(rows: Sequence[tuple[str, Message]]) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"tenant": [t for t, _ in rows], "message_key": [m.key for _, m in rows]}
     for name in _NAMES:
         out[name] = [getattr(m, name) for _, m in rows]
+    out["deferrals"] = [_deferrals_text(m.deferrals) for _, m in rows]
     out["effective_sent_at"] = [m.reply_from for _, m in rows]
     out["recipient"] = [m.recipient for _, m in rows]
     return out
@@ -224,6 +251,13 @@ class PostgresReportUnit:
                 "tenants": [t for (t, _), _ in cells], "days": [c[0] for (_, c), _ in cells],
                 "flows": [c[1] or "" for (_, c), _ in cells], "metrics": [c[2].value for (_, c), _ in cells],
                 "values": [n for _, n in cells]})
+        if changes.gate_counts:
+            gate = sorted(changes.gate_counts.items(), key=lambda kv: (kv[0][0], kv[0][1][0], kv[0][1][1] or "",
+                                                                       kv[0][1][2], kv[0][1][3].value))
+            await self._conn.execute(_ADD_GATE_COUNTS, {
+                "tenants": [t for (t, _), _ in gate], "days": [c[0] for (_, c), _ in gate],
+                "flows": [c[1] or "" for (_, c), _ in gate], "rules": [c[2] for (_, c), _ in gate],
+                "metrics": [c[3].value for (_, c), _ in gate], "values": [n for _, n in gate]})
         if changes.revenue:
             revenue = sorted(changes.revenue.items(), key=lambda kv: (kv[0][0], kv[0][1][0], kv[0][1][1] or "",
                                                                        kv[0][1][2]))
@@ -251,6 +285,12 @@ class PostgresReportStore:
             counts = [(r[0], r[1], r[2], int(r[3])) for r in await conn.execute(_OVERVIEW_COUNTS, params)]
             revenue = [(r[0], r[1], r[2], Decimal(r[3])) for r in await conn.execute(_OVERVIEW_REVENUE, params)]
         return counts, revenue
+
+    async def gate_rows(self, tenant: str, start: date, end: date, flow: str | None
+                        ) -> list[tuple[date, str | None, str, str, int]]:
+        params = {"tenant": tenant, "start": start, "end": end, "flow": flow}
+        async with self._engine.connect() as conn:
+            return [(r[0], r[1], r[2], r[3], int(r[4])) for r in await conn.execute(_GATE_COUNTS, params)]
 
     async def ping(self) -> bool:
         try:

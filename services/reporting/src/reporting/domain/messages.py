@@ -39,6 +39,10 @@ reported, so the statuses of two attempts never interleave in time and the order
 order the statuses arrive in. A status without a wamid is the sender's own refusal or provider
 rejection before any wamid was given, which the sender reports only when it is final: it is always
 the latest attempt.
+
+The send gate (issue 8): `deferred` and `suppressed` statuses are the sender's, never an attempt at the
+provider — they count neither as attempted nor as sent or failed, and leave the attempts alone. They
+give the message its deferrals and gate outcome (`gate`), counted per flow and rule by `gate_contributions`.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from reporting.domain.gate import (
+    GATE_STATUSES,
+    Deferrals,
+    GateCell,
+    GateOutcome,
+    gate_cells,
+    latest_outcome,
+    merge_deferrals,
+)
 from scrm_common.contracts.events import LinkClicked, MessageInbound, MessageStatus, PaymentSucceeded
 from scrm_common.identity import match_key
 from scrm_common.money import exact_amount
@@ -105,7 +118,10 @@ def recipient_key(phone: str | None, wa_id: str | None) -> str | None:
 
 
 class StatusSeen(_Frozen):
-    """A `message.status` event reduced to what the report needs; `phone`/`wa_id` None when unknown."""
+    """A `message.status` event reduced to what the report needs; `phone`/`wa_id` None when unknown.
+
+    `rule` and `deferred_until` (UTC) are a gate status's (`deferred`, `suppressed`), None otherwise.
+    """
 
     key: str
     status: str
@@ -117,6 +133,8 @@ class StatusSeen(_Frozen):
     category: str | None = None
     phone: str | None = None
     wa_id: str | None = None
+    rule: str | None = None
+    deferred_until: datetime | None = None
 
     @property
     def from_platform(self) -> bool:
@@ -151,7 +169,7 @@ def status_seen(event: MessageStatus) -> StatusSeen | None:
     return StatusSeen(key=key, status=d.status, at=event.occurred_at, message_id=d.message_id,
                       idempotency_key=d.idempotency_key, flow=d.flow, account_id=d.account_id,
                       category=d.category, phone=contact.phone if contact else None,
-                      wa_id=contact.wa_id if contact else None)
+                      wa_id=contact.wa_id if contact else None, rule=d.rule, deferred_until=d.deferred_until)
 
 
 class Reply(NamedTuple):
@@ -210,7 +228,12 @@ class Message(_Frozen):
     `message_id` is the wamid of its first attempt; `attempt_id` / `attempt_at` name its latest attempt
     (its wamid, None when that attempt got none, and when it first had a status); `attempted_at` is
     the first status of any attempt. `sent_at`, `delivered_at`, `read_at` are the earliest of any
-    attempt; `failed_at` is when the latest attempt failed (None unless it did).
+    attempt; `failed_at` is when the latest attempt failed (None unless it did). A message known only
+    from gate statuses has no attempt (`attempt_at` None).
+
+    The send gate (`reporting.domain.gate`): `deferrals` are the rules that deferred it, each with its
+    first time; `gate_state` (deferred | suppressed), `gate_rule`, `gate_at` and `deferred_until` its
+    gate outcome (`gate`), None when the gate never held it back.
     """
 
     key: str
@@ -230,6 +253,18 @@ class Message(_Frozen):
     read_at: datetime | None = None
     failed_at: datetime | None = None
     replied_at: datetime | None = None
+    deferrals: Deferrals = ()
+    gate_state: str | None = None
+    gate_rule: str | None = None
+    gate_at: datetime | None = None
+    deferred_until: datetime | None = None
+
+    @property
+    def gate(self) -> GateOutcome | None:
+        """The latest gate status standing for the message (a suppression is final), None if none."""
+        if self.gate_state is None or self.gate_rule is None or self.gate_at is None:
+            return None
+        return GateOutcome(self.gate_state, self.gate_rule, self.gate_at, self.deferred_until)
 
     @property
     def wamids(self) -> frozenset[str]:
@@ -275,8 +310,22 @@ class Message(_Frozen):
 _DETAILS = ("idempotency_key", "flow", "account_id", "category", "phone", "wa_id")
 
 
+def _gate_fields(outcome: GateOutcome | None) -> dict[str, object]:
+    if outcome is None:
+        return {"gate_state": None, "gate_rule": None, "gate_at": None, "deferred_until": None}
+    return {"gate_state": outcome.state, "gate_rule": outcome.rule, "gate_at": outcome.at,
+            "deferred_until": outcome.until}
+
+
 def first_status(seen: StatusSeen) -> Message:
-    """A message known from one status alone (one attempt: the status's wamid, or none)."""
+    """A message known from one status alone: one attempt (the status's wamid, or none), or, for a gate
+    status, no attempt and that gate outcome (a deferral also lists its rule)."""
+    if seen.status in GATE_STATUSES:
+        rule = seen.rule or ""
+        outcome = GateOutcome(seen.status, rule, seen.at, seen.deferred_until if seen.status == "deferred" else None)
+        return Message(key=seen.key, message_id=seen.message_id, **{n: getattr(seen, n) for n in _DETAILS},
+                       platform=seen.from_platform, **_gate_fields(outcome),
+                       deferrals=((rule, seen.at),) if seen.status == "deferred" else ())
     return Message(key=seen.key, message_id=seen.message_id, **{n: getattr(seen, n) for n in _DETAILS},
                    platform=seen.from_platform, attempt_id=seen.message_id, attempt_at=seen.at,
                    attempted_at=seen.at, **{f"{seen.status}_at": seen.at})
@@ -303,13 +352,19 @@ def combine(a: Message, b: Message) -> Message:
     changes["platform"] = a.platform or b.platform
     first, other = (a, b) if _first_order(a) <= _first_order(b) else (b, a)
     changes["message_id"] = first.message_id or other.message_id
-    if a.attempt_id == b.attempt_id:
+    if b.attempt_at is None:  # b knows no attempt (only gate statuses): a's attempts stand
+        pass
+    elif a.attempt_at is None:
+        changes.update(attempt_id=b.attempt_id, attempt_at=b.attempt_at, failed_at=b.failed_at)
+    elif a.attempt_id == b.attempt_id:
         changes.update(attempt_at=_earliest(a.attempt_at, b.attempt_at), failed_at=_earliest(a.failed_at, b.failed_at))
     else:
         latest = a if _attempt_order(a) > _attempt_order(b) else b
         changes.update(attempt_id=latest.attempt_id, attempt_at=latest.attempt_at, failed_at=latest.failed_at)
     for name in ("attempted_at", "sent_at", "delivered_at", "read_at", "replied_at"):
         changes[name] = _earliest(getattr(a, name), getattr(b, name))
+    changes["deferrals"] = merge_deferrals(a.deferrals, b.deferrals)
+    changes.update(_gate_fields(latest_outcome(a.gate, b.gate)))
     return a.model_copy(update=changes)
 
 
@@ -343,6 +398,24 @@ def delta(before: Message | None, after: Message | None) -> dict[Cell, int]:
     out = dict(contributions(after)) if after is not None else {}
     if before is not None:
         for cell, n in contributions(before).items():
+            out[cell] = out.get(cell, 0) - n
+    return {cell: n for cell, n in out.items() if n}
+
+
+def gate_contributions(message: Message) -> dict[GateCell, int]:
+    """The counts one message adds to the gate report (`reporting.domain.gate.gate_cells`): per flow and
+    rule, deferred / deferred then sent / deferred then suppressed / suppressed. Nothing for a message
+    the platform did not send."""
+    if not message.platform:
+        return {}
+    return gate_cells(message.flow, message.deferrals, message.gate, message.reply_from)
+
+
+def gate_delta(before: Message | None, after: Message | None) -> dict[GateCell, int]:
+    """What to add to the stored gate counts when a message changes from `before` to `after` (may be < 0)."""
+    out = dict(gate_contributions(after)) if after is not None else {}
+    if before is not None:
+        for cell, n in gate_contributions(before).items():
             out[cell] = out.get(cell, 0) - n
     return {cell: n for cell, n in out.items() if n}
 
