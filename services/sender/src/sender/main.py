@@ -1,4 +1,5 @@
-"""Starts the sender: migrations, bootstrap account, command consumer, dispatcher, evidence consumer, relay."""
+"""Starts the sender: migrations, bootstrap account, command consumer, dispatcher (with the send gate), evidence
+and reachability consumers, relay."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from sender.config import Settings
 from sender.domain.accounts import AccountPolicy
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
+from sender.reachability import REACHABILITY_EVENTS, REACHABILITY_GROUP, ReachabilityHandler
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -102,11 +104,18 @@ async def main(settings: Settings) -> None:
                                    catalog=catalog, invalid_number_ttl=invalid_ttl,
                                    on_commit=lambda: (dispatcher.wake(), relay.wake())),
             metrics=consumer_metrics)
+        # The contacts' reachability records the send gate reads (R-S6 opt-out at once, window, zone, preferences).
+        reachability = batch_consumer(
+            settings, group_id=REACHABILITY_GROUP, topic=topics.EVENTS, producer=producer,
+            decode=decoder_for(REACHABILITY_EVENTS),
+            handle=ReachabilityHandler(engine=engine, send_log=send_log, clock=clock, registry=registry,
+                                       on_commit=lambda: (dispatcher.wake(), relay.wake())),
+            metrics=ConsumerMetrics(REACHABILITY_GROUP, registry))
         keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
                             ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
-            return commands.ready and evidence.ready and await database_ready(engine)
+            return commands.ready and evidence.ready and reachability.ready and await database_ready(engine)
 
         app = service_app("scrm sender", "0.1.0", description="The send log, WhatsApp accounts and invalid numbers")
         app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock, accounts=accounts,
@@ -116,7 +125,7 @@ async def main(settings: Settings) -> None:
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.sender_port,
-                        loops=[commands.run, evidence.run, dispatcher.run, relay.run,
+                        loops=[commands.run, evidence.run, reachability.run, dispatcher.run, relay.run,
                                sync_at_start(template_sync, settings.bootstrap_tenant,
                                              settings.bootstrap_phone_number_id)])
         finally:
