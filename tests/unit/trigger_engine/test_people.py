@@ -9,7 +9,7 @@ import pytest
 
 from scrm_common.contracts.events import Event, parse_event
 from trigger_engine.domain.decide import absorb, decide, evolve, person_key_moves
-from trigger_engine.domain.decisions import Cancel, Decision, Send, Suppress, Withdraw
+from trigger_engine.domain.decisions import Decision, Send, Suppress, Withdraw
 from trigger_engine.domain.identity import (
     aliases_of,
     current_numbers,
@@ -150,12 +150,11 @@ def test_guest_then_customer_with_the_same_phone_get_exactly_one_welcome():
 def test_the_same_person_by_external_id_or_phone_alone_is_one_person():
     engine = Engine()
     engine.apply(contact_created(external_id="cust-1", phone=PHONE, name="Anna"))
-    withdraw, cancel, confirmation = engine.apply(payment(external_id=None, phone=PHONE))
+    withdraw, confirmation = engine.apply(payment(external_id=None, phone=PHONE))
     assert isinstance(confirmation, Send)
     assert confirmation.contact_key == "cust-1"
     # the first purchase, a second after the welcome: the person's welcome is withdrawn (R-T1)
-    assert isinstance(withdraw, Withdraw) and isinstance(cancel, Cancel)
-    assert withdraw.idempotency_key == cancel.key == f"{TENANT}|welcome|cust-1"
+    assert isinstance(withdraw, Withdraw) and withdraw.idempotency_key == f"{TENANT}|welcome|cust-1"
     assert engine.sends([contact_created(external_id=None, phone=PHONE)]) == []  # no second welcome
 
 

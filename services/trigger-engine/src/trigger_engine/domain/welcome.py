@@ -160,8 +160,10 @@ def withdraw_welcome(profile: ContactProfile, event: PaymentSucceeded, now: date
 
     `profile` is the person after `event`: when `event` is their first purchase (`first_purchase_event`), they
     were created (`created_at`) and both the purchase and `now` are before the welcome's deadline (`deadline`),
-    returns a `Withdraw` of the welcome's message (sender: dropped if not handed to the provider yet) and a
-    `Cancel` of its timer (a delayed welcome), both with reason `cancelled: purchased`; else nothing — no
+    returns a `Withdraw` of the welcome's message (sender: dropped if not handed to the provider yet) and, when
+    the welcome is delayed (`delay_minutes` > 0), a `Cancel` of its timer, both with reason `cancelled:
+    purchased` (a timer left by an earlier delay setting is suppressed when it fires: the person purchased,
+    `welcome_on_timer`); else nothing — no
     withdrawal for a second purchase, for a duplicate payment signal, for a welcome long gone or for a person
     who stopped marketing.
     """
@@ -172,8 +174,10 @@ def withdraw_welcome(profile: ContactProfile, event: PaymentSucceeded, now: date
     if now >= until or event.occurred_at >= until:
         return ()
     key = idempotency_key(config.tenant, profile.contact_key)
-    return (Withdraw(FLOW, key, profile.contact_key, PURCHASED, config.account_for(settings)),
-            Cancel(FLOW, key, profile.contact_key, PURCHASED))
+    withdraw = Withdraw(FLOW, key, profile.contact_key, PURCHASED, config.account_for(settings))
+    if settings.delay_minutes == 0:
+        return (withdraw,)
+    return withdraw, Cancel(FLOW, key, profile.contact_key, PURCHASED)
 
 
 def _greeting(profile: ContactProfile, created: datetime, expires: datetime, config: EngineConfig,
