@@ -308,6 +308,8 @@ async def test_the_gate_route_filters_by_flow_and_range(client):
     assert body["totals"]["suppressed"] == 2
     bad = await client.get("/v1/reports/gate?from=2026-03-02&to=2026-03-01", headers=auth)
     assert bad.status_code == 422
+    assert (await client.get("/v1/reports/gate", params={"flow": "a\x00b"}, headers=auth)).status_code == 422
+    assert (await client.get("/v1/reports/gate", params={"flow": "x" * 129}, headers=auth)).status_code == 422
 
 
 @pytest.mark.parametrize(("key", "code"), [(None, 401), ("unknown", 401), ("shop:events", 403), ("shop:admin", 200)])

@@ -13,6 +13,7 @@ from reporting.domain.policy import ReportPolicy
 from reporting.domain.report import BadRange, Overview, build_overview, report_range
 from reporting.handlers import ReportStore
 from scrm_common.clock import Clock
+from scrm_common.contracts.wire import PLAIN_TEXT_PATTERN
 from scrm_common.http import KEY_ERRORS, READ, KeyIntrospection, Principal, error_responses, ops_router, service_app
 
 
@@ -51,7 +52,7 @@ def reports_router(*, store: ReportStore, keys: KeyIntrospection, clock: Clock, 
         = None,
         end: Annotated[date | None, Query(alias="to", description="last UTC day, inclusive (default: today)")]
         = None,
-        flow: Annotated[str | None, Query(min_length=1, max_length=128,
+        flow: Annotated[str | None, Query(min_length=1, max_length=128, pattern=PLAIN_TEXT_PATTERN,
                                           description="only this flow (trigger or campaign name)")] = None,
     ) -> GateReport:
         """What the send gate held back, per flow and rule: messages deferred at least once, of those how many

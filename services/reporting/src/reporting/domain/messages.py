@@ -406,8 +406,8 @@ def gate_contributions(message: Message) -> dict[GateCell, int]:
     """The counts one message adds to the gate report (`reporting.domain.gate.gate_cells`): per flow and
     rule, deferred / deferred then sent / deferred then suppressed / suppressed. Nothing for a message
     the platform did not send."""
-    if not message.platform:
-        return {}
+    if not message.platform or (not message.deferrals and message.gate_state is None):
+        return {}  # the common case, kept cheap: the gate never held the message back
     return gate_cells(message.flow, message.deferrals, message.gate, message.reply_from)
 
 
