@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: FastAPI must see the dependency annotations built here.
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from prometheus_client import CollectorRegistry
@@ -22,7 +22,7 @@ def reports_router(*, store: ReportStore, keys: KeyIntrospection, clock: Clock, 
     (inclusive UTC days; role read or admin)."""
     router = APIRouter(tags=["reports"], responses=KEY_ERRORS)
     Caller = Annotated[Principal, Depends(keys.require(READ))]
-    range_error = {422: {**error_responses(422)[422],
+    range_error: dict[int | str, dict[str, Any]] = {422: {**error_responses(422)[422],
                          "description": "bad dates or range ('from' after 'to', over 366 days)"}}
 
     def days(start: date | None, end: date | None) -> tuple[date, date]:
