@@ -99,8 +99,12 @@ class TimerLoop:
         self._wake.set()
 
     def wake_at(self, due_at: datetime) -> None:
-        """Start a pass at `due_at` at the latest (aware UTC); now when it is due already."""
-        if self._next_due is None or due_at < self._next_due:
+        """Start a pass at `due_at` (aware UTC) at the latest: now when it is due already, at `due_at` when that
+        comes before the next poll; a later one is the polls' to find."""
+        wait = (due_at - self._clock.now()).total_seconds()
+        if wait >= self._poll:
+            return
+        if wait > 0 and (self._next_due is None or due_at < self._next_due):
             self._next_due = due_at
         self._wake.set()
 
