@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -90,6 +91,13 @@ class SenderMetrics:
         self.gate = Counter("scrm_sender_gate_total",
                             "Send-gate answers acted on: dispatch (claimed), deferred (a new instant), suppressed",
                             ["verdict", "rule"], registry=registry)
+
+
+def stored_command(raw: object) -> SendMessage:
+    """A send command as the send log stores it (`messages.command`, jsonb read back as a dict) — validated in
+    JSON mode, as it came from the topic: the strict contract takes times and instants (`policy.quiet_hours`,
+    `expires_at` …) only as JSON text, never as Python strings. Raises `pydantic.ValidationError`."""
+    return SendMessage.model_validate_json(raw if isinstance(raw, str | bytes) else json.dumps(raw))
 
 
 def _contact(command: SendMessage, wa_id: str | None = None) -> Contact:
@@ -224,7 +232,7 @@ class CommandHandler:
         done = await self._log.withdraw_queued(conn, rows, WITHDRAWN)
         suppressed: list[SendMessage] = []
         for tenant, key, raw in done:
-            command = SendMessage.model_validate(raw)
+            command = stored_command(raw)
             outbox.append(outcome_event(command, status="suppressed", at=now, reason=latest[(tenant, key)].reason,
                                         rule=WITHDRAWN))
             suppressed.append(command)
@@ -401,7 +409,7 @@ class Dispatcher:
             self._metrics.gate.labels("dispatch", "").inc(len(claimed))
         if not claimed:
             return False
-        commands = [SendMessage.model_validate(c.command) for c in claimed]
+        commands = [stored_command(c.command) for c in claimed]
         raw = await asyncio.gather(*(self._call(account, c) for c in commands), return_exceptions=True)
         # A call that raised may still have reached the provider: in doubt, never a reason to drop the batch.
         results = [Unknown(repr(r)) if isinstance(r, BaseException) else r for r in raw]
@@ -425,7 +433,7 @@ class Dispatcher:
         if not candidates:
             return [], 0
         tenant = account.tenant
-        commands = {c.idempotency_key: SendMessage.model_validate(c.command) for c in candidates}
+        commands = {c.idempotency_key: stored_command(c.command) for c in candidates}
         messages = {k: GateMessage(flow=c.flow, category=c.category, free_form=c.template is None,
                                    expires_at=c.expires_at, policy=c.policy or GatePolicy())
                     for k, c in commands.items()}
@@ -540,7 +548,7 @@ class Dispatcher:
         failed: list[dict[str, object]] = []
         outbox: list[OutboxRow] = []
         for key, raw, reason in rows:
-            command = SendMessage.model_validate(raw)
+            command = stored_command(raw)
             failed.append({"tenant": account.tenant, "key": key, "reason": reason})
             outbox.append(outcome_event(command, status="failed", at=now, reason=reason))
             self._metrics.outcomes.labels("refused", command.category).inc()

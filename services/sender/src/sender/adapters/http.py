@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scrm_common.clock import Clock
-from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.events import Timestamp
 from scrm_common.db.outbox import enqueue
 from scrm_common.http import (
@@ -52,7 +51,7 @@ from sender.domain.accounts import (
     policy_faults,
 )
 from sender.domain.lookup import phone_forms
-from sender.handlers import outcome_event
+from sender.handlers import outcome_event, stored_command
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +454,7 @@ def build_router(*, engine: AsyncEngine, send_log: SendLog, keys: KeyIntrospecti
             events = []
             for raw in failed:
                 try:
-                    events.append(outcome_event(SendMessage.model_validate(raw), status="failed", at=now,
+                    events.append(outcome_event(stored_command(raw), status="failed", at=now,
                                                 reason=REMOVED_REASON))
                 except ValidationError:
                     log.warning("a queued message of account %s has no readable command; failed without an event",
