@@ -48,7 +48,9 @@ _VALIDATION = ("An unknown key, a wrong type or a value out of range is a 422 wi
 _PUT_DESCRIPTION = f"Replace a flow's settings: absent fields take their defaults.\n\n{_VALIDATION}\n\n{_EFFECT}"
 _PATCH_DESCRIPTION = f"Change some of a flow's settings. {_PATCH_RULES}\n\n{_VALIDATION}\n\n{_EFFECT}"
 _SETTINGS_DESCRIPTION = (f"Change some of the tenant's settings (time zone, business hours, default language, shop "
-                         f"URLs, home region, default account). {_PATCH_RULES}\n\n{_VALIDATION}\n\n{_EFFECT}")
+                         f"URLs, home region, default account, and `gate`: the send gate's quiet hours (R-S4), "
+                         f"frequency cap (R-S5) and fatigue thresholds (R-T4.5, R-T6.3) stamped on every message "
+                         f"decided from then on). {_PATCH_RULES}\n\n{_VALIDATION}\n\n{_EFFECT}")
 
 
 class FlowRead(BaseModel):

@@ -222,7 +222,8 @@ class TenantSettings(SettingsModel):
 
 
 class FlowSettings(SettingsModel):
-    """What every flow has: whether it runs, the account it sends from and its template per language.
+    """What every flow has: whether it runs, the account it sends from, its template per language and whether
+    its marketing messages ignore the tenant's quiet hours (R-S4; R-T5 birthday).
 
     Subclasses give `templates` its default and add the flow's SPEC numbers.
     """
