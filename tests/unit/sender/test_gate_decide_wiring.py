@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from scrm_common.contracts.commands import GatePolicy, QuietHours
 from sender.domain.gate.decide import (
+    DISPATCH,
     ContactState,
     GateMessage,
     History,
@@ -17,7 +18,7 @@ from sender.domain.gate.decide import (
     reply_delays,
     stated_preferences,
 )
-from sender.domain.gate.verdicts import Defer
+from sender.domain.gate.verdicts import Defer, Suppress
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -68,3 +69,36 @@ def test_a_reply_answers_the_latest_message_of_the_kind_and_unanswered_ones_are_
     assert reply_delays(sends, inbound) == (timedelta(hours=6),)
     assert reply_delays([t0], [t0 + timedelta(hours=2)]) == (timedelta(hours=2),)
     assert reply_delays([], inbound) == ()
+
+
+def test_preferred_hours_across_midnight_narrow_the_allowed_ones_even_into_two_pieces() -> None:
+    message = GateMessage(flow="promo", category="marketing")
+    evening = ContactState(zone=BERLIN, preferred_hours=(time(20), time(1)))  # 20:00–01:00 → 20:00–22:00
+    at_1930 = datetime(2026, 12, 1, 18, 30, tzinfo=UTC)
+    assert gate(message, evening, History(), at_1930) == Defer(datetime(2026, 12, 1, 19, 0, tzinfo=UTC), "R-S4")
+    split = ContactState(zone=BERLIN, preferred_hours=(time(21), time(9)))  # → 08:00–09:00 and 21:00–22:00
+    at_1000 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    verdict = gate(message, split, History(), at_1000)
+    assert verdict == Defer(datetime(2026, 12, 1, 20, 0, tzinfo=UTC), "R-S4")
+    assert isinstance(verdict, Defer)
+    assert deferral_reason(verdict, message, split) == (
+        "quiet hours 08:00–09:00, 21:00–22:00 Europe/Berlin: deferred until 2026-12-01 21:00 CET (20:00Z)")
+    assert gate(message, split, History(), datetime(2026, 12, 1, 7, 30, tzinfo=UTC)) == DISPATCH
+    # a tenant window across midnight is narrowed too; no overlap at all: the tenant's window
+    night_owls = GateMessage(flow="promo", category="marketing",
+                             policy=GatePolicy(quiet_hours=QuietHours(start=time(18), end=time(2))))
+    late = ContactState(zone=BERLIN, preferred_hours=(time(23), time(3)))  # → 23:00–02:00
+    assert gate(night_owls, late, History(), datetime(2026, 12, 1, 19, 0, tzinfo=UTC)) == Defer(
+        datetime(2026, 12, 1, 22, 0, tzinfo=UTC), "R-S4")
+    apart = ContactState(zone=BERLIN, preferred_hours=(time(6), time(7)))
+    assert gate(night_owls, apart, History(), datetime(2026, 12, 1, 19, 0, tzinfo=UTC)) == DISPATCH
+
+
+def test_passive_with_a_monthly_limit_of_zero_gets_none() -> None:
+    message = GateMessage(flow="promo", category="marketing", policy=GatePolicy(quiet_hours=None))
+    now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    verdict = gate(message, ContactState(passive=True, max_per_month=0), History(), now)
+    assert isinstance(verdict, Suppress) and verdict.rule == "R-S5"
+    assert gate(message, ContactState(passive=True), History(), now) == DISPATCH
+    once = History(marketing_at=(now - timedelta(days=10),))
+    assert isinstance(gate(message, ContactState(passive=True, max_per_month=5), once, now), Suppress)

@@ -17,7 +17,13 @@ the command by whoever decided it):
 | 8 | R-S4        | marketing, not exempt | Defer to the next allowed local instant (below)            |
 
 R-S5 counts the policy's cap (3 in 7 days), the contact's own weekly and monthly limits, and
-"passive" as 1 a month. R-S4 uses the contact's preferred hours inside the allowed ones when stated.
+"passive" as 1 a month (their own monthly limit when lower). R-S4 uses the contact's preferred hours
+inside the allowed ones when stated — wherever the two overlap, either crossing midnight, possibly two
+pieces a day; when they do not overlap, the allowed hours.
+
+Helpers for the dispatcher's pass: `deferral_reason` (the words of a deferral), `contact_zone` (which
+zone R-S4 reads), `stated_preferences` (R-G4 preferences as the gate takes them), `reply_delays`
+(R-T4.5's delays from the send and inbound history).
 
 Any deferral that would reach the message's expiry becomes `Suppress(EXPIRED)`. R-S3 pacing (per
 account, not per message) and the account's restrictions stay beside the gate, in `pacing` and
@@ -127,10 +133,8 @@ def gate(message: GateMessage, contact: ContactState, history: History, now: dat
         return found
     if (found := _caps(message.policy, contact, history, now)) is not None:
         return found
-    if (hours := _hours(message.policy, contact)) is not None:
-        found = quiet_hours.quiet_hours(
-            quiet_hours.QuietHoursMessage(message.category, message.flow, contact.zone, message.expires_at),
-            now, hours)
+    if (windows := _windows(message.policy, contact)) is not None:
+        found = _quiet(message, contact, windows, now)
         if found is not None:
             return found
     return DISPATCH
@@ -156,8 +160,9 @@ def deferral_reason(verdict: Defer, message: GateMessage, contact: ContactState)
     when = f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%H:%M}Z)" if same_day else \
         f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({utc:%Y-%m-%d %H:%M}Z)"
     if verdict.rule == quiet_hours.RULE:
-        hours = _hours(message.policy, contact)
-        span = f"{hours.start:%H:%M}–{hours.end:%H:%M} " if hours is not None else ""
+        windows = _windows(message.policy, contact) or []
+        span = "".join(f"{', ' if i else ''}{w.start:%H:%M}–{w.end:%H:%M}" for i, w in enumerate(windows))
+        span += " " if span else ""
         return f"quiet hours {span}{contact.zone.key}: deferred until {when}"
     if verdict.rule == META_MARKETING_LIMIT:
         return f"Meta's per-user marketing limit (131049): no marketing before {when}"
@@ -241,22 +246,59 @@ def _caps(policy: GatePolicy, contact: ContactState, history: History, now: date
                                contact_limit=contact.max_per_week if cap.window_days == 7 else None)
     if found is None and cap.window_days != 7 and contact.max_per_week is not None:
         found = caps.frequency_cap(history.marketing_at, now, limit=contact.max_per_week, window=timedelta(days=7))
-    monthly = 1 if contact.passive else contact.max_per_month
+    monthly = contact.max_per_month
+    if contact.passive:  # "passive": at most 1 a month — or their own monthly limit when that is lower
+        monthly = 1 if monthly is None else min(1, monthly)
     if found is None and monthly is not None:
         found = caps.frequency_cap(history.marketing_at, now, limit=monthly, window=MONTH)
     return found if isinstance(found, Suppress) else None
 
 
-def _hours(policy: GatePolicy, contact: ContactState) -> quiet_hours.QuietHoursPolicy | None:
-    """The allowed local hours: the policy's, narrowed to the contact's preferred hours when both overlap
-    (a window crossing midnight is not narrowed); None when the flow is exempt."""
+_DAY: Final = 86_400
+
+
+def _windows(policy: GatePolicy, contact: ContactState) -> list[quiet_hours.QuietHoursPolicy] | None:
+    """The allowed local hours as one or two windows: the policy's, narrowed to the contact's preferred hours
+    wherever the two overlap — either may cross midnight, and the overlap may be two pieces (allowed 08:00–22:00,
+    preferred 21:00–09:00 → 08:00–09:00 and 21:00–22:00); when they do not overlap at all, the policy's window.
+    None when the flow is exempt (no quiet hours)."""
     if policy.quiet_hours is None:
         return None
     start, end = policy.quiet_hours.start, policy.quiet_hours.end
-    if contact.preferred_hours is not None and start < end:
-        own_start, own_end = contact.preferred_hours
-        if own_start < own_end or own_end == time(0):
-            narrowed = (max(start, own_start), end if own_end == time(0) else min(end, own_end))
-            if narrowed[0] < narrowed[1]:
-                start, end = narrowed
-    return quiet_hours.QuietHoursPolicy(start, end, exempt_flows=frozenset())
+    allowed = [quiet_hours.QuietHoursPolicy(start, end, exempt_flows=frozenset())]
+    if contact.preferred_hours is None:
+        return allowed
+    both = [(max(a, c), min(b, d)) for a, b in _segments(start, end) for c, d in _segments(*contact.preferred_hours)
+            if max(a, c) < min(b, d)]
+    if not both:
+        return allowed
+    both.sort()
+    if len(both) > 1 and both[0][0] == 0 and both[-1][1] == _DAY:  # one window across midnight
+        both = [(both[-1][0], both[0][1]), *both[1:-1]]
+    return [quiet_hours.QuietHoursPolicy(_clock(a), _clock(b), exempt_flows=frozenset()) for a, b in both]
+
+
+def _segments(start: time, end: time) -> list[tuple[int, int]]:
+    """A local window [start, end) as seconds of the day: one segment, or two when it crosses midnight."""
+    a = start.hour * 3600 + start.minute * 60 + start.second
+    b = (end.hour * 3600 + end.minute * 60 + end.second) or _DAY
+    return [(a, b)] if a < b else [(a, _DAY), (0, b)]
+
+
+def _clock(seconds: int) -> time:
+    seconds %= _DAY
+    return time(seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def _quiet(message: GateMessage, contact: ContactState, windows: list[quiet_hours.QuietHoursPolicy],
+           now: datetime) -> Defer | Suppress | None:
+    """R-S4 over the allowed windows: None when `now` lies in one, else the earliest deferral (or, when every
+    window's next start reaches the expiry, the EXPIRED suppression)."""
+    local = quiet_hours.QuietHoursMessage(message.category, message.flow, contact.zone, message.expires_at)
+    verdicts = [quiet_hours.quiet_hours(local, now, w) for w in windows]
+    if any(v is None for v in verdicts):
+        return None
+    defers = [v for v in verdicts if isinstance(v, Defer)]
+    if defers:
+        return min(defers, key=lambda d: d.until)
+    return next(v for v in verdicts if isinstance(v, Suppress))
