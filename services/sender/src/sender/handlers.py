@@ -178,7 +178,8 @@ class CommandHandler:
         withdrawn_here = {(w.tenant, w.idempotency_key): w.reason for w in withdrawals}
         suppressed: list[SendMessage] = []
         async with self._engine.begin() as conn:
-            await self._log.lock_messages(conn, [(c.tenant, c.idempotency_key) for c in (*commands, *withdrawals)])
+            if withdrawals:  # the rows a withdrawal may change, in key order (sends alone only insert)
+                await self._log.lock_messages(conn, [(c.tenant, c.idempotency_key) for c in (*commands, *withdrawals)])
             known = await self._log.known_accounts(conn, {(c.tenant, c.account_id) for c in commands})
             invalid = await self._log.invalid_numbers(conn, {(c.tenant, c.to) for c in commands})
             tombstones = await self._log.withdrawn(conn, {(c.tenant, c.idempotency_key) for c in commands})
@@ -398,7 +399,7 @@ class Dispatcher:
             candidates = await self._log.candidates(conn, account, now, utility=utility, marketing=self._gate_batch)
             picked, decided = await self._gate(conn, account, candidates, now, utility=utility,
                                                marketing=allowed.marketing)
-            claimed = await self._log.claim_keys(conn, account, now, picked)
+            claimed = await self._log.claim_keys(conn, account, now, list(picked))
             marketing = sum(1 for c in claimed if c.command.get("category") == "marketing")
             await self._log.save_pacing(conn, account, after_claim(
                 account.policy, account.pacing, now, utility=len(claimed) - marketing, marketing=marketing,
@@ -409,7 +410,7 @@ class Dispatcher:
             self._metrics.gate.labels("dispatch", "").inc(len(claimed))
         if not claimed:
             return False
-        commands = [stored_command(c.command) for c in claimed]
+        commands = [picked.get(c.idempotency_key) or stored_command(c.command) for c in claimed]
         raw = await asyncio.gather(*(self._call(account, c) for c in commands), return_exceptions=True)
         # A call that raised may still have reached the provider: in doubt, never a reason to drop the batch.
         results = [Unknown(repr(r)) if isinstance(r, BaseException) else r for r in raw]
@@ -417,10 +418,11 @@ class Dispatcher:
         return True
 
     async def _gate(self, conn: AsyncConnection, account: Account, candidates: list[Candidate], now: datetime, *,
-                    utility: int, marketing: int) -> tuple[list[str], int]:
+                    utility: int, marketing: int) -> tuple[dict[str, SendMessage], int]:
         """The send gate (`domain.gate.decide.gate`) over this pass's candidates, in queue order; R-S3 pacing then
         picks from those it lets go: up to `utility` non-marketing and `marketing` marketing messages. Returns
-        the keys picked (to claim) and how many deferral/suppression statuses were put in the outbox.
+        the commands picked (to claim) by key, in queue order, and how many deferral/suppression statuses were
+        put in the outbox.
 
         What the gate reads is loaded once per kind for the whole pass, never per message: the contacts'
         reachability records (marketing or free-form candidates only), their history of the last 30 days
@@ -431,7 +433,7 @@ class Dispatcher:
         suppression over the threshold stores the pause.
         """
         if not candidates:
-            return [], 0
+            return {}, 0
         tenant = account.tenant
         commands = {c.idempotency_key: stored_command(c.command) for c in candidates}
         messages = {k: GateMessage(flow=c.flow, category=c.category, free_form=c.template is None,
@@ -448,7 +450,7 @@ class Dispatcher:
         reminders = [c for c in tired if (f := messages[c.idempotency_key].policy.fatigue) and f.rule == REMINDER_RULE]
         inbound = await self._log.inbound(conn, tenant, {numbers[c.idempotency_key] for c in reminders}, since)
 
-        picked: list[str] = []
+        picked: dict[str, SendMessage] = {}  # in queue order
         in_pass: dict[str, list[datetime]] = {}  # contact → marketing picked in this pass
         paused_now: dict[str, dict[str, datetime]] = {}  # contact → fatigue rule → pause stored in this pass
         deferred: list[dict[str, object]] = []
@@ -468,7 +470,7 @@ class Dispatcher:
                 kind = "marketing" if c.category == "marketing" else "utility"
                 if left[kind] > 0:
                     left[kind] -= 1
-                    picked.append(key)
+                    picked[key] = command
                     if kind == "marketing":
                         in_pass.setdefault(c.contact_key, []).append(now)
                 continue
