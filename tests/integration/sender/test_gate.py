@@ -34,6 +34,7 @@ from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from sender.adapters.cloud_api import Accepted
 from sender.adapters.db import Catalog, SendLog, default_catalog
+from sender.adapters.http import MessageRead
 from sender.adapters.templates import TemplateStore
 from sender.domain.outcomes import RetryPolicy
 from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
@@ -212,6 +213,9 @@ async def test_a_deferral_past_the_expiry_and_an_expired_message_are_suppressed_
         assert (row["state"], row["rule"]) == ("suppressed", "EXPIRED")
         assert row["suppressed_at"] == night.clock.now()
         assert row["expires_at"] == command.expires_at
+        shown = MessageRead.model_validate(row)  # GET /v1/messages shows it with its rule
+        assert (shown.state, shown.rule, shown.suppressed_at, shown.expires_at) == (
+            "suppressed", "EXPIRED", night.clock.now(), command.expires_at)
         [status] = await night.statuses(command.idempotency_key)
         assert (status["status"], status["rule"]) == ("suppressed", "EXPIRED")
         assert status["event_id"].endswith(":suppressed")
