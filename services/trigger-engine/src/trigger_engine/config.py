@@ -26,6 +26,7 @@ class Settings(CommonSettings):
     shop_home_region: str = "DE"
     shop_time_zone: str = "Europe/Berlin"
     default_language: str = "en_US"
+    # The sender: its template catalog (R-S2 checks of flow settings) and its send log (the contact's story).
     sender_url: str = "http://127.0.0.1:8082"
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_seconds: float = Field(default=0.1, gt=0)

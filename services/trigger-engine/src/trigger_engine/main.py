@@ -19,6 +19,7 @@ from scrm_common.runtime import serve
 from scrm_common.service import infrastructure
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.http import build_router
+from trigger_engine.adapters.send_log import SendLog
 from trigger_engine.adapters.settings_db import SettingsRepository
 from trigger_engine.adapters.settings_http import build_settings_router
 from trigger_engine.adapters.template_catalog import TemplateCatalog, TemplateGuard
@@ -83,7 +84,9 @@ async def main(settings: Settings) -> None:
                           "and why, and which of the messages failed; each "
                           "tenant's flow and shop settings, effective for the next decision of every replica "
                           "without a restart")
-        app.include_router(build_router(engine=engine, repository=repository, keys=keys))
+        # The story's delivery half is the sender's send log, asked at read time with the caller's own key.
+        send_log = SendLog(settings.sender_url)
+        app.include_router(build_router(engine=engine, repository=repository, keys=keys, send_log=send_log))
         catalog = TemplateCatalog(settings.sender_url)
         guard = TemplateGuard(catalog=catalog, configs=configs, repository=settings_repository,
                               bootstrap=settings.bootstrap(), engine=engine)
@@ -97,6 +100,7 @@ async def main(settings: Settings) -> None:
         finally:
             await keys.aclose()
             await catalog.aclose()
+            await send_log.aclose()
 
 
 def run() -> None:
