@@ -168,15 +168,20 @@ class EngineRepository:
         return {(r.tenant, r.idempotency_key) for r in result}
 
     async def record_decisions(self, conn: AsyncConnection, rows: Sequence[DecisionRow]) -> None:
+        """Append decision rows in one statement; their ids follow the order of `rows` (the story's order for
+        decisions taken at the same instant)."""
         if not rows:
             return
         await conn.execute(text(
             "INSERT INTO decisions(tenant, event_id, event_type, contact_key, flow, outcome, reason, "
-            "idempotency_key, decided_at) VALUES (:tenant, :event_id, :event_type, :contact_key, :flow, "
-            ":outcome, :reason, :idempotency_key, :decided_at)"),
-            [{"tenant": r.tenant, "event_id": r.event_id, "event_type": r.event_type,
-              "contact_key": r.contact_key, "flow": r.flow, "outcome": r.outcome, "reason": r.reason,
-              "idempotency_key": r.idempotency_key, "decided_at": r.decided_at} for r in rows])
+            "idempotency_key, decided_at) SELECT t, e, et, c, f, o, r, k, d FROM unnest("
+            "CAST(:t AS text[]), CAST(:e AS text[]), CAST(:et AS text[]), CAST(:c AS text[]), CAST(:f AS text[]), "
+            "CAST(:o AS text[]), CAST(:r AS text[]), CAST(:k AS text[]), CAST(:d AS timestamptz[])) "
+            "WITH ORDINALITY AS q(t, e, et, c, f, o, r, k, d, n) ORDER BY n"),
+            {"t": [r.tenant for r in rows], "e": [r.event_id for r in rows], "et": [r.event_type for r in rows],
+             "c": [r.contact_key for r in rows], "f": [r.flow for r in rows], "o": [r.outcome for r in rows],
+             "r": [r.reason for r in rows], "k": [r.idempotency_key for r in rows],
+             "d": [r.decided_at for r in rows]})
 
     async def decisions_for(
         self, conn: AsyncConnection, tenant: str, contact_key: str, limit: int
