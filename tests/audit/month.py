@@ -18,7 +18,7 @@ service reply follows some of them, sometimes too late), get their number marked
 Meta's per-user marketing limit (131049). Messages: broadcasts at one UTC instant for a whole audience
 (some with an expiry, a few free-form), welcomes (expiring 15 min after their event, R-T1.1), cart
 reminders (R-T6.3 fatigue, 24 h expiry), unread reminders (R-T4.5 fatigue, with replies whose delays
-feed the formula), birthdays at 05:00 local (``quiet_hours=None``: the exempt flow), utility messages
+feed the formula), birthdays at 05:00 local (``quiet_hours_exempt``: the exempt flow), utility messages
 and authentication codes (10 min expiry). They are driven the way the sender drives them: a due
 message is gated; ``Dispatch`` → sent now (history updated; delivered/read/replies follow later);
 ``Defer`` → gated again at ``until``; ``Suppress`` → dropped (a fatigue suppression over the threshold
@@ -320,8 +320,9 @@ def simulate(contacts: int = 10_000, seed: int = 8) -> MonthLog:
         key = (m.quiet, m.cap, m.fatigue)
         if key not in policies:
             policies[key] = GatePolicy(
-                quiet_hours=None if m.quiet is None else QuietHours(start=hours(m.quiet[0]),
-                                                                    end=hours(m.quiet[1] % 1440)),
+                quiet_hours=QuietHours() if m.quiet is None else QuietHours(start=hours(m.quiet[0]),
+                                                                            end=hours(m.quiet[1] % 1440)),
+                quiet_hours_exempt=m.quiet is None,
                 frequency_cap=FrequencyCap(limit=m.cap[0], window_days=m.cap[1]),
                 fatigue=None if m.fatigue is None else Fatigue(rule=m.fatigue[0], threshold=m.fatigue[1],  # type: ignore[arg-type]
                                                                pause_days=m.fatigue[2]))

@@ -191,7 +191,7 @@ async def test_an_expired_timer_is_recorded_as_expired_and_never_fired(engine, t
 
 
 async def test_a_send_carries_the_decisions_expiry_policy_and_zone(engine, tenant):
-    policy = GatePolicy(quiet_hours=None)
+    policy = GatePolicy(quiet_hours_exempt=True)
     await write(engine, tenant, Send(FLOW, "m1", "marketing", "cust-1", PHONE, "welcome_discount", "en_US", ("A",),
                                      account_id="acct-1", expires_at=T0 + timedelta(minutes=15), policy=policy,
                                      timezone="America/Sao_Paulo"))

@@ -95,7 +95,7 @@ def test_preferred_hours_across_midnight_narrow_the_allowed_ones_even_into_two_p
 
 
 def test_passive_with_a_monthly_limit_of_zero_gets_none() -> None:
-    message = GateMessage(flow="promo", category="marketing", policy=GatePolicy(quiet_hours=None))
+    message = GateMessage(flow="promo", category="marketing", policy=GatePolicy(quiet_hours_exempt=True))
     now = datetime(2026, 12, 1, 9, tzinfo=UTC)
     verdict = gate(message, ContactState(passive=True, max_per_month=0), History(), now)
     assert isinstance(verdict, Suppress) and verdict.rule == "R-S5"

@@ -196,7 +196,7 @@ def test_a_flow_exempt_from_quiet_hours_gets_no_quiet_hours_but_the_cap() -> Non
     cfg = config(welcome={"quiet_hours_exempt": True}, settings=SHOP)
     (send,) = decide(profile(), contact_created(at=T0), T0 + SECOND, cfg)
     assert isinstance(send, Send)
-    assert send.policy == replace_policy(SHOP_POLICY, quiet_hours=None)
+    assert send.policy == replace_policy(SHOP_POLICY, quiet_hours_exempt=True)
     (confirmation,) = decide(profile(), payment(at=T0), T0 + SECOND, cfg)
     assert isinstance(confirmation, Send) and confirmation.policy == SHOP_POLICY
 

@@ -74,7 +74,7 @@ def _command(policy: GatePolicy | None) -> SendMessage:
 
 
 def test_an_exempt_flows_policy_reads_back_exempt_and_others_unchanged() -> None:
-    for policy in (GatePolicy(quiet_hours=None), GatePolicy(), None):
+    for policy in (GatePolicy(quiet_hours_exempt=True), GatePolicy(), None):
         command = _command(policy)
         assert parse_command(_send_json(command)) == command
     assert _send_json(_command(GatePolicy())) == _command(GatePolicy()).model_dump_json(exclude_none=True).encode()

@@ -81,11 +81,13 @@ class Fatigue(StrictModel):
 class GatePolicy(StrictModel):
     """How the sender's send gate treats one message: its tenant's and flow's settings as of the decision.
 
-    `quiet_hours` None: the flow is exempt (R-T5 birthday; utility messages are exempt anyway). A
-    command without a policy gets these defaults (SPEC.md's numbers).
+    `quiet_hours_exempt`: the flow may send at any hour (R-T5 birthday; utility messages are exempt
+    anyway) — a flag rather than a null `quiet_hours`, so a copy that leaves out null fields keeps its
+    meaning. A command without a policy gets these defaults (SPEC.md's numbers).
     """
 
-    quiet_hours: QuietHours | None = QuietHours()
+    quiet_hours: QuietHours = QuietHours()
+    quiet_hours_exempt: bool = False
     frequency_cap: FrequencyCap = FrequencyCap()
     fatigue: Fatigue | None = None
 

@@ -166,12 +166,11 @@ def gate_policy(flow: str, config: EngineConfig) -> GatePolicy:
 @lru_cache(maxsize=1024)
 def _policy(gate: GateSettings, quiet_hours_exempt: bool, fatigue: FatigueRule | None) -> GatePolicy:
     """GatePolicy from settings, built once per distinct settings (models are frozen and hashable)."""
-    quiet = None if quiet_hours_exempt else QuietHours(start=time.fromisoformat(gate.quiet_hours.start),
-                                                       end=time.fromisoformat(gate.quiet_hours.end))
+    quiet = QuietHours(start=time.fromisoformat(gate.quiet_hours.start), end=time.fromisoformat(gate.quiet_hours.end))
     cap = FrequencyCap(limit=gate.frequency_cap.limit, window_days=gate.frequency_cap.window_days)
     pause = None if fatigue is None else Fatigue(rule=fatigue, threshold=gate.fatigue.threshold(fatigue),
                                                  pause_days=gate.fatigue.pause_days)
-    return GatePolicy(quiet_hours=quiet, frequency_cap=cap, fatigue=pause)
+    return GatePolicy(quiet_hours=quiet, quiet_hours_exempt=quiet_hours_exempt, frequency_cap=cap, fatigue=pause)
 
 
 def _no_account(flow: str, config: EngineConfig) -> str:

@@ -262,7 +262,7 @@ def _windows(policy: GatePolicy, contact: ContactState) -> list[quiet_hours.Quie
     wherever the two overlap — either may cross midnight, and the overlap may be two pieces (allowed 08:00–22:00,
     preferred 21:00–09:00 → 08:00–09:00 and 21:00–22:00); when they do not overlap at all, the policy's window.
     None when the flow is exempt (no quiet hours)."""
-    if policy.quiet_hours is None:
+    if policy.quiet_hours_exempt:
         return None
     start, end = policy.quiet_hours.start, policy.quiet_hours.end
     allowed = [quiet_hours.QuietHoursPolicy(start, end, exempt_flows=frozenset())]
