@@ -84,3 +84,11 @@ def sign(secret: str, raw: bytes) -> str:
 
 def days_ago(n: int) -> datetime:
     return datetime.now(UTC) - timedelta(days=n)
+
+
+def contact_created_in(zone: str, *, phone: str, external_id: str | None = None, name: str | None = None,
+                       locale: str = "en-US", occurred_at: datetime | None = None) -> dict[str, Any]:
+    """`contact.created` for a contact whose own IANA zone is `zone` (`contact.timezone`)."""
+    event = contact_created(phone=phone, external_id=external_id, name=name, locale=locale, occurred_at=occurred_at)
+    event["contact"]["timezone"] = zone
+    return event
