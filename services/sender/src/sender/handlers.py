@@ -65,6 +65,7 @@ UNTIL_LIFTED_RECHECK = timedelta(hours=1)
 DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
 # Marketing messages the send gate looks at per account and pass (in queue order): bounded, never the backlog.
 DEFAULT_GATE_BATCH = 50
+DEFAULT_POLICY = GatePolicy()  # a command without a policy: SPEC's numbers (read only, shared)
 
 
 class SenderMetrics:
@@ -437,7 +438,7 @@ class Dispatcher:
         tenant = account.tenant
         commands = {c.idempotency_key: stored_command(c.command) for c in candidates}
         messages = {k: GateMessage(flow=c.flow, category=c.category, free_form=c.template is None,
-                                   expires_at=c.expires_at, policy=c.policy or GatePolicy())
+                                   expires_at=c.expires_at, policy=c.policy or DEFAULT_POLICY)
                     for k, c in commands.items()}
         promotions = [c for c in candidates if c.category == "marketing"]
         asked = [c for c in candidates if c.category == "marketing" or messages[c.idempotency_key].free_form]

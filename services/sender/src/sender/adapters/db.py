@@ -62,7 +62,7 @@ class Candidate:
     the rule and instant of its last deferral, its expiry, and its number's invalid mark (R-S7; None: none)."""
 
     idempotency_key: str
-    command: dict[str, object]
+    command: str  # the stored JSON as text: parsed once, in JSON mode (`handlers.stored_command`)
     contact_key: str
     to_phone: str
     category: str
@@ -356,17 +356,18 @@ class SendLog:
         if utility <= 0 and marketing <= 0:
             return []
         rows = (await conn.execute(text(
-            "SELECT m.idempotency_key, m.command, m.contact_key, m.to_phone, m.category, m.rule, m.deferred_until, "
-            "m.expires_at, i.expires_at AS invalid_until FROM messages m "
+            "SELECT m.idempotency_key, CAST(m.command AS text) AS command, m.contact_key, m.to_phone, m.category, "
+            "m.rule, m.deferred_until, m.expires_at, i.expires_at AS invalid_until FROM messages m "
             "LEFT JOIN invalid_numbers i ON i.tenant = m.tenant AND i.phone = m.to_phone "
-            "WHERE m.tenant = :t AND m.state = 'queued' AND m.next_attempt_at <= :now "
-            "AND (m.tenant, m.idempotency_key) IN ("
-            "(SELECT tenant, idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
+            # the keys first (one init plan), then those rows by primary key: never a scan of the table
+            "WHERE m.tenant = :t AND m.idempotency_key = ANY(ARRAY("
+            "(SELECT idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
             "AND state = 'queued' AND next_attempt_at <= :now AND category <> 'marketing' "
             "ORDER BY next_attempt_at LIMIT :u) UNION ALL "
-            "(SELECT tenant, idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
+            "(SELECT idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
             "AND state = 'queued' AND next_attempt_at <= :now AND category = 'marketing' "
-            "ORDER BY next_attempt_at LIMIT :m)) "
+            "ORDER BY next_attempt_at LIMIT :m))) "
+            "AND m.state = 'queued' AND m.next_attempt_at <= :now "
             "ORDER BY m.next_attempt_at, m.queued_at, m.idempotency_key FOR UPDATE OF m SKIP LOCKED"),
             {"t": account.tenant, "a": account.account_id, "now": now, "u": max(0, utility),
              "m": max(0, marketing)})).all()
