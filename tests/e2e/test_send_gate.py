@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -144,9 +144,12 @@ def _message(stack: TestStack, key: str) -> dict[str, Any] | None:
     return dict(resp.json())
 
 
-def _message_when(stack: TestStack, key: str, what: str, ok: Any) -> dict[str, Any]:
+def _message_when(stack: TestStack, key: str, what: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Poll the send-log row of `key` until `ok(row)`; the failure names the last row seen."""
-    return poll(lambda: (m := _message(stack, key)) is not None and ok(m) and m, timeout=TIMEOUT, what=what)
+    def found() -> dict[str, Any] | None:
+        row = _message(stack, key)
+        return row if row is not None and ok(row) else None
+    return poll(found, timeout=TIMEOUT, what=what)
 
 
 def _at_sim(stack: TestStack, phone: str) -> list[dict[str, Any]]:
@@ -347,8 +350,10 @@ def test_a_fourth_promotion_within_seven_days_is_suppressed_r_s5_and_reported(ga
     assert [s for s, _ in states] == ["sent", "sent", "sent", "suppressed"], rows
     [capped] = [r for r in rows if r["state"] == "suppressed"]
     assert capped["rule"] == "R-S5" and "3 marketing messages in the last 7 days" in capped["error_reason"], capped
-    assert len(poll(lambda: (m := _at_sim(stack, phone)) and len(m) >= 3 and m, timeout=TIMEOUT,
-                    what="three promotions at the simulator")) == 3
+    def three() -> list[dict[str, Any]] | None:
+        arrived = _at_sim(stack, phone)
+        return arrived if len(arrived) >= 3 else None
+    assert len(poll(three, timeout=TIMEOUT, what="three promotions at the simulator")) == 3
     assert {m["wamid"] for m in _at_sim(stack, phone)} == {r["wamid"] for r in rows if r["state"] == "sent"}
 
     def reported() -> dict[str, Any] | None:
