@@ -63,8 +63,8 @@ def take_snapshot(client: httpx.Client, ports: dict[str, int], alive: dict[str, 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 # What the counts of the view are made of (metric names in services/*/src and libs/common).
-DEFERRED_DECISIONS = ("suppressed", "expired", "deferred")  # trigger-engine decisions not sent (now)
-DEFERRED_SENDS = ("held", "retry", "late_retry", "deferred", "suppressed")  # sender outcomes: not sent (yet)
+SUPPRESSED_DECISIONS = ("suppressed", "expired", "cancelled", "withdrawn")  # trigger-engine: decided not to send
+HELD_SENDS = ("held", "retry", "late_retry")  # sender outcomes: not sent yet (restriction, error hold, retry)
 FAILED_SENDS = ("failed", "refused")
 
 
@@ -90,9 +90,14 @@ def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
     dead = sum(v for k, v in every if k.endswith("_dead_letters_total"))
     sender = now.metrics.get("sender", {})
     sent = labelled(sender, "scrm_sender_messages_total", "outcome", ("sent",))
-    deferred = (labelled(now.metrics.get("trigger-engine", {}), "scrm_trigger_engine_decisions_total", "outcome",
-                         DEFERRED_DECISIONS)
-                + labelled(sender, "scrm_sender_messages_total", "outcome", DEFERRED_SENDS))
+    held = labelled(sender, "scrm_sender_messages_total", "outcome", HELD_SENDS)
+    # The send gate: deferrals (quiet hours, 131049) and suppressions (caps, opt-out, expiry, withdrawals …), plus
+    # the queued marketing a STOP word suppressed at once.
+    deferred = labelled(sender, "scrm_sender_gate_total", "verdict", ("deferred",))
+    suppressed = (labelled(now.metrics.get("trigger-engine", {}), "scrm_trigger_engine_decisions_total", "outcome",
+                           SUPPRESSED_DECISIONS)
+                  + labelled(sender, "scrm_sender_gate_total", "verdict", ("suppressed",))
+                  + sender.get("scrm_sender_opt_out_suppressed_total", 0.0))
     failed = labelled(sender, "scrm_sender_messages_total", "outcome", FAILED_SENDS)
     webhooks = now.metrics.get("ingest", {})
     statuses = webhooks.get('scrm_ingest_webhook_events_total{type="message.status"}', 0.0)
@@ -103,7 +108,9 @@ def summary(prev: Snapshot | None, now: Snapshot) -> dict[str, str]:
         "decisions": f"{now.m('trigger-engine', 'scrm_trigger_engine_decisions_total'):.0f}",
         "messages sent": f"{sent:.0f}",
         "queued (consumer lag + outbox)": f"{lag + outbox:.0f}",
-        "deferred/suppressed": f"{deferred:.0f}",
+        "held/retrying": f"{held:.0f}",
+        "deferred by the send gate": f"{deferred:.0f}",
+        "suppressed (decided or gated)": f"{suppressed:.0f}",
         "failed": f"{failed:.0f}",
         "dead-lettered": f"{dead:.0f}",
         "status receipts (delivered/read)": f"{statuses:.0f}",
