@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, TypeAdapter, model_validator
 
-from scrm_common.contracts.events import PLAIN, Phone, StrictModel, Text128, Timestamp, _zone
+from scrm_common.contracts.events import PLAIN, Phone, Preferences, StrictModel, Text128, Timestamp, _zone
 
 MessageCategory = Literal["utility", "marketing", "authentication", "service"]
 
@@ -98,7 +98,9 @@ class SendMessage(StrictModel):
     `expires_at` (UTC instant): from then on the message is not worth sending (R-T1.1: a welcome 15
     minutes after its event) — the send gate suppresses it as `EXPIRED` rather than send it late.
     `timezone`: the contact's IANA zone as the deciding service knows it (the sender's own record of the
-    contact wins; else the number's country's zone). `policy`: the send gate's settings for it.
+    contact wins; else the number's country's zone). `preferences`: the person's stated preferences as the
+    deciding service knows them (R-G4, R-S5; the sender's record of the number wins when it has any —
+    this covers shops whose contact events name no phone). `policy`: the send gate's settings for it.
     """
 
     idempotency_key: Annotated[str, Field(min_length=1, max_length=512)]
@@ -117,6 +119,7 @@ class SendMessage(StrictModel):
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
     expires_at: Timestamp | None = None
     timezone: Annotated[str, PLAIN, AfterValidator(_zone)] | None = None
+    preferences: Preferences | None = None
     policy: GatePolicy | None = None
 
     @model_validator(mode="after")

@@ -29,6 +29,7 @@ class Send:
     expires_at: datetime | None = None
     policy: GatePolicy | None = None
     timezone: str | None = None
+    preferences: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
