@@ -324,3 +324,18 @@ async def test_contacts_recorded_before_aliases_become_persons_known_by_key_and_
             assert await EngineRepository().person_for(conn, "old", text_aliases("5215512345678")) == "cust-1"
     finally:
         await engine.dispose()
+
+
+async def test_stated_preferences_are_kept_with_the_person_and_reach_the_send_command(engine, tenant):
+    """R-G4, R-S5: preferences stated on an event naming no phone are stored and ride on a later send."""
+    stated = contact_created(external_id="cust-1", phone=None)
+    stated = stated.model_copy(update={"data": stated.data.model_validate(
+        {"preferences": {"max_promotions_per_week": 1, "tier": "gold"}})})
+    await apply(engine, tenant, stated)
+    [person] = await rows(engine, "SELECT preferences FROM contacts WHERE tenant = :t", t=tenant)
+    assert person == {"preferences": {"max_promotions_per_week": 1, "tier": "gold"}}
+
+    await apply(engine, tenant, contact_updated(external_id="cust-1", phone=PHONE, at=T0 + timedelta(seconds=1)))
+    await apply(engine, tenant, payment(external_id="cust-1", phone=PHONE, order_id="P-1"))
+    [confirmation] = [c for c in await commands(engine, tenant) if c.get("flow") == "order_confirmation"]
+    assert confirmation["preferences"] == {"max_promotions_per_week": 1, "tier": "gold"}

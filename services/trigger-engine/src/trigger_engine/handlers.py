@@ -17,13 +17,14 @@ from functools import partial
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scrm_common.clock import Clock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage, TemplateMessage, WithdrawMessage
 from scrm_common.contracts.envelope import EventRecord
-from scrm_common.contracts.events import AccountRegistered, AccountRemoved
+from scrm_common.contracts.events import AccountRegistered, AccountRemoved, Preferences
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
@@ -302,7 +303,8 @@ def _headers(cause: Cause) -> list[tuple[str, str]]:
 
 
 def _send_command(cause: Cause, send: Send, now: datetime) -> OutboxRow:
-    """The SendMessage of a reserved send, as an outbox row keyed by account."""
+    """The SendMessage of a reserved send, as an outbox row keyed by account (with the person's stated
+    preferences as the contract's `Preferences`, see `_preferences`)."""
     assert send.account_id is not None  # decide() and on_timer() never send without an account
     command = SendMessage(
         idempotency_key=send.idempotency_key, tenant=cause.tenant, account_id=send.account_id,
@@ -310,9 +312,28 @@ def _send_command(cause: Cause, send: Send, now: datetime) -> OutboxRow:
         template=TemplateMessage(name=send.template, language=send.language, parameters=list(send.parameters)),
         event_id=cause.event_id, event_occurred_at=cause.occurred_at, event_ingested_at=cause.ingested_at,
         decided_at=now, correlation_id=cause.correlation_id, expires_at=send.expires_at, timezone=send.timezone,
-        policy=send.policy,
+        preferences=_preferences(send), policy=send.policy,
     )
     return OutboxRow(topics.SEND_COMMANDS, command.kafka_key.encode(), _send_json(command), _headers(cause))
+
+
+def _preferences(send: Send) -> Preferences | None:
+    """The person's stated preferences for the send gate (R-G4, R-S5): the profile's keys as the contract's
+    `Preferences` (the gate honours the keys it knows; the others ride along). None when none were stated; a
+    stored value the contract no longer accepts (recorded under an older contract) leaves out only that key."""
+    if not send.preferences:
+        return None
+    stated = dict(send.preferences)
+    try:
+        return Preferences.model_validate(stated)
+    except ValidationError as exc:
+        bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        log.warning("stored preferences of %s not accepted by the contract: %s left out", send.contact_key,
+                    ", ".join(sorted(bad)) or "all")
+        try:
+            return Preferences.model_validate({k: v for k, v in stated.items() if k not in bad}) if bad else None
+        except ValidationError:
+            return None
 
 
 def _send_json(command: SendMessage) -> bytes:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -125,30 +127,36 @@ class EngineRepository:
                 contact_key=r.contact_key, phone=r.phone, name=r.name, locale=r.locale,
                 timezone=r.timezone, opted_in=r.opted_in, wa_id=r.wa_id, profile_name=r.profile_name,
                 marketing=r.marketing, marketing_changed_at=r.marketing_changed_at, created_at=r.created_at,
-                first_purchase_at=r.first_purchase_at, first_purchase_event=r.first_purchase_event)
+                first_purchase_at=r.first_purchase_at, first_purchase_event=r.first_purchase_event,
+                preferences=_preferences(r.preferences))
             for r in rows
         }
 
     async def save_profiles(
         self, conn: AsyncConnection, profiles: dict[tuple[str, str], ContactProfile], now: datetime
     ) -> None:
+        """Upsert each (tenant, person) → profile (every field replaced; `preferences` as jsonb, NULL when none
+        were stated); `now` (aware UTC) is `updated_at`."""
         if not profiles:
             return
         await conn.execute(text(
             "INSERT INTO contacts(tenant, contact_key, phone, name, locale, timezone, opted_in, wa_id, profile_name, "
-            "marketing, marketing_changed_at, created_at, first_purchase_at, first_purchase_event, updated_at) "
+            "marketing, marketing_changed_at, created_at, first_purchase_at, first_purchase_event, preferences, "
+            "updated_at) "
             "VALUES (:tenant, :contact_key, :phone, :name, :locale, :timezone, :opted_in, :wa_id, :profile_name, "
-            ":marketing, :marketing_changed_at, :created_at, :first_purchase_at, :first_purchase_event, :updated_at) "
+            ":marketing, :marketing_changed_at, :created_at, :first_purchase_at, :first_purchase_event, "
+            "CAST(:preferences AS jsonb), :updated_at) "
             "ON CONFLICT (tenant, contact_key) DO UPDATE SET phone = EXCLUDED.phone, name = EXCLUDED.name, "
             "locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, opted_in = EXCLUDED.opted_in, "
             "wa_id = EXCLUDED.wa_id, profile_name = EXCLUDED.profile_name, marketing = EXCLUDED.marketing, "
             "marketing_changed_at = EXCLUDED.marketing_changed_at, created_at = EXCLUDED.created_at, "
             "first_purchase_at = EXCLUDED.first_purchase_at, first_purchase_event = EXCLUDED.first_purchase_event, "
-            "updated_at = EXCLUDED.updated_at"),
+            "preferences = EXCLUDED.preferences, updated_at = EXCLUDED.updated_at"),
             [{"tenant": t, "contact_key": p.contact_key, "phone": p.phone, "name": p.name, "locale": p.locale,
               "timezone": p.timezone, "opted_in": p.opted_in, "wa_id": p.wa_id, "profile_name": p.profile_name,
               "marketing": p.marketing, "marketing_changed_at": p.marketing_changed_at, "created_at": p.created_at,
               "first_purchase_at": p.first_purchase_at, "first_purchase_event": p.first_purchase_event,
+              "preferences": None if p.preferences is None else json.dumps(dict(p.preferences), sort_keys=True),
               "updated_at": now}
              for (t, _), p in profiles.items()])
 
@@ -191,3 +199,11 @@ class EngineRepository:
             "WHERE tenant = :t AND contact_key = :c ORDER BY id DESC LIMIT :n"),
             {"t": tenant, "c": contact_key, "n": limit})
         return [dict(r._mapping) for r in rows]
+
+
+def _preferences(stored: object) -> Mapping[str, object] | None:
+    """A contacts row's `preferences` (jsonb: a dict, or its JSON text as the driver may give it) as the profile
+    keeps them (read-only); None for NULL or anything but an object."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    return MappingProxyType(dict(stored)) if isinstance(stored, dict) else None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, time
 from functools import lru_cache
+from types import MappingProxyType
 
 from scrm_common.contracts.commands import Fatigue, FrequencyCap, GatePolicy, QuietHours
 from scrm_common.contracts.events import (
@@ -15,6 +16,7 @@ from scrm_common.contracts.events import (
     Event,
     MarketingPreferenceChanged,
     PaymentSucceeded,
+    Preferences,
 )
 from scrm_common.identity import match_key
 from trigger_engine.domain.decisions import Decision, Send, Suppress
@@ -40,7 +42,10 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
     `contact.marketing_preference_changed` records the customer's choice, the latest one winning.
     `contact.created` dates the person (`created_at`: the earliest such event's `occurred_at`);
     `payment.succeeded` records their first purchase (the earliest by `occurred_at`; R-T1: it withdraws a
-    waiting welcome). Events without a contact (account and template events) change nothing.
+    waiting welcome). `contact.created`/`contact.updated` replace the person's stated `preferences` with the
+    event's when the event names `preferences` at all (an event without them keeps what was stated; an empty
+    object clears it) — the send gate honours them (R-G4, R-S5). Events without a contact (account and
+    template events) change nothing.
     """
     contact = event.contact
     if contact is None:
@@ -63,9 +68,19 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
         phone = None
     if phone is None and profile.phone is None and wa_id:
         phone = reachable_phone(wa_id)
-    opted_in = event.data.opted_in if isinstance(event, ContactCreated | ContactUpdated) else None
+    opted_in = None
+    if isinstance(event, ContactCreated | ContactUpdated):
+        opted_in = event.data.opted_in
+        if "preferences" in event.data.model_fields_set:
+            profile = replace(profile, preferences=stated_preferences(event.data.preferences))
     return profile.merged(phone=phone, name=contact.name, locale=contact.locale, timezone=contact.timezone,
                           opted_in=opted_in, wa_id=wa_id, profile_name=contact.profile_name)
+
+
+def stated_preferences(preferences: Preferences) -> Mapping[str, object]:
+    """The preferences an event stated, as the profile keeps them: the keys the event named (known and other
+    ones) with their values (JSON scalars), read-only."""
+    return MappingProxyType(preferences.model_dump(mode="json", exclude_unset=True))
 
 
 def _with_marketing(profile: ContactProfile, event: MarketingPreferenceChanged) -> ContactProfile:
@@ -79,9 +94,10 @@ def _with_marketing(profile: ContactProfile, event: MarketingPreferenceChanged) 
 def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
     """`person` after learning that `other` is the same person: `person`'s known facts win, `other`'s
     fill the gaps; the later marketing choice holds; the person was created when the first of them was, and
-    their first purchase is the earlier of the two."""
+    their first purchase is the earlier of the two. Stated preferences: `person`'s keys keep their values,
+    `other`'s fill the keys `person` has no value for (R-G4)."""
     gaps = {name: getattr(other, name) for name in _FACTS if getattr(person, name) is None}
-    merged = replace(person, **gaps)
+    merged = replace(person, **gaps, preferences=_merged_preferences(person.preferences, other.preferences))
     if other.marketing_changed_at is not None and (
             merged.marketing_changed_at is None or other.marketing_changed_at > merged.marketing_changed_at):
         merged = replace(merged, marketing=other.marketing, marketing_changed_at=other.marketing_changed_at)
@@ -95,6 +111,18 @@ def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
 
 
 _FACTS = ("phone", "name", "locale", "timezone", "opted_in", "wa_id", "profile_name")
+
+
+def _merged_preferences(own: Mapping[str, object] | None,
+                        other: Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """`own` preferences with `other`'s filling the keys `own` has no (non-null) value for; None when neither
+    person stated any."""
+    if other is None:
+        return own
+    if own is None:
+        return other
+    gaps = {key: value for key, value in other.items() if own.get(key) is None}
+    return MappingProxyType({**own, **gaps}) if gaps else own
 
 
 def person_keys(tenant: str, person: str) -> tuple[str, ...]:
@@ -130,10 +158,10 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
 
 def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig) -> Decision:
     """A flow's decision as it leaves the engine: a Send gets the send gate's policy from the tenant's and the
-    flow's settings (`gate_policy`) and the contact's time zone as the engine knows it (None: the sender derives
-    one from the number); its parameters are cleaned to what the Cloud API accepts (`parameters`). A Send no
-    account can carry, or with a parameter nothing can make sendable, becomes a Suppress saying why. Other
-    decisions pass unchanged."""
+    flow's settings (`gate_policy`), the contact's time zone as the engine knows it (None: the sender derives
+    one from the number) and their stated preferences (None: never stated; R-G4, R-S5); its parameters are
+    cleaned to what the Cloud API accepts (`parameters`). A Send no account can carry, or with a parameter
+    nothing can make sendable, becomes a Suppress saying why. Other decisions pass unchanged."""
     if not isinstance(decision, Send):
         return decision
     if decision.account_id is None:
@@ -145,7 +173,7 @@ def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig)
     except UnsendableParameters as exc:
         return Suppress(decision.flow, str(exc), decision.contact_key, decision.idempotency_key)
     return replace(decision, parameters=parameters, policy=gate_policy(decision.flow, config),
-                   timezone=profile.timezone)
+                   timezone=profile.timezone, preferences=profile.preferences)
 
 
 # flow → the fatigue rule its messages are subject to (R-T4.5 unread reminders, R-T6.3 cart reminders); the

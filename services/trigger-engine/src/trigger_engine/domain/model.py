@@ -28,6 +28,9 @@ class ContactProfile:
     identities (None: never told, e.g. known only from a payment, or recorded before this was kept).
     `first_purchase_at` / `first_purchase_event` are the `occurred_at` and `event_id` of their earliest
     `payment.succeeded` (None: no purchase seen) — a first purchase withdraws a waiting welcome (R-T1).
+    `preferences` are the person's stated preferences as the shop's last `contact.created`/`contact.updated`
+    naming any gave them (key → JSON scalar, as the event had them: `max_promotions_per_week`, `passive` …;
+    None: never stated) — handed to the send gate with every message (R-G4, R-S5).
     """
 
     contact_key: str
@@ -43,6 +46,7 @@ class ContactProfile:
     created_at: datetime | None = None
     first_purchase_at: datetime | None = None
     first_purchase_event: str | None = None
+    preferences: Mapping[str, object] | None = None
 
     def merged(self, *, phone: str | None = None, name: str | None = None, locale: str | None = None,
                timezone: str | None = None, opted_in: bool | None = None, wa_id: str | None = None,
