@@ -9,6 +9,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 _counter = itertools.count(int(uuid.uuid4().int % 10_000_000))
 
@@ -53,9 +54,27 @@ def payment(*, order_id: str, phone: str, external_id: str | None = None, event_
     }
 
 
+# One zone per whole UTC offset from −11 to +14: whatever the hour of the test run, one of them is in daytime.
+DAY_ZONES = ("Pacific/Pago_Pago", "Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles", "America/Denver",
+             "America/Chicago", "America/New_York", "America/Halifax", "America/Sao_Paulo", "Atlantic/South_Georgia",
+             "Atlantic/Azores", "Europe/London", "Europe/Berlin", "Europe/Athens", "Europe/Moscow", "Asia/Dubai",
+             "Asia/Karachi", "Asia/Dhaka", "Asia/Bangkok", "Asia/Shanghai", "Asia/Tokyo", "Australia/Brisbane",
+             "Pacific/Noumea", "Pacific/Auckland", "Pacific/Kiritimati")
+
+
+def daytime_zone(now: datetime | None = None) -> str:
+    """A zone where it is now 10:00–17:59 local (Europe/Berlin when it is): a test contact living there gets its
+    marketing at once, whatever the hour of the run — the send gate defers marketing in local quiet hours (R-S4)."""
+    at = now or datetime.now(UTC)
+    found = [z for z in DAY_ZONES if 10 <= at.astimezone(ZoneInfo(z)).hour < 18]
+    return "Europe/Berlin" if "Europe/Berlin" in found else found[0]
+
+
 def contact_created(*, phone: str, external_id: str | None = None, name: str | None = None,
                     occurred_at: datetime | None = None, locale: str = "en-US") -> dict[str, Any]:
-    contact: dict[str, Any] = {"phone": phone, "locale": locale}
+    """`contact.created` for a contact living where it is daytime now (`daytime_zone`), so that its welcome is not
+    held by quiet hours; `contact_created_in` names the zone."""
+    contact: dict[str, Any] = {"phone": phone, "locale": locale, "timezone": daytime_zone(occurred_at)}
     if external_id:
         contact["external_id"] = external_id
     if name:
