@@ -270,7 +270,35 @@ async def test_an_event_showing_two_persons_are_one_merges_them_with_their_histo
     logged = await decisions(engine, tenant)
     assert {d["contact_key"] for d in logged} == {"cust-1"}, "guest-2's welcome is in cust-1's history now"
     assert sorted((d["flow"], d["outcome"]) for d in logged) == [
-        ("order_confirmation", "send"), ("welcome", "send"), ("welcome", "send"), ("welcome", "withdrawn")]
+        ("order_confirmation", "send"), ("welcome", "send"), ("welcome", "send"), ("welcome", "withdrawn"),
+        ("welcome", "withdrawn")]
+    # the first purchase withdraws both waiting welcomes: the buyer's and the one of the person merged into them
+    both = [f"{tenant}|welcome|cust-1", f"{tenant}|welcome|guest-2"]
+    assert [d["idempotency_key"] for d in logged if d["outcome"] == "withdrawn"] == both
+    withdrawals = [c for c in await commands(engine, tenant) if c.get("action") == "withdraw"]
+    assert [(c["idempotency_key"], c["contact_key"], c["reason"], c.get("account_id")) for c in withdrawals] == [
+        (key, "cust-1", "cancelled: purchased", "acct-1") for key in both]
+
+
+async def test_a_welcome_merged_into_the_buyer_in_the_purchases_own_batch_is_withdrawn_too(engine, tenant):
+    await apply(engine, tenant, contact_created(external_id="cust-1", phone=PHONE, name="Anna"),
+                contact_created(external_id="guest-2", phone="+4915198765432"))
+    await apply(engine, tenant, contact_updated(external_id="cust-1", phone="+4915198765432"),
+                payment(external_id="cust-1", phone="+4915198765432", order_id="M-2"))
+
+    withdrawn = [d["idempotency_key"] for d in await decisions(engine, tenant) if d["outcome"] == "withdrawn"]
+    assert withdrawn == [f"{tenant}|welcome|cust-1", f"{tenant}|welcome|guest-2"]
+
+
+async def test_a_later_purchase_withdraws_no_merged_welcome(engine, tenant):
+    await apply(engine, tenant, contact_created(external_id="cust-1", phone=PHONE, name="Anna"),
+                contact_created(external_id="guest-2", phone="+4915198765432"))
+    await apply(engine, tenant, payment(external_id="cust-1", phone=PHONE, order_id="F-1"))
+    await apply(engine, tenant, payment(external_id="cust-1", phone="+4915198765432", order_id="F-2",
+                                        at=T0 + timedelta(seconds=5)))
+
+    withdrawn = [d["idempotency_key"] for d in await decisions(engine, tenant) if d["outcome"] == "withdrawn"]
+    assert withdrawn == [f"{tenant}|welcome|cust-1"], "only a first purchase withdraws"
 
 
 async def test_a_customer_who_stopped_marketing_gets_no_welcome_and_the_reason_is_logged(engine, tenant):

@@ -32,7 +32,13 @@ from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.adapters.settings_db import AccountEvent, SettingsRepository
 from trigger_engine.adapters.timers import CancelRow, TimerRepository, TimerRow
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
-from trigger_engine.domain.decide import FLOW_OF_EVENT, absorb, person_key_moves
+from trigger_engine.domain.decide import (
+    FLOW_OF_EVENT,
+    absorb,
+    merged_withdrawals,
+    person_key_moves,
+    person_key_owner,
+)
 from trigger_engine.domain.decisions import Cancel, Schedule, Withdraw
 from trigger_engine.domain.identity import current_numbers, lock_names, resolve, touched_aliases
 
@@ -122,7 +128,9 @@ class DecisionWriter:
       ("scheduled", reason "due at <ISO UTC>").
     - `Cancel` → the person's pending timers with that key (or key prefix) cancelled ("cancelled", its reason).
     - `Withdraw` → a `WithdrawMessage` outbox row on the commands topic, keyed like the send it withdraws
-      ("withdrawn", its reason).
+      ("withdrawn", its reason). A withdrawal of a person's once-per-person message (R-T1 welcome) withdraws
+      those of the persons merged into them too, one command and decision row per key, right after it
+      (`merged_withdrawals`: an absorbed person's sends are the person's since the merge).
     Schedules and cancels take effect in decision order (a schedule after a cancel of its key stays pending).
     Schedule/Cancel rows carry their timer key as `idempotency_key`. Issue 8 item 1; SPEC R-T1.1 (expiry).
     """
@@ -134,6 +142,7 @@ class DecisionWriter:
     async def apply(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]], now: datetime) -> Applied:
         """Write `planned` (in order) on `conn`; `now` (aware UTC) is the decision time. Returns what it wrote;
         the caller enqueued nothing itself and commits."""
+        planned = await self._with_merged_withdrawals(conn, planned)
         sends = [(c, d) for c, d in planned if isinstance(d, Send)]
         reserved = await self._repo.reserve_sends(
             conn, [(c.tenant, d.idempotency_key, d.flow, d.contact_key, c.event_id) for c, d in sends], now)
@@ -165,6 +174,24 @@ class DecisionWriter:
         await self._repo.record_decisions(conn, [row for _, row in applied.rows])
         await enqueue(conn, applied.outbox)
         return applied
+
+    async def _with_merged_withdrawals(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]]
+                                       ) -> Sequence[tuple[Cause, Decision]]:
+        """`planned` with, after each withdrawal of a once-per-person message, the withdrawals of the same flow's
+        messages reserved for its person under merged persons' keys (`merged_withdrawals`). One statement when
+        some withdrawal is of a once-per-person key, none otherwise."""
+        own = [(c, d) for c, d in planned if isinstance(d, Withdraw)
+               and person_key_owner(c.tenant, d.idempotency_key) is not None]
+        if not own:
+            return planned
+        reserved = await self._repo.reserved_keys(conn, {(c.tenant, d.contact_key, d.flow) for c, d in own})
+        expanded: list[tuple[Cause, Decision]] = []
+        for cause, decision in planned:
+            expanded.append((cause, decision))
+            if isinstance(decision, Withdraw):
+                keys = reserved.get((cause.tenant, decision.contact_key, decision.flow), ())
+                expanded += [(cause, w) for w in merged_withdrawals(cause.tenant, decision, keys)]
+        return expanded
 
     async def _timer_changes(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]],
                              now: datetime) -> None:

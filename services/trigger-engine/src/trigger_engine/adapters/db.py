@@ -103,6 +103,24 @@ class EngineRepository:
             "ON s.tenant = q.t AND s.idempotency_key = q.old ON CONFLICT DO NOTHING"),
             {"t": [k[0] for k in moves], "o": [k[1] for k in moves], "n": list(moves.values())})
 
+    async def reserved_keys(
+        self, conn: AsyncConnection, wanted: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[str]]:
+        """(tenant, person, flow) → the idempotency keys of the sends reserved for that person and flow, oldest
+        reservation first (a merged person's sends are its person's: `merge_people`). One statement."""
+        wanted = sorted(set(wanted))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT s.tenant, s.contact_key, s.flow, s.idempotency_key FROM sends s "
+            "JOIN unnest(CAST(:t AS text[]), CAST(:c AS text[]), CAST(:f AS text[])) AS q(t, c, f) "
+            "ON s.tenant = q.t AND s.contact_key = q.c AND s.flow = q.f ORDER BY s.decided_at, s.idempotency_key"),
+            {"t": [w[0] for w in wanted], "c": [w[1] for w in wanted], "f": [w[2] for w in wanted]})
+        found: dict[tuple[str, str, str], list[str]] = {}
+        for r in rows:
+            found.setdefault((r.tenant, r.contact_key, r.flow), []).append(r.idempotency_key)
+        return found
+
     async def person_for(self, conn: AsyncConnection, tenant: str, aliases: Sequence[str]) -> str | None:
         """The person of the first of `aliases` (strongest first) that is known, else None."""
         if not aliases:

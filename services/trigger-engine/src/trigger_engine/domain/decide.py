@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, time
 from functools import lru_cache
@@ -19,7 +19,7 @@ from scrm_common.contracts.events import (
     Preferences,
 )
 from scrm_common.identity import match_key
-from trigger_engine.domain.decisions import Decision, Send, Suppress
+from trigger_engine.domain.decisions import Decision, Send, Suppress, Withdraw
 from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
@@ -29,6 +29,7 @@ from trigger_engine.domain.timers import Timer
 from trigger_engine.domain.welcome import FLOW as WELCOME
 from trigger_engine.domain.welcome import decide_welcome, welcome_on_timer, withdraw_welcome
 from trigger_engine.domain.welcome import idempotency_key as welcome_key
+from trigger_engine.domain.welcome import person_of_key as welcome_person
 
 
 def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
@@ -132,6 +133,41 @@ def person_keys(tenant: str, person: str) -> tuple[str, ...]:
     keys at the same position: one welcome per person, whichever identity was welcomed first.
     """
     return (welcome_key(tenant, person),)
+
+
+# The inverse of each once-per-person key, in `person_keys`' order: key → its person, or None.
+_PERSON_KEY_OWNERS: tuple[Callable[[str, str], str | None], ...] = (welcome_person,)
+
+
+def person_key_owner(tenant: str, key: str) -> tuple[int, str] | None:
+    """Whose once-per-person key `key` is: its position in `person_keys` and the person; None for any other key."""
+    for position, owner in enumerate(_PERSON_KEY_OWNERS):
+        person = owner(tenant, key)
+        if person is not None:
+            return position, person
+    return None
+
+
+def merged_withdrawals(tenant: str, withdraw: Withdraw, reserved: Iterable[str]) -> tuple[Withdraw, ...]:
+    """The withdrawals that go with `withdraw` for the persons merged into its person (R-T1: a first purchase
+    withdraws every welcome of the buyer that may still be waiting, also one decided for an identity that turned
+    out to be the buyer).
+
+    `reserved`: the idempotency keys the engine reserved sends under for `withdraw`'s person and flow (an
+    absorbed person's sends are the person's since the merge). When `withdraw` withdraws a once-per-person key
+    of its own person (`person_keys`), returns one Withdraw (same flow, person, reason and account) per
+    reserved key that is the once-per-person key at the same position of another person, in `reserved`'s
+    order; else nothing.
+    """
+    owner = person_key_owner(tenant, withdraw.idempotency_key)
+    if owner is None or owner[1] != withdraw.contact_key:
+        return ()
+    found: list[Withdraw] = []
+    for key in dict.fromkeys(reserved):
+        other = person_key_owner(tenant, key)
+        if key != withdraw.idempotency_key and other is not None and other[0] == owner[0]:
+            found.append(replace(withdraw, idempotency_key=key))
+    return tuple(found)
 
 
 def person_key_moves(tenant: str, absorbed: str, person: str) -> dict[str, str]:

@@ -74,6 +74,12 @@ def idempotency_key(tenant: str, person: str) -> str:
     return f"{tenant}|{FLOW}|{person}"
 
 
+def person_of_key(tenant: str, key: str) -> str | None:
+    """The person whose welcome key (`idempotency_key`) `key` is, for `tenant`; None for any other key."""
+    prefix = idempotency_key(tenant, "")
+    return key[len(prefix):] if key.startswith(prefix) and len(key) > len(prefix) else None
+
+
 def deadline(created: datetime, settings: WelcomeSettings) -> datetime:
     """When a welcome for a person created at `created` (aware UTC) stops being worth sending: due after
     `delay_minutes`, expired `expire_after_minutes` after that (R-T1.1)."""
