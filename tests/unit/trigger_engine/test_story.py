@@ -35,6 +35,46 @@ def test_a_deferred_welcome_then_sent_delivered_read_is_told_in_order_and_reache
     assert summary.last_step == "read" and summary.state == "sent"
 
 
+def test_a_deferral_keeps_its_rule_and_instant_after_the_message_was_sent() -> None:
+    """The sender keeps `rule` and `deferred_until` when it sends a deferred message and clears `error_reason`:
+    "deferred until 08:00 Europe/Berlin (R-S4) → sent → delivered" stays told."""
+    rec = Logged("w1", state="sent", rule="R-S4", error_reason=None, queued_at=T0 + timedelta(seconds=1),
+                 deferred_until=BERLIN_8, sent_at=BERLIN_8 + timedelta(seconds=2),
+                 delivered_at=BERLIN_8 + timedelta(seconds=4))
+    told = story([decided("w1")], {"w1": rec})
+    assert steps(told) == ["decided", "queued", "deferred", "sent", "delivered"]
+    deferred = told.lines[2]
+    assert (deferred.rule, deferred.until, deferred.reason, deferred.at) == (
+        "R-S4", BERLIN_8, None, T0 + timedelta(seconds=1))
+    (summary,) = told.messages
+    assert (summary.status, summary.stopped_by, summary.last_step) == ("reached", None, "delivered")
+
+
+def test_a_deferral_whose_reason_the_sender_still_had_keeps_it_while_the_message_is_being_sent() -> None:
+    rec = Logged("w1", state="sending", rule="R-S4", error_reason=DEFERRAL, queued_at=T0, deferred_until=BERLIN_8)
+    deferred = next(line for line in story([decided("w1")], {"w1": rec}).lines if line.step == "deferred")
+    assert (deferred.rule, deferred.reason, deferred.until) == ("R-S4", DEFERRAL, BERLIN_8)
+
+
+def test_a_deferred_message_that_failed_names_the_deferral_and_the_failure_apart() -> None:
+    rec = Logged("w1", state="failed", rule="R-S5", error_reason="message undeliverable", error_code=131026,
+                 queued_at=T0, deferred_until=BERLIN_8, sent_at=BERLIN_8 + timedelta(seconds=1))
+    told = story([decided("w1")], {"w1": rec})
+    assert steps(told) == ["decided", "queued", "deferred", "sent", "failed"]
+    deferred = told.lines[2]
+    assert (deferred.rule, deferred.reason) == ("R-S5", None), "the failure's text is not the deferral's"
+    (summary,) = told.messages
+    assert (summary.status, summary.stopped_by) == ("failed", None), "the deferral did not stop it"
+    assert summary.reason == "message undeliverable (error 131026)"
+
+
+def test_a_deferral_without_a_queue_instant_is_told_before_the_send() -> None:
+    rec = Logged("w1", state="sent", rule="R-S4", deferred_until=BERLIN_8, sent_at=BERLIN_8 + timedelta(seconds=2))
+    told = story([decided("w1")], {"w1": rec})
+    assert steps(told) == ["decided", "deferred", "sent"]
+    assert told.lines[1].rule == "R-S4" and told.lines[1].until == BERLIN_8
+
+
 def test_a_message_waiting_for_quiet_hours_is_pending_until_the_local_instant_with_the_senders_reason() -> None:
     rec = Logged("w1", state="queued", rule="R-S4", error_reason=DEFERRAL, queued_at=T0 + timedelta(seconds=1),
                  deferred_until=BERLIN_8, expires_at=T0 + timedelta(hours=12))

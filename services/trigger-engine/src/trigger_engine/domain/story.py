@@ -82,8 +82,10 @@ class Line:
 
     Steps: decided (the engine handed it to the sender), scheduled, suppressed, expired, cancelled, withdrawn
     (a withdrawal was decided), dead_lettered, … (the engine's outcomes, its `reason`); queued, deferred
-    (`until` the instant, `rule`, `reason` the sender's human text with the local time), sent, delivered,
-    read, failed (`reason` with the error code), suppressed (`rule`, `reason`) from the sender's log."""
+    (`until` the instant, `rule` — also after the message was sent, not after a suppression overwrote it —
+    and `reason` the sender's human text with the local time while the message still waits), sent,
+    delivered, read, failed (`reason` with the error code), suppressed (`rule`, `reason`) from the sender's
+    log."""
 
     at: datetime
     step: str
@@ -208,12 +210,13 @@ def _sender_lines(key: str, flow: str, rec: Logged, *, told_failed: bool) -> Ite
     if rec.queued_at is not None:
         yield Line(at=rec.queued_at, step="queued", flow=flow, idempotency_key=key, source="sender",
                    reason=rec.held_by if state in ("queued", "sending") else None)
-    if rec.deferred_until is not None and known is not None:
-        # the rule and reason are the deferral's only while the message was not suppressed or sent since
-        current = state in ("queued", "sending")
-        yield Line(at=known, step="deferred", flow=flow, idempotency_key=key, source="sender",
-                   rule=rec.rule if current else None, reason=rec.error_reason if current else None,
-                   until=rec.deferred_until)
+    if rec.deferred_until is not None:
+        rule, reason = _deferral(rec, suppressed=suppressed)
+        later = [at for at in (rec.sent_at, rec.suppressed_at, rec.delivered_at, rec.read_at) if at is not None]
+        at = known if known is not None else min(later, default=None)
+        if at is not None:
+            yield Line(at=at, step="deferred", flow=flow, idempotency_key=key, source="sender", rule=rule,
+                       reason=reason, until=rec.deferred_until)
     for step, at in (("sent", rec.sent_at), ("delivered", rec.delivered_at), ("read", rec.read_at)):
         if at is not None:
             known = at if known is None else max(known, at)
@@ -226,6 +229,19 @@ def _sender_lines(key: str, flow: str, rec: Logged, *, told_failed: bool) -> Ite
     if state == "failed" and not told_failed and known is not None:
         yield Line(at=known, step="failed", flow=flow, idempotency_key=key, source="sender", rule=rec.rule,
                    reason=failure_text(rec.error_reason, rec.error_code))
+
+
+def _deferral(rec: Logged, *, suppressed: bool) -> tuple[str | None, str | None]:
+    """The rule and human reason of a record's last deferral (R-S4 quiet hours, R-S5 …), as far as the record
+    still tells them.
+
+    The sender keeps `rule` and `deferred_until` after the deferred message was sent (its `error_reason` is
+    cleared then); a suppression overwrites `rule` and `error_reason` with its own, a failure `error_reason`.
+    So the rule is the deferral's unless the message was suppressed; the reason only while it still waits
+    (queued or sending)."""
+    rule = None if suppressed else rec.rule
+    reason = rec.error_reason if rec.state in ("queued", "sending") else None
+    return rule, reason
 
 
 def _fired_timer(key: str, own: Sequence[Decided], rows: Sequence[Decided]) -> bool:
@@ -274,7 +290,9 @@ def _from_log(first: Decided, key: str, last_step: str, rec: Logged, failed_rows
     if state == "failed":
         told = rec.error_reason or rec.error_code is not None
         reason = failure_text(rec.error_reason, rec.error_code) if told or not failed_rows else failed_rows[-1].reason
-        return _made(first, key, last_step, "failed", stopped_by=rec.rule, reason=reason, state=state,
+        # a failure records no rule of its own: a rule next to a deferral's instant is the deferral's
+        rule = rec.rule if rec.deferred_until is None else None
+        return _made(first, key, last_step, "failed", stopped_by=rule, reason=reason, state=state,
                      expires_at=expires)
     if state == "suppressed" or (state is None and rec.suppressed_at is not None):
         return _made(first, key, last_step, "stopped", stopped_by=rec.rule, reason=rec.error_reason, state=state,
