@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scrm_common.clock import FixedClock
-from scrm_common.contracts.commands import SendMessage, TemplateMessage
+from scrm_common.contracts.commands import GatePolicy, SendMessage, TemplateMessage
 from scrm_common.contracts.envelope import EventRecord, decode_event
 from scrm_common.contracts.events import (
     Contact,
@@ -82,7 +82,8 @@ class World:
             idempotency_key=f"{tenant}|flow-{category}|{n}", tenant=tenant, account_id=ACCOUNT,
             flow="cart_reminder" if category == "marketing" else "order_confirmation", category=category,
             contact_key=f"cust-{n}", to=phone, template=TemplateMessage(name="t", language="en", parameters=["x"]),
-            event_id=f"ev-{n}", event_occurred_at=self.clock.now(), decided_at=self.clock.now())
+            event_id=f"ev-{n}", event_occurred_at=self.clock.now(), decided_at=self.clock.now(),
+            policy=GatePolicy())  # stored as the command consumer stores it: quiet_hours.start is "08:00:00"
         async with self.engine.begin() as conn:
             new = await self.log.record(conn, [{
                 "tenant": tenant, "idempotency_key": command.idempotency_key, "account_id": ACCOUNT,

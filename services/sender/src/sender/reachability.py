@@ -60,7 +60,7 @@ from sender.adapters.db import SendLog
 from sender.adapters.reachability import Key, ReachabilityStore
 from sender.domain import reachability as domain
 from sender.domain.gate.opt_out import Intent, confirmation, stop_intent
-from sender.handlers import outcome_event
+from sender.handlers import outcome_event, stored_command
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,8 @@ class ReachabilityHandler:
         suppressed = await self._store.suppress(conn, keys, rule=OPT_OUT_RULE, reason=OPT_OUT_REASON, now=now)
         outbox: list[OutboxRow] = []
         for tenant, command in suppressed:
-            try:
-                parsed = SendMessage.model_validate(command)
+            try:  # JSON mode, as the dispatcher reads it: stored times ("08:00:00") are JSON text
+                parsed = stored_command(command)
             except ValidationError as exc:  # a row queued by an older release, say: suppressed, told in the log
                 log.warning("suppressed a queued marketing message whose command no longer parses: %s", exc,
                             extra={"tenant": tenant})
