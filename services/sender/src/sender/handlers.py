@@ -31,7 +31,6 @@ from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
-from scrm_common.phones import zone_for_phone
 from sender.adapters.accounts import TOKEN_UNREADABLE, UNREADABLE_REASON
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
 from sender.adapters.db import Account, Candidate, Catalog, Claimed, Reachability, SendLog, Sent
@@ -52,6 +51,7 @@ from sender.domain.gate.decide import (
 )
 from sender.domain.gate.fatigue import REMINDER_RULE
 from sender.domain.gate.verdicts import Defer, Suppress
+from sender.domain.gate.zone import number_zone
 from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
 from sender.domain.refusal import refusal
@@ -264,14 +264,20 @@ def _contact_state(candidate: Candidate, command: SendMessage, record: Reachabil
                    paused: dict[str, datetime]) -> ContactState:
     """What the gate knows about the candidate's contact: its reachability record (zone, opt-out, window,
     stated preferences, Meta's 131049 block), its number's invalid mark and its fatigue pauses. The zone is
-    looked up only for marketing (the only category R-S4 reads it for)."""
+    looked up only for marketing (the only category R-S4 reads it for); with neither a record nor the command's
+    zone it is the number's country's main zone (`zone.number_zone`, as the record derives it). Stated
+    preferences (R-G4): the record's when it has any, else the command's (`SendMessage.preferences`, the
+    person's as the deciding service knows them — a contact event naming no phone reaches only that)."""
     zone = None
     if candidate.category == "marketing":
         own = record.timezone if record is not None and not record.zone_derived else None
         derived = record.timezone if record is not None and record.zone_derived else None
-        fallback = None if own or command.timezone or derived else zone_for_phone(candidate.to_phone)
+        fallback = None if own or command.timezone or derived else number_zone(candidate.to_phone)
         zone = contact_zone(own, command.timezone, derived, fallback)
-    week, month, hours, passive = stated_preferences(record.preferences if record is not None else {})
+    stated: dict[str, object] = dict(record.preferences) if record is not None else {}
+    if not stated and command.preferences is not None:
+        stated = command.preferences.model_dump(mode="json", exclude_none=True)
+    week, month, hours, passive = stated_preferences(stated)
     return ContactState(
         zone=zone or contact_zone(None, None, None, None), opted_out=record is not None and record.opted_out_at
         is not None, last_inbound_at=record.last_inbound_at if record is not None else None, max_per_week=week,

@@ -172,8 +172,8 @@ def deferral_reason(verdict: Defer, message: GateMessage, contact: ContactState)
 def contact_zone(own: str | None, command: str | None, derived: str | None, number: str | None) -> ZoneInfo:
     """The zone R-S4 reads the contact's local time in: their own zone as the sender's record has it, else the
     one the deciding service stamped on the command, else the record's zone derived from the number, else the
-    number's country's (`scrm_common.phones.zone_for_phone`), else UTC. A name that is no IANA zone is
-    skipped (never raises)."""
+    number's country's main zone (`zone.number_zone`, as the record derives it), else UTC. A name that is no
+    IANA zone is skipped (never raises)."""
     for name in (own, command, derived, number):
         if name:
             try:
@@ -186,19 +186,26 @@ def contact_zone(own: str | None, command: str | None, derived: str | None, numb
 def stated_preferences(raw: Mapping[str, object]) -> tuple[int | None, int | None, tuple[time, time] | None, bool]:
     """The contact's stated preferences (R-G4, as `ContactData.preferences` validated them at ingest):
     (max_promotions_per_week, max_promotions_per_month, preferred_hours as local (start, end), passive).
-    A value of the wrong shape counts as not stated (never raises)."""
+    An end of `24:00` (allowed by the contract) is midnight: `18:00-24:00` → (18:00, 00:00). A value of the
+    wrong shape counts as not stated (never raises)."""
     week, month = raw.get("max_promotions_per_week"), raw.get("max_promotions_per_month")
     hours: tuple[time, time] | None = None
     text = raw.get("preferred_hours")
     if isinstance(text, str) and "-" in text:
         try:
-            start, end = (time.fromisoformat(part.strip()) for part in text.split("-", 1))
+            start, end = (_clock_of(part) for part in text.split("-", 1))
             hours = (start, end) if start != end else None
         except ValueError:
             hours = None
     return (week if isinstance(week, int) and not isinstance(week, bool) and week >= 0 else None,
             month if isinstance(month, int) and not isinstance(month, bool) and month >= 0 else None,
             hours, raw.get("passive") is True)
+
+
+def _clock_of(text: str) -> time:
+    """A local `HH:MM` of preferred hours; `24:00` (the contract's end of day) is midnight. Raises ValueError."""
+    text = text.strip()
+    return time(0) if text in ("24:00", "24:00:00") else time.fromisoformat(text)
 
 
 def reply_delays(sent_at: Sequence[datetime], inbound_at: Sequence[datetime]) -> tuple[timedelta, ...]:
