@@ -9,7 +9,7 @@ import itertools
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,17 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from scrm_common.clock import FixedClock
 from scrm_common.contracts.commands import (
     Fatigue,
+    FrequencyCap,
     GatePolicy,
     SendMessage,
     TemplateMessage,
     WithdrawMessage,
 )
 from scrm_common.contracts.envelope import EventRecord
-from scrm_common.contracts.events import MessageStatus, StatusData
+from scrm_common.contracts.events import MessageStatus, Preferences, StatusData
 from scrm_common.db import make_engine, migrate
 from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
-from sender.adapters.cloud_api import Accepted
+from sender.adapters.cloud_api import Accepted, Rejected
 from sender.adapters.db import Catalog, SendLog, default_catalog
 from sender.adapters.http import MessageRead
 from sender.adapters.templates import TemplateStore
@@ -69,10 +70,16 @@ class Api:
 
     account: str
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # The next call of this account runs this while the message is `sending` and answers what it returns.
+    during: Callable[[], Awaitable[Rejected]] | None = None
 
-    async def send(self, *, phone_number_id: str, access_token: str, body: dict[str, Any]) -> Accepted:  # noqa: ARG002
+    async def send(self, *, phone_number_id: str, access_token: str,  # noqa: ARG002
+                   body: dict[str, Any]) -> Accepted | Rejected:
         if phone_number_id == self.account:
             self.calls.append(body)
+            if self.during is not None:
+                during, self.during = self.during, None
+                return await during()
         return Accepted(f"wamid.{uuid.uuid4().hex}", body["to"].lstrip("+"), body["to"], "accepted")
 
 
@@ -360,3 +367,123 @@ async def test_delivered_and_read_statuses_are_recorded_on_the_row(day: Shop) ->
     await day.evidence([status("delivered", delivered), status("read", read), status("delivered", read)])
     row = await day.row(order.idempotency_key)
     assert (row["delivered_at"], row["read_at"]) == (delivered, read)
+
+
+def _status(shop: Shop, key: str, wamid: str, value: str, at: datetime, code: int | None = None) -> Item[EventRecord]:
+    event = MessageStatus(event_id=f"wh-{uuid.uuid4().hex}", type="message.status", occurred_at=at, contact=None,
+                          data=StatusData(message_id=wamid, status=value, idempotency_key=key,  # type: ignore[arg-type]
+                                          error_code=code))
+    return Item(None, EventRecord(shop.name, event, None, None))  # type: ignore[arg-type]
+
+
+async def test_withdrawn_while_being_sent_a_retry_is_suppressed_withdrawn_and_never_sent_again(day: Shop) -> None:
+    welcome = day.send()
+
+    async def withdraw_meanwhile() -> Rejected:
+        await day.queue(day.withdraw(welcome))  # arrives while the message is `sending`
+        return Rejected(131000, 500, "something went wrong")  # retryable: queued again
+
+    day.api.during = withdraw_meanwhile
+    await day.queue(welcome)
+    await day.passes()
+    assert (await day.row(welcome.idempotency_key))["state"] == "queued"
+    await day.passes(3, step=timedelta(minutes=10))
+    row = await day.row(welcome.idempotency_key)
+    assert (row["state"], row["rule"], row["error_reason"]) == (
+        "suppressed", "WITHDRAWN", "first purchase: the welcome is pointless")
+    assert [(s["status"], s["rule"]) for s in await day.statuses(welcome.idempotency_key)] == [
+        ("suppressed", "WITHDRAWN")]
+    assert len(day.api.calls) == 1
+
+
+async def test_r_s5_counts_as_far_back_as_the_longest_window_of_the_candidates(day: Shop) -> None:
+    policy = GatePolicy(frequency_cap=FrequencyCap(limit=1, window_days=60))
+    first = day.send(contact="dee", policy=policy)
+    await day.queue(first)
+    await day.passes()
+    assert (await day.row(first.idempotency_key))["state"] == "sent"
+    day.clock.advance(timedelta(days=45))
+    second = day.send(contact="dee", policy=policy)
+    await day.queue(second)
+    await day.passes()
+    row = await day.row(second.idempotency_key)
+    assert (row["state"], row["rule"], row["error_reason"]) == (
+        "suppressed", "R-S5", "1 marketing messages in the last 60 days; the limit is 1")
+
+
+async def test_the_commands_stated_preferences_count_when_the_record_has_none(day: Shop) -> None:
+    stated = Preferences(max_promotions_per_week=1)
+    first, second = (day.send(contact="eve", preferences=stated) for _ in range(2))
+    await day.queue(first)
+    await day.passes()
+    await day.queue(second)
+    await day.passes(step=timedelta(hours=1))
+    row = await day.row(second.idempotency_key)
+    assert (row["state"], row["rule"], row["error_reason"]) == (
+        "suppressed", "R-S5", "1 marketing messages in the last 7 days; the contact's own limit is 1")
+
+
+async def test_a_contact_another_pass_gates_keeps_its_marketing_queued_for_the_next_pass(day: Shop) -> None:
+    promo, other, order = day.send(contact="fay"), day.send(contact="gus"), day.send(contact="fay",
+                                                                                     category="utility")
+    await day.queue(promo, other, order)
+    async with day.engine.begin() as conn:  # another account's pass gating fay right now
+        got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
+                                  {"k": f"{day.name}|gate:fay"})).scalar_one()
+        assert got
+        await day.passes()  # returns at once: never waits for the lock
+        row = await day.row(promo.idempotency_key)
+        assert (row["state"], row["rule"], row["deferred_until"]) == ("queued", None, None)
+        assert await day.statuses(promo.idempotency_key) == []
+        assert [(await day.row(c.idempotency_key))["state"] for c in (other, order)] == ["sent", "sent"]
+    await day.passes(step=timedelta(minutes=5))
+    assert (await day.row(promo.idempotency_key))["state"] == "sent"
+
+
+async def test_an_unparseable_stored_command_fails_alone_and_the_rest_go(day: Shop) -> None:
+    broken, fine = day.send(), day.send(category="utility")
+    await day.queue(broken, fine)
+    await day.execute("UPDATE messages SET command = command || '{\"policy\": {\"quiet_hours\": 7}}' "
+                      "WHERE tenant = :t AND idempotency_key = :k", k=broken.idempotency_key)
+    await day.passes()
+    row = await day.row(broken.idempotency_key)
+    assert row["state"] == "failed" and row["error_reason"].startswith("the stored command no longer parses: ")
+    [status] = await day.statuses(broken.idempotency_key)
+    assert (status["status"], status["flow"], status["category"]) == ("failed", "welcome", "marketing")
+    assert (await day.row(fine.idempotency_key))["state"] == "sent"
+    await day.passes(step=timedelta(minutes=5))  # the account is not stalled
+    assert len(await day.statuses(broken.idempotency_key)) == 1
+
+
+async def test_no_marketing_is_gated_while_pacing_allows_none(night: Shop) -> None:
+    await night.execute("UPDATE accounts SET next_marketing_at = :later WHERE tenant = :t",
+                        later=night.clock.now() + timedelta(hours=1))
+    welcome = night.send()
+    await night.queue(welcome)
+    await night.passes()
+    row = await night.row(welcome.idempotency_key)
+    assert (row["state"], row["rule"], row["deferred_until"]) == ("queued", None, None)  # not gated (not deferred)
+    await night.passes(step=timedelta(hours=1))
+    assert (await night.row(welcome.idempotency_key))["rule"] == "R-S4"
+
+
+async def test_after_metas_131049_block_one_marketing_message_at_a_time_until_one_is_delivered(day: Shop) -> None:
+    phone = "+4915144444444"
+    await day.reachable(phone, marketing_blocked_until=day.clock.now() - timedelta(minutes=1))
+    first, second, third = (day.send(contact="hal", phone=phone) for _ in range(3))
+    await day.queue(first, second)
+    await day.passes()
+    assert [(await day.row(c.idempotency_key))["state"] for c in (first, second)] == ["sent", "queued"]
+    waiting = await day.row(second.idempotency_key)
+    assert (waiting["rule"], waiting["deferred_until"]) == ("META-131049", day.clock.now() + timedelta(hours=24))
+    assert waiting["error_reason"].startswith("Meta's per-user marketing limit (131049) has passed: one marketing")
+    await day.queue(third)
+    await day.passes(step=timedelta(minutes=1))
+    assert (await day.row(third.idempotency_key))["rule"] == "META-131049"
+    assert len(day.api.calls) == 1
+
+    wamid = (await day.row(first.idempotency_key))["wamid"]
+    await day.evidence([_status(day, first.idempotency_key, wamid, "delivered", day.clock.now())])
+    assert (await day.row(second.idempotency_key))["next_attempt_at"] == day.clock.now()  # woken at once
+    await day.passes(3, step=timedelta(minutes=5))  # R-S3 paces marketing: one a pass here
+    assert [(await day.row(c.idempotency_key))["state"] for c in (second, third)] == ["sent", "sent"]

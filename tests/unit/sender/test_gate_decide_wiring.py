@@ -102,3 +102,29 @@ def test_passive_with_a_monthly_limit_of_zero_gets_none() -> None:
     assert gate(message, ContactState(passive=True), History(), now) == DISPATCH
     once = History(marketing_at=(now - timedelta(days=10),))
     assert isinstance(gate(message, ContactState(passive=True, max_per_month=5), once, now), Suppress)
+
+
+def test_a_withdrawn_message_is_suppressed_withdrawn_before_any_other_rule() -> None:
+    now = datetime(2026, 12, 1, 22, 30, tzinfo=UTC)
+    message = GateMessage(flow="welcome", category="marketing", expires_at=now, withdrawn="first purchase")
+    assert gate(message, ContactState(zone=BERLIN), History(), now) == Suppress("WITHDRAWN", "first purchase")
+
+
+def test_after_a_131049_block_one_marketing_message_is_in_flight_until_one_is_delivered() -> None:
+    from sender.domain.gate.decide import ONCE_WAIT, once_since
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    ended = now - timedelta(hours=1)
+    since = now - timedelta(days=30)
+    assert once_since(ended, [], now, since) == ended
+    assert once_since(ended, [(ended + timedelta(minutes=5), True)], now, since) is None  # one was delivered
+    assert once_since(ended, [(ended - timedelta(hours=30), True)], now, since) == ended  # delivered before: no
+    assert once_since(now + timedelta(hours=1), [], now, since) is None  # still blocked: rule 5's first half
+    assert once_since(since - timedelta(seconds=1), [], now, since) is None  # ended before what is known
+    message = GateMessage(flow="cart", category="marketing", policy=GatePolicy(quiet_hours_exempt=True))
+    contact = ContactState(zone=BERLIN, blocked_until=ended, once_since=ended)
+    assert gate(message, contact, History(), now) == DISPATCH
+    probe = now - timedelta(minutes=10)
+    assert gate(message, contact, History(marketing_at=(probe,)), now) == Defer(probe + ONCE_WAIT, "META-131049")
+    assert gate(message, contact, History(marketing_at=(probe - ONCE_WAIT,)), now) == DISPATCH  # silent 24 h
+    expiring = GateMessage(flow="welcome", category="marketing", expires_at=now + timedelta(minutes=15))
+    assert isinstance(gate(expiring, contact, History(marketing_at=(probe,)), now), Suppress)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scrm_common import runtime
@@ -46,6 +47,7 @@ from sender.domain.gate.decide import (
     deferral_reason,
     fatigue_pause,
     gate,
+    once_since,
     reply_delays,
     stated_preferences,
 )
@@ -133,6 +135,27 @@ def outcome_event(command: SendMessage, *, status: str, at: datetime, wamid: str
     return OutboxRow(topics.EVENTS, key, value, [(k, v.decode()) for k, v in headers])
 
 
+def unreadable_failure(tenant: str, account_id: str, candidate: Candidate, *, at: datetime,
+                       reason: str) -> OutboxRow | None:
+    """`message.status` `failed` for a queued row whose stored command no longer parses (a release's contract
+    change, a hand-edited row): built from the row's own columns (key, flow, category, contact, number) — the
+    same event id a command's `failed` status has. None (logged) when even those do not make an event."""
+    digest = hashlib.sha256(candidate.idempotency_key.encode()).hexdigest()[:32]
+    try:
+        event = MessageStatus(
+            event_id=f"send:{digest}:failed", type="message.status", occurred_at=at,
+            contact=Contact(phone=candidate.to_phone, external_id=None if candidate.contact_key == candidate.to_phone
+                            else candidate.contact_key),
+            data=StatusData(status="failed", error_reason=reason[:500], idempotency_key=candidate.idempotency_key,
+                            flow=candidate.flow or None, account_id=account_id, category=candidate.category))
+    except ValidationError as exc:
+        log.warning("no failed status for %s: its row does not make one: %s", candidate.idempotency_key, exc,
+                    extra={"tenant": tenant})
+        return None
+    key, value, headers = encode_event(tenant, event, ingested_at=at, correlation_id=None)
+    return OutboxRow(topics.EVENTS, key, value, [(k, v.decode()) for k, v in headers])
+
+
 def opt_out_event(command: SendMessage, *, at: datetime, detail: str) -> OutboxRow:
     """`contact.marketing_preference_changed` (stop, from error 131050 answered synchronously).
 
@@ -155,9 +178,10 @@ class CommandHandler:
     - `SendMessage`: refused at once (R-S2 template, R-S7 invalid number, unknown account) → `failed`; its key
       withdrawn already (a `withdrawals` tombstone, or a withdrawal in the same batch) → `suppressed` with rule
       WITHDRAWN and the withdrawal's reason, never queued; else `queued` with its `expires_at`.
-    - `WithdrawMessage`: a message still `queued` → `suppressed` (WITHDRAWN, the command's reason); no message
-      yet → a tombstone, so the send that follows is never queued; `sending`/`sent`/`failed`/`suppressed` →
-      nothing (it was handed to the provider or settled already).
+    - `WithdrawMessage`: a message still `queued` → `suppressed` (WITHDRAWN, the command's reason); otherwise
+      a tombstone: no message yet → the send that follows is never queued; `sending`/`sent` → it was handed to
+      the provider, but should it come back to the queue (a retry, a hold, a doubt released, a retryable
+      failure reported later) the gate suppresses it WITHDRAWN instead of sending it again.
 
     Rows are locked in (tenant, key) order first, as the dispatcher's settlement and the evidence consumer do.
     Redelivery changes nothing and publishes nothing twice: every write is conditional on the state it changes.
@@ -226,7 +250,9 @@ class CommandHandler:
     async def _withdraw(self, conn: AsyncConnection, withdrawals: list[WithdrawMessage], now: datetime,
                         outbox: list[OutboxRow]) -> list[SendMessage]:
         """Suppress the still-queued messages these withdrawals name (their `suppressed` statuses added to
-        `outbox`), store tombstones for those not recorded yet; the commands suppressed."""
+        `outbox`), store tombstones for every other (not recorded yet, or claimed/sent: should it be queued again,
+        the gate suppresses it); the commands suppressed. A stored command that no longer parses is suppressed
+        all the same (logged, no status)."""
         if not withdrawals:
             return []
         latest = {(w.tenant, w.idempotency_key): w for w in withdrawals}
@@ -234,16 +260,21 @@ class CommandHandler:
         done = await self._log.withdraw_queued(conn, rows, WITHDRAWN)
         suppressed: list[SendMessage] = []
         for tenant, key, raw in done:
-            command = stored_command(raw)
+            try:
+                command = stored_command(raw)
+            except ValidationError as exc:
+                log.warning("withdrew %s, whose stored command no longer parses: %s", key, exc,
+                            extra={"tenant": tenant})
+                continue
             outbox.append(outcome_event(command, status="suppressed", at=now, reason=latest[(tenant, key)].reason,
                                         rule=WITHDRAWN))
             suppressed.append(command)
         rest = set(latest) - {(t, k) for t, k, _ in done}
         states = await self._log.message_states(conn, rest)
-        await self._log.add_withdrawals(conn, [r for r in rows if (r["tenant"], r["key"]) in rest - set(states)])
+        await self._log.add_withdrawals(conn, [r for r in rows if (r["tenant"], r["key"]) in rest])
         for (tenant, key), state in sorted(states.items()):
-            log.info("withdrawal of %s changes nothing: the message is %s (%s)", key, state,
-                     "already handed to the provider" if state in ("sending", "sent") else "settled",
+            log.info("withdrawal of %s: the message is %s (%s); kept, so it does not go again if queued again", key,
+                     state, "already handed to the provider" if state in ("sending", "sent") else "settled",
                      extra={"tenant": tenant, "idempotency_key": key})
         return suppressed
 
@@ -261,13 +292,14 @@ class CommandHandler:
 
 
 def _contact_state(candidate: Candidate, command: SendMessage, record: Reachability | None,
-                   paused: dict[str, datetime]) -> ContactState:
+                   paused: dict[str, datetime], once: datetime | None = None) -> ContactState:
     """What the gate knows about the candidate's contact: its reachability record (zone, opt-out, window,
     stated preferences, Meta's 131049 block), its number's invalid mark and its fatigue pauses. The zone is
     looked up only for marketing (the only category R-S4 reads it for); with neither a record nor the command's
     zone it is the number's country's main zone (`zone.number_zone`, as the record derives it). Stated
     preferences (R-G4): the record's when it has any, else the command's (`SendMessage.preferences`, the
-    person's as the deciding service knows them — a contact event naming no phone reaches only that)."""
+    person's as the deciding service knows them — a contact event naming no phone reaches only that). `once`:
+    131049's "then once" state (`decide.once_since`)."""
     zone = None
     if candidate.category == "marketing":
         own = record.timezone if record is not None and not record.zone_derived else None
@@ -282,17 +314,19 @@ def _contact_state(candidate: Candidate, command: SendMessage, record: Reachabil
         zone=zone or contact_zone(None, None, None, None), opted_out=record is not None and record.opted_out_at
         is not None, last_inbound_at=record.last_inbound_at if record is not None else None, max_per_week=week,
         max_per_month=month, preferred_hours=hours, passive=passive,
-        blocked_until=record.blocked_until if record is not None else None, invalid_until=candidate.invalid_until,
-        paused_until=paused)
+        blocked_until=record.blocked_until if record is not None else None, once_since=once,
+        invalid_until=candidate.invalid_until, paused_until=paused)
 
 
-def _history(message: GateMessage, sent: list[Sent], in_pass: list[datetime], inbound: list[datetime]) -> History:
-    """The contact's history as the gate counts it: marketing sent or in flight (those picked earlier in this
-    pass included), and for the message's fatigue kind its sends, the contact's delivered/read counts over the
-    history read (30 days, every category: the read rate) and its reply delays to that kind (R-T4.5)."""
+def _history(message: GateMessage, marketing: list[Sent], sent: list[Sent], in_pass: list[datetime],
+             inbound: list[datetime]) -> History:
+    """The contact's history as the gate counts it: marketing sent or in flight (`marketing`: as far back as the
+    pass's largest R-S5 window, at least 30 days; those picked earlier in this pass included), and for the
+    message's fatigue kind its sends, the contact's delivered/read counts over `sent` (30 days, every category:
+    the read rate) and its reply delays to that kind (R-T4.5)."""
     if message.category != "marketing":
         return History()
-    marketing_at = tuple(s.claimed_at for s in sent if s.category == "marketing") + tuple(in_pass)
+    marketing_at = tuple(s.claimed_at for s in marketing) + tuple(in_pass)
     if message.policy.fatigue is None:
         return History(marketing_at=marketing_at)
     rule = message.policy.fatigue.rule
@@ -403,7 +437,9 @@ class Dispatcher:
             allowed = allowance(account.policy, account.pacing, now, registered_at=account.registered_at,
                                 marketing_last_hour=last_hour, marketing_last_day=last_day)
             utility = min(allowed.utility, self._batch_size)
-            candidates = await self._log.candidates(conn, account, now, utility=utility, marketing=self._gate_batch)
+            # Pacing allows no marketing now (the usual poll during a marketing backlog): none is locked or gated.
+            candidates = await self._log.candidates(conn, account, now, utility=utility,
+                                                    marketing=self._gate_batch if allowed.marketing > 0 else 0)
             picked, decided = await self._gate(conn, account, candidates, now, utility=utility,
                                                marketing=allowed.marketing)
             claimed = await self._log.claim_keys(conn, account, now, list(picked))
@@ -432,9 +468,18 @@ class Dispatcher:
         put in the outbox.
 
         What the gate reads is loaded once per kind for the whole pass, never per message: the contacts'
-        reachability records (marketing or free-form candidates only), their history of the last 30 days
-        (marketing candidates only), fatigue pauses and reply times (fatigue kinds only). A marketing message
-        picked here counts for the later candidates of the same contact in this pass (R-S5: in flight).
+        reachability records (marketing or free-form candidates only), their marketing history as far back as
+        the largest R-S5 window among the candidates (at least 30 days; marketing candidates only), fatigue
+        history, pauses and reply times (fatigue kinds only, 30 days). A marketing message picked here counts
+        for the later candidates of the same contact in this pass (R-S5: in flight).
+
+        R-S5 across accounts: before a marketing candidate's history is read its contact's gate lock is taken
+        (`SendLog.lock_contacts`, held until this transaction — which claims — commits); a contact whose lock
+        another pass holds keeps its marketing queued, untouched, for the next pass (never a wait).
+
+        A row whose stored command no longer parses is `failed` with the reason (its status published from the
+        row's columns); the others go on. A row withdrawn while it was being sent (a tombstone) is suppressed
+        WITHDRAWN when it comes back to the queue.
         Defer → due again at `until`, the rule and a human reason recorded, a `deferred` status published only
         when the instant is new; Suppress → `suppressed` with the rule and a `suppressed` status; a fatigue
         suppression over the threshold stores the pause.
@@ -442,17 +487,43 @@ class Dispatcher:
         if not candidates:
             return {}, 0
         tenant = account.tenant
-        commands = {c.idempotency_key: stored_command(c.command) for c in candidates}
-        messages = {k: GateMessage(flow=c.flow, category=c.category, free_form=c.template is None,
-                                   expires_at=c.expires_at, policy=c.policy or DEFAULT_POLICY)
-                    for k, c in commands.items()}
-        promotions = [c for c in candidates if c.category == "marketing"]
+        outbox: list[OutboxRow] = []
+        commands: dict[str, SendMessage] = {}
+        unreadable: list[dict[str, object]] = []
+        for c in candidates:
+            try:
+                commands[c.idempotency_key] = stored_command(c.command)
+            except ValidationError as exc:
+                reason = f"the stored command no longer parses: {exc}"[:1000]
+                log.warning("failing queued message %s: %s", c.idempotency_key, reason, extra={"tenant": tenant})
+                unreadable.append({"tenant": tenant, "key": c.idempotency_key, "reason": reason})
+                if (event := unreadable_failure(tenant, account.account_id, c, at=now, reason=reason)) is not None:
+                    outbox.append(event)
+                self._metrics.outcomes.labels("refused", c.category).inc()
+        await self._log.fail_queued(conn, unreadable)
+        promotions = [c for c in candidates if c.category == "marketing" and c.idempotency_key in commands]
+        busy = await self._log.lock_contacts(conn, tenant, {c.contact_key for c in promotions})
+        candidates = [c for c in candidates if c.idempotency_key in commands
+                      and not (c.category == "marketing" and c.contact_key in busy)]
+        if busy:
+            log.info("send gate for account %s: %d contacts' marketing left for the next pass (another pass gates "
+                     "them now)", account.account_id, len(busy), extra={"tenant": tenant})
+        messages = {c.idempotency_key: GateMessage(
+            flow=cmd.flow, category=cmd.category, free_form=cmd.template is None, expires_at=cmd.expires_at,
+            policy=cmd.policy or DEFAULT_POLICY, withdrawn=c.withdrawn)
+            for c in candidates if (cmd := commands[c.idempotency_key])}
+        promotions = [c for c in promotions if c.contact_key not in busy]
         asked = [c for c in candidates if c.category == "marketing" or messages[c.idempotency_key].free_form]
         numbers = {c.idempotency_key: match_key(c.to_phone) for c in asked}
         records = await self._log.reachability(conn, tenant, numbers.values())
         since = now - MONTH
-        history = await self._log.contact_history(conn, tenant, {c.contact_key for c in promotions}, since)
+        window = max((timedelta(days=messages[c.idempotency_key].policy.frequency_cap.window_days)
+                      for c in promotions), default=MONTH)
+        known_since = now - max(MONTH, window)  # R-S5's longest window among the candidates, at least 30 days
+        marketing_sent = await self._log.marketing_history(conn, tenant, {c.contact_key for c in promotions},
+                                                           known_since)
         tired = [c for c in promotions if messages[c.idempotency_key].policy.fatigue is not None]
+        history = await self._log.contact_history(conn, tenant, {c.contact_key for c in tired}, since)
         pauses = await self._log.fatigue_pauses(conn, tenant, {c.contact_key for c in tired}, now)
         reminders = [c for c in tired if (f := messages[c.idempotency_key].policy.fatigue) and f.rule == REMINDER_RULE]
         inbound = await self._log.inbound(conn, tenant, {numbers[c.idempotency_key] for c in reminders}, since)
@@ -463,15 +534,17 @@ class Dispatcher:
         deferred: list[dict[str, object]] = []
         stopped: list[dict[str, object]] = []
         new_pauses: list[dict[str, object]] = []
-        outbox: list[OutboxRow] = []
         left = {"utility": utility, "marketing": marketing}
         for c in candidates:
             key, command, message = c.idempotency_key, commands[c.idempotency_key], messages[c.idempotency_key]
             record = records.get(numbers.get(key, ""))
+            promoted = marketing_sent.get(c.contact_key, [])
+            once = once_since(record.blocked_until, [(s.claimed_at, s.delivered or s.read) for s in promoted], now,
+                              known_since) if record is not None and c.category == "marketing" else None
             contact = _contact_state(c, command, record, pauses.get(c.contact_key, {}) | paused_now.get(
-                c.contact_key, {}))
-            sent = history.get(c.contact_key, [])
-            verdict = gate(message, contact, _history(message, sent, in_pass.get(c.contact_key, []),
+                c.contact_key, {}), once)
+            verdict = gate(message, contact, _history(message, promoted, history.get(c.contact_key, []),
+                                                      in_pass.get(c.contact_key, []),
                                                       inbound.get(numbers.get(key, ""), [])), now)
             if isinstance(verdict, Dispatch):
                 kind = "marketing" if c.category == "marketing" else "utility"
@@ -505,7 +578,7 @@ class Dispatcher:
         await enqueue(conn, outbox)
         if deferred or stopped:
             log.info("send gate for account %s: %d deferred (%d new), %d suppressed", account.account_id,
-                     len(deferred), len(outbox) - len(stopped), len(stopped),
+                     len(deferred), len(outbox) - len(stopped) - len(unreadable), len(stopped),
                      extra={"tenant": tenant})
         return picked, len(outbox)
 
@@ -557,7 +630,10 @@ class Dispatcher:
         failed: list[dict[str, object]] = []
         outbox: list[OutboxRow] = []
         for key, raw, reason in rows:
-            command = stored_command(raw)
+            try:
+                command = stored_command(raw)
+            except ValidationError:
+                continue  # left queued: the gate pass fails it with the reason it does not parse
             failed.append({"tenant": account.tenant, "key": key, "reason": reason})
             outbox.append(outcome_event(command, status="failed", at=now, reason=reason))
             self._metrics.outcomes.labels("refused", command.category).inc()
@@ -720,6 +796,10 @@ class EvidenceHandler:
         for tenant, event in statuses:
             if event.data.status == "failed" and event.data.message_id and event.data.idempotency_key:
                 requeued += await self._failed(conn, tenant, event, now)
+        # 131049's "then once": a settled marketing message lets the contact's next one be looked at now.
+        requeued += await self._log.wake_after_meta_limit(conn, [
+            (tenant, e.data.idempotency_key) for tenant, e in statuses
+            if e.data.idempotency_key and e.data.status in ("delivered", "read", "failed")], now)
         return confirmed, requeued
 
     async def _failed(self, conn: AsyncConnection, tenant: str, event: MessageStatus, now: datetime) -> int:

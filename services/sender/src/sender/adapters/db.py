@@ -59,7 +59,8 @@ class Claimed:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A due queued message the send gate decides on (locked for the pass): its command, whom it goes to,
-    the rule and instant of its last deferral, its expiry, and its number's invalid mark (R-S7; None: none)."""
+    the rule and instant of its last deferral, its expiry, its number's invalid mark (R-S7; None: none), its flow,
+    and the reason of a withdrawal stored for its key (a `withdrawals` tombstone; None: not withdrawn)."""
 
     idempotency_key: str
     command: str  # the stored JSON as text: parsed once, in JSON mode (`handlers.stored_command`)
@@ -70,6 +71,8 @@ class Candidate:
     deferred_until: datetime | None
     expires_at: datetime | None
     invalid_until: datetime | None
+    flow: str = ""
+    withdrawn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,13 +355,15 @@ class SendLog:
                          marketing: int) -> list[Candidate]:
         """Due queued messages of the account the gate decides on this pass, in queue order (next_attempt_at,
         queued_at), locked (SKIP LOCKED: a row another transaction holds waits for the next pass): at most
-        `utility` non-marketing and `marketing` marketing ones, each with its number's invalid mark (R-S7)."""
+        `utility` non-marketing and `marketing` marketing ones, each with its number's invalid mark (R-S7) and its
+        withdrawal tombstone (a withdrawal that came while it was being sent: it must not go again)."""
         if utility <= 0 and marketing <= 0:
             return []
         rows = (await conn.execute(text(
             "SELECT m.idempotency_key, CAST(m.command AS text) AS command, m.contact_key, m.to_phone, m.category, "
-            "m.rule, m.deferred_until, m.expires_at, i.expires_at AS invalid_until FROM messages m "
-            "LEFT JOIN invalid_numbers i ON i.tenant = m.tenant AND i.phone = m.to_phone "
+            "m.rule, m.deferred_until, m.expires_at, i.expires_at AS invalid_until, m.flow, w.reason AS withdrawn "
+            "FROM messages m LEFT JOIN invalid_numbers i ON i.tenant = m.tenant AND i.phone = m.to_phone "
+            "LEFT JOIN withdrawals w ON w.tenant = m.tenant AND w.idempotency_key = m.idempotency_key "
             # the keys first (one init plan), then those rows by primary key: never a scan of the table
             "WHERE m.tenant = :t AND m.idempotency_key = ANY(ARRAY("
             "(SELECT idempotency_key FROM messages WHERE tenant = :t AND account_id = :a "
@@ -372,7 +377,7 @@ class SendLog:
             {"t": account.tenant, "a": account.account_id, "now": now, "u": max(0, utility),
              "m": max(0, marketing)})).all()
         return [Candidate(r.idempotency_key, r.command, r.contact_key, r.to_phone, r.category, r.rule,
-                          r.deferred_until, r.expires_at, r.invalid_until) for r in rows]
+                          r.deferred_until, r.expires_at, r.invalid_until, r.flow, r.withdrawn) for r in rows]
 
     async def reachability(self, conn: AsyncConnection, tenant: str,
                            numbers: Iterable[str]) -> dict[str, Reachability]:
@@ -387,10 +392,44 @@ class SendLog:
         return {r.number: Reachability(r.opted_out_at, r.last_inbound_at, r.timezone, bool(r.zone_derived),
                                        dict(r.preferences or {}), r.marketing_blocked_until) for r in rows}
 
+    async def lock_contacts(self, conn: AsyncConnection, tenant: str, contact_keys: Iterable[str]) -> set[str]:
+        """Try the gate's per-contact lock of each contact (a transaction-level advisory lock on
+        `tenant|gate:contact_key`, in key order, never waiting); the keys whose lock another transaction holds.
+
+        R-S5 counts a contact's history over every account: passes of different accounts (or replicas) that
+        gate the same contact's marketing at once would each count without the other's claim. Holding the lock
+        from before the history is read until the claim commits serialises them."""
+        wanted = sorted(set(contact_keys))
+        if not wanted:
+            return set()
+        rows = await conn.execute(text(
+            "SELECT q.k, pg_try_advisory_xact_lock(hashtextextended(CAST(:t AS text) || '|gate:' || q.k, 0)) AS got "
+            "FROM unnest(CAST(:k AS text[])) WITH ORDINALITY AS q(k, i) ORDER BY q.i"), {"t": tenant, "k": wanted})
+        return {r.k for r in rows if not r.got}
+
+    async def marketing_history(self, conn: AsyncConnection, tenant: str, contact_keys: Iterable[str],
+                                since: datetime) -> dict[str, list[Sent]]:
+        """Each contact's marketing messages sent or in flight (`sending`/`sent`) claimed after `since`, over every
+        account (R-S5 counts what was sent or is in flight, not what was decided), oldest first. Reads the partial
+        index `messages_marketing_by_contact`."""
+        wanted = sorted(set(contact_keys))
+        if not wanted:
+            return {}
+        rows = await conn.execute(text(
+            "SELECT contact_key, category, claimed_at, command -> 'policy' -> 'fatigue' ->> 'rule' AS fatigue, "
+            "delivered_at IS NOT NULL AS delivered, read_at IS NOT NULL AS read FROM messages "
+            "WHERE tenant = :t AND contact_key = ANY(CAST(:c AS text[])) AND category = 'marketing' "
+            "AND claimed_at IS NOT NULL AND claimed_at > :since AND state IN ('sending', 'sent') "
+            "ORDER BY claimed_at"), {"t": tenant, "c": wanted, "since": since})
+        found: dict[str, list[Sent]] = {}
+        for r in rows:
+            found.setdefault(r.contact_key, []).append(Sent(r.category, r.claimed_at, r.fatigue, r.delivered, r.read))
+        return found
+
     async def contact_history(self, conn: AsyncConnection, tenant: str, contact_keys: Iterable[str],
                               since: datetime) -> dict[str, list[Sent]]:
-        """Each contact's messages sent or in flight (`sending`/`sent`) claimed after `since`, over every
-        account (R-S5 counts what was sent or is in flight, not what was decided), oldest first."""
+        """Each contact's messages of every category sent or in flight (`sending`/`sent`) claimed after `since`,
+        over every account, oldest first (fatigue: R-T6.3's read rate, the sends of a kind)."""
         wanted = sorted(set(contact_keys))
         if not wanted:
             return {}
@@ -482,6 +521,25 @@ class SendLog:
                 "VALUES (:t, :contact, :rule, :until, :reason, :now) ON CONFLICT (tenant, contact_key, rule) "
                 "DO UPDATE SET until = GREATEST(fatigue_pauses.until, EXCLUDED.until), reason = EXCLUDED.reason, "
                 "paused_at = EXCLUDED.paused_at"), [r | {"t": tenant, "now": now} for r in rows])
+
+    async def wake_after_meta_limit(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]],
+                                    now: datetime) -> int:
+        """A marketing message of (tenant, idempotency key) settled (delivered, read or failed): the same contact's
+        queued marketing waiting behind it after Meta's 131049 block (rule META-131049, due later) is due now, so
+        the gate looks at it again. Rows another transaction holds are skipped (they are looked at when due).
+        The number woken."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return 0
+        result = await conn.execute(text(
+            "UPDATE messages m SET next_attempt_at = :now WHERE (m.tenant, m.idempotency_key) IN ("
+            "SELECT w.tenant, w.idempotency_key FROM unnest(CAST(:t AS text[]), CAST(:k AS text[])) AS q(t, k) "
+            "JOIN messages s ON s.tenant = q.t AND s.idempotency_key = q.k AND s.category = 'marketing' "
+            "JOIN messages w ON w.tenant = s.tenant AND w.contact_key = s.contact_key "
+            "WHERE w.state = 'queued' AND w.category = 'marketing' AND w.rule = 'META-131049' "
+            "AND w.next_attempt_at > :now FOR UPDATE OF w SKIP LOCKED)"),
+            {"now": now, "t": [t for t, _ in ordered], "k": [k for _, k in ordered]})
+        return int(result.rowcount or 0)
 
     async def mark_seen(self, conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
         """Meta reported messages delivered or read (`tenant`, `key`, `status`, `at`): `delivered_at` / `read_at`

@@ -7,14 +7,21 @@ the command by whoever decided it):
 
 | # | rule        | applies to            | verdict                                                   |
 |---|-------------|-----------------------|-----------------------------------------------------------|
+| 0 | WITHDRAWN   | every message         | Suppress when the deciding service withdrew it             |
 | 1 | EXPIRED     | every message         | Suppress at or after `expires_at` (R-T1.1)                 |
 | 2 | R-S7        | every message         | Suppress while the number is marked invalid                |
 | 3 | WINDOW      | free-form messages    | Suppress outside the 24 h window (CLOUD-API §6.1, 131047)  |
 | 4 | R-S6        | marketing             | Suppress while the contact opted out                       |
-| 5 | META-131049 | marketing             | Defer until Meta's per-user marketing limit has passed     |
+| 5 | META-131049 | marketing             | Defer until Meta's per-user marketing limit has passed;    |
+|   |             |                       | then one at a time until one is delivered (below)          |
 | 6 | R-T4.5/R-T6.3 | marketing of a fatigue kind | Suppress while paused, or when over the threshold |
 | 7 | R-S5        | marketing             | Suppress over the cap (see below)                          |
 | 8 | R-S4        | marketing, not exempt | Defer to the next allowed local instant (below)            |
+
+META-131049 "for 24 h, then once" (issue 8, CLOUD-API §6.5): after the block ends (`ContactState.once_since`,
+see `once_since`) at most one marketing message is in flight to the contact until one is reported delivered;
+the others wait (Defer META-131049) until `ONCE_WAIT` after the latest one in flight — the dispatcher looks at
+them again as soon as that one settles.
 
 R-S5 counts the policy's cap (3 in 7 days), the contact's own weekly and monthly limits, and
 "passive" as 1 a month (their own monthly limit when lower). R-S4 uses the contact's preferred hours
@@ -48,6 +55,9 @@ OPT_OUT: Final = "R-S6"
 META_MARKETING_LIMIT: Final = "META-131049"
 WITHDRAWN: Final = "WITHDRAWN"
 MONTH: Final = timedelta(days=30)
+# After Meta's 131049 block: how long a marketing message in flight without a delivery report keeps the contact's
+# other marketing waiting (its settlement wakes them sooner).
+ONCE_WAIT: Final = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +72,15 @@ GateVerdict: TypeAlias = Dispatch | Defer | Suppress
 @dataclass(frozen=True, slots=True)
 class GateMessage:
     """One queued message as the gate sees it. `free_form`: not a template (text, media …);
-    `expires_at`: aware UTC instant from which it is not sent (None: never expires)."""
+    `expires_at`: aware UTC instant from which it is not sent (None: never expires); `withdrawn`: the reason of
+    the deciding service's withdrawal (a `withdrawals` tombstone), None when not withdrawn."""
 
     flow: str
     category: MessageCategory
     free_form: bool = False
     expires_at: datetime | None = None
     policy: GatePolicy = field(default_factory=GatePolicy)
+    withdrawn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +89,9 @@ class ContactState:
 
     `zone`: their own IANA zone, else their number's country's. `max_per_week` / `max_per_month` /
     `preferred_hours` (local start, end) / `passive`: their stated preferences (R-G4). `blocked_until`:
-    Meta's 131049 per-user marketing limit. `invalid_until`: the number is marked invalid (R-S7).
-    `paused_until`: fatigue rule → end of its pause.
+    Meta's 131049 per-user marketing limit; `once_since`: that block ended at this instant and no marketing
+    message claimed since was reported delivered ("then once", see `once_since`; None: not in that state).
+    `invalid_until`: the number is marked invalid (R-S7). `paused_until`: fatigue rule → end of its pause.
     """
 
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
@@ -89,6 +102,7 @@ class ContactState:
     preferred_hours: tuple[time, time] | None = None
     passive: bool = False
     blocked_until: datetime | None = None
+    once_since: datetime | None = None
     invalid_until: datetime | None = None
     paused_until: Mapping[str, datetime] = field(default_factory=dict)
 
@@ -116,6 +130,8 @@ def gate(message: GateMessage, contact: ContactState, history: History, now: dat
     A fatigue `Suppress` (rule R-T4.5 / R-T6.3) over the threshold means the caller pauses that kind
     for the contact for `policy.fatigue.pause_days` (see `fatigue_pause`).
     """
+    if message.withdrawn is not None:
+        return Suppress(WITHDRAWN, message.withdrawn)
     if message.expires_at is not None and now >= message.expires_at:
         return Suppress(EXPIRED, f"expired at {message.expires_at.astimezone(UTC).isoformat()}")
     if contact.invalid_until is not None and contact.invalid_until > now:
@@ -129,6 +145,10 @@ def gate(message: GateMessage, contact: ContactState, history: History, now: dat
         return Suppress(OPT_OUT, "the contact opted out of marketing messages")
     if contact.blocked_until is not None and contact.blocked_until > now:
         return _deferred(Defer(contact.blocked_until, META_MARKETING_LIMIT), message)
+    if contact.once_since is not None:
+        pending = [at for at in history.marketing_at if at >= contact.once_since and at + ONCE_WAIT > now]
+        if pending:
+            return _deferred(Defer(max(pending) + ONCE_WAIT, META_MARKETING_LIMIT), message)
     if (found := _fatigue(message, contact, history, now)) is not None:
         return found
     if (found := _caps(message.policy, contact, history, now)) is not None:
@@ -138,6 +158,21 @@ def gate(message: GateMessage, contact: ContactState, history: History, now: dat
         if found is not None:
             return found
     return DISPATCH
+
+
+def once_since(blocked_until: datetime | None, marketing: Sequence[tuple[datetime, bool]], now: datetime,
+               known_since: datetime) -> datetime | None:
+    """`ContactState.once_since` for 131049's "then once": `blocked_until` (the end of Meta's block) when it has
+    passed at `now` and none of the contact's marketing messages claimed since then was reported delivered.
+
+    `marketing`: (claimed at, delivered or read) of each marketing message sent or in flight, known from
+    `known_since` on (a block that ended before that is over: None). Aware UTC instants.
+    """
+    if blocked_until is None or blocked_until > now or blocked_until < known_since:
+        return None
+    if any(delivered and at >= blocked_until for at, delivered in marketing):
+        return None
+    return blocked_until
 
 
 def fatigue_pause(message: GateMessage, verdict: GateVerdict, now: datetime) -> datetime | None:
@@ -164,6 +199,9 @@ def deferral_reason(verdict: Defer, message: GateMessage, contact: ContactState)
         span = "".join(f"{', ' if i else ''}{w.start:%H:%M}–{w.end:%H:%M}" for i, w in enumerate(windows))
         span += " " if span else ""
         return f"quiet hours {span}{contact.zone.key}: deferred until {when}"
+    if verdict.rule == META_MARKETING_LIMIT and contact.once_since is not None:
+        return ("Meta's per-user marketing limit (131049) has passed: one marketing message at a time until one "
+                f"is delivered; looked at again when the one in flight settles, at the latest {when}")
     if verdict.rule == META_MARKETING_LIMIT:
         return f"Meta's per-user marketing limit (131049): no marketing before {when}"
     return f"{verdict.rule}: deferred until {when}"
