@@ -508,10 +508,12 @@ class Dispatcher:
         if busy:
             log.info("send gate for account %s: %d contacts' marketing left for the next pass (another pass gates "
                      "them now)", account.account_id, len(busy), extra={"tenant": tenant})
-        messages = {c.idempotency_key: GateMessage(
-            flow=cmd.flow, category=cmd.category, free_form=cmd.template is None, expires_at=cmd.expires_at,
-            policy=cmd.policy or DEFAULT_POLICY, withdrawn=c.withdrawn)
-            for c in candidates if (cmd := commands[c.idempotency_key])}
+        messages: dict[str, GateMessage] = {}
+        for c in candidates:
+            cmd = commands[c.idempotency_key]
+            messages[c.idempotency_key] = GateMessage(
+                flow=cmd.flow, category=cmd.category, free_form=cmd.template is None, expires_at=cmd.expires_at,
+                policy=cmd.policy or DEFAULT_POLICY, withdrawn=c.withdrawn)
         promotions = [c for c in promotions if c.contact_key not in busy]
         asked = [c for c in candidates if c.category == "marketing" or messages[c.idempotency_key].free_form]
         numbers = {c.idempotency_key: match_key(c.to_phone) for c in asked}
@@ -535,6 +537,7 @@ class Dispatcher:
         stopped: list[dict[str, object]] = []
         new_pauses: list[dict[str, object]] = []
         left = {"utility": utility, "marketing": marketing}
+        announced = 0  # new deferral instants published
         for c in candidates:
             key, command, message = c.idempotency_key, commands[c.idempotency_key], messages[c.idempotency_key]
             record = records.get(numbers.get(key, ""))
@@ -558,6 +561,7 @@ class Dispatcher:
                 reason = deferral_reason(verdict, message, contact)
                 deferred.append({"key": key, "until": verdict.until, "rule": verdict.rule, "reason": reason})
                 if c.deferred_until != verdict.until:
+                    announced += 1
                     outbox.append(outcome_event(command, status="deferred", at=now, reason=reason, rule=verdict.rule,
                                                 deferred_until=verdict.until))
                     self._metrics.gate.labels("deferred", verdict.rule).inc()
@@ -578,7 +582,7 @@ class Dispatcher:
         await enqueue(conn, outbox)
         if deferred or stopped:
             log.info("send gate for account %s: %d deferred (%d new), %d suppressed", account.account_id,
-                     len(deferred), len(outbox) - len(stopped) - len(unreadable), len(stopped),
+                     len(deferred), announced, len(stopped),
                      extra={"tenant": tenant})
         return picked, len(outbox)
 

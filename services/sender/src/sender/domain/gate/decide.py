@@ -112,9 +112,10 @@ class History:
     """The contact's send history the gate counts (aware UTC instants).
 
     `marketing_at`: when each marketing message to them was sent or put in flight (at least the
-    last 30 days). For the message's fatigue kind: `kind_at` when each message of that kind was sent,
-    `delivered` / `read` how many of their messages were delivered / read (R-T6.3's read rate),
-    `reply_delays` how long they took to answer those of that kind they answered (R-T4.5).
+    last 30 days, and as far back as the policy's R-S5 window). For the message's fatigue kind: `kind_at`
+    when each message of that kind was sent (30 days), `delivered` / `read` how many of their messages were
+    delivered / read (R-T6.3's read rate), `reply_delays` how long they took to answer those of that kind they
+    answered (R-T4.5).
     """
 
     marketing_at: tuple[datetime, ...] = ()
