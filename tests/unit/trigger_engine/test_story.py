@@ -235,3 +235,13 @@ def test_decisions_of_one_instant_keep_the_order_they_were_recorded_in() -> None
     told = story(rows, {})
     assert [line.idempotency_key for line in told.lines] == ["first", "second"]
     assert [m.idempotency_key for m in told.messages] == ["first", "second"]
+
+
+def test_a_receipt_stamped_in_whole_seconds_never_shows_before_the_send_it_follows() -> None:
+    sent = BERLIN_8 + timedelta(seconds=10, milliseconds=416)
+    rec = Logged("w1", state="sent", queued_at=T0 + timedelta(seconds=1), sent_at=sent,
+                 delivered_at=BERLIN_8 + timedelta(seconds=10), read_at=BERLIN_8 + timedelta(seconds=10))
+    told = story([decided("w1")], {"w1": rec})
+    assert steps(told, "w1") == ["decided", "queued", "sent", "delivered", "read"]
+    times = [line.at for line in told.lines if line.idempotency_key == "w1"]
+    assert times == sorted(times)

@@ -219,8 +219,9 @@ def _sender_lines(key: str, flow: str, rec: Logged, *, told_failed: bool) -> Ite
                        reason=reason, until=rec.deferred_until)
     for step, at in (("sent", rec.sent_at), ("delivered", rec.delivered_at), ("read", rec.read_at)):
         if at is not None:
+            # Meta stamps delivered/read in whole seconds: a receipt never shows before the step it follows.
             known = at if known is None else max(known, at)
-            yield Line(at=at, step=step, flow=flow, idempotency_key=key, source="sender")
+            yield Line(at=known, step=step, flow=flow, idempotency_key=key, source="sender")
     if suppressed:
         at = rec.suppressed_at or known
         if at is not None:
