@@ -141,10 +141,12 @@ async def world(engine: AsyncEngine) -> World:
 
 
 def inbound(phone: str | None, text_: str, at: datetime, *, account_id: str | None = ACCOUNT,
-            wa_id: str | None = None) -> MessageInbound:
+            wa_id: str | None = None, via_whatsapp: bool = True) -> MessageInbound:
+    """A customer's message: from WhatsApp's webhook (with the wamid WhatsApp gave it), or posted by a shop."""
+    wamid = f"wamid.{uuid.uuid4().hex}" if via_whatsapp else None
     return MessageInbound(event_id=f"wh-{uuid.uuid4().hex}", type="message.inbound", occurred_at=at,
                           contact=Contact(phone=phone, wa_id=wa_id),
-                          data=InboundData(text=text_, account_id=account_id, message_id=f"wamid.{uuid.uuid4().hex}"))
+                          data=InboundData(text=text_, account_id=account_id, message_id=wamid))
 
 
 def updated(phone: str, *, locale: str | None = None, timezone: str | None = None,
@@ -349,3 +351,18 @@ async def test_tenants_are_isolated(world: World) -> None:
     assert (await world.message(mine))["state"] == "queued"
     assert await world.record(phone) is None
     assert (await world.record(phone, tenant=other) or {})["opted_out_at"] == START
+
+
+async def test_a_stop_a_shop_posted_opts_out_but_opens_no_window_and_queues_no_reply(world: World) -> None:
+    # WhatsApp would refuse a free-form reply (131047): only a message WhatsApp delivered opens its window.
+    phone = _phone()
+    promo = await world.queue(phone, "marketing")
+    stop = inbound(phone, "STOP", START, via_whatsapp=False)
+    await world.apply(stop)
+    assert (await world.message(promo))["rule"] == "R-S6"
+    record = await world.record(phone)
+    assert record is not None and record["opted_out_at"] == stop.occurred_at and record["last_inbound_at"] is None
+    async with world.engine.connect() as conn:
+        replies = (await conn.execute(text("SELECT count(*) FROM messages WHERE tenant = :t AND flow = 'opt_out'"),
+                                      {"t": world.tenant})).scalar_one()
+    assert replies == 0

@@ -182,7 +182,10 @@ class ReachabilityHandler:
         if isinstance(event, MessageInbound):
             self._metrics.applied.labels("inbound").inc()
             inbound.append((record.tenant, number, event.occurred_at, event.event_id))
-            updated = domain.with_inbound(current, event.occurred_at)
+            # Only a message WhatsApp delivered (it carries the wamid WhatsApp gave it) opens WhatsApp's 24 h window;
+            # a chat line a shop posts itself (no message id) tells intent, but WhatsApp would refuse a free-form
+            # reply to it with 131047.
+            updated = domain.with_inbound(current, event.occurred_at) if event.data.message_id else current
             intent = stop_intent(event.data.text) if event.data.text is not None else None
             if intent is None:
                 return updated
@@ -260,6 +263,8 @@ class ReachabilityHandler:
             tenant, inbound = k.record.tenant, k.event
             account_id = inbound.data.account_id
             skip = ("the inbound message names no account" if account_id is None
+                    else "it did not come through WhatsApp (no message id): no window is open for a reply"
+                    if inbound.data.message_id is None
                     else f"the tenant has no account {account_id}" if (tenant, account_id) not in known
                     else "the window it opened has closed" if inbound.occurred_at + WINDOW <= now else None)
             command = None if skip else self._confirmation(k, records[k.key], now)
