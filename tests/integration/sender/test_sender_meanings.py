@@ -326,6 +326,11 @@ async def test_an_async_failure_schedules_the_24h_retry_and_old_news_changes_not
     assert (row["state"], row["late_retry_used"], row["wamid"]) == ("queued", True, None)
     assert row["next_attempt_at"] == START + timedelta(hours=24)
     assert await sender.invalid() == {}
+    async with sender.engine.connect() as conn:  # 131049: the number gets no marketing for 24 h (META-131049)
+        blocked = (await conn.execute(text(
+            "SELECT marketing_blocked_until FROM reachability WHERE tenant = :t AND number = :n"),
+            {"t": sender.tenant, "n": phone.lstrip("+")})).scalar()
+    assert blocked == (START + timedelta(hours=24) if code == 131049 else None)
     # Meta repeats itself and reorders: the first attempt's reports are old news
     await sender.report(sender.status(key, w1, "failed", code), sender.status(key, w1, "delivered"))
     assert (await sender.row(key))["state"] == "queued"

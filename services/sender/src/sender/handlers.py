@@ -35,6 +35,7 @@ from scrm_common.observability.metrics import LATENCY_BUCKETS
 from sender.adapters.accounts import TOKEN_UNREADABLE, UNREADABLE_REASON
 from sender.adapters.cloud_api import Accepted, CloudApiClient, NotSent, Rejected, Unknown, message_body
 from sender.adapters.db import Account, Candidate, Catalog, Claimed, Reachability, SendLog, Sent
+from sender.adapters.reachability import ReachabilityStore
 from sender.adapters.templates import TemplateStore
 from sender.domain.gate.decide import (
     MONTH,
@@ -56,12 +57,15 @@ from sender.domain.gate.verdicts import Defer, Suppress
 from sender.domain.gate.zone import number_zone
 from sender.domain.outcomes import RetryPolicy, after_error, meaning
 from sender.domain.pacing import after_claim, allowance
+from sender.domain.reachability import MARKETING_LIMIT_PAUSE, number_of
 from sender.domain.refusal import refusal
 from sender.domain.restrictions import Blocked, Restriction, blocked, change_from_update, error_hold
 from sender.domain.templates import Template, status_after_event
 
 log = logging.getLogger(__name__)
 
+# Meta's per-user marketing limit: the contact gets no marketing for 24 h (CLOUD-API.md, the gate's META-131049).
+META_MARKETING_LIMIT = 131049
 # A message waiting for a restriction that lasts until lifted is looked at again this often.
 UNTIL_LIFTED_RECHECK = timedelta(hours=1)
 DEFAULT_INVALID_NUMBER_TTL = timedelta(days=30)
@@ -756,6 +760,7 @@ class EvidenceHandler:
         self._retry = retry
         self._catalog = catalog
         self._templates_store = TemplateStore()
+        self._reachability = ReachabilityStore()
         self._invalid_ttl = invalid_number_ttl
         self._on_commit = on_commit
         self._rng = rng or random.Random()
@@ -786,6 +791,7 @@ class EvidenceHandler:
 
     async def _statuses(self, conn: AsyncConnection, statuses: list[tuple[str, MessageStatus]],
                         now: datetime) -> tuple[int, int]:
+        await self._marketing_limits(conn, statuses, now)
         accepted: list[dict[str, object]] = [
             {"tenant": tenant, "key": e.data.idempotency_key, "wamid": e.data.message_id, "at": e.occurred_at}
             for tenant, e in statuses if e.data.message_id]
@@ -805,6 +811,24 @@ class EvidenceHandler:
             (tenant, e.data.idempotency_key) for tenant, e in statuses
             if e.data.idempotency_key and e.data.status in ("delivered", "read", "failed")], now)
         return confirmed, requeued
+
+    async def _marketing_limits(self, conn: AsyncConnection, statuses: list[tuple[str, MessageStatus]],
+                                now: datetime) -> None:
+        """131049 (Meta's per-user marketing limit): the contact's number gets no marketing for 24 h (the gate's
+        META-131049; the failed message itself takes its one 24 h retry, R-S7). Recorded before any message row is
+        locked: the reachability consumer locks a number's record before its messages, and so does this."""
+        blocks: list[tuple[str, str, datetime]] = []
+        for tenant, event in statuses:
+            data = event.data
+            if data.status != "failed" or data.error_code != META_MARKETING_LIMIT or not data.idempotency_key:
+                continue
+            number = number_of(event.contact)
+            if number is None:  # a status naming no recipient: the number the message went to
+                row = await self._log.message(conn, tenant, data.idempotency_key)
+                number = match_key(str(row["to_phone"])) if row is not None else None
+            if number:
+                blocks.append((tenant, number, event.occurred_at + MARKETING_LIMIT_PAUSE))
+        await self._reachability.block_marketing(conn, blocks, now)
 
     async def _failed(self, conn: AsyncConnection, tenant: str, event: MessageStatus, now: datetime) -> int:
         """Settle a `failed` status by the code table; 1 when the message was queued again."""

@@ -45,16 +45,13 @@ from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.envelope import EventRecord, encode_event
 from scrm_common.contracts.events import (
-    Contact,
     ContactCreated,
     ContactUpdated,
     MarketingPreferenceChanged,
     MarketingPreferenceData,
     MessageInbound,
-    MessageStatus,
 )
 from scrm_common.db.outbox import OutboxRow, enqueue
-from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from sender.adapters.db import SendLog
 from sender.adapters.reachability import Key, ReachabilityStore
@@ -65,26 +62,19 @@ from sender.handlers import outcome_event, stored_command
 log = logging.getLogger(__name__)
 
 REACHABILITY_GROUP = "sender-reachability"
+# `message.status` (131049) is not read here: the evidence consumer parses every status anyway and records the
+# block (`EvidenceHandler`), so this group never parses the bulk of the log.
 REACHABILITY_EVENTS: frozenset[str] = frozenset({
     "contact.created", "contact.updated", "message.inbound", "contact.marketing_preference_changed",
-    "message.status",
 })
 OPT_OUT_RULE = "R-S6"
 OPT_OUT_REASON = "the contact opted out of marketing (STOP)"
 CONFIRMATION_FLOW = "opt_out"
-META_MARKETING_LIMIT = 131049
 # The customer-service window the stop/start message just opened (CLOUD-API §6.1): the confirmation expires then.
 WINDOW = timedelta(hours=24)
 
 
-def number_of(contact: Contact | None) -> str | None:
-    """The contact's WhatsApp number key: `match_key(phone or "+" + wa_id)`; None when it names neither."""
-    if contact is None:
-        return None
-    raw = contact.phone or (f"+{contact.wa_id}" if contact.wa_id else None)
-    if raw is None:
-        return None
-    return match_key(raw) or None
+number_of = domain.number_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +149,7 @@ class ReachabilityHandler:
     @staticmethod
     def _number(record: EventRecord) -> str | None:
         event = record.event
-        if isinstance(event, MessageStatus):
-            data = event.data
-            if not (data.status == "failed" and data.error_code == META_MARKETING_LIMIT):
-                return None
-        elif not isinstance(event, ContactCreated | ContactUpdated | MessageInbound | MarketingPreferenceChanged):
+        if not isinstance(event, ContactCreated | ContactUpdated | MessageInbound | MarketingPreferenceChanged):
             return None
         return number_of(event.contact)
 
@@ -206,9 +192,7 @@ class ReachabilityHandler:
                 if event.data.value == "stop":
                     stopped.add(key)
             return updated
-        assert isinstance(event, MessageStatus)
-        self._metrics.applied.labels("marketing_limit").inc()
-        return domain.with_marketing_limit(current, event.occurred_at)
+        raise AssertionError(f"not an event of this group: {event.type}")  # _number filtered it
 
     async def _suppress(self, conn: AsyncConnection, numbers: list[Key], now: datetime) -> list[OutboxRow]:
         """(b) Every queued marketing message to `numbers` suppressed with R-S6, rows locked first in

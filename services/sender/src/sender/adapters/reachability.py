@@ -35,6 +35,26 @@ def _record(row: Any) -> Record:
 class ReachabilityStore:
     """Reads and writes `sender.reachability` (one row per tenant and number, see `domain.reachability`)."""
 
+    async def block_marketing(self, conn: AsyncConnection, rows: Sequence[tuple[str, str, datetime]],
+                              now: datetime) -> None:
+        """Meta's per-user marketing limit (131049): no marketing to (tenant, number) before `until` — the later
+        of that and any block already stored; a record is created where missing. One statement, rows in
+        (tenant, number) order (the order every writer of these rows locks them in)."""
+        latest: dict[tuple[str, str], datetime] = {}
+        for tenant, number, until in rows:
+            latest[(tenant, number)] = max(until, latest.get((tenant, number), until))
+        ordered = sorted(latest)
+        if not ordered:
+            return
+        await conn.execute(text(
+            "INSERT INTO reachability(tenant, number, marketing_blocked_until, updated_at) "
+            "SELECT q.t, q.n, q.u, :now FROM unnest(CAST(:t AS text[]), CAST(:n AS text[]), "
+            "CAST(:u AS timestamptz[])) AS q(t, n, u) ORDER BY q.t, q.n "
+            "ON CONFLICT (tenant, number) DO UPDATE SET marketing_blocked_until = "
+            "GREATEST(reachability.marketing_blocked_until, EXCLUDED.marketing_blocked_until), updated_at = :now"),
+            {"t": [k[0] for k in ordered], "n": [k[1] for k in ordered], "u": [latest[k] for k in ordered],
+             "now": now})
+
     async def lock(self, conn: AsyncConnection, keys: Iterable[Key], now: datetime) -> dict[Key, Record]:
         """The records of `keys`, locked for this transaction (rows are created empty — nothing known —
         where missing, stamped `now`), in (tenant, number) order. Two statements."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from scrm_common.contracts.events import Contact
+from scrm_common.identity import match_key
 from sender.domain.gate.zone import contact_zone
 
 # Meta's per-user marketing limit (131049): no marketing message to the user for this long.
@@ -115,3 +117,13 @@ def with_marketing_limit(record: Record, at: datetime) -> Record:
     if record.marketing_blocked_until is not None and record.marketing_blocked_until >= until:
         return record
     return replace(record, marketing_blocked_until=until)
+
+
+def number_of(contact: Contact | None) -> str | None:
+    """The contact's WhatsApp number key: `match_key(phone or "+" + wa_id)`; None when it names neither."""
+    if contact is None:
+        return None
+    raw = contact.phone or (f"+{contact.wa_id}" if contact.wa_id else None)
+    if raw is None:
+        return None
+    return match_key(raw) or None
