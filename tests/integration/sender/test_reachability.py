@@ -1,4 +1,4 @@
-"""The sender-reachability consumer against the real PostgreSQL (R-S6, issue 8 item 2): a stop word suppresses
+"""The reachability handler (sender-evidence group) against the real PostgreSQL (R-S6, issue 8 item 2): a stop word suppresses
 the contact's queued marketing at once — not their utility messages, not another number's, not another tenant's —
 publishes a suppressed status for each and the preference event, and queues a confirmation in their language;
 Meta's own stop does the same without a confirmation; replays change nothing twice. Time is a clock moved by
@@ -39,8 +39,9 @@ from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from sender.adapters.db import SendLog
 from sender.domain.gate.opt_out import confirmation
+from sender.handlers import EVIDENCE_GROUP
 from sender.main import MIGRATIONS, SCHEMA
-from sender.reachability import OPT_OUT_REASON, REACHABILITY_EVENTS, REACHABILITY_GROUP, ReachabilityHandler
+from sender.reachability import OPT_OUT_REASON, REACHABILITY_EVENTS, ReachabilityHandler
 
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 ACCOUNT = "100000000000001"
@@ -165,8 +166,8 @@ def meta_preference(phone: str, value: str, at: datetime) -> MarketingPreference
 
 def test_the_group_and_its_events() -> None:
     from scrm_stack.drain import GROUP_SERVICE, KNOWN_GROUPS
-    assert REACHABILITY_GROUP == "sender-reachability"
-    assert GROUP_SERVICE[REACHABILITY_GROUP] == "sender" and REACHABILITY_GROUP in KNOWN_GROUPS
+    # the sender's one consumer group on the events topic carries it (every group costs the broker a read of the log)
+    assert GROUP_SERVICE[EVIDENCE_GROUP] == "sender" and EVIDENCE_GROUP in KNOWN_GROUPS
     assert "message.inbound" in REACHABILITY_EVENTS and "payment.succeeded" not in REACHABILITY_EVENTS
     assert "message.status" not in REACHABILITY_EVENTS  # the bulk of the log: never parsed by this group
 

@@ -64,6 +64,10 @@ from sender.domain.templates import Template, status_after_event
 
 log = logging.getLogger(__name__)
 
+# The sender's consumer group on scrm.events.v1 and what its EvidenceHandler reads (main.py adds the reachability
+# record's events to the same group).
+EVIDENCE_GROUP = "sender-evidence"
+EVIDENCE_EVENTS: frozenset[str] = frozenset({"message.status", "account.updated", "template.updated"})
 # Meta's per-user marketing limit: the contact gets no marketing for 24 h (CLOUD-API.md, the gate's META-131049).
 META_MARKETING_LIMIT = 131049
 # A message waiting for a restriction that lasts until lifted is looked at again this often.

@@ -4,6 +4,7 @@ and reachability consumers, relay."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,11 +12,12 @@ from scrm_common import runtime
 from scrm_common.clock import SystemClock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage, WithdrawMessage, parse_command
-from scrm_common.contracts.envelope import PoisonMessage, decoder_for
+from scrm_common.contracts.envelope import EventRecord, PoisonMessage, decoder_for
 from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router, service_app
 from scrm_common.kafka import ConsumerMetrics, batch_consumer
+from scrm_common.kafka.consumer import Item
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
@@ -31,8 +33,8 @@ from sender.adapters.templates_http import build_templates_router
 from sender.config import Settings
 from sender.domain.accounts import AccountPolicy
 from sender.domain.outcomes import RetryPolicy
-from sender.handlers import CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
-from sender.reachability import REACHABILITY_EVENTS, REACHABILITY_GROUP, ReachabilityHandler
+from sender.handlers import EVIDENCE_EVENTS, EVIDENCE_GROUP, CommandHandler, Dispatcher, EvidenceHandler, SenderMetrics
+from sender.reachability import REACHABILITY_EVENTS, ReachabilityHandler
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -97,25 +99,28 @@ async def main(settings: Settings) -> None:
             handle=CommandHandler(engine=engine, log_=send_log, catalog=catalog, clock=clock, metrics=metrics,
                                   on_commit=lambda: (dispatcher.wake(), relay.wake())),
             metrics=consumer_metrics)
+        # One consumer group reads what the sender needs of scrm.events.v1 — the provider's evidence about its
+        # messages, accounts and templates, and the contacts' reachability records the send gate reads (R-S6
+        # opt-out at once, window, zone, preferences) — each handler in its own transaction, both idempotent.
+        # One group, not two: every group costs the broker a full read of the log.
+        evidence_handler = EvidenceHandler(engine=engine, log_=send_log, metrics=metrics, clock=clock, retry=retry,
+                                           catalog=catalog, invalid_number_ttl=invalid_ttl,
+                                           on_commit=lambda: (dispatcher.wake(), relay.wake()))
+        reachability_handler = ReachabilityHandler(engine=engine, send_log=send_log, clock=clock, registry=registry,
+                                                   on_commit=lambda: (dispatcher.wake(), relay.wake()))
+
+        async def on_events(items: Sequence[Item[EventRecord]]) -> None:
+            await evidence_handler(items)
+            await reachability_handler(items)
+
         evidence = batch_consumer(
-            settings, group_id="sender-evidence", topic=topics.EVENTS, producer=producer,
-            decode=decoder_for(frozenset({"message.status", "account.updated", "template.updated"})),
-            handle=EvidenceHandler(engine=engine, log_=send_log, metrics=metrics, clock=clock, retry=retry,
-                                   catalog=catalog, invalid_number_ttl=invalid_ttl,
-                                   on_commit=lambda: (dispatcher.wake(), relay.wake())),
-            metrics=consumer_metrics)
-        # The contacts' reachability records the send gate reads (R-S6 opt-out at once, window, zone, preferences).
-        reachability = batch_consumer(
-            settings, group_id=REACHABILITY_GROUP, topic=topics.EVENTS, producer=producer,
-            decode=decoder_for(REACHABILITY_EVENTS),
-            handle=ReachabilityHandler(engine=engine, send_log=send_log, clock=clock, registry=registry,
-                                       on_commit=lambda: (dispatcher.wake(), relay.wake())),
-            metrics=ConsumerMetrics(REACHABILITY_GROUP, registry))
+            settings, group_id=EVIDENCE_GROUP, topic=topics.EVENTS, producer=producer,
+            decode=decoder_for(EVIDENCE_EVENTS | REACHABILITY_EVENTS), handle=on_events, metrics=consumer_metrics)
         keys = KeyIntrospection(settings.ingest_url, internal_token=settings.internal_token,
                             ttl_seconds=settings.key_cache_seconds)
 
         async def ready() -> bool:
-            return commands.ready and evidence.ready and reachability.ready and await database_ready(engine)
+            return commands.ready and evidence.ready and await database_ready(engine)
 
         app = service_app("scrm sender", "0.1.0", description="The send log, WhatsApp accounts and invalid numbers")
         app.include_router(build_router(engine=engine, send_log=send_log, keys=keys, clock=clock, accounts=accounts,
@@ -125,7 +130,7 @@ async def main(settings: Settings) -> None:
         app.include_router(ops_router(registry, ready))
         try:
             await serve(app=app, port=settings.sender_port,
-                        loops=[commands.run, evidence.run, reachability.run, dispatcher.run, relay.run,
+                        loops=[commands.run, evidence.run, dispatcher.run, relay.run,
                                sync_at_start(template_sync, settings.bootstrap_tenant,
                                              settings.bootstrap_phone_number_id)])
         finally:

@@ -1,4 +1,5 @@
-"""The `sender-reachability` consumer: what the send gate knows about each contact, kept from `scrm.events.v1`.
+"""The reachability handler (in the sender's `sender-evidence` consumer group): what the send gate knows about each
+contact, kept from `scrm.events.v1`.
 
 Per (tenant, number) — `number` = `scrm_common.identity.match_key(contact.phone or "+" + contact.wa_id)`, one key
 for a phone and its WhatsApp `wa_id` form — the handler keeps the record of `domain.reachability`:
@@ -61,7 +62,6 @@ from sender.handlers import outcome_event, stored_command
 
 log = logging.getLogger(__name__)
 
-REACHABILITY_GROUP = "sender-reachability"
 # `message.status` (131049) is not read here: the evidence consumer parses every status anyway and records the
 # block (`EvidenceHandler`), so this group never parses the bulk of the log.
 REACHABILITY_EVENTS: frozenset[str] = frozenset({
@@ -106,7 +106,7 @@ class ReachabilityMetrics:
 
 
 class ReachabilityHandler:
-    """Batch handler of the `sender-reachability` group on `scrm.events.v1` (see the module docstring).
+    """Batch handler for the sender's `sender-evidence` group on `scrm.events.v1` (see the module docstring).
 
     `send_log` queues confirmations and locks messages like the dispatcher; `clock` stamps the rows written
     (`updated_at`, `suppressed_at`, the statuses' time); `on_commit` is called after a commit that queued a

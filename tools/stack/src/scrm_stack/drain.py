@@ -30,7 +30,6 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     "sender": (topics.SEND_COMMANDS,),
     "sender-evidence": (topics.EVENTS,),
     # The send gate's reachability records (opt-out, window, zone, preferences) from contact and message events.
-    "sender-reachability": (topics.EVENTS,),
     "segmenter": (topics.EVENTS,),
     "reporting": (topics.EVENTS,),
     # Dead letters are stored by reporting and told in the decision story by the trigger-engine.
@@ -47,7 +46,6 @@ GROUP_SERVICE: Mapping[str, str] = {
     "trigger-engine": "trigger-engine",
     "sender": "sender",
     "sender-evidence": "sender",
-    "sender-reachability": "sender",
     "segmenter": "segmenter",
     "reporting": "reporting",
     "reporting-dead-letters": "reporting",

@@ -2,7 +2,7 @@
 
 The sender keeps one ``Record`` per ``(tenant, number)`` — ``number`` is
 ``scrm_common.identity.match_key(phone or "+" + wa_id)``, one key for a phone and its WhatsApp ``wa_id`` form
-— from ``scrm.events.v1`` (consumer group ``sender-reachability``). Each function below is one event's effect;
+— from ``scrm.events.v1`` (the sender's consumer group ``sender-evidence``). Each function below is one event's effect;
 all are pure (``at`` is the event's own ``occurred_at``, an aware UTC instant) and idempotent: applying the
 same event twice leaves the record as applying it once, so a redelivered or replayed batch changes nothing.
 

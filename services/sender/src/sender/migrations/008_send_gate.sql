@@ -21,7 +21,7 @@ CREATE INDEX messages_marketing_by_contact ON messages (tenant, contact_key, cla
     WHERE category = 'marketing' AND claimed_at IS NOT NULL;
 
 -- What the gate knows about a contact, per WhatsApp number (`number`: scrm_common.identity.match_key of
--- the phone / wa_id), from scrm.events.v1 (group `sender-reachability`).
+-- the phone / wa_id), from scrm.events.v1 (the sender-evidence group).
 CREATE TABLE reachability (
     tenant                  text NOT NULL,
     number                  text NOT NULL,
