@@ -355,15 +355,17 @@ async def test_contacts_recorded_before_aliases_become_persons_known_by_key_and_
 
 
 async def test_stated_preferences_are_kept_with_the_person_and_reach_the_send_command(engine, tenant):
-    """R-G4, R-S5: preferences stated on an event naming no phone are stored and ride on a later send."""
-    stated = contact_created(external_id="cust-1", phone=None)
+    """R-G4, R-S5: preferences stated on an event naming no phone are stored and ride on a later marketing send
+    (a utility send carries none: the gate holds no utility message by them)."""
+    stated = contact_updated(external_id="cust-1", at=T0)
     stated = stated.model_copy(update={"data": stated.data.model_validate(
         {"preferences": {"max_promotions_per_week": 1, "tier": "gold"}})})
     await apply(engine, tenant, stated)
     [person] = await rows(engine, "SELECT preferences FROM contacts WHERE tenant = :t", t=tenant)
     assert person == {"preferences": {"max_promotions_per_week": 1, "tier": "gold"}}
 
-    await apply(engine, tenant, contact_updated(external_id="cust-1", phone=PHONE, at=T0 + timedelta(seconds=1)))
+    await apply(engine, tenant, contact_created(external_id="cust-1", phone=PHONE, at=T0 + timedelta(seconds=1)))
     await apply(engine, tenant, payment(external_id="cust-1", phone=PHONE, order_id="P-1"))
-    [confirmation] = [c for c in await commands(engine, tenant) if c.get("flow") == "order_confirmation"]
-    assert confirmation["preferences"] == {"max_promotions_per_week": 1, "tier": "gold"}
+    sent = {c["flow"]: c for c in await commands(engine, tenant) if c.get("action") != "withdraw"}
+    assert sent["welcome"]["preferences"] == {"max_promotions_per_week": 1, "tier": "gold"}
+    assert "preferences" not in sent["order_confirmation"] and "policy" not in sent["order_confirmation"]

@@ -197,7 +197,8 @@ def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig)
     flow's settings (`gate_policy`), the contact's time zone as the engine knows it (None: the sender derives
     one from the number) and their stated preferences (None: never stated; R-G4, R-S5); its parameters are
     cleaned to what the Cloud API accepts (`parameters`). A Send no account can carry, or with a parameter
-    nothing can make sendable, becomes a Suppress saying why. Other decisions pass unchanged."""
+    nothing can make sendable, becomes a Suppress saying why. Policy, zone and preferences go on marketing
+    sends only: the gate holds no other message by them. Other decisions pass unchanged."""
     if not isinstance(decision, Send):
         return decision
     if decision.account_id is None:
@@ -208,6 +209,9 @@ def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig)
         parameters = clean_parameters(decision.parameters, config.parameters)
     except UnsendableParameters as exc:
         return Suppress(decision.flow, str(exc), decision.contact_key, decision.idempotency_key)
+    if decision.category != "marketing":
+        # Quiet hours, caps, fatigue and preferences govern marketing only: a utility command stays lean.
+        return replace(decision, parameters=parameters)
     return replace(decision, parameters=parameters, policy=gate_policy(decision.flow, config),
                    timezone=profile.timezone, preferences=profile.preferences)
 
