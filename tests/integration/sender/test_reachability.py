@@ -26,12 +26,14 @@ from scrm_common.contracts.envelope import EventRecord, decode_event
 from scrm_common.contracts.events import (
     Contact,
     ContactData,
+    ContactNumberChanged,
     ContactUpdated,
     InboundData,
     MarketingPreferenceChanged,
     MarketingPreferenceData,
     MessageInbound,
     MessageStatus,
+    NumberChangedData,
     Preferences,
 )
 from scrm_common.db import make_engine, migrate
@@ -359,3 +361,21 @@ async def test_a_stop_a_shop_posted_opts_out_but_opens_no_window_and_queues_no_r
         replies = (await conn.execute(text("SELECT count(*) FROM messages WHERE tenant = :t AND flow = 'opt_out'"),
                                       {"t": world.tenant})).scalar_one()
     assert replies == 0
+
+
+async def test_an_opt_out_moves_with_the_customer_to_a_new_number(world: World) -> None:
+    old, new = _phone(), _phone()
+    await world.apply(updated(old, locale="de"), inbound(old, "STOPP", START))
+    waiting = await world.queue(new, "marketing")  # decided for the new number before the move was known
+    moved = ContactNumberChanged(
+        event_id=f"wh-{uuid.uuid4().hex}", type="contact.number_changed", occurred_at=START + timedelta(minutes=1),
+        contact=Contact(wa_id=new.lstrip("+")),
+        data=NumberChangedData(old_wa_id=old.lstrip("+"), new_wa_id=new.lstrip("+"), account_id=ACCOUNT))
+    await world.apply(moved)
+    record = await world.record(new)
+    assert record is not None
+    assert (record["opted_out_at"], record["opt_out_source"], record["locale"]) == (START, "keyword", "de")
+    assert (await world.message(waiting))["rule"] == "R-S6"
+    suppressed = [p.event for p in await world.published()
+                  if isinstance(p.event, MessageStatus) and p.event.data.idempotency_key == waiting]
+    assert [s.data.status for s in suppressed] == ["suppressed"]

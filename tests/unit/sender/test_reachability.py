@@ -13,6 +13,7 @@ from sender.domain.reachability import (
     with_inbound,
     with_marketing_choice,
     with_marketing_limit,
+    with_number_change,
     with_profile,
 )
 from sender.reachability import number_of
@@ -136,3 +137,28 @@ def test_131049_blocks_marketing_for_24_hours_by_the_latest_block() -> None:
 ])
 def test_number_of_a_contact(contact: Contact | None, number: str | None) -> None:
     assert number_of(contact) == number
+
+
+STOPPED = Record(opted_out_at=T0, opt_out_source="keyword", marketing_changed_at=T0, locale="de",
+                 timezone="Europe/Vienna", preferences={"max_promotions_per_week": 1},
+                 marketing_blocked_until=T0 + timedelta(hours=24), last_inbound_at=T0)
+
+
+@pytest.mark.parametrize(("new", "expected"), [
+    # a fresh number: everything the customer said moves with them, the window does not (WhatsApp's is per number)
+    (Record(), Record(opted_out_at=T0, opt_out_source="keyword", marketing_changed_at=T0, locale="de",
+                      timezone="Europe/Vienna", preferences={"max_promotions_per_week": 1},
+                      marketing_blocked_until=T0 + timedelta(hours=24))),
+    # a newer resume on the new number wins; its own zone, language and preferences stay
+    (Record(marketing_changed_at=T0 + timedelta(hours=1), locale="en", timezone="Asia/Tokyo",
+            preferences={"passive": True}),
+     Record(marketing_changed_at=T0 + timedelta(hours=1), locale="en", timezone="Asia/Tokyo",
+            preferences={"passive": True}, marketing_blocked_until=T0 + timedelta(hours=24))),
+    # a zone derived from the new number yields to the customer's own
+    (Record(timezone="Europe/Berlin", zone_derived=True),
+     Record(opted_out_at=T0, opt_out_source="keyword", marketing_changed_at=T0, locale="de",
+            timezone="Europe/Vienna", preferences={"max_promotions_per_week": 1},
+            marketing_blocked_until=T0 + timedelta(hours=24))),
+])
+def test_a_number_change_carries_what_the_customer_said(new: Record, expected: Record) -> None:
+    assert with_number_change(new, STOPPED) == expected

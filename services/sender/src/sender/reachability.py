@@ -47,12 +47,14 @@ from scrm_common.contracts.commands import SendMessage
 from scrm_common.contracts.envelope import EventRecord, encode_event
 from scrm_common.contracts.events import (
     ContactCreated,
+    ContactNumberChanged,
     ContactUpdated,
     MarketingPreferenceChanged,
     MarketingPreferenceData,
     MessageInbound,
 )
 from scrm_common.db.outbox import OutboxRow, enqueue
+from scrm_common.identity import match_key
 from scrm_common.kafka.consumer import Item
 from sender.adapters.db import SendLog
 from sender.adapters.reachability import Key, ReachabilityStore
@@ -66,6 +68,7 @@ log = logging.getLogger(__name__)
 # block (`EvidenceHandler`), so this group never parses the bulk of the log.
 REACHABILITY_EVENTS: frozenset[str] = frozenset({
     "contact.created", "contact.updated", "message.inbound", "contact.marketing_preference_changed",
+    "contact.number_changed",
 })
 OPT_OUT_RULE = "R-S6"
 OPT_OUT_REASON = "the contact opted out of marketing (STOP)"
@@ -128,14 +131,22 @@ class ReachabilityHandler:
         if not relevant:
             return
         now = self._clock.now()
+        moves = {id(r): (r.tenant, old) for r, _ in relevant
+                 if isinstance(r.event, ContactNumberChanged) and (old := match_key(f"+{r.event.data.old_wa_id}"))}
         async with self._engine.begin() as conn:
-            records = await self._store.lock(conn, {(r.tenant, n) for r, n in relevant}, now)
+            records = await self._store.lock(conn, {(r.tenant, n) for r, n in relevant} | set(moves.values()), now)
             before = dict(records)
             inbound: list[tuple[str, str, datetime, str]] = []
             keywords: list[_Keyword] = []
             stopped: set[Key] = set()
             for record, number in relevant:
                 key = (record.tenant, number)
+                if id(record) in moves:  # the customer's word moves with them to the new number
+                    moved = domain.with_number_change(records[key], records[moves[id(record)]])
+                    if moved.opted_out and not records[key].opted_out:
+                        stopped.add(key)
+                    records[key] = moved
+                    continue
                 records[key] = self._apply(records[key], record, number, inbound, keywords, stopped)
             await self._store.save(conn, {k: r for k, r in records.items() if r != before[k]}, now)
             await self._store.log_inbound(conn, inbound, now - domain.INBOUND_KEPT)
@@ -149,6 +160,8 @@ class ReachabilityHandler:
     @staticmethod
     def _number(record: EventRecord) -> str | None:
         event = record.event
+        if isinstance(event, ContactNumberChanged):
+            return match_key(f"+{event.data.new_wa_id}") or None
         if not isinstance(event, ContactCreated | ContactUpdated | MessageInbound | MarketingPreferenceChanged):
             return None
         return number_of(event.contact)

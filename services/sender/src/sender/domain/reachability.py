@@ -127,3 +127,20 @@ def number_of(contact: Contact | None) -> str | None:
     if raw is None:
         return None
     return match_key(raw) or None
+
+
+def with_number_change(new: Record, old: Record) -> Record:
+    """``contact.number_changed``: the customer moved WhatsApp from the number of ``old`` to the number of
+    ``new``; what they told us stays theirs. The new number's record takes the marketing choice (R-S6) of the
+    two that is newer by its own time, stated preferences and locale where it has none, the old record's own
+    (not derived) zone where it has no own one, and the later 131049 block. The 24 h window does not move:
+    WhatsApp opens it per number."""
+    if old.marketing_changed_at is not None and (
+            new.marketing_changed_at is None or old.marketing_changed_at > new.marketing_changed_at):
+        new = replace(new, opted_out_at=old.opted_out_at, opt_out_source=old.opt_out_source,
+                      marketing_changed_at=old.marketing_changed_at)
+    if (new.timezone is None or new.zone_derived) and old.timezone is not None and not old.zone_derived:
+        new = replace(new, timezone=old.timezone, zone_derived=False)
+    blocks = [t for t in (new.marketing_blocked_until, old.marketing_blocked_until) if t is not None]
+    return replace(new, preferences=new.preferences or old.preferences, locale=new.locale or old.locale,
+                   marketing_blocked_until=max(blocks, default=None))
