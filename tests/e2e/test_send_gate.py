@@ -402,4 +402,8 @@ def test_the_story_tells_for_every_decided_message_whether_it_reached_them_or_wh
             if status == "reached":
                 assert "sent" in [line["step"] for line in lines], (contact, lines)
             if status == "stopped":
-                assert lines[-1]["rule"] == rule, (contact, lines)
+                # the last step that stopped it names the rule; an engine's later withdrawal of a message the
+                # sender had already stopped (the payment overtook the stop on its way to the engine) is told
+                # too, but it changed nothing
+                stops = [line for line in lines if line["step"] in ("suppressed", "expired")]
+                assert stops and stops[-1]["rule"] == rule, (contact, lines)

@@ -147,6 +147,17 @@ def test_a_withdrawal_that_came_too_late_leaves_the_message_reached() -> None:
     assert story(rows, {"w1": rec}).messages[0].status == "reached"
 
 
+def test_a_withdrawal_after_the_sender_stopped_the_message_by_another_rule_says_it_changed_nothing() -> None:
+    rec = Logged("w1", state="suppressed", rule="R-S6", error_reason="customer stopped marketing", queued_at=T0,
+                 suppressed_at=T0 + timedelta(minutes=1))
+    rows = [decided("w1"), decided("w1", "withdrawn", at=T0 + timedelta(minutes=2), reason="cancelled: purchased",
+                                   event_id="ev-2")]
+    told = story(rows, {"w1": rec})
+    assert steps(told) == ["decided", "queued", "suppressed", "withdrawn"]
+    assert told.lines[-1].reason == "cancelled: purchased: no effect, the message was already suppressed (R-S6)"
+    assert (told.messages[0].status, told.messages[0].stopped_by) == ("stopped", "R-S6")
+
+
 def test_engine_decisions_without_a_send_are_stopped_or_pending_by_their_latest_outcome() -> None:
     rows = [decided("a", "suppressed", reason="flow disabled"),
             decided("b", "expired", reason="expired: contact was created more than 0:15:00 ago"),

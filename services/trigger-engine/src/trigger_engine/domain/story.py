@@ -16,7 +16,7 @@ outcome `expired`) is told as `EXPIRED` too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -189,7 +189,23 @@ def _message_lines(key: str, own: Sequence[Decided], record: Logged | None) -> l
         told_failed = any(r.outcome == "failed" for r in own)
         lines.extend(_sender_lines(key, own[0].flow, record, told_failed=told_failed))
     # the engine's lines are in time order; a sender step never precedes the message's decision
-    return sorted(lines, key=lambda line: (_phase_time(line, lines), _PHASE.get(line.step, _LAST_PHASE)))
+    ordered = sorted(lines, key=lambda line: (_phase_time(line, lines), _PHASE.get(line.step, _LAST_PHASE)))
+    return _late_withdrawals(ordered)
+
+
+def _late_withdrawals(lines: list[Line]) -> list[Line]:
+    """A withdrawal told after the sender had already settled the message (sent it, or suppressed it by another
+    rule: a payment can overtake the customer's STOP on its way to the engine) says that it changed nothing."""
+    settled: Line | None = None
+    out: list[Line] = []
+    for line in lines:
+        if line.source == "sender" and line.step in ("sent", "suppressed"):
+            settled = settled or line
+        elif line.step == "withdrawn" and settled is not None:
+            done = f"suppressed ({settled.rule})" if settled.step == "suppressed" else "sent"
+            line = replace(line, reason=f"{line.reason or 'withdrawn'}: no effect, the message was already {done}")
+        out.append(line)
+    return out
 
 
 def _phase_time(line: Line, lines: Sequence[Line]) -> datetime:
