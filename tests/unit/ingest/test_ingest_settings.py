@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from ingest.config import Settings
 
-PROD = {"env": "prod", "whatsapp_app_secret": "a-real-app-secret", "internal_token": "a-real-internal-token"}
+PROD = {"env": "prod", "whatsapp_app_secret": "a-real-app-secret", "internal_token": "a-real-internal-token",
+        "link_secret": "a-real-link-secret"}
 
 
 def test_dev_has_a_default_operator_token() -> None:
@@ -28,6 +29,8 @@ def test_prod_starts_with_real_secrets() -> None:
     ({"admin_token": "dev-internal-token"}, "SCRM_ADMIN_TOKEN"),
     ({"admin_token": "op-Zk2L9x", "internal_token": "dev-internal-token"}, "SCRM_INTERNAL_TOKEN"),
     ({"admin_token": "op-Zk2L9x", "internal_token": ""}, "SCRM_INTERNAL_TOKEN"),
+    ({"admin_token": "op-Zk2L9x", "link_secret": "dev-link-secret"}, "SCRM_LINK_SECRET"),
+    ({"admin_token": "op-Zk2L9x", "link_secret": " "}, "SCRM_LINK_SECRET"),
 ])
 def test_prod_refuses_a_missing_or_placeholder_token(overrides: dict[str, Any], named: str) -> None:
     with pytest.raises(ValidationError, match=named):
@@ -60,6 +63,6 @@ def test_the_operator_token_from_a_file_loses_its_newline(written: str, monkeypa
 def test_a_refused_prod_config_shows_none_of_the_secrets_it_was_given() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(env="prod", whatsapp_app_secret="REAL-app-8d1", internal_token="REAL-internal-2f0",
-                 admin_token="changeme", bootstrap_api_key="scrm_REAL-boot-77c")
+                 link_secret="REAL-link-5a1", admin_token="changeme", bootstrap_api_key="scrm_REAL-boot-77c")
     assert "SCRM_ADMIN_TOKEN" in str(refused.value)
     assert "REAL-" not in str(refused.value)

@@ -63,8 +63,8 @@ def test_without_a_key_dev_falls_back_to_the_fixed_dev_key() -> None:
 
 
 def test_prod_refuses_a_missing_key_and_every_env_a_malformed_one_without_echoing_secrets() -> None:
-    Settings(env="prod", internal_token="a-real-internal-token", secrets_key=NEW.decode())  # type: ignore[arg-type]
-    for kwargs in ({"env": "prod", "internal_token": "a-real-internal-token"},
+    Settings(env="prod", internal_token="a-real-internal-token", link_secret="a-real-link-secret", secrets_key=NEW.decode())  # type: ignore[arg-type]
+    for kwargs in ({"env": "prod", "internal_token": "a-real-internal-token", "link_secret": "a-real-link-secret"},
                    {"env": "dev", "secrets_key": "not-a-key-SECRET"}):
         with pytest.raises(ValidationError) as caught:
             Settings(bootstrap_access_token="TOKEN-SECRET", **kwargs)  # type: ignore[arg-type]

@@ -217,8 +217,8 @@ def test_a_flow_that_names_a_fatigue_rule_gets_the_tenants_threshold_and_pause(
     assert isinstance(confirmation, Send) and confirmation.policy is None  # utility: no gate policy at all
 
 
-def test_no_flow_names_a_fatigue_rule_yet() -> None:
-    assert FATIGUE_RULES == {}
+def test_cart_reminders_are_the_flow_under_the_r_t6_3_fatigue_rule() -> None:
+    assert FATIGUE_RULES == {"abandoned_cart": "R-T6.3"}
 
 
 # --- the welcome's expiry (R-T1.1) -------------------------------------------------------------------------

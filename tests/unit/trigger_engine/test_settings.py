@@ -60,7 +60,8 @@ def test_defaults_are_the_specs(model: type, field: str, default: Any) -> None:
 
 
 def test_every_flow_has_the_common_settings_and_is_registered() -> None:
-    assert set(FLOWS) == {"welcome", "order_confirmation"}
+    assert set(FLOWS) == {"welcome", "order_confirmation", "anti_fraud_notice", "shipment_update", "abandoned_cart",
+                          "price_drop"}
     for kind in FLOWS.values():
         assert issubclass(kind, FlowSettings)
         assert {"enabled", "account_id", "templates"} <= set(kind.model_fields)

@@ -54,7 +54,8 @@ def test_changes_document_their_body_errors_and_when_they_take_effect(method: st
         assert body["title"] == "TenantSettings" and body["additionalProperties"] is False
     else:
         refs = {s["$ref"].rsplit("/", 1)[1] for s in body["anyOf"]}
-        assert refs == {"WelcomeSettings", "OrderConfirmationSettings"}
+        assert refs == {"WelcomeSettings", "OrderConfirmationSettings", "AntiFraudSettings", "ShipmentSettings",
+                        "AbandonedCartSettings", "PriceDropSettings"}
         assert all(spec["components"]["schemas"][ref]["additionalProperties"] is False for ref in refs)
     assert {"401", "413", "422"} <= set(operation["responses"])
     assert "without a restart" in operation["description"]

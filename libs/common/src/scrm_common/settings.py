@@ -43,8 +43,19 @@ class CommonSettings(BaseSettings):
     # How long a service trusts an introspected key (seconds): a revoked key or a disabled tenant stops
     # working everywhere within this bound.
     key_cache_seconds: float = Field(default=10.0, ge=0, le=30)
+    # Short links (R-T6.5, R-R4): the key that makes link codes unguessable and signs one-click resume tokens
+    # (the same value on the trigger-engine, which mints links, and ingest, which answers them; `SCRM_ENV=prod`
+    # refuses the dev default), and the public base URL links are written with — ingest's address as customers
+    # reach it (`https://wa.shop.de`: at most 19 characters keeps every link within 30). Empty: `SCRM_INGEST_URL`.
+    link_secret: str = "dev-link-secret"
+    public_base_url: str = ""
 
-    @field_validator("internal_token", mode="after")
+    @property
+    def link_base_url(self) -> str:
+        """The base URL short links are written with: `SCRM_PUBLIC_BASE_URL`, else ingest's URL."""
+        return (self.public_base_url or self.ingest_url).rstrip("/")
+
+    @field_validator("internal_token", "link_secret", mode="after")
     @classmethod
     def _stripped(cls, value: str) -> str:
         return value.strip()
@@ -53,4 +64,6 @@ class CommonSettings(BaseSettings):
     def _no_placeholder_internal_token_in_prod(self) -> CommonSettings:
         if self.env == "prod" and self.internal_token in PLACEHOLDER_SECRETS:
             raise ValueError("SCRM_INTERNAL_TOKEN must be set to a random value (the same on every service) in prod")
+        if self.env == "prod" and self.link_secret in PLACEHOLDER_SECRETS | {"dev-link-secret"}:
+            raise ValueError("SCRM_LINK_SECRET must be set to a random value (the same on every service) in prod")
         return self

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from scrm_common.clock import Clock
 from trigger_engine.adapters.settings_db import Change, SettingsRepository, StoredSettings, TenantAccounts
 from trigger_engine.domain.flows import FLOWS, engine_config
-from trigger_engine.domain.model import EngineConfig
+from trigger_engine.domain.model import EngineConfig, LinkKeys
 from trigger_engine.domain.settings import (
     FlowSettings,
     SettingsModel,
@@ -103,11 +103,13 @@ def _effective(kind: type[SettingsModel], defaults: SettingsModel, stored: Store
 class TenantConfigs:
     """The `EngineConfig` of each tenant a batch names, rebuilt only when the tenant's version moved.
 
-    Holds at most `max_tenants` configurations (least recently used dropped).
+    Holds at most `max_tenants` configurations (least recently used dropped). `links`: the installation's
+    short-link keys every configuration carries.
     """
 
     def __init__(self, *, repository: SettingsRepository, defaults: TenantSettings, bootstrap: Bootstrap,
-                 max_tenants: int = 10_000) -> None:
+                 max_tenants: int = 10_000, links: LinkKeys | None = None) -> None:
+        self._links = links or LinkKeys()
         self._repo = repository
         self._defaults = defaults
         self._bootstrap = bootstrap
@@ -155,7 +157,8 @@ class TenantConfigs:
                 flow = _effective(kind, kind(), flows.get((tenant, name)), f"{name} settings of {tenant}")
                 assert isinstance(flow, FlowSettings)
                 mine[name] = flow
-            out[tenant] = engine_config(tenant, shop, mine, self._bootstrap.accounts(tenant, accounts[tenant]))
+            out[tenant] = engine_config(tenant, shop, mine, self._bootstrap.accounts(tenant, accounts[tenant]),
+                                        self._links)
         return out
 
 

@@ -25,6 +25,7 @@ from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage, TemplateMessage, WithdrawMessage
 from scrm_common.contracts.envelope import EventRecord
 from scrm_common.contracts.events import AccountRegistered, AccountRemoved, Preferences
+from scrm_common.contracts.links import ShortLink
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
 from scrm_common.observability.metrics import LATENCY_BUCKETS
@@ -32,14 +33,16 @@ from trigger_engine.adapters.db import DecisionRow, EngineRepository
 from trigger_engine.adapters.settings_db import AccountEvent, SettingsRepository
 from trigger_engine.adapters.timers import CancelRow, TimerRepository, TimerRow
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Send, Suppress, decide, evolve
+from trigger_engine.domain.carts import open_cart_skus
 from trigger_engine.domain.decide import (
     FLOW_OF_EVENT,
     absorb,
+    decide_without_contact,
     merged_withdrawals,
     person_key_moves,
     person_key_owner,
 )
-from trigger_engine.domain.decisions import Cancel, Schedule, Withdraw
+from trigger_engine.domain.decisions import Cancel, FanOut, Remember, Schedule, Withdraw
 from trigger_engine.domain.identity import current_numbers, lock_names, resolve, touched_aliases
 
 log = logging.getLogger(__name__)
@@ -148,14 +151,19 @@ class DecisionWriter:
             conn, [(c.tenant, d.idempotency_key, d.flow, d.contact_key, c.event_id) for c, d in sends], now)
         applied = Applied()
         await self._timer_changes(conn, planned, now)
+        remembered = [(c.tenant, d.contact_key, d.slot, d.key, d.value) for c, d in planned if isinstance(d, Remember)]
+        await self._repo.remember(conn, remembered)
         for cause, decision in planned:
             outcome, reason, key = "suppressed", None, None
+            if isinstance(decision, Remember):
+                continue  # memory, not a decision of its own
             if isinstance(decision, Send):
                 key = decision.idempotency_key
                 if (cause.tenant, key) in reserved:
                     reserved.discard((cause.tenant, key))
                     outcome = "send"
                     applied.outbox.append(_send_command(cause, decision, now))
+                    applied.outbox.extend(_link_record(cause, link) for link in decision.links)
                 else:
                     reason = "duplicate: a message was already decided for this key"
             elif isinstance(decision, Suppress):
@@ -166,6 +174,15 @@ class DecisionWriter:
                     applied.earliest_due = decision.due_at
             elif isinstance(decision, Cancel):
                 outcome, reason, key = "cancelled", decision.reason, decision.key
+            elif isinstance(decision, FanOut):
+                reached = await self._repo.fan_out(
+                    conn, tenant=cause.tenant, sku=decision.sku, key_prefix=decision.key_prefix, flow=decision.flow,
+                    event_id=cause.event_id, event_occurred_at=cause.occurred_at,
+                    correlation_id=cause.correlation_id, due_at=decision.due_at, expires_at=decision.expires_at,
+                    payload=decision.payload)
+                outcome, reason, key = "scheduled", f"{decision.reason}: {reached} contact(s)", decision.key_prefix
+                if reached and (applied.earliest_due is None or decision.due_at < applied.earliest_due):
+                    applied.earliest_due = decision.due_at
             else:
                 outcome, reason, key = "withdrawn", decision.reason, decision.idempotency_key
                 applied.outbox.append(_withdraw_command(cause, decision, now))
@@ -268,8 +285,9 @@ class EventHandler:
                 new.discard(key)  # a second copy inside this batch is a duplicate too
                 resolution = resolve(record.event, people.of(record.tenant),
                                      partial(_numbers_of, profiles, record.tenant))
-                if resolution is None:
-                    continue  # no contact: nothing here is about a person
+                if resolution is None:  # no contact: about a product (R-T6.2) or nothing the flows decide on
+                    planned += [(record, d) for d in decide_without_contact(record.event, now, configs[record.tenant])]
+                    continue
                 person = (record.tenant, resolution.person)
                 profile = profiles.get(person) or ContactProfile(resolution.person)
                 for other in resolution.absorbed:  # one person all along: merge the others in
@@ -292,6 +310,7 @@ class EventHandler:
             await self._repo.carry_sends(conn, moves)
             await self._repo.save_aliases(conn, people.changed, now)
             await self._repo.save_profiles(conn, {k: profiles[k] for k in touched}, now)
+            await self._repo.save_cart_skus(conn, {k: open_cart_skus(profiles[k]) for k in touched})
             await self._timers.merge_people(conn, people.merges)
             applied = await self._writer.apply(conn, [(Cause.of(r), d) for r, d in planned], now)
         applied.count(self._metrics, now)
@@ -378,6 +397,12 @@ def _withdraw_command(cause: Cause, withdraw: Withdraw, now: datetime) -> Outbox
                      command.model_dump_json(exclude_none=True).encode(), _headers(cause))
 
 
+def _link_record(cause: Cause, link: ShortLink) -> OutboxRow:
+    """A short link of a sent message, for ingest (`scrm.links.v1`, keyed `<tenant>:<code>`)."""
+    return OutboxRow(topics.LINKS, link.kafka_key.encode(), link.model_dump_json(exclude_none=True).encode(),
+                     _headers(cause))
+
+
 def _account_event(record: EventRecord) -> AccountEvent | None:
     """The account event a record is, for the tenant-accounts projection; None for any other event."""
     event = record.event
@@ -393,6 +418,8 @@ def _account_event(record: EventRecord) -> AccountEvent | None:
 def _moved(decision: Decision, tenant: str, people: _People, moves: dict[tuple[str, str], str]) -> Decision:
     """`decision` naming the person its person merged into, under that person's once-per-person key (a
     Schedule's or Cancel's timer key moves like an idempotency key)."""
+    if isinstance(decision, FanOut):
+        return decision  # about a product, not a person
     decision = replace(decision, contact_key=people.current(tenant, decision.contact_key))
     if isinstance(decision, Schedule | Cancel):
         if (tenant, decision.key) in moves:

@@ -29,6 +29,7 @@ from trigger_engine.configuration import SettingsService, TenantConfigs
 from trigger_engine.dead_letters import StoryMetrics, TellDeadLetters, decode_dead_letter
 from trigger_engine.domain.dead_letters import STORY_GROUP
 from trigger_engine.domain.decide import EVENTS_READ
+from trigger_engine.domain.model import LinkKeys
 from trigger_engine.domain.outcomes import OUTCOMES_GROUP
 from trigger_engine.handlers import EngineMetrics, EventHandler
 from trigger_engine.outcomes import OutcomeMetrics, TellFailures, decode_failure
@@ -50,7 +51,8 @@ async def main(settings: Settings) -> None:
                             registry=registry)
         settings_repository = SettingsRepository()
         configs = TenantConfigs(repository=settings_repository, defaults=settings.tenant_defaults(),
-                                bootstrap=settings.bootstrap())
+                                bootstrap=settings.bootstrap(),
+                                links=LinkKeys(secret=settings.link_secret, base_url=settings.link_base_url))
         engine_metrics = EngineMetrics(registry)
         timer_repository = TimerRepository()
         timers = TimerLoop(engine=engine, repository=repository, timers=timer_repository, configs=configs,

@@ -36,12 +36,15 @@ def subject_key(event: Event) -> str:
     """What an event is about, as a partition key part.
 
     A contact's key when the event names one; an account or template event's `account:<id>` /
-    `waba:<id>`; a status whose recipient is unknown is keyed by its message (`wamid:<id>`).
+    `waba:<id>`; a price change its product's `sku:<sku>`; a status whose recipient is unknown is keyed by its
+    message (`wamid:<id>`).
     """
     contact = event.contact
     if contact is not None:
         return contact.key
     data: Any = event.data
+    if event.type == "product.price_changed":
+        return f"sku:{data.sku}"
     account = getattr(data, "account_id", None)
     if account:
         return f"account:{account}"

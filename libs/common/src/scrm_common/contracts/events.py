@@ -457,8 +457,18 @@ class AccountRegistrationData(StrictModel):
 
 
 class LinkClickData(StrictModel):
+    """A tracked link was followed (ingest's `GET /l/{code}`, R-T6.5, R-R4): `link_id` is the short code, `url`
+    where it led (with its `utm_*` parameters). The message it was in, when known: its `idempotency_key`, `flow`,
+    `campaign` (utm_campaign) and `content` (utm_content: the stage or the link's part of the message);
+    `kind` is `tracked` or `resume` (a signed one-click cart resume link)."""
+
     link_id: Text128
     url: Url
+    idempotency_key: Annotated[str, Field(max_length=512), PLAIN] | None = None
+    flow: Text128 | None = None
+    campaign: Text128 | None = None
+    content: Text128 | None = None
+    kind: Literal["tracked", "resume"] | None = None
 
 
 class _Event(StrictModel):
@@ -503,7 +513,10 @@ class OrderReturned(_Event):
 
 
 class ProductPriceChanged(_Event):
+    """A product's price changed (R-T6.2). About a product, not a person: `contact` is optional (and ignored)."""
+
     type: Literal["product.price_changed"]
+    contact: Contact | None = None  # type: ignore[assignment]
     data: PriceChangedData
 
 

@@ -90,6 +90,7 @@ class EngineRepository:
             await conn.execute(text(
                 "UPDATE decisions SET contact_key = :new WHERE tenant = :t AND contact_key = :old"), params)
             await conn.execute(text("DELETE FROM contacts WHERE tenant = :t AND contact_key = :old"), params)
+            await conn.execute(text("DELETE FROM cart_skus WHERE tenant = :t AND contact_key = :old"), params)
 
     async def carry_sends(self, conn: AsyncConnection, moves: dict[tuple[str, str], str]) -> None:
         """(tenant, idempotency key) → key: a message reserved under the first key is reserved under the
@@ -146,7 +147,7 @@ class EngineRepository:
                 timezone=r.timezone, opted_in=r.opted_in, wa_id=r.wa_id, profile_name=r.profile_name,
                 marketing=r.marketing, marketing_changed_at=r.marketing_changed_at, created_at=r.created_at,
                 first_purchase_at=r.first_purchase_at, first_purchase_event=r.first_purchase_event,
-                preferences=_preferences(r.preferences))
+                preferences=_preferences(r.preferences), state=_state(r.state))
             for r in rows
         }
 
@@ -154,28 +155,28 @@ class EngineRepository:
         self, conn: AsyncConnection, profiles: dict[tuple[str, str], ContactProfile], now: datetime
     ) -> None:
         """Upsert each (tenant, person) → profile (every field replaced; `preferences` as jsonb, NULL when none
-        were stated); `now` (aware UTC) is `updated_at`."""
+        were stated; `state`, the flows' memory, as jsonb); `now` (aware UTC) is `updated_at`."""
         if not profiles:
             return
         await conn.execute(text(
             "INSERT INTO contacts(tenant, contact_key, phone, name, locale, timezone, opted_in, wa_id, profile_name, "
             "marketing, marketing_changed_at, created_at, first_purchase_at, first_purchase_event, preferences, "
-            "updated_at) "
+            "state, updated_at) "
             "VALUES (:tenant, :contact_key, :phone, :name, :locale, :timezone, :opted_in, :wa_id, :profile_name, "
             ":marketing, :marketing_changed_at, :created_at, :first_purchase_at, :first_purchase_event, "
-            "CAST(:preferences AS jsonb), :updated_at) "
+            "CAST(:preferences AS jsonb), CAST(:state AS jsonb), :updated_at) "
             "ON CONFLICT (tenant, contact_key) DO UPDATE SET phone = EXCLUDED.phone, name = EXCLUDED.name, "
             "locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, opted_in = EXCLUDED.opted_in, "
             "wa_id = EXCLUDED.wa_id, profile_name = EXCLUDED.profile_name, marketing = EXCLUDED.marketing, "
             "marketing_changed_at = EXCLUDED.marketing_changed_at, created_at = EXCLUDED.created_at, "
             "first_purchase_at = EXCLUDED.first_purchase_at, first_purchase_event = EXCLUDED.first_purchase_event, "
-            "preferences = EXCLUDED.preferences, updated_at = EXCLUDED.updated_at"),
+            "preferences = EXCLUDED.preferences, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at"),
             [{"tenant": t, "contact_key": p.contact_key, "phone": p.phone, "name": p.name, "locale": p.locale,
               "timezone": p.timezone, "opted_in": p.opted_in, "wa_id": p.wa_id, "profile_name": p.profile_name,
               "marketing": p.marketing, "marketing_changed_at": p.marketing_changed_at, "created_at": p.created_at,
               "first_purchase_at": p.first_purchase_at, "first_purchase_event": p.first_purchase_event,
               "preferences": None if p.preferences is None else json.dumps(dict(p.preferences), sort_keys=True),
-              "updated_at": now}
+              "state": json.dumps(_plain(p.state), sort_keys=True), "updated_at": now}
              for (t, _), p in profiles.items()])
 
     async def reserve_sends(
@@ -209,6 +210,54 @@ class EngineRepository:
              "r": [r.reason for r in rows], "k": [r.idempotency_key for r in rows],
              "d": [r.decided_at for r in rows]})
 
+    async def remember(self, conn: AsyncConnection, rows: Sequence[tuple[str, str, str, str, object]]) -> None:
+        """Write (tenant, person, slot, key, value) into the persons' memory (`contacts.state`), in order; a None
+        value deletes the key. One statement per row (a timer pass writes a few)."""
+        for tenant, person, slot, key, value in rows:
+            if value is None:
+                await conn.execute(text(
+                    "UPDATE contacts SET state = state #- CAST(:path AS text[]) "
+                    "WHERE tenant = :t AND contact_key = :c"),
+                    {"t": tenant, "c": person, "path": [slot, key]})
+                continue
+            await conn.execute(text(
+                "UPDATE contacts SET state = jsonb_set(CASE WHEN state ? :slot THEN state "
+                "ELSE jsonb_set(state, CAST(:top AS text[]), '{}'::jsonb) END, CAST(:path AS text[]), "
+                "CAST(:value AS jsonb)) WHERE tenant = :t AND contact_key = :c"),
+                {"t": tenant, "c": person, "slot": slot, "top": [slot], "path": [slot, key],
+                 "value": json.dumps(value, sort_keys=True)})
+
+    async def save_cart_skus(self, conn: AsyncConnection, persons: Mapping[tuple[str, str], frozenset[str]]) -> None:
+        """Each (tenant, person) has exactly these SKUs in open carts from now on (R-T6.2's index): two statements."""
+        if not persons:
+            return
+        keys = sorted(persons)
+        await conn.execute(text(
+            "DELETE FROM cart_skus c USING unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS q(t, c) "
+            "WHERE c.tenant = q.t AND c.contact_key = q.c"),
+            {"t": [k[0] for k in keys], "c": [k[1] for k in keys]})
+        rows = [(t, sku, c) for (t, c) in keys for sku in sorted(persons[(t, c)])]
+        if rows:
+            await conn.execute(text(
+                "INSERT INTO cart_skus(tenant, sku, contact_key) SELECT * FROM unnest(CAST(:t AS text[]), "
+                "CAST(:s AS text[]), CAST(:c AS text[])) ON CONFLICT DO NOTHING"),
+                {"t": [r[0] for r in rows], "s": [r[1] for r in rows], "c": [r[2] for r in rows]})
+
+    async def fan_out(self, conn: AsyncConnection, *, tenant: str, sku: str, key_prefix: str, flow: str,
+                      event_id: str, event_occurred_at: datetime | None, correlation_id: str | None,
+                      due_at: datetime, expires_at: datetime | None, payload: Mapping[str, object]) -> int:
+        """A pending timer `key_prefix + person` for every person of `tenant` with `sku` in an open cart (R-T6.2),
+        one statement; a key kept before is left as it is. Returns how many persons it reached."""
+        result = await conn.execute(text(
+            "INSERT INTO timers(tenant, key, flow, contact_key, event_id, event_occurred_at, correlation_id, due_at, "
+            "expires_at, payload) SELECT :t, :prefix || c.contact_key, :flow, c.contact_key, :e, :eo, :corr, :due, "
+            ":exp, CAST(:payload AS jsonb) FROM cart_skus c WHERE c.tenant = :t AND c.sku = :sku "
+            "ON CONFLICT (tenant, key) DO NOTHING"),
+            {"t": tenant, "sku": sku, "prefix": key_prefix, "flow": flow, "e": event_id, "eo": event_occurred_at,
+             "corr": correlation_id, "due": due_at, "exp": expires_at,
+             "payload": json.dumps(dict(payload), sort_keys=True)})
+        return result.rowcount or 0
+
     async def decisions_for(
         self, conn: AsyncConnection, tenant: str, contact_key: str, limit: int
     ) -> list[dict[str, object]]:
@@ -217,6 +266,24 @@ class EngineRepository:
             "WHERE tenant = :t AND contact_key = :c ORDER BY id DESC LIMIT :n"),
             {"t": tenant, "c": contact_key, "n": limit})
         return [dict(r._mapping) for r in rows]
+
+
+def _state(stored: object) -> Mapping[str, Mapping[str, object]]:
+    """A contacts row's `state` (jsonb) as the profile keeps it: slot → entity → JSON, read-only at the top."""
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    if not isinstance(stored, dict):
+        return MappingProxyType({})
+    return MappingProxyType({slot: MappingProxyType(dict(v)) for slot, v in stored.items() if isinstance(v, dict)})
+
+
+def _plain(value: object) -> object:
+    """`value` with every mapping a dict (json.dumps does not take MappingProxyType)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _preferences(stored: object) -> Mapping[str, object] | None:

@@ -10,15 +10,21 @@ from types import MappingProxyType
 
 from scrm_common.contracts.commands import Fatigue, FrequencyCap, GatePolicy, QuietHours
 from scrm_common.contracts.events import (
+    CartUpdated,
     ContactCreated,
     ContactNumberChanged,
     ContactUpdated,
     Event,
     MarketingPreferenceChanged,
+    OrderReturned,
     PaymentSucceeded,
     Preferences,
+    ProductPriceChanged,
+    ShipmentUpdated,
 )
 from scrm_common.identity import match_key
+from trigger_engine.domain import abandoned_cart, anti_fraud, price_drop, shipment
+from trigger_engine.domain.carts import evolve_carts
 from trigger_engine.domain.decisions import Decision, Send, Suppress, Withdraw
 from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
@@ -51,6 +57,8 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
     contact = event.contact
     if contact is None:
         return profile
+    for remember in REMEMBERED:  # what flows keep about the person (carts, shipments, orders)
+        profile = remember(profile, event)
     if isinstance(event, ContactCreated) and (profile.created_at is None or event.occurred_at < profile.created_at):
         profile = replace(profile, created_at=event.occurred_at)
     elif isinstance(event, PaymentSucceeded) and (
@@ -76,6 +84,14 @@ def evolve(profile: ContactProfile, event: Event) -> ContactProfile:
             profile = replace(profile, preferences=stated_preferences(event.data.preferences))
     return profile.merged(phone=phone, name=contact.name, locale=contact.locale, timezone=contact.timezone,
                           opted_in=opted_in, wa_id=wa_id, profile_name=contact.profile_name)
+
+
+# What each flow remembers about a person as events arrive (`ContactProfile.state` slots), in this order.
+REMEMBERED: tuple[Callable[[ContactProfile, Event], ContactProfile], ...] = (
+    evolve_carts,  # R-T6 (slot `carts`)
+    shipment.evolve_shipments,  # R-T3 (slot `shipments`)
+    anti_fraud.evolve_orders,  # R-T2.5 (slot `orders`)
+)
 
 
 def stated_preferences(preferences: Preferences) -> Mapping[str, object]:
@@ -108,6 +124,8 @@ def absorb(person: ContactProfile, other: ContactProfile) -> ContactProfile:
             merged.first_purchase_at is None or other.first_purchase_at < merged.first_purchase_at):
         merged = replace(merged, first_purchase_at=other.first_purchase_at,
                          first_purchase_event=other.first_purchase_event)
+    for slot, entries in other.state.items():  # the flows' memory: entity by entity, `person`'s winning
+        merged = merged.with_slot(slot, MappingProxyType({**entries, **merged.slot(slot)}))
     return merged
 
 
@@ -185,11 +203,27 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
     """
     decisions: tuple[Decision, ...] = ()
     if isinstance(event, PaymentSucceeded):
-        decisions = withdraw_welcome(profile, event, now, config) + decide_order_confirmation(
-            profile, event, now, config)  # R-T1, R-T2
+        decisions = (withdraw_welcome(profile, event, now, config)  # R-T1
+                     + abandoned_cart.cancel_carts(profile, event, now, config)  # R-T6.1
+                     + decide_order_confirmation(profile, event, now, config)  # R-T2
+                     + anti_fraud.decide_anti_fraud(profile, event, now, config))  # R-T2.5
     elif isinstance(event, ContactCreated):
         decisions = decide_welcome(profile, event, now, config)  # R-T1
+    elif isinstance(event, CartUpdated):
+        decisions = abandoned_cart.decide_cart(profile, event, now, config)  # R-T6
+    elif isinstance(event, ShipmentUpdated):
+        decisions = shipment.decide_shipment(profile, event, now, config)  # R-T3
+    elif isinstance(event, OrderReturned):
+        decisions = anti_fraud.cancel_anti_fraud(profile, event, now, config)  # R-T2.5
     return tuple(_sendable(d, profile, config) for d in decisions)
+
+
+def decide_without_contact(event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
+    """What to do about an event that names no person: a price change reaches the persons with the product in
+    an open cart (R-T6.2, a `FanOut`); anything else decides nothing."""
+    if isinstance(event, ProductPriceChanged):
+        return price_drop.decide_price_change(event, now, config)
+    return ()
 
 
 def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig) -> Decision:
@@ -218,7 +252,9 @@ def _sendable(decision: Decision, profile: ContactProfile, config: EngineConfig)
 
 # flow → the fatigue rule its messages are subject to (R-T4.5 unread reminders, R-T6.3 cart reminders); the
 # threshold and pause are the tenant's (`TenantSettings.gate.fatigue`). A reminder flow adds its row here.
-FATIGUE_RULES: dict[str, FatigueRule] = {}
+FATIGUE_RULES: dict[str, FatigueRule] = {
+    abandoned_cart.FLOW: "R-T6.3",  # cart reminders: 0.6 × reminders in 7 days − 0.4 × read rate > 1.8
+}
 
 
 def gate_policy(flow: str, config: EngineConfig) -> GatePolicy:
@@ -277,4 +313,7 @@ def on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: Engin
 # flow → its `on_timer(profile, timer, now, config)`: the flows that schedule timers register here.
 TIMER_FLOWS: dict[str, Callable[[ContactProfile, Timer, datetime, EngineConfig], tuple[Decision, ...]]] = {
     WELCOME: welcome_on_timer,  # R-T1 with a delay
+    abandoned_cart.FLOW: abandoned_cart.cart_on_timer,  # R-T6 stages
+    price_drop.FLOW: price_drop.price_drop_on_timer,  # R-T6.2, one person of a fan-out
+    anti_fraud.FLOW: anti_fraud.anti_fraud_on_timer,  # R-T2.5, 24 h after the confirmation
 }

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from scrm_common.contracts.commands import GatePolicy
+from scrm_common.contracts.links import ShortLink
 
 Category = Literal["utility", "marketing", "authentication", "service"]
 
@@ -15,7 +16,8 @@ Category = Literal["utility", "marketing", "authentication", "service"]
 @dataclass(frozen=True, slots=True)
 class Send:
     """Send a template to the contact from WhatsApp account `account_id` (None: the tenant has none for this
-    flow; `decide` suppresses such a send); `idempotency_key` makes it happen at most once."""
+    flow; `decide` suppresses such a send); `idempotency_key` makes it happen at most once. `links`: the short
+    links its parameters name (`domain.links`), published for ingest with the command when it is sent."""
 
     flow: str
     idempotency_key: str
@@ -30,6 +32,7 @@ class Send:
     policy: GatePolicy | None = None
     timezone: str | None = None
     preferences: Mapping[str, object] | None = None
+    links: tuple[ShortLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,4 +87,38 @@ class Withdraw:
     account_id: str | None = None
 
 
-Decision = Send | Suppress | Schedule | Cancel | Withdraw
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """Schedule the timer `key_prefix + <person>` for every person of the tenant with `sku` in an open cart
+    (R-T6.2: a price drop reaches every such cart), due at `due_at`, expiring at `expires_at`, with `payload`:
+    one statement, whatever the number of persons; each person's timer then fires in the timer loop's batches
+    (its own transaction per batch, the person's profile re-read there). `reason` is recorded."""
+
+    flow: str
+    sku: str
+    key_prefix: str
+    due_at: datetime
+    reason: str
+    expires_at: datetime | None = None
+    payload: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def contact_key(self) -> str:
+        """What the decision row names instead of a person: the product."""
+        return f"sku:{self.sku}"
+
+
+@dataclass(frozen=True, slots=True)
+class Remember:
+    """Write `value` (JSON) under `key` of the person's memory slot `slot` (`ContactProfile.state`; None deletes
+    the key) in the transaction that carries out the decisions — how a timer's decision leaves a trace the next
+    decision reads (R-T6.2: price-drop messages sent per item in 7 days). Recorded as no decision row."""
+
+    flow: str
+    contact_key: str
+    slot: str
+    key: str
+    value: Any
+
+
+Decision = Send | Suppress | Schedule | Cancel | Withdraw | FanOut | Remember

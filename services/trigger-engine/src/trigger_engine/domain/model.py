@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, TypeVar
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
 from trigger_engine.domain.parameters import ParameterRules
 from trigger_engine.domain.settings import FlowSettings, TenantSettings, language_for
@@ -31,6 +32,10 @@ class ContactProfile:
     `preferences` are the person's stated preferences as the shop's last `contact.created`/`contact.updated`
     naming any gave them (key → JSON scalar, as the event had them: `max_promotions_per_week`, `passive` …;
     None: never stated) — handed to the send gate with every message (R-G4, R-S5).
+    `state` is what flows remember about the person beyond these facts, by slot (`carts` for R-T6, `price_drops`
+    R-T6.2, `shipments` R-T3, `orders` R-T2.5): slot → entity id (cart id, SKU, order id) → a JSON value the
+    slot's flow module reads and writes (stored as one jsonb column). Two persons merge slot by slot, entity by
+    entity (`decide.absorb`).
     """
 
     contact_key: str
@@ -47,6 +52,19 @@ class ContactProfile:
     first_purchase_at: datetime | None = None
     first_purchase_event: str | None = None
     preferences: Mapping[str, object] | None = None
+    state: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def slot(self, name: str) -> Mapping[str, Any]:
+        """The flows' memory `name` (`carts`, `price_drops`, `shipments`, `orders` …): entity id → JSON value
+        (empty when nothing is kept)."""
+        return self.state.get(name) or MappingProxyType({})
+
+    def with_slot(self, name: str, value: Mapping[str, Any]) -> ContactProfile:
+        """A copy whose memory `name` is `value` (an empty `value` drops the slot)."""
+        state = {k: v for k, v in self.state.items() if k != name}
+        if value:
+            state[name] = value
+        return replace(self, state=MappingProxyType(state))
 
     def merged(self, *, phone: str | None = None, name: str | None = None, locale: str | None = None,
                timezone: str | None = None, opted_in: bool | None = None, wa_id: str | None = None,
@@ -75,6 +93,17 @@ class ContactProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkKeys:
+    """How the installation writes short links (R-T6.5, R-R4): the secret codes and resume tokens are made with
+    (`SCRM_LINK_SECRET`), the public base URL (`SCRM_PUBLIC_BASE_URL`, e.g. `https://wa.shop.de`) and the code's
+    length in characters."""
+
+    secret: str = "dev-link-secret"
+    base_url: str = "http://127.0.0.1:8080"
+    code_chars: int = 8
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     """Everything a tenant has tuned about its flows, as one batch decides with it.
 
@@ -89,6 +118,7 @@ class EngineConfig:
     flows: Mapping[str, FlowSettings] = field(default_factory=dict)
     accounts: frozenset[str] | None = None
     parameters: ParameterRules = field(default_factory=ParameterRules)
+    links: LinkKeys = field(default_factory=lambda: LinkKeys())
 
     def flow(self, name: str, kind: type[F]) -> F:
         """The settings of flow `name` (of model `kind`): the tenant's, else the defaults."""
