@@ -116,4 +116,4 @@ def test_every_known_group_has_its_service() -> None:
     assert set(GROUP_SERVICE) == set(KNOWN_GROUPS)
     assert set(GROUP_SERVICE.values()) <= set(SERVICES)
     assert groups_of(["sender"]) == ["sender", "sender-evidence"]
-    assert groups_of(["ingest", "demo-shop"]) == ["ingest-accounts"]
+    assert groups_of(["ingest", "demo-shop"]) == ["ingest-accounts", "ingest-links"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from ingest.domain.links import DEFAULT_PREVIEW_AGENTS, LinkRules
 from ingest.domain.tenants import tenant_id_problem
+from scrm_common.links import RESUME_MAX_AGE_SECONDS
 from scrm_common.settings import PLACEHOLDER_SECRETS, CommonSettings
 
 _PLACEHOLDERS = {"", "changeme", "dev-secret", "secret"}
@@ -32,6 +34,24 @@ class Settings(CommonSettings):
     max_event_bytes: int = Field(default=900_000, ge=1024)
     ingest_rate_per_second: float = Field(default=5000.0, gt=0)
     ingest_burst: float = Field(default=10000.0, gt=0)
+    # Short links (`GET /l/{code}`, `GET /r/{token}`, R-T6.5, R-R4); see `ingest.domain.links.LinkRules`.
+    link_preview_agents: tuple[str, ...] = Field(
+        default=DEFAULT_PREVIEW_AGENTS,
+        description="User-Agent substrings (case-insensitive) of link preview fetchers: redirected, never a click")
+    link_resume_max_age_seconds: int = Field(
+        default=RESUME_MAX_AGE_SECONDS, ge=1,
+        description="Seconds a resume token is valid after it was signed (R-T6.5: 24 h); older → 410")
+    link_retry_after_seconds: int = Field(
+        default=30, ge=1, description="Retry-After (seconds) of the 503 page when the database or broker fails")
+    link_publish_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Seconds a click waits for the broker to take its link.clicked before 503")
+
+    @property
+    def link_rules(self) -> LinkRules:
+        """The domain's rules for answering short links, from these settings."""
+        return LinkRules(preview_agents=self.link_preview_agents,
+                         resume_max_age_seconds=self.link_resume_max_age_seconds,
+                         retry_after_seconds=self.link_retry_after_seconds)
 
     @field_validator("admin_token", mode="after")
     @classmethod

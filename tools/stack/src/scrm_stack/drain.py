@@ -39,6 +39,8 @@ KNOWN_GROUPS: Mapping[str, tuple[str, ...]] = {
     "trigger-engine-outcomes": (topics.EVENTS,),
     # Ingest learns phone number routing from the sender's account.* events.
     "ingest-accounts": (topics.EVENTS,),
+    # Ingest keeps the short links the trigger-engine minted (it answers `GET /l/{code}` from them).
+    "ingest-links": (topics.LINKS,),
 }
 
 # The service that runs each group (where its records are applied).
@@ -52,6 +54,7 @@ GROUP_SERVICE: Mapping[str, str] = {
     "trigger-engine-dead-letters": "trigger-engine",
     "trigger-engine-outcomes": "trigger-engine",
     "ingest-accounts": "ingest",
+    "ingest-links": "ingest",
 }
 
 
