@@ -52,12 +52,13 @@ def create_app(
     wall: Callable[[], float] = time.time,
     mono: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    click_client: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """Build a simulator app; its state lives in `app.state.simulator` (run its `run` loop for webhooks)."""
     settings = settings or SimulatorSettings()
     registry = new_registry()
     sim = Simulator(settings, registry=registry, catalog=catalog, http_client=http_client, wall=wall, mono=mono,
-                    rng=rng)
+                    rng=rng, click_client=click_client)
     # Swagger UI (/docs) and ReDoc (/redoc) from the fastapi-offline package's local assets, like the services.
     app = FastAPIOffline(title="WhatsApp Cloud API simulator", version="0.1.0")
     # Correlation ids, a JSON 500 and the access log like the services; its Graph API errors keep Meta's shape.

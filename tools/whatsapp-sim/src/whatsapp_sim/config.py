@@ -84,6 +84,17 @@ class SimulatorSettings(BaseSettings):
     # Brazilian mobiles whose WhatsApp id keeps the old 8-digit form (CLOUD-API.md §1): empty for none,
     # "*" for every one, or a comma-separated list of numbers (+55 DD 9XXXX-XXXX).
     simulator_br_legacy_numbers: str = ""
+    # Issue 9: the share of accepted messages with a short link (`…/l/<code>`, `…/r/<token>`) whose customer
+    # clicks one, after a delay of "min..max" seconds; 0 never clicks (the default, so tests are undisturbed).
+    simulator_click_rate: float = Field(default=0.0, ge=0, le=1, description="Share of messages with a link "
+                                        "whose customer clicks it (0..1); 0 = never")
+    simulator_click_delay_s: Annotated[tuple[float, float], NoDecode] = Field(
+        default=(2.0, 20.0), description="Random delay before a click, min..max seconds")
+    simulator_click_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one click's GET, seconds")
+    # Where links are written (SCRM_PUBLIC_BASE_URL) and where ingest answers (SCRM_INGEST_URL): a click on a
+    # link under the public base goes to ingest when the two differ (the public name may not resolve here).
+    public_base_url: str = Field(default="", description="Base URL short links are written with")
+    ingest_url: str = Field(default="http://127.0.0.1:8080", description="Ingest's URL, where clicks go")
 
     @field_validator("simulator_status_delay_ms", mode="before")
     @classmethod
@@ -99,11 +110,28 @@ class SimulatorSettings(BaseSettings):
             return (int(value), int(value))
         return value
 
+    @field_validator("simulator_click_delay_s", mode="before")
+    @classmethod
+    def _parse_click_delay(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"\s*(?:\.\.|,)\s*", value.strip().strip("[]()")) if p]
+            if len(parts) == 1:
+                parts = parts * 2
+            if len(parts) != 2:
+                raise ValueError("expected 'min..max' seconds")
+            return (float(parts[0]), float(parts[1]))
+        if isinstance(value, int | float):
+            return (float(value), float(value))
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> SimulatorSettings:
         low, high = self.simulator_status_delay_ms
         if low < 0 or high < low:
             raise ValueError("simulator_status_delay_ms must be 0 <= min <= max")
+        low_s, high_s = self.simulator_click_delay_s
+        if low_s < 0 or high_s < low_s:
+            raise ValueError("simulator_click_delay_s must be 0 <= min <= max")
         self.accounts()  # fail at start-up on a malformed account list
         self.wa_id_rules()
         return self

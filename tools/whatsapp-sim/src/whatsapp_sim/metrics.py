@@ -32,3 +32,6 @@ class SimMetrics:
                                       registry=registry)
         self.webhook_latency = Histogram("scrm_simulator_webhook_post_seconds", "Webhook POST duration",
                                          buckets=LATENCY_BUCKETS, registry=registry)
+        self.link_clicks = Counter("scrm_simulator_link_clicks_total",
+                                   "Simulated customers' link clicks: planned, then redirected (3xx), answered "
+                                   "(any other status) or failed (no answer)", ["outcome"], registry=registry)

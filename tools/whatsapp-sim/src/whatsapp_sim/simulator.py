@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from whatsapp_sim.clicks import Clicker
 from whatsapp_sim.config import Account, SimulatorSettings
 from whatsapp_sim.domain.errors import MetaError, meta_error
 from whatsapp_sim.domain.ids import new_fbtrace_id, new_hex_id, new_wamid
@@ -94,6 +95,7 @@ class Simulator:
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        click_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.settings = settings
         self.accounts: dict[str, Account] = settings.accounts()
@@ -124,6 +126,12 @@ class Simulator:
             retry_max_s=settings.simulator_webhook_retry_max_s, timeout_s=settings.simulator_webhook_timeout_s,
             concurrency=settings.simulator_webhook_concurrency, batch_max=settings.simulator_webhook_batch,
             linger_s=settings.simulator_webhook_linger_ms / 1000,
+        )
+        self.clicker = Clicker(
+            rate=settings.simulator_click_rate, delay_s=settings.simulator_click_delay_s,
+            public_base_url=settings.public_base_url, ingest_url=settings.ingest_url,
+            rng=random.Random(self.rng.random()), metrics=self.metrics, client=click_client,
+            timeout_s=settings.simulator_click_timeout_s, mono=mono,
         )
 
     # -- Graph API -------------------------------------------------------------------------------
@@ -218,6 +226,7 @@ class Simulator:
         else:
             plan = plan_outcome(self.rng, self.odds, delays, marketing=category == "marketing")
         self._schedule(record, plan, window_open, int(VERSION.fullmatch(version).group(1)))  # type: ignore[union-attr]
+        self.clicker.consider(msg)
         message: dict[str, Any] = {"id": wamid}
         if msg.template is not None:
             message["message_status"] = "accepted"
@@ -520,6 +529,9 @@ class Simulator:
             "webhooks": {"delivered": d.delivered, "failed": d.failed, "pending": self.dispatcher.pending,
                          "posts_delivered": d.posts_delivered, "posts_failed": d.posts_failed,
                          "retries": d.retries, "last_error": d.last_error, "url": self.dispatcher.url},
+            "clicks": {"planned": self.clicker.stats.planned, "redirected": self.clicker.stats.redirected,
+                       "answered": self.clicker.stats.answered, "failed": self.clicker.stats.failed,
+                       "pending": self.clicker.pending},
         }
 
     def reset(self) -> None:
@@ -531,10 +543,16 @@ class Simulator:
         self.dispatcher.clear()
         self._marketing_stopped.clear()
         self._replies_due.clear()
+        self.clicker.clear()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The background loop (webhook delivery) for `scrm_common.runtime.serve`."""
-        await self.dispatcher.run(stop)
+        """The background loops (webhook delivery, customers' link clicks) for `scrm_common.runtime.serve`."""
+        clicks = asyncio.create_task(self.clicker.run(stop), name="link-clicks")
+        try:
+            await self.dispatcher.run(stop)
+        finally:
+            clicks.cancel()
+            await asyncio.gather(clicks, return_exceptions=True)
 
     async def ready(self) -> bool:
         """Ready once webhooks are being delivered."""
