@@ -113,9 +113,16 @@ def sent_times(profile: ContactProfile, sku: str) -> list[datetime]:
 
 
 def recent(times: Sequence[datetime], now: datetime, window: timedelta) -> list[datetime]:
-    """The times after `now - window`, oldest first — a time after `now` counts too (another engine's clock may
-    run ahead; a limit must hold whatever order the timers fire in)."""
-    return sorted(t for t in times if t > now - window)
+    """The times less than `window` away from `now`, before or after it, oldest first: a time after `now` counts
+    too (a timer may fire out of order, e.g. on an engine whose clock runs behind) — any three sends of one item
+    within a window then include one that saw the other two."""
+    return sorted(t for t in times if now - window < t < now + window)
+
+
+def kept(times: Sequence[datetime], now: datetime, window: timedelta) -> list[datetime]:
+    """The times worth remembering as of `now`: those after `now - 2 × window` (twice the window, so a timer
+    firing up to a window out of order still sees every send it must count), oldest first."""
+    return sorted(t for t in times if t > now - 2 * window)
 
 
 def price_drop_on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: EngineConfig
@@ -127,9 +134,9 @@ def price_drop_on_timer(profile: ContactProfile, timer: Timer, now: datetime, co
     for SKU X in the last 7 days"), no phone, no template in the person's language. Else a marketing Send (key
     `timer.key`; parameters: product name, new price, old price in the currency of the most recently updated open
     cart holding it, a resume link to that cart — a tracked link to `fallback_url` when it has no checkout URL)
-    and a Remember of the SKU's send times within the window plus `now` (slot `price_drops`). A Send that `decide`
-    will refuse (no account, parameters nothing makes sendable) goes without the Remember: only messages that
-    leave count towards the limit.
+    and a Remember of the SKU's send times still worth keeping (`kept`) plus `now` (slot `price_drops`). A Send
+    that `decide` will refuse (no account, parameters nothing makes sendable) goes without the Remember: only
+    messages that leave count towards the limit.
     """
     settings = config.flow(FLOW, PriceDropSettings)
     key, person = timer.key, profile.contact_key
@@ -157,7 +164,8 @@ def price_drop_on_timer(profile: ContactProfile, timer: Timer, now: datetime, co
     send = _message(profile, timer, cart, sku, now, config, settings, language)
     if not _leaves(send, config):
         return (send,)
-    remember = Remember(FLOW, person, SLOT, sku, [t.isoformat() for t in [*told, now]])
+    memory = sorted([*kept(sent_times(profile, sku), now, window), now])
+    remember = Remember(FLOW, person, SLOT, sku, [t.isoformat() for t in memory])
     return send, remember
 
 
