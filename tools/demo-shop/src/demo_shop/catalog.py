@@ -100,7 +100,21 @@ PRODUCTS: tuple[Product, ...] = (
     Product("TEA-GRN-100", "Green Tea 100 g", "food", 9.90),
     Product("SUN-SPF50", "Sunscreen SPF 50", "beauty", 16.90),
     Product("SER-VITC-30", "Vitamin C Serum", "beauty", 34.90),
+    Product("HDR-ION-01", "Ionic Hair Dryer", "beauty", 89.00),
+    Product("PRF-EDP-50", "Eau de Parfum Amber 50 ml", "beauty", 72.00),
+    Product("BBY-STR-UR", "Urban Baby Stroller", "baby", 449.00),
+    Product("BBY-MON-VD", "Video Baby Monitor", "baby", 129.00),
+    Product("BBY-BOD-3P", "Organic Baby Bodysuit 3-Pack", "baby", 29.90),
+    Product("BBY-TOY-WD", "Wooden Stacking Toy", "baby", 19.90),
+    Product("LAP-ULT-14", "Ultrabook 14\"", "electronics", 1099.00),
+    Product("HDP-NC-700", "Noise-Cancelling Headphones", "electronics", 299.00),
 )
+
+# The categories the final cart reminder has its own copy for (R-T6.6); every other category is "other".
+CART_CATEGORIES = ("baby", "electronics", "apparel", "beauty")
+# Products that make an order big: above the anti-fraud threshold (R-T2.5, 300) or a cart above the
+# specialist threshold (R-T6.4, 200).
+PREMIUM_FROM = 150.0
 
 INBOUND_TEXTS = {
     "de": ("Hallo, wo ist meine Bestellung?", "Wann kommt mein Paket an?", "Gibt es den Sneaker auch in 43?",

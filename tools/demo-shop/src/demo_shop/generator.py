@@ -5,11 +5,18 @@
 
 - new contacts (`contact.created`, German/English/… names, valid mobile numbers, sometimes no name);
 - carts (`cart.updated`), about half of them checked out a little later, some emptied;
+- abandoned carts (issue 9, R-T6): `cart.updated` with 1–4 items from every category (baby, electronics,
+  apparel, beauty, other), stock and a `checkout_url`, a quarter of them above 200, back-dated 31 minutes so
+  reminder stage 1 is due at once (some 24 h 1 min, so stage 1 has expired and stage 2 is due); some bought
+  back a few minutes later (`payment.succeeded` with that `cart_id`), some emptied, the rest left;
 - payments (`payment.succeeded` with 1–5 items, tax, shipping, region); ~3 % sent twice with the same
   `event_id` (gateway retries), ~2 % re-sent minutes later under a new `event_id`, ~5 % arriving minutes
   late (`occurred_at` in the past); a few failed payments;
-- shipments (`shipment.updated` shipped → out_for_delivery → delivered, with a tracking URL);
-- inbound chat (`message.inbound`), feedback, price changes, returns, contact updates.
+- shipments (`shipment.updated` shipped → out_for_delivery → delivered, with carrier and tracking URL);
+  some orders above 300 (the anti-fraud notice, R-T2.5), some returned (`order.returned`);
+- price changes (`product.price_changed`, no contact): mostly of SKUs sitting in open carts, lowered by
+  10–20 % (R-T6.2), sometimes raised;
+- inbound chat (`message.inbound`), feedback, contact updates.
 
 Time is compressed so a demo shows every flow within minutes.
 """
@@ -30,6 +37,7 @@ from demo_shop.catalog import (
     FIRST_NAMES,
     INBOUND_TEXTS,
     LAST_NAMES,
+    PREMIUM_FROM,
     PRODUCTS,
     RATING_WEIGHTS,
     TAGS,
@@ -41,13 +49,13 @@ from scrm_common.phones import InvalidPhoneNumber, to_e164
 Event = dict[str, Any]
 
 SHOP_URL = "https://shop.example"
-CATALOG_CONTACT = {"external_id": "shop-catalog"}
 
-# Fresh activity and its relative weight.
+# Fresh activity and its relative weight (`cart.abandoned` is a `cart.updated` nobody checks out soon).
 ACTIVITY: tuple[tuple[str, float], ...] = (
     ("contact.created", 0.16),
     ("contact.updated", 0.04),
-    ("cart.updated", 0.26),
+    ("cart.updated", 0.20),
+    ("cart.abandoned", 0.06),
     ("payment.succeeded", 0.20),
     ("payment.failed", 0.02),
     ("message.inbound", 0.14),
@@ -68,6 +76,27 @@ class Odds:
     guest_checkout: float = 0.15  # payment by a contact known only by phone
     cart_checkout: float = 0.5  # a cart that is paid a little later
     cart_emptied: float = 0.06
+    abandoned_bought_back: float = 0.3  # an abandoned cart paid after its first reminder
+    abandoned_emptied: float = 0.1  # an abandoned cart emptied after its first reminder
+    abandoned_day_old: float = 0.15  # an abandoned cart back-dated a day (stage 1 expired, stage 2 due)
+    big_cart: float = 0.25  # an abandoned cart with a premium product (often above 200, R-T6.4)
+    big_order: float = 0.08  # a payment with a premium product (often above 300, R-T2.5)
+    price_of_carted_sku: float = 0.8  # a price change of a SKU in an open cart (else any product)
+    price_rise: float = 0.2  # a price change that raises the price
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How far back and how far ahead the cart story plays, in seconds (compressed for a demo)."""
+
+    abandoned_age_s: float = 31 * 60  # R-T6 stage 1 (30 ± 5 min after the cart) is due at once or soon
+    abandoned_day_age_s: float = 24 * 3600 + 60  # stage 1 (30 min, expires at stage 2) past, stage 2 due
+    buy_back_after_s: tuple[float, float] = (60.0, 300.0)  # after stage 1 reached the customer
+    empty_after_s: tuple[float, float] = (90.0, 400.0)
+    drop_share: tuple[float, float] = (0.10, 0.20)  # a price drop lowers by 10–20 % (R-T6.2 needs > 5 %)
+    rise_share: tuple[float, float] = (0.05, 0.15)
+    floor_share: float = 0.6  # a price below this share of the list price goes back to the list price
+    open_carts_kept: int = 1000  # open carts remembered for price changes
 
 
 def iso(at: datetime) -> str:
@@ -121,9 +150,10 @@ class DemoShop:
     """A shop's worth of customers, carts and orders, driven by a seeded RNG and the caller's clock."""
 
     def __init__(self, seed: int | None = None, *, account_id: str = "100000000000001", odds: Odds | None = None,
-                 max_customers: int = 5000) -> None:
+                 max_customers: int = 5000, timing: Timing | None = None) -> None:
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
+        self.timing = timing or Timing()
         self.account_id = account_id
         # Ids carry a per-run prefix (~330k of them) so a restarted demo does not reuse order numbers.
         self._prefix = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
@@ -131,6 +161,7 @@ class DemoShop:
         self._customers: list[Customer] = []
         self._orders: deque[_Order] = deque(maxlen=2000)
         self._prices = {p.sku: p.price for p in PRODUCTS}
+        self._open_carts: dict[str, list[str]] = {}  # cart_id -> SKUs, oldest first
         self._due: list[_Due] = []
         self._seq = itertools.count()
         self._order_no = itertools.count(1)
@@ -196,14 +227,43 @@ class DemoShop:
         elif roll < self.odds.cart_checkout + self.odds.cart_emptied:
             at = now + timedelta(seconds=self.rng.uniform(20, 120))
             self._schedule(at, self._cart_event(at, customer, cart_id, []))
+        else:
+            self._keep_open(cart_id, lines)
         return event
+
+    def _cart_abandoned(self, now: datetime) -> Event:
+        """A `cart.updated` back-dated so reminder stage 1 (or, for a day-old one, stage 2) is due at once;
+        bought back or emptied a few minutes later, or left open (R-T6)."""
+        timing, odds = self.timing, self.odds
+        customer = self._some_customer()
+        cart_id = f"cart-{self._prefix}{next(self._cart_no):06d}"
+        lines = self._lines(max_items=4, premium=self.rng.random() < odds.big_cart)
+        age = timing.abandoned_day_age_s if self.rng.random() < odds.abandoned_day_old else timing.abandoned_age_s
+        event = self._cart_event(now - timedelta(seconds=age), customer, cart_id, lines)
+        roll = self.rng.random()
+        if roll < odds.abandoned_bought_back:
+            at = now + timedelta(seconds=self.rng.uniform(*timing.buy_back_after_s))
+            self._payment_at(at, at, customer, lines, cart_id=cart_id, scheduled=True)
+        elif roll < odds.abandoned_bought_back + odds.abandoned_emptied:
+            at = now + timedelta(seconds=self.rng.uniform(*timing.empty_after_s))
+            self._schedule(at, self._cart_event(at, customer, cart_id, []))
+        else:
+            self._keep_open(cart_id, lines)
+        return event
+
+    def _keep_open(self, cart_id: str, lines: list[tuple[Product, int]]) -> None:
+        """Remember a cart nobody pays or empties, for price changes of what sits in it."""
+        self._open_carts[cart_id] = [p.sku for p, _ in lines]
+        while len(self._open_carts) > self.timing.open_carts_kept:
+            del self._open_carts[next(iter(self._open_carts))]
 
     def _payment_succeeded(self, now: datetime) -> Event:
         customer = self._some_customer(guest=self.rng.random() < self.odds.guest_checkout)
         occurred = now
         if self.rng.random() < self.odds.late:
             occurred = now - timedelta(seconds=self.rng.uniform(120, 600))
-        return self._payment_at(now, occurred, customer, self._lines(max_items=5), cart_id=None)
+        lines = self._lines(max_items=5, premium=self.rng.random() < self.odds.big_order)
+        return self._payment_at(now, occurred, customer, lines, cart_id=None)
 
     def _payment_failed(self, now: datetime) -> Event:
         customer = self._some_customer()
@@ -227,15 +287,24 @@ class DemoShop:
         return self._event("fbk", "feedback.submitted", now, customer.contact(full=False), data)
 
     def _product_price_changed(self, now: datetime) -> Event:
-        product = self.rng.choice(PRODUCTS)
-        old = self._prices[product.sku]
-        if old > product.price * 0.75 and self.rng.random() < 0.7:
-            new = round(old * self.rng.choice([0.8, 0.85, 0.9]), 2)  # a price drop
+        """A price change about a product, naming no person: mostly a SKU sitting in an open cart, lowered by
+        10–20 % (R-T6.2); sometimes raised, and a price far below the list price goes back to it."""
+        timing = self.timing
+        carted = sorted({sku for skus in self._open_carts.values() for sku in skus})
+        by_sku = {p.sku: p for p in PRODUCTS}
+        if carted and self.rng.random() < self.odds.price_of_carted_sku:
+            product = by_sku[self.rng.choice(carted)]
         else:
+            product = self.rng.choice(PRODUCTS)
+        old = self._prices[product.sku]
+        if old < product.price * timing.floor_share:
             new = product.price  # back to list price
+        elif self.rng.random() < self.odds.price_rise:
+            new = round(old * (1 + self.rng.uniform(*timing.rise_share)), 2)
+        else:
+            new = round(old * (1 - self.rng.uniform(*timing.drop_share)), 2)
         self._prices[product.sku] = new
-        # The contract wants a contact on every event; a catalog change is the shop's own.
-        return self._event("prc", "product.price_changed", now, dict(CATALOG_CONTACT),
+        return self._event("prc", "product.price_changed", now, None,
                            {"sku": product.sku, "old_price": old, "new_price": new})
 
     def _order_returned(self, now: datetime) -> Event:
@@ -312,14 +381,22 @@ class DemoShop:
     def _event_id(self, kind: str) -> str:
         return f"{kind}-{self.rng.getrandbits(64):016x}"
 
-    def _event(self, kind: str, type_: str, occurred: datetime, contact: dict[str, Any],
+    def _event(self, kind: str, type_: str, occurred: datetime, contact: dict[str, Any] | None,
                data: dict[str, Any]) -> Event:
-        return {"event_id": self._event_id(kind), "type": type_, "occurred_at": iso(occurred),
-                "contact": contact, "data": data}
+        """A CONTRACT §2 event; no `contact` key when `contact` is None (a price change names no person)."""
+        event: Event = {"event_id": self._event_id(kind), "type": type_, "occurred_at": iso(occurred)}
+        if contact is not None:
+            event["contact"] = contact
+        event["data"] = data
+        return event
 
-    def _lines(self, *, max_items: int) -> list[tuple[Product, int]]:
+    def _lines(self, *, max_items: int, premium: bool = False) -> list[tuple[Product, int]]:
+        """1..max_items distinct products with quantities; with `premium`, one of them costs at least
+        PREMIUM_FROM (a big cart or order)."""
         n = self.rng.choices(range(1, max_items + 1), [0.45, 0.25, 0.15, 0.1, 0.05][:max_items])[0]
         products = self.rng.sample(PRODUCTS, n)
+        if premium and not any(p.price >= PREMIUM_FROM for p in products):
+            products[0] = self.rng.choice([p for p in PRODUCTS if p.price >= PREMIUM_FROM and p not in products])
         return [(p, self.rng.choices((1, 2, 3), (0.8, 0.15, 0.05))[0]) for p in products]
 
     def _some_customer(self, *, guest: bool = False) -> Customer:
