@@ -1,8 +1,9 @@
-"""`make bench` / `python -m scrm_bench.main`: the three figures, printed and written to bench/results/<date>.json.
+"""`make bench` / `python -m scrm_bench.main`: the four figures, printed and written to bench/results/<date>.json.
 
 (a) floor — raw aiokafka pass-through on a fresh Tansu broker;
 (b) trigger-engine alone — events/s consumed → decided → commands relayed (target ≥ 2,000/s);
-(c) full pipeline — open-loop HTTP payments to the simulator (target ≥ 300/s for 60 s with p99 ≤ 1 s).
+(c) full pipeline — open-loop HTTP payments to the simulator (target ≥ 300/s for 60 s with p99 ≤ 1 s);
+(d) abandoned carts — 10,000 carts with stage 1 due at once → every stage-1 command relayed (target ≤ 30 s).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from scrm_bench import results
+from scrm_bench.carts import DEFAULT_CARTS
+from scrm_bench.carts import TARGET_SECONDS as TARGET_CART_SECONDS
 from scrm_bench.engine import TARGET_EVENTS_PER_S
 from scrm_bench.infra import bench_root
 from scrm_bench.pipeline import TARGET_P99_S
@@ -31,8 +34,8 @@ TARGET_RATE, TARGET_DURATION = 300.0, 60.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scrm-bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["a", "b", "c"], action="append",
-                        help="run only this figure (repeatable); default all three")
+    parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append",
+                        help="run only this figure (repeatable); default all four")
     parser.add_argument("--rate", type=float, default=300.0, help="(c) payments per second offered (default 300)")
     parser.add_argument("--duration", type=float, default=60.0, help="(c) seconds of load (default 60)")
     parser.add_argument("--batch", type=int, default=10,
@@ -40,15 +43,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--floor-messages", type=int, default=50_000, help="(a) messages (default 50000)")
     parser.add_argument("--floor-bytes", type=int, default=300, help="(a) payload bytes (default 300)")
     parser.add_argument("--events", type=int, default=20_000, help="(b) payments pre-loaded (default 20000)")
+    parser.add_argument("--carts", type=int, default=DEFAULT_CARTS,
+                        help=f"(d) abandoned carts with stage 1 due at once (default {DEFAULT_CARTS})")
     parser.add_argument("--results-dir", type=Path, default=None, help="where <date>.json goes (bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs under .scrm/bench-*")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="(b, c) extra environment for the stack's processes, e.g. to try a setting; recorded")
+                        help="(b, c, d) extra environment for the stack's processes, e.g. to try a setting; recorded")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="(b, c) sample the processes with py-spy while measuring, into DIR (slows them down)")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.batch < 1:
-        parser.error("--rate and --duration must be positive and --batch at least 1")
+    if args.rate <= 0 or args.duration <= 0 or args.batch < 1 or args.carts < 1:
+        parser.error("--rate and --duration must be positive, --batch and --carts at least 1")
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
     args.extra_env = dict(item.split("=", 1) for item in args.env)
@@ -102,6 +107,14 @@ def render(document: dict[str, Any], console: Console) -> None:
                       f"p99 {_fmt(lat.get('p99'), ' s')}", f["target"], _verdict(f["target_met"]),
                       f"{f.get('received')}/{f.get('offered')} received ({f.get('refused')} refused) at "
                       f"{f.get('rate')}/s × {f.get('duration')} s, batch {f.get('batch')}")
+    if "carts" in figures:
+        f = figures["carts"]
+        outcomes = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(f.get("decisions", {}).items()))
+        top = ", ".join(f"{k} {v['cores']}" for k, v in list(f.get("cpu", {}).items())[:3])
+        table.add_row("(d) abandoned carts, stage 1 due at once", f"{_fmt(f.get('seconds'))} s "
+                      f"({_fmt(f.get('carts_per_s'))} carts/s)", f["target"], _verdict(f["target_met"]),
+                      f"{f.get('stage_1_commands')}/{f.get('carts')} stage-1 commands relayed; decisions: {outcomes}; "
+                      f"cores used: {top}")
     console.print(table)
     if "pipeline" in figures:
         f = figures["pipeline"]
@@ -152,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-    only = set(args.only or ["a", "b", "c"])
+    only = set(args.only or ["a", "b", "c", "d"])
     console = Console(width=None if sys.stdout.isatty() else 160)
     document = results.new_document(date.today(), argv=sys.argv[1:] if argv is None else argv)
     failures = 0
@@ -213,6 +226,18 @@ def main(argv: list[str] | None = None) -> int:
                               "[/yellow]")
 
         attempt("pipeline", "(c) full pipeline", pipeline)
+    if "d" in only:
+        from scrm_bench.carts import run_carts, target_met
+
+        def carts(root: Path) -> None:
+            data = run_carts(root, carts=args.carts, env=args.extra_env)
+            official = args.carts >= DEFAULT_CARTS
+            document["figures"]["carts"] = results.figure(
+                "carts", data, target=f"{DEFAULT_CARTS:,} carts: every stage-1 command relayed ≤ "
+                                      f"{TARGET_CART_SECONDS:g} s",
+                met=target_met(data) if official or not data["complete"] else None)
+
+        attempt("carts", "(d) abandoned carts", carts)
 
     render(document, console)
     path = results.write(document, args.results_dir or results.results_dir())

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("floor", "trigger_engine", "pipeline")
+FIGURES = ("floor", "trigger_engine", "pipeline", "carts")
 SCHEMA_VERSION = 1
 
 
