@@ -44,6 +44,15 @@ DEMO_CURRENCY_ENV = {
     "SCRM_SEGMENTER_FX_AS_OF": "2026-11-30",
 }
 
+# `make run` (any stack not started by the tests, SCRM_ENV != "test"): simulated customers click some of the
+# short links they receive (issue 9), 30 % of messages with a link, 3–30 s after the message, so reports show
+# clicks within minutes. The simulator's own default is never (tests stay undisturbed); an operator's own
+# SCRM_SIMULATOR_CLICK_RATE / SCRM_SIMULATOR_CLICK_DELAY_S win.
+RUN_MODE_SIMULATOR_ENV = {
+    "SCRM_SIMULATOR_CLICK_RATE": "0.3",
+    "SCRM_SIMULATOR_CLICK_DELAY_S": "3..30",
+}
+
 
 class StackError(RuntimeError):
     """Something the operator must fix, with its cause named."""
@@ -152,6 +161,8 @@ class Stack:
             "SCRM_INTERNAL_TOKEN": secrets.token_urlsafe(24),
             # Encrypts the WhatsApp access tokens at rest: a Fernet key (32 random bytes, url-safe base64).
             "SCRM_SECRETS_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            # Signs resume links and keys short-link codes (R-R4): the same on ingest and the trigger-engine.
+            "SCRM_LINK_SECRET": secrets.token_urlsafe(32),
         }
         for key, value in defaults.items():
             stored.setdefault(key, value)
@@ -241,6 +252,9 @@ class Stack:
         env.pop("SCRM_BIND_HOST", None)
         if not any(var in self.config.env for var in DEMO_CURRENCY_ENV):
             env.update(DEMO_CURRENCY_ENV)
+        if self.config.env.get("SCRM_ENV", "dev") != "test":
+            for var, value in RUN_MODE_SIMULATOR_ENV.items():
+                env.setdefault(var, value)
         return env
 
     def start(self, name: str, *, extra_env: Mapping[str, str] | None = None) -> Proc:
