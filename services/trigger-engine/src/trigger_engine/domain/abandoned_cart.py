@@ -66,11 +66,12 @@ class AbandonedCartSettings(FlowSettings):
     stage_3_templates: Templates = Field(
         default_factory=lambda: {"en_US": "cart_reminder_3", "de": "cart_reminder_3"},
         description="stage 3 generic template per language (R-T6.1: gift / free shipping; R-T6.6 fallback)")
-    category_templates: CategoryTemplates = Field(
+    category_finals: CategoryTemplates = Field(
         default_factory=lambda: {"baby": "cart_final_baby", "electronics": "cart_final_electronics",
                                  "apparel": "cart_final_apparel", "beauty": "cart_final_beauty"},
         description="R-T6.6: the final stage's template by the cart's dominant product category (matched "
-                    "case-insensitively, whole category or one of its words); other categories: stage_3_templates")
+                    "case-insensitively, whole category or one of its words); other categories: stage_3_templates. "
+                    "Same name in every language; not named `…_templates`: its keys are categories, not languages")
     stage_1_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60, description="stage 1 due, minutes (R-T6.1: 30)")
     stage_1_jitter_minutes: int = Field(default=5, ge=0, le=24 * 60, description="± jitter of stage 1 (R-T6.1: 5)")
     stage_2_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60,
@@ -384,11 +385,11 @@ def dominant_category(remembered: Cart) -> str | None:
 
 
 def final_template(remembered: Cart, settings: AbandonedCartSettings, language: str) -> str:
-    """R-T6.6: the final stage's template: `category_templates` of the dominant category — the whole category,
+    """R-T6.6: the final stage's template: `category_finals` of the dominant category — the whole category,
     else the longest table key that is one of its words (`Baby Care` → baby) — else the generic stage-3
     template of `language`."""
     category = dominant_category(remembered)
-    table = settings.category_templates
+    table = settings.category_finals
     if category is not None:
         if category in table:
             return table[category]
