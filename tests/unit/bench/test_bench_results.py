@@ -62,6 +62,59 @@ def test_cli_defaults_match_the_targets() -> None:
         parse_args(["--rate", "0"])
 
 
+def test_figure_d_is_ten_thousand_carts_within_thirty_seconds() -> None:
+    from scrm_bench.carts import DEFAULT_CARTS, TARGET_SECONDS, target_met
+
+    assert (DEFAULT_CARTS, TARGET_SECONDS) == (10_000, 30.0)  # issue 9: (d)
+    args = parse_args(["--only", "d"])
+    assert args.only == ["d"] and args.carts == 10_000
+    assert parse_args(["--only", "d", "--carts", "500"]).carts == 500
+    with pytest.raises(SystemExit):
+        parse_args(["--carts", "0"])
+    assert target_met({"complete": True, "seconds": 29.9})
+    assert target_met({"complete": True, "seconds": 30.0})
+    assert not target_met({"complete": True, "seconds": 30.1})
+    assert not target_met({"complete": False, "seconds": 5.0})  # not every stage-1 command came
+
+
+def test_figure_d_is_written_with_the_others_and_rendered(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from scrm_bench.main import render
+
+    doc = results.new_document(date(2026, 12, 1), argv=["--only", "d"])
+    doc["figures"]["carts"] = results.figure(
+        "carts", {"carts": 10_000, "stage_1_commands": 10_000, "complete": True, "seconds": 12.5,
+                  "carts_per_s": 800.0, "decisions": {"scheduled": 30_000.0, "send": 10_000.0}, "cpu": {}},
+        target="10,000 carts: every stage-1 command relayed ≤ 30 s", met=True)
+    path = results.write(doc, tmp_path)
+    written = json.loads(path.read_text())["figures"]["carts"]
+    assert written["seconds"] == 12.5 and written["target_met"] is True
+    out = io.StringIO()
+    render(json.loads(path.read_text()), Console(file=out, width=250))
+    text = out.getvalue()
+    assert "(d) abandoned carts" in text and "12.5 s (800.0 carts/s)" in text and "10000/10000" in text, text
+
+
+def test_the_carts_of_figure_d_are_valid_events_with_stage_1_due() -> None:
+    import time as clock
+
+    from scrm_bench.carts import CART_AGE, cart, encoded, opted_in, stage_one_key
+    from scrm_common.contracts.events import parse_event
+
+    now = clock.time()
+    event = parse_event(cart("RUN", 7, now - CART_AGE.total_seconds()))
+    assert event.type == "cart.updated" and event.data.checkout_url and event.data.items  # type: ignore[union-attr]
+    assert CART_AGE.total_seconds() > 35 * 60  # R-T6.1: stage 1 at 30 ± 5 min, so every cart is due at once
+    person = parse_event(opted_in("RUN", 7, now))
+    assert person.type == "contact.updated" and person.data.opted_in is True  # type: ignore[union-attr]
+    assert person.contact == event.contact
+    assert stage_one_key("RUN", 7) == "bench|abandoned_cart|bc-RUN-7|1"
+    assert len(encoded([cart("RUN", i, now) for i in range(4)])) == 4
+
+
 def test_cpu_delta_names_what_else_ran_on_the_machine() -> None:
     from scrm_bench.infra import MACHINE, OTHERS, cpu_delta
 
