@@ -25,7 +25,7 @@ from scrm_common.contracts.events import (
 from scrm_common.identity import match_key
 from trigger_engine.domain import abandoned_cart, anti_fraud, price_drop, shipment
 from trigger_engine.domain.carts import evolve_carts
-from trigger_engine.domain.decisions import Decision, Send, Suppress, Withdraw
+from trigger_engine.domain.decisions import Decision, Remember, Send, Suppress, Withdraw
 from trigger_engine.domain.identity import current_numbers, reachable_phone
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.order_confirmation import decide_order_confirmation
@@ -215,7 +215,18 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
         decisions = shipment.decide_shipment(profile, event, now, config)  # R-T3
     elif isinstance(event, OrderReturned):
         decisions = anti_fraud.cancel_anti_fraud(profile, event, now, config)  # R-T2.5
-    return tuple(_sendable(d, profile, config) for d in decisions)
+    return _made_sendable(decisions, profile, config)
+
+
+def _made_sendable(decisions: tuple[Decision, ...], profile: ContactProfile, config: EngineConfig
+                   ) -> tuple[Decision, ...]:
+    """Each decision through `_sendable`; a flow's `Remember` goes only with a Send that stayed a Send (what a
+    flow remembers of a message it sent is not remembered when nothing could be sent)."""
+    made = tuple(_sendable(d, profile, config) for d in decisions)
+    refused = {d.flow for d, m in zip(decisions, made, strict=True) if isinstance(d, Send) and not isinstance(m, Send)}
+    if not refused:
+        return made
+    return tuple(m for m in made if not (isinstance(m, Remember) and m.flow in refused))
 
 
 def decide_without_contact(event: Event, now: datetime, config: EngineConfig) -> tuple[Decision, ...]:
@@ -307,7 +318,7 @@ def on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: Engin
     handler = TIMER_FLOWS.get(timer.flow)
     if handler is None:
         return (Suppress(timer.flow, f"no flow handles timers of {timer.flow}", profile.contact_key, timer.key),)
-    return tuple(_sendable(d, profile, config) for d in handler(profile, timer, now, config))
+    return _made_sendable(handler(profile, timer, now, config), profile, config)
 
 
 # flow → its `on_timer(profile, timer, now, config)`: the flows that schedule timers register here.
