@@ -61,6 +61,7 @@ HELM_REQUIRED = {
     "auth.internalToken": "internal-token",
     "auth.adminToken": "admin-token",
     "auth.secretsKey": "Y29tcG9zZS1kZXYtc2VjcmV0cy1rZXktMzItYnl0ZXM=",
+    "auth.linkSecret": "link-secret-0123456789abcdef",  # required in prod (the chart's default environment)
 }
 
 ENV_NAME = re.compile(r"^\s*-?\s*name:\s*[\"']?(SCRM_[A-Za-z0-9_]+)", re.MULTILINE)
@@ -362,13 +363,18 @@ def test_compose_wiring() -> None:
 # The installation's secrets (issue 7): who needs which.
 SECRET_USERS = {"SCRM_INTERNAL_TOKEN": set(CHART_SETTINGS), "SCRM_ADMIN_TOKEN": {"ingest"},
                 "SCRM_SECRETS_KEY": {"sender"}}
+# Short links (issue 9, R-R4): ingest serves them, the trigger-engine writes them. In the chart they ride on
+# "scrm.env.common" gated by the rendered file's folder (see test_chart_link_settings_are_gated_to_their_users),
+# so the text-level include walk cannot tell who gets them: `helm template` checks it where helm exists.
+LINK_USERS = {"ingest", "trigger-engine"}
+COMPOSE_SECRET_USERS = {**SECRET_USERS, "SCRM_LINK_SECRET": LINK_USERS}
 
 
 def test_compose_gives_the_installation_secrets_to_who_needs_them() -> None:
     """One internal token for every service (introspection refuses another), the operator token to ingest only,
     and a secrets key the sender can use as a Fernet key."""
     services = compose()["services"]
-    for var, users in SECRET_USERS.items():
+    for var, users in COMPOSE_SECRET_USERS.items():
         having = {name for name in COMPOSE_SETTINGS if var in compose_env(services[name])}
         assert having == users, (var, sorted(having))
     tokens = {compose_env(services[name])["SCRM_INTERNAL_TOKEN"] for name in CHART_SETTINGS}
@@ -376,6 +382,19 @@ def test_compose_gives_the_installation_secrets_to_who_needs_them() -> None:
     default = re.fullmatch(r"\$\{SCRM_SECRETS_KEY:-(.+)\}", compose_env(services["sender"])["SCRM_SECRETS_KEY"])
     assert default, "SCRM_SECRETS_KEY must be overridable from the environment, with a working dev default"
     assert len(base64.urlsafe_b64decode(default.group(1))) == 32, "a Fernet key is 32 bytes, URL-safe base64"
+
+
+def test_compose_link_settings_agree() -> None:
+    """One link secret (overridable, dev default) for ingest and the trigger-engine; links written with one
+    public base URL (default: ingest as the host reaches it), which the simulator's clicks rewrite to ingest."""
+    services = compose()["services"]
+    secrets = {compose_env(services[name])["SCRM_LINK_SECRET"] for name in LINK_USERS}
+    assert secrets == {"${SCRM_LINK_SECRET:-compose-dev-link-secret}"}, secrets
+    bases = {compose_env(services[name]).get("SCRM_PUBLIC_BASE_URL") for name in (*LINK_USERS, "simulator")}
+    assert bases == {"${SCRM_PUBLIC_BASE_URL:-http://localhost:${SCRM_INGEST_PORT:-8080}}"}, bases
+    simulator = compose_env(services["simulator"])
+    assert simulator["SCRM_INGEST_URL"] == "http://ingest:8080"
+    assert re.fullmatch(r"\$\{SCRM_SIMULATOR_CLICK_RATE:-0(\.\d+)?\}", simulator["SCRM_SIMULATOR_CLICK_RATE"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -395,6 +414,26 @@ def test_chart_has_a_folder_per_component() -> None:
 def test_chart_gives_the_installation_secrets_to_who_needs_them(var: str) -> None:
     having = {folder for folder in CHART_SETTINGS if var in template_env_names(component_text(folder))}
     assert having == SECRET_USERS[var], (var, sorted(having))
+
+
+def test_chart_link_settings_are_gated_to_their_users() -> None:
+    """The link environment is in "scrm.env.common" only behind "scrm.links.user", which names exactly the
+    template folders of LINK_USERS; the link secret comes from the auth Secret under its own key."""
+    common = helper_defines()["scrm.env.common"]
+    gate = re.search(r'\{\{-?\s*if include "scrm\.links\.user" \.\s*\}\}\s*\{\{ include "scrm\.env\.links" \. \}\}'
+                     r'\s*\{\{-?\s*end\s*\}\}', common)
+    assert gate, "scrm.env.links must be included only behind scrm.links.user"
+    assert common.count("scrm.env.links") == 1
+    folders = set(re.findall(r'contains "/templates/([a-z-]+)/" \.Template\.Name', helper_defines()["scrm.links.user"]))
+    assert folders == LINK_USERS
+    links = helper_defines()["scrm.env.links"]
+    assert template_env_names(links) == {"SCRM_LINK_SECRET", "SCRM_PUBLIC_BASE_URL"}
+    assert '"key" "linkSecret"' in links and ".Values.links.publicBaseUrl" in links
+    assert '"linkSecret" "link-secret"' in helper_defines()["scrm.auth.secretKey"]
+    assert "link-secret:" in helper_defines()["scrm.secretData"]
+    for folder in set(CHART_SETTINGS) - LINK_USERS:
+        assert not template_env_names(component_text(folder).replace("scrm.env.common", "")) & {
+            "SCRM_LINK_SECRET", "SCRM_PUBLIC_BASE_URL"}, folder
 
 
 def test_chart_helpers_are_namespaced() -> None:
@@ -487,6 +526,16 @@ def test_schema_checks_the_secrets_key_shape(value: str, valid: bool) -> None:
     assert (validate_values(data) == []) is valid, validate_values(data)
 
 
+@pytest.mark.parametrize(("value", "valid"), [
+    ("", True), ("https://s.shop.example", True), ("http://localhost:8080", True), ("https://shop.example/go", True),
+    ("https://s.shop.example/", False), ("s.shop.example", False), ("https://s.example/l?x=1", False),
+])
+def test_schema_checks_the_public_base_url_shape(value: str, valid: bool) -> None:
+    data = copy.deepcopy(values())
+    data["links"]["publicBaseUrl"] = value
+    assert (validate_values(data) == []) is valid, validate_values(data)
+
+
 def test_values_are_documented() -> None:
     documented = set(re.findall(r"^\s*## @param (\S+)", (CHART / "values.yaml").read_text(), re.MULTILINE))
     undocumented = sorted(p for p in leaf_paths(values())
@@ -540,6 +589,23 @@ def test_helm_template_renders_checked_deployments() -> None:
         assert deployment["spec"]["replicas"] == values()[component_key(component)]["replicaCount"]
     services = {d["metadata"]["labels"]["app.kubernetes.io/component"] for d in docs if d["kind"] == "Service"}
     assert services == set(CHART_SETTINGS)
+    for var in ("SCRM_LINK_SECRET", "SCRM_PUBLIC_BASE_URL"):
+        having = {c for c, d in deployments.items()
+                  if var in {e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}}
+        assert having == LINK_USERS, (var, sorted(having))
+
+
+def test_helm_template_requires_the_link_secret_in_prod_only() -> None:
+    without = {k: v for k, v in HELM_REQUIRED.items() if k != "auth.linkSecret"}
+    refused = helm_template(without)
+    assert refused.returncode != 0 and "auth.linkSecret" in refused.stderr, refused.stderr
+    dev = helm_template({**without, "environment": "dev"})
+    assert dev.returncode == 0, dev.stderr
+    docs = [d for d in yaml.safe_load_all(dev.stdout) if d]
+    assert all("link-secret" not in (d.get("data") or {}) for d in docs if d["kind"] == "Secret")
+    env_names = {e["name"] for d in docs if d["kind"] == "Deployment"
+                 for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SCRM_LINK_SECRET" not in env_names and "SCRM_PUBLIC_BASE_URL" in env_names
 
 
 def component_key(folder: str) -> str:

@@ -133,12 +133,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* Secret holding the installation's own secrets (internal token, operator token, secrets key), and their keys. */}}
+{{/* Secret holding the installation's own secrets (internal token, operator token, secrets key, link secret), and their keys. */}}
 {{- define "scrm.auth.secretName" -}}
 {{- default (include "scrm.secretName" .) .Values.auth.existingSecret -}}
 {{- end -}}
 {{- define "scrm.auth.secretKey" -}}
-{{- $keys := dict "internalToken" "internal-token" "adminToken" "admin-token" "secretsKey" "secrets-key" -}}
+{{- $keys := dict "internalToken" "internal-token" "adminToken" "admin-token" "secretsKey" "secrets-key" "linkSecret" "link-secret" -}}
 {{- if .context.Values.auth.existingSecret -}}
 {{- index .context.Values.auth.existingSecretKeys .key -}}
 {{- else -}}
@@ -162,6 +162,9 @@ whatsapp-verify-token: {{ required "whatsapp.verifyToken or whatsapp.existingSec
 internal-token: {{ required "auth.internalToken (a random value; services present it to ingest's key introspection) or auth.existingSecret is required" .Values.auth.internalToken | b64enc | quote }}
 admin-token: {{ required "auth.adminToken (the operator token of /v1/admin/...) or auth.existingSecret is required" .Values.auth.adminToken | b64enc | quote }}
 secrets-key: {{ required "auth.secretsKey (a Fernet key: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())') or auth.existingSecret is required" .Values.auth.secretsKey | b64enc | quote }}
+{{- if include "scrm.links.secretSet" . }}
+link-secret: {{ required "auth.linkSecret (a random value: openssl rand -hex 32; signs resume links and keys short-link codes) or auth.existingSecret is required in prod" .Values.auth.linkSecret | b64enc | quote }}
+{{- end }}
 {{- end }}
 {{- if not .Values.bootstrap.existingSecret }}
 {{- with .Values.bootstrap.tenant }}
@@ -217,6 +220,40 @@ bootstrap-access-token: {{ . | toString | b64enc | quote }}
     secretKeyRef:
       name: {{ include "scrm.auth.secretName" . }}
       key: {{ include "scrm.auth.secretKey" (dict "context" . "key" "internalToken") }}
+{{- if include "scrm.links.user" . }}
+{{ include "scrm.env.links" . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Short links (R-R4, R-T6.5): ingest serves them, the trigger-engine writes them; only those two get the link
+secret and the public base URL. "scrm.links.user" is non-empty when the file being rendered is one of their
+templates (so the deployments need no change of their own).
+*/}}
+{{- define "scrm.links.user" -}}
+{{- if or (contains "/templates/ingest/" .Template.Name) (contains "/templates/trigger-engine/" .Template.Name) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the link secret is set: always in prod (required), elsewhere only when given. */}}
+{{- define "scrm.links.secretSet" -}}
+{{- if or .Values.auth.existingSecret .Values.auth.linkSecret (eq .Values.environment "prod") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The short-link environment of ingest and the trigger-engine. */}}
+{{- define "scrm.env.links" -}}
+- name: SCRM_PUBLIC_BASE_URL
+  value: {{ .Values.links.publicBaseUrl | quote }}
+{{- if include "scrm.links.secretSet" . }}
+- name: SCRM_LINK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "scrm.auth.secretName" . }}
+      key: {{ include "scrm.auth.secretKey" (dict "context" . "key" "linkSecret") }}
+{{- end }}
 {{- end -}}
 
 {{/* The installation operator's token (ingest: /v1/admin/...). */}}
