@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scrm_bench import results
-from scrm_bench.carts import DEFAULT_CARTS
+from scrm_bench.carts import DEFAULT_CARTS, DEFAULT_RUNS
 from scrm_bench.carts import TARGET_SECONDS as TARGET_CART_SECONDS
 from scrm_bench.engine import TARGET_EVENTS_PER_S
 from scrm_bench.infra import bench_root
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=20_000, help="(b) payments pre-loaded (default 20000)")
     parser.add_argument("--carts", type=int, default=DEFAULT_CARTS,
                         help=f"(d) abandoned carts with stage 1 due at once (default {DEFAULT_CARTS})")
+    parser.add_argument("--cart-runs", type=int, default=DEFAULT_RUNS,
+                        help=f"(d) runs, each on a fresh stack; the median is reported (default {DEFAULT_RUNS})")
     parser.add_argument("--results-dir", type=Path, default=None, help="where <date>.json goes (bench/results)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's logs under .scrm/bench-*")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -52,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="(b, c) sample the processes with py-spy while measuring, into DIR (slows them down)")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.duration <= 0 or args.batch < 1 or args.carts < 1:
-        parser.error("--rate and --duration must be positive, --batch and --carts at least 1")
+    if args.rate <= 0 or args.duration <= 0 or args.batch < 1 or args.carts < 1 or args.cart_runs < 1:
+        parser.error("--rate and --duration must be positive, --batch, --carts and --cart-runs at least 1")
     if any("=" not in item for item in args.env):
         parser.error("--env takes KEY=VALUE")
     args.extra_env = dict(item.split("=", 1) for item in args.env)
@@ -111,9 +113,13 @@ def render(document: dict[str, Any], console: Console) -> None:
         f = figures["carts"]
         outcomes = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(f.get("decisions", {}).items()))
         top = ", ".join(f"{k} {v['cores']}" for k, v in list(f.get("cpu", {}).items())[:3])
-        table.add_row("(d) abandoned carts, stage 1 due at once", f"{_fmt(f.get('seconds'))} s "
-                      f"({_fmt(f.get('carts_per_s'))} carts/s)", f["target"], _verdict(f["target_met"]),
-                      f"{f.get('stage_1_commands')}/{f.get('carts')} stage-1 commands relayed; decisions: {outcomes}; "
+        runs = ", ".join(_fmt(v) for v in f.get("runs_seconds", []))
+        median = f", median of {f.get('runs')} runs: {runs} s" if f.get("runs", 1) > 1 else ""
+        table.add_row("(d) abandoned carts, stage 1 due at once",
+                      f"{_fmt(f.get('seconds'))} s ({_fmt(f.get('carts_per_s'))} carts/s){median}", f["target"],
+                      _verdict(f["target_met"]),
+                      f"{f.get('stage_1_commands')}/{f.get('carts')} stage-1 commands relayed; carts consumed "
+                      f"after {_fmt(f.get('carts_consumed_seconds'), ' s')}; decisions: {outcomes}; "
                       f"cores used: {top}")
     console.print(table)
     if "pipeline" in figures:
@@ -227,10 +233,10 @@ def main(argv: list[str] | None = None) -> int:
 
         attempt("pipeline", "(c) full pipeline", pipeline)
     if "d" in only:
-        from scrm_bench.carts import run_carts, target_met
+        from scrm_bench.carts import run_carts_median, target_met
 
         def carts(root: Path) -> None:
-            data = run_carts(root, carts=args.carts, env=args.extra_env)
+            data = run_carts_median(root, runs=args.cart_runs, carts=args.carts, env=args.extra_env)
             official = args.carts >= DEFAULT_CARTS
             document["figures"]["carts"] = results.figure(
                 "carts", data, target=f"{DEFAULT_CARTS:,} carts: every stage-1 command relayed ≤ "
