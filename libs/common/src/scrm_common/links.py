@@ -4,8 +4,8 @@ ingest, which answers it, must compute alike.
 - `short_code(secret, …)`: a base62 code of `CODE_CHARS` characters, an HMAC-SHA256 of the tenant, the
   message's idempotency key and the link's slot under `SCRM_LINK_SECRET`: unguessable without the secret
   (8 characters: 62⁸ ≈ 2.2 × 10¹⁴ codes), and the same on every retry of the same decision.
-- `short_url(base, code)`: `{base}/l/{code}`; with a public base URL of at most 19 characters
-  (`https://wa.shop.de`) the whole link is at most 30 characters (R-R4).
+- `short_url(base, code)`: `{base}/l/{code}`; `code_length(base)` gives codes as long as keeps the whole link
+  within 30 characters (R-R4), at least 6: a 19-character base → 8-character codes.
 - `with_utm(url, …)`: the URL with `utm_source=whatsapp`, `utm_medium`, `utm_campaign`, `utm_content`.
 - `sign_resume` / `read_resume`: an itsdangerous URL-safe timed token (HMAC-SHA1 over the JSON payload, salt
   `scrm.resume`), stamped with the caller's `now`, valid `RESUME_MAX_AGE_SECONDS` (24 h, R-T6.5).
@@ -38,6 +38,18 @@ class LinkTampered(ValueError):
 
 class LinkExpired(ValueError):
     """The token is genuine but older than its max age (HTTP 410)."""
+
+
+MIN_CODE_CHARS, MAX_CODE_CHARS = 6, 12
+
+
+def code_length(base: str) -> int:
+    """How many characters codes get under the public base URL `base`: as many as keep `{base}/l/{code}` within
+    `MAX_LINK_CHARS` (R-R4), at least `MIN_CODE_CHARS` (62⁶ ≈ 5.7 × 10¹⁰) and at most `MAX_CODE_CHARS`. A base of
+    19 characters gives 8 (`https://wa.shop.de`, 18, gives 9); `http://127.0.0.1:8080` gives 6; a base over 21
+    characters makes links longer than 30 (still at least 6 characters of code)."""
+    room = MAX_LINK_CHARS - len(short_url(base, ""))
+    return max(MIN_CODE_CHARS, min(MAX_CODE_CHARS, room))
 
 
 def short_code(secret: str, tenant: str, key: str, slot: str, *, chars: int = CODE_CHARS) -> str:

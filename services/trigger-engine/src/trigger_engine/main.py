@@ -13,6 +13,7 @@ from scrm_common.db import database_ready
 from scrm_common.db.outbox import OutboxRelay
 from scrm_common.http import KeyIntrospection, ops_router, service_app
 from scrm_common.kafka import ConsumerMetrics, batch_consumer
+from scrm_common.links import code_length
 from scrm_common.observability.logging import setup_logging
 from scrm_common.observability.metrics import new_registry
 from scrm_common.runtime import serve
@@ -52,7 +53,8 @@ async def main(settings: Settings) -> None:
         settings_repository = SettingsRepository()
         configs = TenantConfigs(repository=settings_repository, defaults=settings.tenant_defaults(),
                                 bootstrap=settings.bootstrap(),
-                                links=LinkKeys(secret=settings.link_secret, base_url=settings.link_base_url))
+                                links=LinkKeys(secret=settings.link_secret, base_url=settings.link_base_url,
+                                               code_chars=code_length(settings.link_base_url)))
         engine_metrics = EngineMetrics(registry)
         timer_repository = TimerRepository()
         timers = TimerLoop(engine=engine, repository=repository, timers=timer_repository, configs=configs,
