@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from scrm_common.links import (
     ALPHABET,
-    _serializer,
     MAX_LINK_CHARS,
     LinkExpired,
     LinkTampered,
+    _serializer,
     code_length,
     read_resume,
     short_code,
