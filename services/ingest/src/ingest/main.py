@@ -45,7 +45,8 @@ async def main(settings: Settings) -> None:
             return accounts.ready and links.ready and await directory.ping()
 
         app = service_app("scrm ingest", "0.1.0", description="Events in (`POST /v1/events`), Meta's webhooks, "
-                          "the installation's tenants and API keys, and the public short links (`/l/…`, `/r/…`)", max_body_bytes=app_body_limit(settings),
+                          "the installation's tenants and API keys, and the public short links (`/l/…`, `/r/…`)",
+                          max_body_bytes=app_body_limit(settings),
                           on_body_too_large=lambda: metrics.rejected.labels("413").inc())
         app.include_router(build_router(settings=settings, directory=directory,
                                         publisher=EventPublisher(producer), clock=SystemClock(),
