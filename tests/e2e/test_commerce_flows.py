@@ -32,7 +32,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from scrm_common.contracts import topics
-from scrm_common.links import sign_resume
+from scrm_common.links import MAX_LINK_CHARS, MIN_CODE_CHARS, sign_resume
 from tests.support.backend import Backend
 from tests.support.events import contact_created, iso, new_id, new_order, new_phone, payment
 from tests.support.stack import TestStack, poll, start_stack
@@ -236,6 +236,11 @@ def test_a_cart_abandoned_31_minutes_ago_gets_stage_1_whose_resume_link_redirect
     assert message["biz_opaque_callback_data"].endswith(f"{CART}|{cart_id}|1"), message
     codes = short_codes(message)
     assert codes, f"no short link …/l/<code> in {params}"
+    # R-R4: a link is at most 30 characters, unless the stack's base URL (127.0.0.1 and a port) leaves less than
+    # the shortest code
+    base = stack.url("ingest", "")
+    for link in re.findall(r"https?://\S+/l/[0-9A-Za-z]+", " ".join(params)):
+        assert link.startswith(base) and len(link) <= max(MAX_LINK_CHARS, len(base) + 3 + MIN_CODE_CHARS), link
 
     # The resume link on ingest: 302 to the cart's checkout URL with the UTM tags (R-T6.5, R-R4).
     resp = poll(lambda: (r if (r := stack.http.get(stack.url("ingest", f"/l/{codes[0]}"))).status_code != 404
