@@ -240,11 +240,14 @@ async def test_each_tenant_sees_only_its_own_wabas_templates(w: World) -> None:
     ({"name": "welcome"}, [("welcome", "de"), ("welcome", "en_US")]),
     ({"name": "welcome", "language": "de"}, [("welcome", "de")]),
     ({"category": "UTILITY"}, [("order_confirmation", "de"), ("order_confirmation", "en_US"),
-                               ("order_shipped", "de"), ("order_shipped", "en_US")]),
+                               ("order_security_notice", "de"), ("order_security_notice", "en_US"),
+                               ("order_shipped", "de"), ("order_shipped", "en_US"),
+                               ("shipment_update", "de"), ("shipment_update", "en_US")]),
     ({"status": "approved", "name": "welcome_generic"}, [("welcome_generic", "de"), ("welcome_generic", "en_US")]),
     ({"status": "PAUSED"}, []),
     ({"account_id": "100000000000001", "language": "de", "category": "utility"},
-     [("order_confirmation", "de"), ("order_shipped", "de")]),
+     [("order_confirmation", "de"), ("order_security_notice", "de"), ("order_shipped", "de"),
+      ("shipment_update", "de")]),
 ])
 async def test_filters(w: World, params: dict[str, str], expected: list[tuple[str, str]]) -> None:
     assert (await w.sync()).status_code == 200

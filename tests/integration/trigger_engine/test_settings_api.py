@@ -151,7 +151,8 @@ async def test_a_tenant_that_changed_nothing_reads_every_flow_with_its_defaults(
     body = resp.json()
     assert body["tenant"] == tenant.name
     flows = {f["flow"]: f for f in body["flows"]}
-    assert set(flows) == {"welcome", "order_confirmation"}
+    assert set(flows) == {"welcome", "order_confirmation", "anti_fraud_notice", "shipment_update", "abandoned_cart",
+                          "price_drop"}
     confirmation = flows[FLOW]
     assert (confirmation["version"], confirmation["updated_at"], confirmation["updated_by"]) == (0, None, None)
     assert confirmation["settings"] == OrderConfirmationSettings().model_dump(mode="json")
