@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from scrm_common.contracts.events import CartUpdated, Event, PaymentSucceeded, parse_event
 from scrm_common.links import MAX_LINK_CHARS
 from trigger_engine.domain import abandoned_cart as ac
-from trigger_engine.domain.abandoned_cart import AbandonedCartSettings, stage_due, stage_expires, stage_key
+from trigger_engine.domain.abandoned_cart import (
+    AbandonedCartSettings,
+    cart_prefix,
+    stage_due,
+    stage_expires,
+    stage_key,
+)
 from trigger_engine.domain.decide import decide, evolve, on_timer
 from trigger_engine.domain.decisions import Cancel, Decision, Remember, Schedule, Send, Suppress, Withdraw
 from trigger_engine.domain.model import ContactProfile, EngineConfig, LinkKeys
@@ -249,10 +255,23 @@ def test_timer_rechecks_the_person(change, reason):
     assert [(d.reason, d.outcome) for d in out if isinstance(d, Suppress)] == [(reason, "suppressed")]
 
 
-def test_timer_suppresses_disabled_flow_missing_checkout_and_sent_stage():
+def test_a_cart_without_checkout_url_gets_a_tracked_link_to_the_shops_cart_page():
     c = cfg()
     p, decisions = seen(profile(), cart_event([line("Shoes", 59.0)], checkout_url=None), c)
-    assert fire(p, schedules(decisions)[1], c)[0].reason == "no checkout URL to resume the cart"  # type: ignore[union-attr]
+    send = fire(p, schedules(decisions)[1], c)[0]
+    assert isinstance(send, Send), send
+    [link] = send.links
+    assert (link.kind, link.target) == ("tracked", "https://shop.example/cart")
+    assert send.parameters[3].endswith("/l/" + link.code)
+
+
+def test_cancelling_a_cart_never_touches_another_cart_whose_id_starts_with_its_id():
+    assert not stage_key(TENANT, "a|b", 1).startswith(cart_prefix(TENANT, "a"))
+    assert stage_key(TENANT, "a|b", 1).startswith(cart_prefix(TENANT, "a|b"))
+
+
+def test_timer_suppresses_disabled_flow_and_sent_stage():
+    c = cfg()
     p, decisions = seen(profile(), cart_event([line("Shoes", 59.0)]), c)
     off = cfg(enabled=False)
     assert fire(p, schedules(decisions)[1], off)[0].reason == "flow disabled"  # type: ignore[union-attr]

@@ -47,3 +47,18 @@ def test_closed_carts_are_forgotten_after_30_days():
     p = evolve_carts(p, paid(cart_id="a", at=T0))
     p = evolve_carts(p, cart_event([line("B", 1.0)], cart_id="b", at=T0 + timedelta(days=31)))
     assert cart(p, "a") is None and cart(p, "b") is not None
+
+
+def test_a_late_cart_update_from_before_the_purchase_does_not_reopen_the_cart():
+    """Cart at T0, purchase at T0+10 min, then the shop's cart update of T0+5 min arrives late: still purchased."""
+    p = evolve_carts(profile(), cart_event([line("Shoes", 59.0)], at=T0))
+    p = evolve_carts(p, paid(cart_id="c-1", at=T0 + timedelta(minutes=10)))
+    p = evolve_carts(p, cart_event([line("Shoes", 59.0), line("Socks", 5.0, sku="S")], at=T0 + timedelta(minutes=5)))
+    assert cart(p, "c-1").status == "purchased" and open_cart_skus(p) == frozenset()  # type: ignore[union-attr]
+    p = evolve_carts(profile(), cart_event([line("A", 1.0)], at=T0))
+    p = evolve_carts(p, paid(cart_id=None, at=T0 + timedelta(minutes=10)))
+    p = evolve_carts(p, cart_event([line("A", 1.0)], at=T0 + timedelta(minutes=5)))
+    assert cart(p, "c-1").status == "purchased"  # type: ignore[union-attr]
+    # a cart update after the purchase is a new cart under the same id: open again
+    p = evolve_carts(p, cart_event([line("A", 1.0)], at=T0 + timedelta(minutes=11)))
+    assert cart(p, "c-1").open  # type: ignore[union-attr]

@@ -24,7 +24,7 @@ from scrm_common.clock import Clock
 from scrm_common.contracts import topics
 from scrm_common.contracts.commands import SendMessage, TemplateMessage, WithdrawMessage
 from scrm_common.contracts.envelope import EventRecord
-from scrm_common.contracts.events import AccountRegistered, AccountRemoved, Preferences
+from scrm_common.contracts.events import AccountRegistered, AccountRemoved, Preferences, ProductPriceChanged
 from scrm_common.contracts.links import ShortLink
 from scrm_common.db.outbox import OutboxRow, enqueue
 from scrm_common.kafka.consumer import Item
@@ -283,11 +283,13 @@ class EventHandler:
                                                          people.person_of(record))))
                     continue
                 new.discard(key)  # a second copy inside this batch is a duplicate too
-                resolution = resolve(record.event, people.of(record.tenant),
-                                     partial(_numbers_of, profiles, record.tenant))
-                if resolution is None:  # no contact: about a product (R-T6.2) or nothing the flows decide on
+                if isinstance(record.event, ProductPriceChanged):  # about a product, whoever it names (R-T6.2)
                     planned += [(record, d) for d in decide_without_contact(record.event, now, configs[record.tenant])]
                     continue
+                resolution = resolve(record.event, people.of(record.tenant),
+                                     partial(_numbers_of, profiles, record.tenant))
+                if resolution is None:
+                    continue  # no contact: nothing here is about a person
                 person = (record.tenant, resolution.person)
                 profile = profiles.get(person) or ContactProfile(resolution.person)
                 for other in resolution.absorbed:  # one person all along: merge the others in

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.timers import ClaimedTimer, TimerRepository
 from trigger_engine.domain import ContactProfile, Decision, EngineConfig, Suppress
 from trigger_engine.domain.decide import on_timer
+from trigger_engine.domain.decisions import Remember
 from trigger_engine.handlers import TIMER_EVENT_TYPE, Cause, ConfigSource, DecisionWriter, EngineMetrics
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,9 @@ class TimerLoop:
                 decisions, failure = _decide(profile, claimed, now, configs[timer.tenant])
                 settled.append((timer.tenant, timer.key, "fired", failure))
                 planned.extend((cause, d) for d in decisions)
+                # The person's next timer in this pass decides with what this one remembered (R-T6.2: two drops
+                # of one item due together see each other's send).
+                profiles[(timer.tenant, timer.contact_key)] = remembered(profile, decisions)
             # Settled before the decisions are written: a flow that schedules the same key again re-arms it.
             await self._timers.settle(conn, settled, now)
             applied = await self._writer.apply(conn, planned, now)
@@ -184,6 +188,18 @@ class TimerLoop:
             self.wake_at(applied.earliest_due)
         expired = sum(1 for s in settled if s[2] == "expired")
         return Pass(fired=len(settled) - expired, expired=expired, left=claim.skipped)
+
+
+def remembered(profile: ContactProfile, decisions: Sequence[Decision]) -> ContactProfile:
+    """`profile` with the `Remember` decisions among `decisions` applied to its memory, in order (a None value
+    deletes the key) — what the database holds once they are written."""
+    for decision in decisions:
+        if isinstance(decision, Remember) and decision.contact_key == profile.contact_key:
+            entries = {k: v for k, v in profile.slot(decision.slot).items() if k != decision.key}
+            if decision.value is not None:
+                entries[decision.key] = decision.value
+            profile = profile.with_slot(decision.slot, entries)
+    return profile
 
 
 def _cause(claimed: ClaimedTimer) -> Cause:

@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated
+from urllib.parse import quote
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -92,6 +93,9 @@ class AbandonedCartSettings(FlowSettings):
     specialist_threshold: float = Field(default=200.0, ge=0,
                                         description="R-T6.4: carts whose total is above this (currency units) get "
                                                     "the talk-to-a-specialist link")
+    fallback_url: Annotated[ShopUrl, AfterValidator(_support_url)] = Field(
+        default="https://shop.example/cart",
+        description="the shop's cart page: where a stage's link leads (tracked) when the cart has no checkout_url")
     specialist_url: Annotated[ShopUrl, AfterValidator(_support_url)] | None = Field(
         default=None, description="where the specialist link leads; null: the tenant's support_url")
     offer_percent: int = Field(default=10, ge=1, le=90, description="stage 2 offer, percent")
@@ -157,8 +161,9 @@ def stage_key(tenant: str, cart_id: str, stage: int) -> str:
 
 
 def cart_prefix(tenant: str, cart_id: str) -> str:
-    """The key prefix of every stage of cart `cart_id` (`Cancel(prefix=True)`)."""
-    return f"{tenant}|{FLOW}|{cart_id}|"
+    """The key prefix of every stage of cart `cart_id` (`Cancel(prefix=True)`). The cart id is percent-encoded
+    (`|` → `%7C`): cancelling cart `a` never touches cart `a|b`'s stages."""
+    return f"{tenant}|{FLOW}|{quote(cart_id, safe='')}|"
 
 
 def stage_jitter_seconds(tenant: str, cart_id: str, stage: int, jitter: timedelta) -> int:
@@ -283,8 +288,6 @@ def cart_on_timer(profile: ContactProfile, timer: Timer, now: datetime, config: 
         return suppress("customer stopped marketing messages")
     if not profile.phone:
         return suppress("no phone number known for contact")
-    if not remembered.checkout_url:
-        return suppress("no checkout URL to resume the cart")
     generic = settings.stage_templates(stage)
     language = config.language_for(profile.locale, generic)
     if language not in generic:
@@ -312,9 +315,8 @@ def stage_parameters(profile: ContactProfile, remembered: Cart, stage: int, now:
     3 stage 1 the stock hint (an item with 1 … `low_stock_threshold` left, the scarcest) or the saved line,
     stage 2 the offer line, stage 3 the gift line, 4 the resume link (R-T6.5, content `stage_n`), 5 the
     specialist line with a tracked link to `specialist_url` (support URL) when the total is above
-    `specialist_threshold` (R-T6.4), else the help line. Raises ValueError when the cart has no checkout URL."""
-    if not remembered.checkout_url:
-        raise ValueError(f"cart {remembered.cart_id} has no checkout URL")
+    `specialist_threshold` (R-T6.4), else the help line. A cart without a checkout URL gets a tracked link to
+    `fallback_url` (the shop's cart page) in place of the resume link."""
     locale = format_locale(profile.locale, language)
     key = stage_key(config.tenant, remembered.cart_id, stage)
     content = f"stage_{stage}"
@@ -326,8 +328,12 @@ def stage_parameters(profile: ContactProfile, remembered: Cart, stage: int, now:
                       percent=str(settings.offer_percent), code=settings.offer_code)
     else:
         third = _text(settings.gift_lines, language, config.default_language)
-    resume_url, resume = links.resume_link(config, profile, key=key, flow=FLOW, cart_id=remembered.cart_id,
-                                           checkout_url=remembered.checkout_url, now=now, content=content)
+    if remembered.checkout_url:
+        resume_url, resume = links.resume_link(config, profile, key=key, flow=FLOW, cart_id=remembered.cart_id,
+                                               checkout_url=remembered.checkout_url, now=now, content=content)
+    else:
+        resume_url, resume = links.tracked_link(config, profile, key=key, flow=FLOW, slot="cart",
+                                                target=settings.fallback_url, now=now, content=content)
     minted: list[ShortLink] = [resume]
     if remembered.total > settings.specialist_threshold:
         target = settings.specialist_url or config.settings.support_url

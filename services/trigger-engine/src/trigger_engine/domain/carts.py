@@ -86,9 +86,9 @@ def evolve_carts(profile: ContactProfile, event: Event) -> ContactProfile:
         before = known.get(data.cart_id)
         if before is not None and _at(before["updated_at"]) > event.occurred_at:
             return profile
-        if before is not None and before.get("status") == "purchased" and _at(before["updated_at"]) >= \
-                event.occurred_at:
-            return profile
+        if before is not None and before.get("status") == "purchased" and _at(
+                before.get("closed_at") or before["updated_at"]) >= event.occurred_at:
+            return profile  # a cart update from before the purchase, arriving late, does not reopen the cart
         items = [{"sku": i.sku, "name": i.name, "category": i.category, "price": i.price, "quantity": i.quantity,
                   "stock": i.stock} for i in data.items]
         known[data.cart_id] = {
