@@ -235,3 +235,21 @@ async def test_ingest_builds_its_links_loop_in_the_group_the_drain_waits_for() -
     consumer = links_consumer(Settings(), producer=None, store=None, registry=CollectorRegistry())  # type: ignore[arg-type]
     assert consumer._service == GROUP == "ingest-links"  # noqa: SLF001
     assert KNOWN_GROUPS[GROUP] == (topics.LINKS,) and GROUP_SERVICE[GROUP] == "ingest"
+
+
+async def test_a_code_collision_keeps_the_first_link_and_tells_the_operator(
+        engine: AsyncEngine, caplog: pytest.LogCaptureFixture) -> None:
+    """Two messages whose HMAC codes collide (forced here): the first keeps the code, the second is dropped and
+    logged as a collision; a redelivery of the first is not a collision."""
+    first, second = tracked_link(key()), tracked_link(key())
+    second = second.model_copy(update={"code": first.code, "target": "https://elsewhere.example/"})
+    store = LinkStore(engine)
+    assert await store.save([first]) == 1
+    with caplog.at_level("ERROR", logger="ingest.adapters.links"):
+        assert await store.save([first]) == 0
+        assert not [r for r in caplog.records if "collision" in r.getMessage()]
+        assert await store.save([second]) == 0
+    [logged] = [r.getMessage() for r in caplog.records if "collision" in r.getMessage()]
+    assert first.idempotency_key in logged and second.idempotency_key in logged, logged  # type: ignore[operator]
+    kept = await store.by_code(first.code)
+    assert kept is not None and kept.target == first.target

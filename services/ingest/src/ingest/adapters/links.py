@@ -37,6 +37,7 @@ _INSERT = text(f"INSERT INTO short_links ({_COLUMNS}) VALUES (:code, :tenant, :k
                ":content, :medium, :idempotency_key, CAST(:contact AS jsonb), :created_at, :expires_at) "
                "ON CONFLICT (code) DO NOTHING")
 _BY_CODE = text(f"SELECT {_COLUMNS} FROM short_links WHERE code = :code")
+_OWNER = text("SELECT tenant, idempotency_key FROM short_links WHERE code = :code")
 _RESUME_OF = text(f"SELECT {_COLUMNS} FROM short_links WHERE tenant = :tenant AND idempotency_key = :key "
                   "AND kind = 'resume' ORDER BY created_at DESC LIMIT 1")
 
@@ -80,7 +81,16 @@ async def store_links(conn: AsyncConnection, links: Sequence[ShortLink]) -> int:
     added = 0
     for link in links:
         result = await conn.execute(_INSERT, _row(link))
-        added += result.rowcount or 0
+        if result.rowcount:
+            added += result.rowcount
+            continue
+        # A redelivery names the same message; another message under the same code is a collision of two
+        # HMAC codes (rare at 8+ characters): the first link keeps the code, and the operator is told.
+        kept = (await conn.execute(_OWNER, {"code": link.code})).first()
+        if kept is not None and (kept.tenant, kept.idempotency_key) != (link.tenant, link.idempotency_key):
+            log.error("short link code collision: code %s is kept by tenant %s message %s; the link of tenant %s "
+                      "message %s under it is dropped (raise the code length: a shorter SCRM_PUBLIC_BASE_URL)",
+                      link.code, kept.tenant, kept.idempotency_key, link.tenant, link.idempotency_key)
     return added
 
 
