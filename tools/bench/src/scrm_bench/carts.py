@@ -14,15 +14,13 @@ claimed by the timer loop (due at once) → the flow re-checks the person and de
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
+from scrm_bench.engine import CommandCounter
 from scrm_bench.infra import bench_stack, cpu_delta, cpu_snapshot, scrape, start_processes
 from scrm_bench.payments import iso, phone
 from scrm_bench.stats import counter_value
@@ -75,7 +73,7 @@ def opted_in(run: str, i: int, occurred_at: float) -> dict[str, Any]:
 
 def cart(run: str, i: int, occurred_at: float) -> dict[str, Any]:
     """Cart `i` of a run: 1–4 items (some above 200: the specialist link, R-T6.4), a checkout URL."""
-    items = [dict(item) for item in _ITEMS[: 1 + i % len(_ITEMS)]]
+    items: list[dict[str, Any]] = [dict(item) for item in _ITEMS[: 1 + i % len(_ITEMS)]]
     total = round(sum(it["price"] * it["quantity"] for it in items), 2)
     return {"event_id": f"bcu-{run}-{i}", "type": "cart.updated", "occurred_at": iso(occurred_at),
             "contact": contact(run, i),
@@ -89,36 +87,16 @@ def encoded(events: list[dict[str, Any]]) -> list[Record]:
     return [encode_event(TENANT, parse_event(e), ingested_at=now) for e in events]
 
 
-class StageOneCounter:
-    """Reads `scrm.send-commands.v1` from the start and counts distinct stage-1 commands of this run's carts."""
+def stage_one_counter(bootstrap: str, run: str) -> CommandCounter:
+    """Counts the distinct stage-1 commands of this run's carts (idempotency key `bench|abandoned_cart|bc-<run>-…|1`)
+    on `scrm.send-commands.v1`."""
+    prefix = f"{TENANT}|{FLOW}|bc-{run}-"
 
-    def __init__(self, bootstrap: str, run: str) -> None:
-        self._consumer = AIOKafkaConsumer(topics.SEND_COMMANDS, bootstrap_servers=bootstrap, group_id=None,
-                                          auto_offset_reset="earliest", fetch_max_wait_ms=50, max_poll_records=5000)
-        self._prefix = f"{TENANT}|{FLOW}|bc-{run}-"
-        self.seen: set[str] = set()
-        self.records = 0
+    def stage_one(command: dict[str, Any]) -> str | None:
+        key = command.get("idempotency_key", "")
+        return key if key.startswith(prefix) and key.endswith("|1") else None
 
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
-
-    async def until(self, count: int, timeout: float) -> float | None:
-        """Consume until `count` distinct stage-1 commands were seen; the time then, or None on timeout."""
-        deadline = time.perf_counter() + timeout
-        while len(self.seen) < count:
-            if time.perf_counter() > deadline:
-                return None
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    self.records += 1
-                    key = json.loads(record.value).get("idempotency_key", "")
-                    if key.startswith(self._prefix) and key.endswith("|1"):
-                        self.seen.add(key)
-        return time.perf_counter()
+    return CommandCounter(bootstrap, run, stage_one)
 
 
 async def _caught_up(bootstrap: str, timeout: float) -> None:
@@ -144,7 +122,7 @@ async def _consumed_at(bootstrap: str) -> float:
 
 
 async def _measure(bootstrap: str, run: str, carts: int, metrics_port: int, stack: Any) -> dict[str, Any]:
-    counter = StageOneCounter(bootstrap, run)
+    counter = stage_one_counter(bootstrap, run)
     await counter.start()
     producer = await make_producer(bootstrap, client_id="bench-carts")
     try:

@@ -37,12 +37,16 @@ def encoded_payments(run: str, first: int, count: int) -> list[tuple[bytes, byte
 
 
 class CommandCounter:
-    """Reads `scrm.send-commands.v1` from the start and counts distinct events of this run."""
+    """Reads `scrm.send-commands.v1` from the start and counts the distinct commands `ours` picks: it maps a command
+    (its JSON object) to what makes it distinct (None: not this run's). By default this run's payments (event id
+    `pay-<run>-…`)."""
 
-    def __init__(self, bootstrap: str, run: str) -> None:
+    def __init__(self, bootstrap: str, run: str,
+                 ours: Callable[[dict[str, Any]], str | None] | None = None) -> None:
         self._consumer = AIOKafkaConsumer(topics.SEND_COMMANDS, bootstrap_servers=bootstrap, group_id=None,
                                           auto_offset_reset="earliest", fetch_max_wait_ms=50, max_poll_records=5000)
-        self._prefix = f"pay-{run}-"
+        prefix = f"pay-{run}-"
+        self._ours = ours or (lambda command: e if (e := command.get("event_id", "")).startswith(prefix) else None)
         self.seen: set[str] = set()
         self.records = 0
 
@@ -62,9 +66,8 @@ class CommandCounter:
             for records in batches.values():
                 for record in records:
                     self.records += 1
-                    event_id = json.loads(record.value).get("event_id", "")
-                    if event_id.startswith(self._prefix):
-                        self.seen.add(event_id)
+                    if (distinct := self._ours(json.loads(record.value))) is not None:
+                        self.seen.add(distinct)
         return time.perf_counter()
 
 
