@@ -131,11 +131,17 @@ def test_jitter_is_predictable_from_sha256(stage, nominal, jitter):
     assert due == stage_due(TENANT, "cart-42", stage, T0, AbandonedCartSettings())
 
 
-def test_each_stage_expires_when_the_next_is_due_and_the_last_after_its_window():
+@pytest.mark.parametrize("cart_id", [f"c-{i}" for i in range(200)])
+def test_each_stage_expires_when_the_next_may_first_be_due_and_the_last_after_its_window(cart_id: str):
+    """Stage 1 expires 22 h (24 h − 2 h) after the cart, stage 2 at 69 h (72 h − 3 h): never sent next to the
+    next stage whatever its jitter, and a cart abandoned 25 h ago has stage 1 expired (R-T6.1)."""
     s = AbandonedCartSettings()
-    assert stage_expires(TENANT, "c-9", 1, T0, s) == stage_due(TENANT, "c-9", 2, T0, s)
-    assert stage_expires(TENANT, "c-9", 2, T0, s) == stage_due(TENANT, "c-9", 3, T0, s)
-    assert stage_expires(TENANT, "c-9", 3, T0, s) == stage_due(TENANT, "c-9", 3, T0, s) + timedelta(hours=12)
+    assert stage_expires(TENANT, cart_id, 1, T0, s) == T0 + timedelta(hours=22)
+    assert stage_expires(TENANT, cart_id, 2, T0, s) == T0 + timedelta(hours=69)
+    assert stage_expires(TENANT, cart_id, 3, T0, s) == stage_due(TENANT, cart_id, 3, T0, s) + timedelta(hours=12)
+    for stage in (1, 2):
+        assert stage_due(TENANT, cart_id, stage, T0, s) < stage_expires(TENANT, cart_id, stage, T0, s) <= \
+            stage_due(TENANT, cart_id, stage + 1, T0, s)
 
 
 def test_settings_refuse_overlapping_stage_windows():
@@ -296,7 +302,7 @@ def test_stage_1_send_is_marketing_with_five_nonempty_parameters_and_remembers_t
     assert send.idempotency_key == stage_key(TENANT, "c-1", 1)
     assert send.expires_at == stage_expires(TENANT, "c-1", 1, T0, AbandonedCartSettings())
     assert len(send.parameters) == 5 and all(p.strip() for p in send.parameters)
-    assert send.parameters[0] == "Shoes €59.00"
+    assert send.parameters[0] == "Shoes – €59.00"
     assert send.parameters[1] == "€59.00"
     assert send.parameters[2] == "We saved your cart for you."
     assert send.parameters[4] == "Reply here if you have questions."
@@ -309,7 +315,7 @@ def test_at_most_three_items_by_value_then_n_more_and_german_money():
     items = [line("A", 5.0), line("B", 50.0), line("C", 10.0, 3), line("D", 1.0), line("E", 20.0)]
     send, _ = _send(items, locale="de-DE")
     assert send.language == "de"
-    assert send.parameters[0] == "B 50,00 €, 3× C 10,00 €, E 20,00 € +2 weitere"
+    assert send.parameters[0] == "B – 50,00 €, 3× C – 10,00 €, E – 20,00 € +2 weitere"
     assert send.parameters[1] == "106,00 €"
 
 

@@ -184,10 +184,12 @@ def stage_due(tenant: str, cart_id: str, stage: int, occurred_at: datetime, sett
 
 def stage_expires(tenant: str, cart_id: str, stage: int, occurred_at: datetime, settings: AbandonedCartSettings
                   ) -> datetime:
-    """When stage `stage` stops being worth sending: when the next stage is due (superseded), the last stage
+    """When stage `stage` stops being worth sending: at the earliest time the next stage may be due (its offset
+    minus its whole jitter: 22 h for stage 1, 69 h for stage 2 — superseded; whatever the next stage's own jitter,
+    a stage is never sent next to it, and a cart abandoned 25 h ago has its stage 1 expired), the last stage
     `final_expire_after_minutes` after its own due time."""
     if stage < STAGES[-1]:
-        return stage_due(tenant, cart_id, stage + 1, occurred_at, settings)
+        return occurred_at + settings.offset(stage + 1) - settings.jitter(stage + 1)
     return stage_due(tenant, cart_id, stage, occurred_at, settings) + timedelta(
         minutes=settings.final_expire_after_minutes)
 
@@ -357,7 +359,7 @@ def items_line(lines: tuple[CartLine, ...], settings: AbandonedCartSettings, loc
     for line in shown:
         name = shorten(clean_text(line.name), settings.item_name_chars) or line.sku
         count = f"{line.quantity}× " if line.quantity > 1 else ""
-        parts.append(f"{count}{name} {money(line.price, currency, locale)}")
+        parts.append(f"{count}{name} – {money(line.price, currency, locale)}")
     text = ", ".join(parts)
     rest = len(ordered) - len(shown)
     if rest > 0:
