@@ -256,3 +256,13 @@ def test_a_receipt_stamped_in_whole_seconds_never_shows_before_the_send_it_follo
     assert steps(told, "w1") == ["decided", "queued", "sent", "delivered", "read"]
     times = [line.at for line in told.lines if line.idempotency_key == "w1"]
     assert times == sorted(times)
+
+
+def test_an_engine_suppression_whose_reason_names_a_rule_is_stopped_by_that_rule() -> None:
+    rows = [decided("pd-1", "suppressed", flow="price_drop",
+                    reason="R-T6.2: 2 price-drop messages for SKU X in the last 7 days")]
+    told = story(rows, {})
+    assert (told.messages[0].status, told.messages[0].stopped_by) == ("stopped", "R-T6.2")
+    assert told.lines[0].rule == "R-T6.2"
+    plain = story([decided("w-1", "suppressed", reason="contact has not opted in to marketing")], {})
+    assert plain.messages[0].stopped_by is None and plain.lines[0].rule is None

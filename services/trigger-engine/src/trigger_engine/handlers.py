@@ -173,7 +173,8 @@ class DecisionWriter:
                 if applied.earliest_due is None or decision.due_at < applied.earliest_due:
                     applied.earliest_due = decision.due_at
             elif isinstance(decision, Cancel):
-                outcome, reason, key = "cancelled", decision.reason, decision.key
+                # a prefix names no message (the cart's stages): its row is a line of the story, not a message
+                outcome, reason, key = "cancelled", decision.reason, None if decision.prefix else decision.key
             elif isinstance(decision, FanOut):
                 reached = await self._repo.fan_out(
                     conn, tenant=cause.tenant, sku=decision.sku, key_prefix=decision.key_prefix, flow=decision.flow,

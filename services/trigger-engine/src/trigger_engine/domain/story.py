@@ -15,6 +15,7 @@ outcome `expired`) is told as `EXPIRED` too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -175,9 +176,18 @@ def story(decided: Sequence[Decided], logged: Mapping[str, Logged] | None) -> St
     return Story(lines=tuple(p[4] for p in placed), messages=tuple(summaries))
 
 
+_RULE_IN_REASON = re.compile(r"^(R-[A-Z]+\d+(?:\.\d+)*)\b")
+
+
+def reason_rule(reason: str | None) -> str | None:
+    """The SPEC rule an engine reason starts with (`R-T6.2: 2 price-drop messages …` → `R-T6.2`), else None."""
+    found = _RULE_IN_REASON.match(reason or "")
+    return found.group(1) if found else None
+
+
 def _engine_line(row: Decided) -> Line:
     step = "decided" if row.outcome == SENT_TO_SENDER else row.outcome
-    rule = EXPIRED_RULE if row.outcome == "expired" else None
+    rule = EXPIRED_RULE if row.outcome == "expired" else reason_rule(row.reason)
     return Line(at=row.decided_at, step=step, flow=row.flow, idempotency_key=row.idempotency_key,
                 source="trigger-engine", rule=rule, reason=row.reason)
 
@@ -288,7 +298,7 @@ def _summary(key: str, own: Sequence[Decided], rec: Logged | None, asked: bool, 
         # a key the engine never handed to the sender: its latest decision says what became of it
         if last.outcome == "scheduled":
             return _made(first, key, last_step, "pending", reason=last.reason)
-        rule = {"expired": EXPIRED_RULE, "withdrawn": WITHDRAWN_RULE}.get(last.outcome)
+        rule = {"expired": EXPIRED_RULE, "withdrawn": WITHDRAWN_RULE}.get(last.outcome) or reason_rule(last.reason)
         return _made(first, key, last_step, "stopped", stopped_by=rule, reason=last.reason or last.outcome)
     if rec is not None:
         return _from_log(first, key, last_step, rec, failed_rows)
