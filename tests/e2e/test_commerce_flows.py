@@ -10,8 +10,10 @@
   a third within 7 days is suppressed with R-T6.2.
 - R-T3 shipment updates: shipped → out_for_delivery → delivered, each posted twice, and a `delivered` before
   `shipped` for another order → exactly the right `shipment_update` messages, once each.
-- R-T2.5 anti-fraud: a 450 EUR payment 24 h + 1 min ago → `order_security_notice`; 150 EUR → none; 450 EUR then
-  `order.returned` → none ("cancelled: order returned").
+- R-T2.5 anti-fraud ("24 h after the confirmation", the tenant's `delay_hours` set to seconds for the test and
+  restored): a fresh 450 EUR payment → `order_confirmation`, then `order_security_notice` once the delay passed;
+  150 EUR → the confirmation only; 450 EUR then `order.returned` → no notice ("cancelled: order returned"); a
+  450 EUR payment 24 h + 1 min ago (too old to confirm) → neither ("no order confirmation was sent: expired …").
 
 One stack for the module (the welcome flow disabled so the only marketing is what these tests cause; the account's
 marketing pace lowered so the tests take seconds). Contacts live where it is daytime (`daytime_zone`), opted in.
@@ -23,6 +25,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -431,28 +434,63 @@ def test_shipment_statuses_each_told_once_and_never_a_step_back(shop: Shop) -> N
 
 # -- R-T2.5 anti-fraud notice -------------------------------------------------------------------------------------
 
+NOTICE = "anti_fraud_notice"
+NOTICE_DELAY_HOURS = 0.003  # 10.8 s: the test's "24 h after the confirmation"
 
-def test_a_large_order_gets_the_security_notice_24_hours_later_a_small_or_returned_one_none(shop: Shop) -> None:
+
+@contextmanager
+def notice_settings(shop: Shop, **changes: Any) -> Iterator[None]:
+    """The tenant's anti-fraud settings changed (`PATCH /v1/flows/anti_fraud_notice`) for the block, then the
+    changed fields set back to what they were."""
+    url = shop.stack.url("trigger-engine", f"/v1/flows/{NOTICE}")
+    resp = shop.stack.http.get(url, headers=shop.stack.auth)
+    assert resp.status_code == 200, resp.text
+    before = {name: resp.json()["settings"][name] for name in changes}
+    resp = shop.stack.http.patch(url, json=changes, headers=shop.stack.auth)
+    assert resp.status_code == 200, resp.text
+    try:
+        yield
+    finally:
+        resp = shop.stack.http.patch(url, json=before, headers=shop.stack.auth)
+        assert resp.status_code == 200, resp.text
+
+
+def test_a_large_order_gets_the_security_notice_after_its_confirmation_a_small_returned_or_unconfirmed_one_none(
+        shop: Shop) -> None:
     big, big_phone, big_who = shop.customer("fraud")
     small, small_phone, small_who = shop.customer("fraud")
     back, back_phone, back_who = shop.customer("fraud")
-    paid_at = datetime.now(UTC) - timedelta(hours=24, minutes=1)
-    big_order, small_order, back_order = new_order(), new_order(), new_order()
-    # the returned order is paid 23 h ago, so its notice is not yet due when the return cancels it
-    shop.post(paid(big_who, big_order, amount=450.0, at=paid_at),
-              paid(small_who, small_order, amount=150.0, at=paid_at),
-              paid(back_who, back_order, amount=450.0, at=datetime.now(UTC) - timedelta(hours=23)))
-    shop.decided(back, "the notice scheduled", lambda d: d["flow"] == "anti_fraud_notice"
-                 and d["outcome"] == "scheduled")
+    stale, stale_phone, stale_who = shop.customer("fraud")
+    big_order, small_order, back_order, stale_order = new_order(), new_order(), new_order(), new_order()
+    # with the default delay (24 h): the returned order's notice is not due before the return, and the user's case —
+    # a payment 24 h + 1 min ago, its notice due a minute ago and not expired, but the confirmation it would follow
+    # expired (not sent), so no notice either
+    shop.post(paid(back_who, back_order, amount=450.0),
+              paid(stale_who, stale_order, amount=450.0, at=datetime.now(UTC) - timedelta(hours=24, minutes=1)))
+    shop.decided(back, "the notice scheduled", lambda d: d["flow"] == NOTICE and d["outcome"] == "scheduled")
     shop.post(returned(back_who, back_order, 450.0))
+    shop.decided(back, "cancelled: order returned", lambda d: d["flow"] == NOTICE
+                 and d["reason"] == "cancelled: order returned")
 
-    [notice] = shop.arrived(big_phone, "order_security_notice")
+    with notice_settings(shop, delay_hours=NOTICE_DELAY_HOURS):
+        paid_at = datetime.now(UTC)
+        shop.post(paid(big_who, big_order, amount=450.0, at=paid_at),
+                  paid(small_who, small_order, amount=150.0, at=paid_at))
+        [confirmation] = shop.arrived(big_phone, "order_confirmation")
+        [notice] = shop.arrived(big_phone, "order_security_notice")
+
     params = notice["template"]["parameters"]
     assert len(params) == 3 and params[0] == big_order and "450" in params[1] and short_codes(notice), params
-    shop.decided(back, "cancelled: order returned", lambda d: d["flow"] == "anti_fraud_notice"
-                 and d["reason"] == "cancelled: order returned")
-    # the small payment was decided (its confirmation, too old by now to be sent), and no notice for it
-    shop.decided(small, "the small payment decided", lambda d: d["flow"] == "order_confirmation")
+    assert notice["seq"] > confirmation["seq"]  # the notice follows the confirmation …
+    due = paid_at + timedelta(hours=NOTICE_DELAY_HOURS)
+    assert instant(notice["received_at"]) >= due - timedelta(seconds=1), (notice["received_at"], due)  # … by the delay
+    shop.arrived(small_phone, "order_confirmation")
+
+    decided = shop.decided(stale, "the stale notice suppressed", lambda d: d["flow"] == NOTICE)
+    assert decided["outcome"] == "suppressed", decided
+    assert decided["reason"].startswith("no order confirmation was sent: expired"), decided
+    assert [d["outcome"] for d in shop.decisions(stale) if d["flow"] == "order_confirmation"] == ["expired"]
+    assert shop.at_sim(stale_phone) == []  # neither the confirmation nor the notice
     for phone in (small_phone, back_phone):
         assert shop.at_sim(phone, "order_security_notice") == []
-    assert not [d for d in shop.decisions(small) if d["flow"] == "anti_fraud_notice"]
+    assert not [d for d in shop.decisions(small) if d["flow"] == NOTICE]

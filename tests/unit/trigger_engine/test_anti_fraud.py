@@ -9,6 +9,7 @@ import pytest
 from scrm_common.contracts.events import OrderReturned, parse_event
 from trigger_engine.domain.anti_fraud import (
     FLOW,
+    NOT_CONFIRMED,
     RETURNED,
     SLOT,
     AntiFraudSettings,
@@ -182,6 +183,50 @@ def test_a_stale_payment_schedules_nothing_but_says_expired():
     p = evolve(profile(), event)
     decisions = ours(decide(p, event, T0 + timedelta(hours=49), config()))
     assert [(type(d), getattr(d, "outcome", None)) for d in decisions] == [(Suppress, "expired")]
+
+
+CONFIRMATION_EXPIRES = T0 + timedelta(minutes=24 * 60)  # order_confirmation.expire_after_minutes (default)
+
+
+@pytest.mark.parametrize(("now", "changes", "person", "reason"), [
+    # the confirmation goes: the notice follows it
+    (T0 + timedelta(seconds=1), {}, {}, None),
+    (CONFIRMATION_EXPIRES - timedelta(minutes=1), {}, {}, None),
+    (CONFIRMATION_EXPIRES, {}, {}, None),  # the confirmation's last moment: still sent
+    (T0 + timedelta(minutes=59), {"order_confirmation": {"expire_after_minutes": 60}}, {}, None),
+    # the confirmation does not go: no "if you didn't place this order…" either (R-T2.5: after the confirmation)
+    (CONFIRMATION_EXPIRES + timedelta(minutes=1), {}, {}, "expired: payment is older than"),  # the user's case
+    (T0 + timedelta(minutes=61), {"order_confirmation": {"expire_after_minutes": 60}}, {}, "expired"),
+    (T0 + timedelta(seconds=1), {"order_confirmation": {"enabled": False}}, {}, "flow disabled"),
+    (T0 + timedelta(seconds=1), {"order_confirmation": {"templates": {"de": "order_confirmation"}}}, {},
+     "no order_confirmation template for language en_US"),
+    (T0 + timedelta(seconds=1), {}, {"phone": None}, "no phone number known for contact"),  # nor on the payment
+    (T0 + timedelta(seconds=1), {"accounts": None}, {}, "no WhatsApp account"),
+])
+def test_the_notice_is_scheduled_only_when_the_confirmation_of_that_payment_is_sent(now, changes, person, reason):
+    changes = dict(changes)
+    accounts = changes.pop("accounts", ("acct-1",))
+    cfg = config(accounts=accounts, **changes)
+    event = payment(amount=450.0, at=T0, **person)
+    p = evolve(profile(**person), event)
+    decisions = decide(p, event, now, cfg)
+    (confirmation,) = [d for d in decisions if d.flow == "order_confirmation"]
+    (notice,) = ours(decisions)
+    assert isinstance(confirmation, Send) is (reason is None)  # the same decision: both go, or neither
+    if reason is None:
+        assert isinstance(notice, Schedule) and notice.due_at == T0 + timedelta(hours=24)
+        return
+    assert isinstance(notice, Suppress) and notice.idempotency_key == KEY and notice.outcome == "suppressed"
+    assert notice.reason.startswith(f"{NOT_CONFIRMED}: {reason}"), notice.reason
+    assert notice.reason == f"{NOT_CONFIRMED}: {confirmation.reason}" or reason == "no WhatsApp account"
+
+
+def test_the_anti_fraud_flow_off_says_so_before_the_confirmation():
+    event = payment(amount=450.0, at=T0)
+    p = evolve(profile(), event)
+    cfg = config(anti_fraud_notice={"enabled": False}, order_confirmation={"enabled": False})
+    (notice,) = ours(decide(p, event, T0 + timedelta(seconds=1), cfg))
+    assert isinstance(notice, Suppress) and notice.reason == "flow disabled"
 
 
 def test_settings_defaults_are_the_specs():

@@ -1,5 +1,10 @@
 """R-T2.5 anti-fraud notice: orders above a per-currency threshold get a short notice 24 h after the confirmation.
 
+"After the confirmation": the notice follows only a confirmation that was sent. A payment whose order
+confirmation is not decided as a send in the same decision (its flow disabled, the payment older than the
+confirmation's `expire_after_minutes`, no phone, no template, no account) schedules no notice — a customer told
+"if you didn't place this order…" about an order never confirmed to them would be alarmed for nothing.
+
 The payment schedules a durable timer (`Schedule`, key `{tenant}|anti_fraud_notice|{order_id}`) due 24 h after the
 payment's `occurred_at`; `order.returned` (a return or a refund) cancels it and withdraws a notice still waiting
 at the sender. When the timer fires, `anti_fraud_on_timer` re-reads the order from memory slot `orders` (order id
@@ -21,6 +26,7 @@ from trigger_engine.domain.copy import format_locale, money
 from trigger_engine.domain.decisions import Cancel, Decision, Schedule, Send, Suppress, Withdraw
 from trigger_engine.domain.links import tracked_link
 from trigger_engine.domain.model import ContactProfile, EngineConfig
+from trigger_engine.domain.order_confirmation import decide_order_confirmation
 from trigger_engine.domain.settings import FlowSettings, Templates
 from trigger_engine.domain.text import clean_text
 from trigger_engine.domain.timers import Timer
@@ -28,6 +34,7 @@ from trigger_engine.domain.timers import Timer
 FLOW = "anti_fraud_notice"
 SLOT = "orders"
 RETURNED = "cancelled: order returned"
+NOT_CONFIRMED = "no order confirmation was sent"  # the Suppress reason's start when the confirmation did not go
 KEEP_ORDERS = timedelta(days=60)  # an order is remembered this long after its payment (the notice is due after 24 h)
 MAX_ORDERS = 100  # orders remembered per person (the oldest payments go first)
 
@@ -129,7 +136,11 @@ def decide_anti_fraud(profile: ContactProfile, event: PaymentSucceeded, now: dat
     `delay_hours` after the payment (R-T2.5: 24 h; the earliest signal of the order as memory has it, so a
     duplicate signal schedules the same time), expiring `expire_after_hours` after that; payload order id,
     amount, currency and event id. An order at or below the threshold → nothing. Suppressed with the reason:
-    flow disabled, the order already returned, `now` past the expiry."""
+    flow disabled, the order already returned, `now` past the expiry, and — R-T2.5's notice comes "after the
+    confirmation" — the payment's order confirmation not decided as a send in this same decision
+    (`decide_order_confirmation` on the same profile, event, time and config: its flow disabled, `now` past the
+    payment's `occurred_at` + its `expire_after_minutes`, no phone, no template, no account):
+    `no order confirmation was sent: <the confirmation's reason>`."""
     settings = config.flow(FLOW, AntiFraudSettings)
     data = event.data
     if not above_threshold(data.amount, data.currency, settings):
@@ -145,9 +156,24 @@ def decide_anti_fraud(profile: ContactProfile, event: PaymentSucceeded, now: dat
     expires = due + timedelta(hours=settings.expire_after_hours)
     if now >= expires:
         return (Suppress(FLOW, f"expired: the notice was due at {due.isoformat()}", person, key, outcome="expired"),)
+    unconfirmed = _not_confirmed(profile, event, now, config)
+    if unconfirmed is not None:
+        return (Suppress(FLOW, f"{NOT_CONFIRMED}: {unconfirmed}", person, key),)
     payload = {"order_id": data.order_id, "amount": data.amount, "currency": data.currency,
                "event_id": event.event_id}
     return (Schedule(FLOW, key, person, due, expires, payload),)
+
+
+def _not_confirmed(profile: ContactProfile, event: PaymentSucceeded, now: datetime, config: EngineConfig
+                   ) -> str | None:
+    """Why the payment's order confirmation is not sent in this decision, or None when it is: the very decision
+    `decide` takes for it (a Send no account can carry is refused there, so it is no send here either)."""
+    for decision in decide_order_confirmation(profile, event, now, config):
+        if isinstance(decision, Send):
+            return None if decision.account_id is not None else "no WhatsApp account to carry it"
+        if isinstance(decision, Suppress):
+            return decision.reason
+    return "the order confirmation decided nothing"
 
 
 def cancel_anti_fraud(profile: ContactProfile, event: OrderReturned, now: datetime,  # noqa: ARG001
