@@ -11,16 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scrm_common.contracts.events import CartUpdated, PaymentSucceeded, ProductPriceChanged, parse_event
-from trigger_engine.domain.decide import decide_without_contact, evolve, on_timer
-from trigger_engine.domain.decisions import Decision, FanOut, Remember, Send, Suppress
+from trigger_engine.domain.decide import decide, decide_without_contact, evolve, on_timer
+from trigger_engine.domain.decisions import Decision, FanOut, Remember, Send, Suppress, Withdraw
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.price_drop import (
     SLOT,
+    WAITING_SLOT,
     PriceDropSettings,
     decide_price_change,
     is_drop,
     key_prefix,
     price_drop_on_timer,
+    withdraw_for_closed_carts,
 )
 from trigger_engine.domain.timers import Timer
 
@@ -64,6 +66,12 @@ def timer(person: str = "cust-1", *, event_id: str = "pc-1", at: datetime = T0, 
 
 def fire(p: ContactProfile, t: Timer, now: datetime | None = None, cfg: EngineConfig | None = None
          ) -> tuple[Decision, ...]:
+    """The decisions of a price-drop timer, without the memory of messages that may still wait (tested apart)."""
+    return tuple(d for d in fire_all(p, t, now, cfg) if not (isinstance(d, Remember) and d.slot == WAITING_SLOT))
+
+
+def fire_all(p: ContactProfile, t: Timer, now: datetime | None = None, cfg: EngineConfig | None = None
+             ) -> tuple[Decision, ...]:
     return on_timer(p, t, now or t.due_at + timedelta(seconds=1), cfg or config())
 
 
@@ -73,6 +81,8 @@ def remembered(p: ContactProfile, decisions: tuple[Decision, ...]) -> ContactPro
         if isinstance(d, Remember):
             slot = dict(p.slot(d.slot))
             slot[d.key] = d.value
+            if d.value is None:
+                del slot[d.key]
             p = p.with_slot(d.slot, slot)
     return p
 
@@ -281,3 +291,39 @@ def test_never_three_price_drop_messages_for_one_item_within_any_seven_days(firi
     sent.sort()
     for first, third in zip(sent, sent[2:], strict=False):
         assert third - first >= timedelta(days=7)
+
+
+# --- a price-drop message still waiting is withdrawn when no open cart holds the item any more ---------------
+
+
+def _waiting_after_a_send() -> tuple[ContactProfile, str]:
+    p = shopper()
+    decisions = fire_all(p, timer())
+    [send] = [d for d in decisions if isinstance(d, Send)]
+    [waits] = [d for d in decisions if isinstance(d, Remember) and d.slot == WAITING_SLOT]
+    assert waits.value == [[send.idempotency_key, send.expires_at.isoformat()]]  # type: ignore[union-attr]
+    return remembered(p, decisions), send.idempotency_key
+
+
+def _paid_cart() -> PaymentSucceeded:
+    event = payment(at=T0 + timedelta(minutes=30))
+    return event.model_copy(update={"data": event.data.model_copy(update={"cart_id": "c-1"})})
+
+
+def test_a_purchase_withdraws_a_price_drop_message_that_may_still_wait() -> None:
+    p, key = _waiting_after_a_send()
+    event = _paid_cart()
+    after = evolve(p, event)
+    out = decide(after, event, T0 + timedelta(hours=1), config())
+    withdrawn = [d for d in out if isinstance(d, Withdraw) and d.flow == "price_drop"]
+    assert [(w.idempotency_key, w.reason) for w in withdrawn] == [(key, "cancelled: purchased")]
+    assert Remember("price_drop", after.contact_key, WAITING_SLOT, SKU, None) in out
+
+
+def test_a_message_past_its_expiry_is_not_withdrawn_and_a_cart_still_holding_the_item_keeps_it() -> None:
+    p, _ = _waiting_after_a_send()
+    event = _paid_cart()
+    assert [d for d in decide(evolve(p, event), event, T0 + timedelta(days=2), config())
+            if isinstance(d, Withdraw) and d.flow == "price_drop"] == []
+    unrelated = withdraw_for_closed_carts(p, _paid_cart(), T0, config())  # the cart is still open in `p`
+    assert unrelated == ()

@@ -205,12 +205,14 @@ def decide(profile: ContactProfile, event: Event, now: datetime, config: EngineC
     if isinstance(event, PaymentSucceeded):
         decisions = (withdraw_welcome(profile, event, now, config)  # R-T1
                      + abandoned_cart.cancel_carts(profile, event, now, config)  # R-T6.1
+                     + price_drop.withdraw_for_closed_carts(profile, event, now, config)  # R-T6.2
                      + decide_order_confirmation(profile, event, now, config)  # R-T2
                      + anti_fraud.decide_anti_fraud(profile, event, now, config))  # R-T2.5
     elif isinstance(event, ContactCreated):
         decisions = decide_welcome(profile, event, now, config)  # R-T1
     elif isinstance(event, CartUpdated):
-        decisions = abandoned_cart.decide_cart(profile, event, now, config)  # R-T6
+        decisions = (abandoned_cart.decide_cart(profile, event, now, config)  # R-T6
+                     + price_drop.withdraw_for_closed_carts(profile, event, now, config))  # R-T6.2
     elif isinstance(event, ShipmentUpdated):
         decisions = shipment.decide_shipment(profile, event, now, config)  # R-T3
     elif isinstance(event, OrderReturned):

@@ -17,10 +17,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from scrm_common.contracts.events import ProductPriceChanged
-from trigger_engine.domain.carts import Cart, carts
+from scrm_common.contracts.events import CartUpdated, Event, PaymentSucceeded, ProductPriceChanged
+from trigger_engine.domain.carts import Cart, carts, open_cart_skus
 from trigger_engine.domain.copy import format_locale, money
-from trigger_engine.domain.decisions import Decision, FanOut, Remember, Send, Suppress
+from trigger_engine.domain.decisions import Decision, FanOut, Remember, Send, Suppress, Withdraw
 from trigger_engine.domain.links import resume_link, tracked_link
 from trigger_engine.domain.model import ContactProfile, EngineConfig
 from trigger_engine.domain.parameters import UnsendableParameters, clean_parameters
@@ -30,6 +30,7 @@ from trigger_engine.domain.timers import Timer
 
 FLOW = "price_drop"
 SLOT = "price_drops"  # memory: SKU → ISO UTC times of the price-drop messages decided for it
+WAITING_SLOT = "price_drop_waiting"  # memory: SKU → [key, expiry ISO UTC] of messages that may still wait
 RULE = "R-T6.2"
 
 
@@ -166,7 +167,49 @@ def price_drop_on_timer(profile: ContactProfile, timer: Timer, now: datetime, co
         return (send,)
     memory = sorted([*kept(sent_times(profile, sku), now, window), now])
     remember = Remember(FLOW, person, SLOT, sku, [t.isoformat() for t in memory])
-    return send, remember
+    waits = [*_still_waiting(profile, sku, now), [key, send.expires_at.isoformat() if send.expires_at else None]]
+    return send, remember, Remember(FLOW, person, WAITING_SLOT, sku, waits)
+
+
+def _still_waiting(profile: ContactProfile, sku: str, now: datetime) -> list[list[str | None]]:
+    """The person's price-drop messages for `sku` that may still wait in the send gate (key, expiry ISO UTC)."""
+    out: list[list[str | None]] = []
+    for entry in profile.slot(WAITING_SLOT).get(sku) or ():
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str):
+            expires = entry[1]
+            if expires is None or (isinstance(expires, str) and datetime.fromisoformat(expires) > now):
+                out.append([entry[0], expires])
+    return out
+
+
+def withdraw_for_closed_carts(profile: ContactProfile, event: Event, now: datetime, config: EngineConfig
+                              ) -> tuple[Decision, ...]:
+    """After a purchase or a cart update (`profile` is the person after `event`): a price-drop message for a SKU
+    no open cart of the person holds any more, which may still wait in the send gate (quiet hours, pacing), is
+    withdrawn — "cancelled: purchased" after a payment, "cancelled: cart emptied" / "cancelled: no open cart holds
+    <sku> any more" after a cart update — and forgotten (the 7-day count in `price_drops` stays)."""
+    if not isinstance(event, PaymentSucceeded | CartUpdated):
+        return ()
+    waiting = profile.slot(WAITING_SLOT)
+    if not waiting:
+        return ()
+    settings = config.flow(FLOW, PriceDropSettings)
+    still = open_cart_skus(profile)
+    person = profile.contact_key
+    decisions: list[Decision] = []
+    for sku in sorted(waiting):
+        if sku in still:
+            continue
+        if isinstance(event, PaymentSucceeded):
+            reason = "cancelled: purchased"
+        elif not event.data.items:
+            reason = "cancelled: cart emptied"
+        else:
+            reason = f"cancelled: no open cart holds {sku} any more"
+        decisions += [Withdraw(FLOW, key, person, reason, config.account_for(settings))
+                      for key, _ in _still_waiting(profile, sku, now) if key is not None]
+        decisions.append(Remember(FLOW, person, WAITING_SLOT, sku, None))
+    return tuple(decisions)
 
 
 def _unwanted(profile: ContactProfile, settings: PriceDropSettings) -> str | None:
