@@ -407,3 +407,14 @@ async def test_a_failing_database_or_broker_is_a_503_page_never_a_500(broken: st
             _private(resp)
     assert broker.sent == []
     assert counted(registry, "unknown", "unavailable") == 1 and counted(registry, "resume", "unavailable") == 1
+
+
+async def test_a_link_cut_short_gets_the_friendly_404_page_and_publishes_nothing() -> None:
+    registry, broker = CollectorRegistry(), Broker()
+    async with _client(Store(), broker, registry) as client:
+        for path in ("/l/", "/r/"):
+            resp = await client.get(path)
+            assert resp.status_code == 404 and resp.headers["content-type"].startswith("text/html"), resp.text
+            _private(resp)
+    assert broker.sent == []
+    assert counted(registry, "unknown", "unknown") == 1 and counted(registry, "resume", "unknown") == 1

@@ -95,6 +95,13 @@ def build_links_router(*, store: LinkStore, publisher: EventPublisher, clock: Cl
             response = page(answer.status, shop_url=answer.shop_url)
         return _counted(metrics, answer.kind, answer.outcome, response)
 
+    @router.api_route("/l/", methods=["GET", "HEAD"], include_in_schema=False)
+    @router.api_route("/r/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def no_code(request: Request) -> Response:
+        """A link cut short (no code, no token): the friendly 404 page, like any unknown code."""
+        kind: LinkKind = "resume" if request.url.path.startswith("/r/") else "unknown"
+        return _counted(metrics, kind, "unknown", page(404))
+
     @router.api_route("/l/{code}", methods=["GET", "HEAD"], include_in_schema=False)
     async def short_link(code: str, request: Request) -> Response:
         """302 to a short link's target (tracked) or the cart's checkout URL (resume), publishing `link.clicked`."""
