@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from reporting.domain.clicks import ClickSeen, first_click
 from reporting.domain.ledger import MessageLookup, MessageRef
 from reporting.domain.messages import Message, OrderPaid, Reply, StatusSeen, add_into, delta, observe
 from reporting.domain.policy import ReportPolicy
@@ -128,6 +129,7 @@ class FakeUnit:
         self.msgs = dict(store.msgs)
         self.inbounds = dict(store.inbounds)
         self.orders = dict(store.orders)
+        self.clicks = dict(store.clicks)
         self.counts = dict(store.counts)
         self.gate_counts = dict(store.gate_counts)
         self.revenue = dict(store.revenue)
@@ -171,6 +173,16 @@ class FakeUnit:
                 new.append((t, o))
         return new
 
+    async def add_clicks(self, clicks: Sequence[tuple[str, ClickSeen]]
+                         ) -> list[tuple[str, ClickSeen | None, ClickSeen]]:
+        changed: list[tuple[str, ClickSeen | None, ClickSeen]] = []
+        for t, c in clicks:
+            before = self.clicks.get((t, c.idempotency_key))
+            if first_click(before, c) is c:
+                self.clicks[(t, c.idempotency_key)] = c
+                changed.append((t, before, c))
+        return changed
+
     async def save(self, changes: ReportChanges) -> None:
         for ref in changes.deleted:
             del self.msgs[ref]
@@ -202,6 +214,7 @@ class FakeStore:
         self.msgs: dict[MessageRef, Message] = {}
         self.inbounds: dict[tuple[str, str], tuple[str, Reply]] = {}
         self.orders: dict[tuple[str, str], OrderPaid] = {}
+        self.clicks: dict[tuple[str, str], ClickSeen] = {}
         self.counts: dict = {}
         self.gate_counts: dict = {}
         self.revenue: dict = {}
@@ -212,6 +225,7 @@ class FakeStore:
         yield unit
         self.inbox, self.msgs, self.inbounds = unit.inbox, unit.msgs, unit.inbounds
         self.orders, self.counts, self.revenue = unit.orders, unit.counts, unit.revenue
+        self.clicks = unit.clicks
         self.gate_counts = unit.gate_counts
 
     async def overview_rows(self, tenant: str, start: date, end: date):

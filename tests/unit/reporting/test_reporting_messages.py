@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reporting_factories import T0, sent, status, summed_deltas
 
+from reporting.domain.clicks import click_flow
 from reporting.domain.messages import (
     Metric,
     StatusSeen,
     assign_replies,
-    click_flow,
     contributions,
     delta,
     message_key,

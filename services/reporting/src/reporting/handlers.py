@@ -12,6 +12,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
+from reporting.domain.clicks import ClickSeen, click_cell, click_delta, click_seen, first_clicks
 from reporting.domain.gate import ANY_RULE, GateCell
 from reporting.domain.ledger import Ledger, MessageLookup, MessageRef, Name, lookup_for
 from reporting.domain.messages import (
@@ -23,7 +24,6 @@ from reporting.domain.messages import (
     RevenueCell,
     StatusSeen,
     add_into,
-    click_cell,
     delta,
     gate_delta,
     inbound_seen,
@@ -101,6 +101,12 @@ class ReportUnit(Protocol):
     async def add_orders(self, orders: Sequence[tuple[str, OrderPaid]]) -> list[tuple[str, OrderPaid]]:
         """Record paid orders; return those not recorded before (an order counts once, R-T2.4)."""
 
+    async def add_clicks(self, clicks: Sequence[tuple[str, ClickSeen]]
+                         ) -> list[tuple[str, ClickSeen | None, ClickSeen]]:
+        """Record each message's first click (`clicks`: at most one per tenant and idempotency key); return
+        (tenant, first click before, first click now) of the messages whose first click changed: clicked for
+        the first time (before None), or an earlier click than the one recorded (`clicks.first_click`)."""
+
     async def save(self, changes: ReportChanges) -> None:
         """Write the changes (deletions first); raise ConcurrentWrite when a message to insert exists
         already, by its key or by its idempotency key."""
@@ -130,7 +136,7 @@ class ReportingMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.counted = Counter("scrm_reporting_counted_total",
-                               "Statuses, clicks and purchases newly counted in the reports", ["metric"],
+                               "Statuses, clicked messages and purchases newly counted in the reports", ["metric"],
                                registry=registry)
         self.applied = Counter("scrm_reporting_events_applied_total", "Events applied to reports", ["type"],
                                registry=registry)
@@ -186,6 +192,7 @@ class ApplyEvents:
     async def _apply(self, unit: ReportUnit, events: list[tuple[str, Event]]) -> ReportChanges:
         statuses: list[tuple[str, StatusSeen]] = []
         orders: list[tuple[str, OrderPaid]] = []
+        clicks: list[tuple[str, ClickSeen]] = []
         changes = ReportChanges()
         for tenant, event in events:
             match event:
@@ -202,7 +209,11 @@ class ApplyEvents:
                     else:
                         changes.skipped.append((event.type, "unknown_sender"))
                 case LinkClicked():
-                    _add(changes.counts, tenant, {click_cell(event): 1})
+                    click = click_seen(event)
+                    if click is not None:
+                        clicks.append((tenant, click))
+                    else:  # names no message (an older event): counts per event
+                        _add(changes.counts, tenant, {click_cell(event): 1})
                 case PaymentSucceeded():
                     orders.append((tenant, order_paid(event)))
                 case _:
@@ -232,6 +243,8 @@ class ApplyEvents:
             _add(changes.counts, tenant, {count_cell: 1})
             key = (tenant, revenue_cell)
             changes.revenue[key] = changes.revenue.get(key, Decimal(0)) + order.amount
+        for tenant, before_click, first in await unit.add_clicks(first_clicks(clicks)) if clicks else []:
+            _add(changes.counts, tenant, click_delta(before_click, first))  # each message once (R-R1)
         return changes
 
     async def _attribute_replies(self, unit: ReportUnit, before: dict[MessageRef, Message],

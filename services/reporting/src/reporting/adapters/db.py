@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reporting.domain.clicks import ClickSeen, first_click
 from reporting.domain.gate import Deferrals
 from reporting.domain.ledger import MessageLookup, MessageRef, Name
 from reporting.domain.messages import Message, OrderPaid, Reply
@@ -117,6 +118,30 @@ _INSERT_ORDERS = text("""
     ON CONFLICT DO NOTHING
     RETURNING tenant, order_id""")
 
+# A message's first click: new rows are returned (and counted); the others are locked and read to find
+# an earlier click than the one recorded (reporting.domain.clicks).
+_CLICK_ROWS = ("unnest(CAST(:tenants AS text[]), CAST(:keys AS text[]), CAST(:ats AS timestamptz[]), "
+               "CAST(:flows AS text[])) AS c(tenant, idempotency_key, clicked_at, flow)")
+
+_INSERT_CLICKS = text(f"""
+    INSERT INTO clicked_messages (tenant, idempotency_key, clicked_at, flow)
+    SELECT * FROM {_CLICK_ROWS}
+    ON CONFLICT DO NOTHING
+    RETURNING tenant, idempotency_key""")
+
+_LOAD_CLICKS = text("""
+    SELECT m.tenant, m.idempotency_key, m.clicked_at, m.flow
+    FROM clicked_messages m
+    JOIN unnest(CAST(:tenants AS text[]), CAST(:keys AS text[])) AS k(tenant, idempotency_key)
+      ON m.tenant = k.tenant AND m.idempotency_key = k.idempotency_key
+    ORDER BY m.tenant, m.idempotency_key
+    FOR UPDATE OF m""")
+
+_UPDATE_CLICKS = text(f"""
+    UPDATE clicked_messages m SET clicked_at = c.clicked_at, flow = c.flow
+    FROM {_CLICK_ROWS}
+    WHERE m.tenant = c.tenant AND m.idempotency_key = c.idempotency_key""")
+
 _ADD_COUNTS = text("""
     INSERT INTO daily_counts (tenant, day, flow, metric, value)
     SELECT * FROM unnest(CAST(:tenants AS text[]), CAST(:days AS date[]), CAST(:flows AS text[]),
@@ -176,6 +201,11 @@ def _columns(rows: Sequence[tuple[str, Message]]) -> dict[str, list[Any]]:
     return out
 
 
+def _click_columns(clicks: Sequence[tuple[str, ClickSeen]]) -> dict[str, list[Any]]:
+    return {"tenants": [t for t, _ in clicks], "keys": [c.idempotency_key for _, c in clicks],
+            "ats": [c.at for _, c in clicks], "flows": [c.flow for _, c in clicks]}
+
+
 def _replies(rows: Any) -> dict[RecipientRef, dict[str, Reply]]:
     out: dict[RecipientRef, dict[str, Reply]] = {}
     for tenant, recipient, event_id, at, context in rows:
@@ -223,6 +253,24 @@ class PostgresReportUnit:
             "paid_ats": [o.paid_at for _, o in orders]})
         new = {(row[0], row[1]) for row in result}
         return [(t, o) for t, o in orders if (t, o.order_id) in new]
+
+    async def add_clicks(self, clicks: Sequence[tuple[str, ClickSeen]]
+                         ) -> list[tuple[str, ClickSeen | None, ClickSeen]]:
+        ordered = sorted(clicks, key=lambda tc: (tc[0], tc[1].idempotency_key))  # one lock order for all
+        new = {(row[0], row[1]) for row in await self._conn.execute(_INSERT_CLICKS, _click_columns(ordered))}
+        changed: list[tuple[str, ClickSeen | None, ClickSeen]] = [(t, None, c) for t, c in ordered
+                                                                   if (t, c.idempotency_key) in new]
+        known = [(t, c) for t, c in ordered if (t, c.idempotency_key) not in new]
+        if not known:
+            return changed
+        stored = {(row[0], row[1]): ClickSeen(idempotency_key=row[1], at=row[2], flow=row[3])
+                  for row in await self._conn.execute(_LOAD_CLICKS, {"tenants": [t for t, _ in known],
+                                                                     "keys": [c.idempotency_key for _, c in known]})}
+        earlier = [(t, before, c) for t, c in known
+                   if first_click(before := stored[(t, c.idempotency_key)], c) is c]  # an earlier first click
+        if earlier:
+            await self._conn.execute(_UPDATE_CLICKS, _click_columns([(t, c) for t, _, c in earlier]))
+        return changed + earlier
 
     async def save(self, changes: ReportChanges) -> None:
         if changes.deleted:

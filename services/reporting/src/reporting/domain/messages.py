@@ -53,7 +53,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -66,7 +65,7 @@ from reporting.domain.gate import (
     latest_outcome,
     merge_deferrals,
 )
-from scrm_common.contracts.events import LinkClicked, MessageInbound, MessageStatus, PaymentSucceeded
+from scrm_common.contracts.events import MessageInbound, MessageStatus, PaymentSucceeded
 from scrm_common.identity import match_key
 from scrm_common.money import exact_amount
 
@@ -478,17 +477,6 @@ def replies_in(
     named = {wamid: m.key for m in sorted(messages, key=lambda m: m.key) if m.key in sent for wamid in m.wamids}
     replies = assign_replies(sent.items(), inbounds, window, named)
     return {key: at for key, at in replies.items() if affected_from <= sent[key] <= affected_to}
-
-
-def click_flow(url: str) -> str | None:
-    """The flow a clicked link belongs to: its `utm_campaign` parameter (R-R4 tags links with it)."""
-    values = parse_qs(urlsplit(url).query).get("utm_campaign")
-    return values[0] if values and values[0] else None
-
-
-def click_cell(event: LinkClicked) -> Cell:
-    """A click counts once, on its day, for the flow its link names (or none)."""
-    return utc_day(event.occurred_at), click_flow(event.data.url), Metric.CLICKED
 
 
 class OrderPaid(_Frozen):

@@ -43,7 +43,8 @@ class Rates(BaseModel):
 
 
 class Counts(BaseModel):
-    """Counts of messages (attempted … failed), clicks, distinct paid orders, and revenue per currency.
+    """Counts of messages (attempted … failed; `clicked`: messages with a link followed, each once, on its first
+    click's day, `reporting.domain.clicks`), distinct paid orders, and revenue per currency.
 
     Revenue amounts are exact decimals written as JSON strings in the currency's ISO 4217 minor units
     (`{"EUR": "99.50", "JPY": "12800", "KWD": "12.345"}`), never floats; currencies are not added up.
