@@ -335,6 +335,14 @@ def test_a_purchase_of_the_cart_cancels_its_stages_and_the_story_says_cancelled_
     assert cancelled["outcome"] in ("cancelled", "withdrawn"), cancelled
     shop.arrived(phone, "order_confirmation")
     assert [m for m in shop.at_sim(phone) if m["template"]["name"].startswith("cart_")] == []
+    # the story tells each of the three stages stopped by the purchase, none still pending
+    resp = shop.stack.http.get(shop.stack.url("trigger-engine", f"/v1/contacts/{quote(contact, safe='')}/decisions"),
+                               headers=shop.stack.auth)
+    assert resp.status_code == 200, resp.text
+    stages = {m["idempotency_key"]: m for m in resp.json()["messages"] if m["flow"] == CART}
+    assert sorted(stages) == [f"{shop.tenant}|{CART}|{cart_id}|{n}" for n in (1, 2, 3)], stages
+    assert {(m["status"], m["reason"]) for m in stages.values()} == {("stopped", "cancelled: purchased")}, \
+        (stages, [d for d in resp.json()["decisions"] if d["flow"] == CART])
 
 
 def test_a_purchase_racing_a_due_stage_still_sends_no_stage(shop: Shop) -> None:

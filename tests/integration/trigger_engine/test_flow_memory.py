@@ -31,7 +31,7 @@ from tests.unit.trigger_engine.factories import PHONE, T0, contact_created, cont
 from trigger_engine.adapters.db import EngineRepository
 from trigger_engine.adapters.timers import TimerRepository
 from trigger_engine.domain.decide import TIMER_FLOWS
-from trigger_engine.domain.decisions import Decision, FanOut, Remember, Schedule, Send, Suppress
+from trigger_engine.domain.decisions import Cancel, Decision, FanOut, Remember, Schedule, Send, Suppress
 from trigger_engine.domain.links import resume_link, tracked_link
 from trigger_engine.domain.model import ContactProfile, EngineConfig, LinkKeys
 from trigger_engine.domain.timers import Timer
@@ -482,3 +482,17 @@ async def test_a_send_without_links_publishes_none(engine, tenant):
     send, _ = _send_with_links(tenant, f"{tenant}|abandoned_cart|c-1|1")
     await write(engine, tenant, Send(**{f: getattr(send, f) for f in send.__dataclass_fields__} | {"links": ()}))
     assert [r["topic"] for r in await outbox(engine, tenant)] == [topics.SEND_COMMANDS]
+
+
+async def test_a_prefix_cancel_records_one_row_per_timer_it_cancelled_under_the_timers_key(engine, tenant):
+    """A purchase cancels a cart's pending stages by key prefix: each stage is told cancelled under its own key (the
+    story shows each stopped), and a prefix that cancels nothing is one line without a key."""
+    stages = [f"{tenant}|abandoned_cart|c1|{n}" for n in (1, 2, 3)]
+    await write(engine, tenant, *(Schedule("abandoned_cart", key, "p1", T0 + timedelta(hours=n))
+                                  for n, key in enumerate(stages, start=1)))
+    cancel = Cancel("abandoned_cart", f"{tenant}|abandoned_cart|c1|", "p1", "cancelled: purchased", prefix=True)
+    applied = await write(engine, tenant, cancel, event_id="e-2")
+    assert [(r.outcome, r.idempotency_key, r.reason) for _, r in applied.rows] == [
+        ("cancelled", key, "cancelled: purchased") for key in stages]
+    again = await write(engine, tenant, cancel, event_id="e-3")
+    assert [(r.outcome, r.idempotency_key) for _, r in again.rows] == [("cancelled", None)]

@@ -129,7 +129,8 @@ class DecisionWriter:
     - `Suppress` → its own outcome ("suppressed" or "expired") and reason.
     - `Schedule` → a pending timer under its key, re-armed if the key was kept before whatever its state
       ("scheduled", reason "due at <ISO UTC>").
-    - `Cancel` → the person's pending timers with that key (or key prefix) cancelled ("cancelled", its reason).
+    - `Cancel` → the person's pending timers with that key (or key prefix) cancelled ("cancelled", its reason);
+      a prefix cancel records one row per timer it cancelled, under the timer's key (a keyless row when none).
     - `Withdraw` → a `WithdrawMessage` outbox row on the commands topic, keyed like the send it withdraws
       ("withdrawn", its reason). A withdrawal of a person's once-per-person message (R-T1 welcome) withdraws
       those of the persons merged into them too, one command and decision row per key, right after it
@@ -150,7 +151,7 @@ class DecisionWriter:
         reserved = await self._repo.reserve_sends(
             conn, [(c.tenant, d.idempotency_key, d.flow, d.contact_key, c.event_id) for c, d in sends], now)
         applied = Applied()
-        await self._timer_changes(conn, planned, now)
+        cancelled = await self._timer_changes(conn, planned, now)
         remembered = [(c.tenant, d.contact_key, d.slot, d.key, d.value) for c, d in planned if isinstance(d, Remember)]
         await self._repo.remember(conn, remembered)
         for cause, decision in planned:
@@ -173,8 +174,17 @@ class DecisionWriter:
                 if applied.earliest_due is None or decision.due_at < applied.earliest_due:
                     applied.earliest_due = decision.due_at
             elif isinstance(decision, Cancel):
-                # a prefix names no message (the cart's stages): its row is a line of the story, not a message
-                outcome, reason, key = "cancelled", decision.reason, None if decision.prefix else decision.key
+                outcome, reason, key = "cancelled", decision.reason, decision.key
+                if decision.prefix:
+                    # a prefix names no message: one row per timer it cancelled (each stage of the cart is told
+                    # stopped in the story), or one line without a key when it cancelled none
+                    named = CancelRow(cause.tenant, decision.contact_key, decision.key, True, decision.reason)
+                    keys = cancelled.pop(named, [])
+                    for each in keys[:-1]:
+                        applied.rows.append((cause, DecisionRow(cause.tenant, cause.event_id, cause.event_type,
+                                                                decision.contact_key, decision.flow, outcome,
+                                                                reason, each, now)))
+                    key = keys[-1] if keys else None
             elif isinstance(decision, FanOut):
                 reached = await self._repo.fan_out(
                     conn, tenant=cause.tenant, sku=decision.sku, key_prefix=decision.key_prefix, flow=decision.flow,
@@ -212,14 +222,21 @@ class DecisionWriter:
         return expanded
 
     async def _timer_changes(self, conn: AsyncConnection, planned: Sequence[tuple[Cause, Decision]],
-                             now: datetime) -> None:
-        """Schedules and cancels, in decision order: each run of one kind is one statement."""
+                             now: datetime) -> dict[CancelRow, list[str]]:
+        """Schedules and cancels, in decision order: each run of one kind is one statement. Returns the keys of the
+        timers each cancel row cancelled (sorted)."""
         schedules: list[TimerRow] = []
         cancels: list[CancelRow] = []
+        cancelled: dict[CancelRow, list[str]] = {}
+
+        async def cancel(rows: list[CancelRow]) -> None:
+            for row, key in await self._timers.cancel(conn, rows, now):
+                cancelled.setdefault(row, []).append(key)
+
         for cause, decision in planned:
             if isinstance(decision, Schedule):
                 if cancels:
-                    await self._timers.cancel(conn, cancels, now)
+                    await cancel(cancels)
                     cancels = []
                 schedules.append(TimerRow(cause.tenant, decision.key, decision.flow, decision.contact_key,
                                           cause.event_id, decision.due_at, decision.expires_at, decision.payload,
@@ -231,7 +248,8 @@ class DecisionWriter:
                 cancels.append(CancelRow(cause.tenant, decision.contact_key, decision.key, decision.prefix,
                                          decision.reason))
         await self._timers.schedule(conn, schedules, now)
-        await self._timers.cancel(conn, cancels, now)
+        await cancel(cancels)
+        return {row: sorted(keys) for row, keys in cancelled.items()}
 
 
 class EventHandler:

@@ -96,21 +96,26 @@ class TimerRepository:
              "d": [r.due_at for r in latest], "x": [r.expires_at for r in latest],
              "p": [json.dumps(dict(r.payload), sort_keys=True, default=str) for r in latest], "now": now})
 
-    async def cancel(self, conn: AsyncConnection, cancels: Sequence[CancelRow], now: datetime) -> int:
-        """Cancel the pending timers each row names (state cancelled, its reason, settled now); return how many
-        timers were cancelled. Timers already fired, expired or cancelled stay as they are."""
+    async def cancel(self, conn: AsyncConnection, cancels: Sequence[CancelRow], now: datetime
+                     ) -> list[tuple[CancelRow, str]]:
+        """Cancel the pending timers each row names (state cancelled, its reason, settled now); return each timer
+        cancelled as (the row that named it, its key). Timers already fired, expired or cancelled stay as they
+        are."""
         if not cancels:
-            return 0
+            return []
         result = await conn.execute(text(
             "UPDATE timers SET state = 'cancelled', reason = q.r, settled_at = :now FROM unnest("
             "CAST(:t AS text[]), CAST(:c AS text[]), CAST(:k AS text[]), CAST(:p AS boolean[]), "
             "CAST(:r AS text[])) AS q(t, c, k, p, r) "
             "WHERE timers.tenant = q.t AND timers.contact_key = q.c AND timers.state = 'pending' "
-            "AND CASE WHEN q.p THEN starts_with(timers.key, q.k) ELSE timers.key = q.k END"),
+            "AND CASE WHEN q.p THEN starts_with(timers.key, q.k) ELSE timers.key = q.k END "
+            "RETURNING q.t AS named_tenant, q.c AS named_contact, q.k AS named_key, q.p AS named_prefix, "
+            "q.r AS named_reason, timers.key AS cancelled"),
             {"t": [c.tenant for c in cancels], "c": [c.contact_key for c in cancels],
              "k": [c.key for c in cancels], "p": [c.prefix for c in cancels], "r": [c.reason for c in cancels],
              "now": now})
-        return int(result.rowcount or 0)
+        return [(CancelRow(r.named_tenant, r.named_contact, r.named_key, r.named_prefix, r.named_reason), r.cancelled)
+                for r in result]
 
     async def merge_people(self, conn: AsyncConnection, merges: Sequence[tuple[str, str, str]]) -> None:
         """Apply (tenant, absorbed, person) in order: the absorbed person's timers are the person's (the caller
