@@ -4,11 +4,13 @@
 (checkouts of carts, shipments, gateway duplicates and re-sends), then fresh activity. What happens:
 
 - new contacts (`contact.created`, German/English/… names, valid mobile numbers, sometimes no name);
-- carts (`cart.updated`), about half of them checked out a little later, some emptied;
+- carts (`cart.updated`), most of them checked out a little later, the others emptied — an ordinary cart
+  never waits for a reminder;
 - abandoned carts (issue 9, R-T6): `cart.updated` with 1–4 items from every category (baby, electronics,
   apparel, beauty, other), stock and a `checkout_url`, a quarter of them above 200, back-dated 31 minutes so
-  reminder stage 1 is due at once (some 24 h 1 min, so stage 1 has expired and stage 2 is due); some bought
-  back a few minutes later (`payment.succeeded` with that `cart_id`), some emptied, the rest left;
+  reminder stage 1 is due at once (some 24 h 1 min, so stage 1 has expired and stage 2 is due — the second
+  abandoned cart of a run always); some bought back a few minutes later (`payment.succeeded` with that
+  `cart_id`), some emptied, the rest (the run's first always) left open for hours, then cleared by the shop;
 - payments (`payment.succeeded` with 1–5 items, tax, shipping, region); ~3 % sent twice with the same
   `event_id` (gateway retries), ~2 % re-sent minutes later under a new `event_id`, ~5 % arriving minutes
   late (`occurred_at` in the past); a few failed payments;
@@ -19,6 +21,13 @@
 - inbound chat (`message.inbound`), feedback, contact updates.
 
 Time is compressed so a demo shows every flow within minutes.
+
+Marketing is paced (`Pace`): the three activities that lead to marketing messages — new contacts (the welcome,
+R-T1), abandoned carts (cart reminders, R-T6) and price changes (price drops to open carts, R-T6.2) — happen
+on the shop's clock at a fixed pace whatever the event rate, the first of each within the first minutes. The
+demo's WhatsApp number sends at most 200 marketing messages an hour, 3–5 s apart (R-S3, the sender's
+`PacingPolicy` for an established number, as `make run` registers it): the demo stays well below that, so a
+marketing message of the operator's own goes out at once instead of queueing behind the demo's.
 """
 
 from __future__ import annotations
@@ -50,19 +59,45 @@ Event = dict[str, Any]
 
 SHOP_URL = "https://shop.example"
 
-# Fresh activity and its relative weight (`cart.abandoned` is a `cart.updated` nobody checks out soon).
+# Fresh activity that leads to no marketing message, and its relative weight (the rest of the traffic).
 ACTIVITY: tuple[tuple[str, float], ...] = (
-    ("contact.created", 0.16),
-    ("contact.updated", 0.04),
-    ("cart.updated", 0.20),
-    ("cart.abandoned", 0.06),
-    ("payment.succeeded", 0.20),
-    ("payment.failed", 0.02),
-    ("message.inbound", 0.14),
-    ("feedback.submitted", 0.08),
-    ("product.price_changed", 0.03),
-    ("order.returned", 0.02),
+    ("contact.updated", 0.05),
+    ("cart.updated", 0.24),
+    ("payment.succeeded", 0.30),
+    ("payment.failed", 0.03),
+    ("message.inbound", 0.22),
+    ("feedback.submitted", 0.13),
+    ("order.returned", 0.03),
 )
+
+# The activities that lead to marketing messages, paced on the shop's clock (`Pace`; `cart.abandoned` is a
+# `cart.updated` nobody checks out soon).
+PACED = ("contact.created", "cart.abandoned", "product.price_changed")
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How often the activities leading to marketing happen, per hour of the shop's clock, whatever the event
+    rate (0: never); each interval is drawn from 0.5–1.5 × the mean, so no hour holds more than twice the pace.
+
+    The demo's number may send 200 marketing messages an hour (R-S3). What the defaults lead to, as decided by
+    the trigger-engine: a welcome per contact created (20/h, ~8 % not opted in), a cart reminder per abandoned
+    cart (10/h; stage 2 and 3 come 24 h and 72 h after a cart, which the shop clears after `Timing.
+    open_cart_lifetime_s`), a price drop per person with the product in an open cart for the ~80 % of price
+    changes that lower a price (6/h; a handful of carts each) — about 50 an hour, one every ~70 s, never near
+    100 (tests/unit/demo_shop/test_demo_shop_marketing_pace.py counts them).
+    """
+
+    contacts_per_hour: float = 20.0
+    abandoned_per_hour: float = 10.0
+    price_changes_per_hour: float = 6.0
+    # When the first of each is due after the shop's first event, seconds: a welcome at once, the first cart
+    # reminder within the minute, the first price drop — of a product in that cart, most likely — soon after.
+    first_after_s: tuple[float, float, float] = (0.0, 20.0, 120.0)
+
+    def per_hour(self, kind: str) -> float:
+        return {"contact.created": self.contacts_per_hour, "cart.abandoned": self.abandoned_per_hour,
+                "product.price_changed": self.price_changes_per_hour}[kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +109,7 @@ class Odds:
     late: float = 0.05  # payment arriving minutes after it occurred
     no_name: float = 0.15  # contact without a name
     guest_checkout: float = 0.15  # payment by a contact known only by phone
-    cart_checkout: float = 0.5  # a cart that is paid a little later
-    cart_emptied: float = 0.06
+    cart_checkout: float = 0.8  # a cart that is paid a little later; the others are emptied
     abandoned_bought_back: float = 0.3  # an abandoned cart paid after its first reminder
     abandoned_emptied: float = 0.1  # an abandoned cart emptied after its first reminder
     abandoned_day_old: float = 0.15  # an abandoned cart back-dated a day (stage 1 expired, stage 2 due)
@@ -97,6 +131,9 @@ class Timing:
     rise_share: tuple[float, float] = (0.05, 0.15)
     floor_share: float = 0.6  # a price below this share of the list price goes back to the list price
     open_carts_kept: int = 1000  # open carts remembered for price changes
+    # An abandoned cart left open is cleared by the shop (emptied) this long after the demo abandoned it: open
+    # carts — and the price drops reaching them — stay few; stage 2 shows with the day-old carts instead.
+    open_cart_lifetime_s: float = 4 * 3600
 
 
 def iso(at: datetime) -> str:
@@ -150,10 +187,11 @@ class DemoShop:
     """A shop's worth of customers, carts and orders, driven by a seeded RNG and the caller's clock."""
 
     def __init__(self, seed: int | None = None, *, account_id: str = "100000000000001", odds: Odds | None = None,
-                 max_customers: int = 5000, timing: Timing | None = None) -> None:
+                 max_customers: int = 5000, timing: Timing | None = None, pace: Pace | None = None) -> None:
         self.rng = random.Random(seed)
         self.odds = odds or Odds()
         self.timing = timing or Timing()
+        self.pace = pace or Pace()
         self.account_id = account_id
         # Ids carry a per-run prefix (~330k of them) so a restarted demo does not reuse order numbers.
         self._prefix = "".join(self.rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
@@ -161,7 +199,10 @@ class DemoShop:
         self._customers: list[Customer] = []
         self._orders: deque[_Order] = deque(maxlen=2000)
         self._prices = {p.sku: p.price for p in PRODUCTS}
-        self._open_carts: dict[str, list[str]] = {}  # cart_id -> SKUs, oldest first
+        self._open_carts: dict[str, tuple[list[str], datetime]] = {}  # cart_id -> SKUs, cleared at; oldest first
+        self._paced_at: dict[str, datetime] = {}  # paced activity -> when it is next due (absent: not started)
+        self._abandoned = 0
+        self._price_changes = 0
         self._due: list[_Due] = []
         self._seq = itertools.count()
         self._order_no = itertools.count(1)
@@ -189,17 +230,34 @@ class DemoShop:
     # ---------- fresh activity ----------
 
     def _fresh(self, now: datetime) -> Event:
-        kind = "contact.created" if not self._customers else self.rng.choices(self._activities, self._weights)[0]
+        kind = self._paced_due(now)
+        if kind is None:
+            # (no customers yet only when contacts are not paced: a payment brings the first one)
+            kind = "payment.succeeded" if not self._customers else self.rng.choices(self._activities, self._weights)[0]
         if kind == "order.returned" and not self._orders:
             kind = "payment.succeeded"
         return getattr(self, "_" + kind.replace(".", "_"))(now)
 
+    def _paced_due(self, now: datetime) -> str | None:
+        """The paced activity (`PACED`) due at `now`, if any, its next time drawn; the clock's first reading starts
+        each one's pace (`Pace.first_after_s`). A shop without customers yet creates one first."""
+        for kind, first in zip(PACED, self.pace.first_after_s, strict=True):
+            per_hour = self.pace.per_hour(kind)
+            if per_hour <= 0:
+                continue
+            due = self._paced_at.setdefault(kind, now + timedelta(seconds=first))
+            if now >= due and (self._customers or kind == "contact.created"):
+                self._paced_at[kind] = now + timedelta(seconds=3600 / per_hour * self.rng.uniform(0.5, 1.5))
+                return kind
+        return None
+
     def _contact_created(self, now: datetime) -> Event:
+        first = not self._customers  # a run's first contact opts in: its welcome shows at once
         customer = self._new_customer(with_external_id=True)
         self._remember(customer)
         data: dict[str, Any] = {}
-        if self.rng.random() < 0.8:
-            data["opted_in"] = self.rng.random() < 0.9
+        if self.rng.random() < 0.8 or first:
+            data["opted_in"] = self.rng.random() < 0.9 or first
         if self.rng.random() < 0.4:
             data["tags"] = self.rng.sample(TAGS, self.rng.randint(1, 2))
         if self.rng.random() < 0.3:
@@ -220,15 +278,12 @@ class DemoShop:
         cart_id = f"cart-{self._prefix}{next(self._cart_no):06d}"
         lines = self._lines(max_items=4)
         event = self._cart_event(now, customer, cart_id, lines)
-        roll = self.rng.random()
-        if roll < self.odds.cart_checkout:
+        if self.rng.random() < self.odds.cart_checkout:
             at = now + timedelta(seconds=self.rng.uniform(10, 90))
             self._payment_at(at, at, customer, lines, cart_id=cart_id, scheduled=True)
-        elif roll < self.odds.cart_checkout + self.odds.cart_emptied:
+        else:
             at = now + timedelta(seconds=self.rng.uniform(20, 120))
             self._schedule(at, self._cart_event(at, customer, cart_id, []))
-        else:
-            self._keep_open(cart_id, lines)
         return event
 
     def _cart_abandoned(self, now: datetime) -> Event:
@@ -238,9 +293,12 @@ class DemoShop:
         customer = self._some_customer()
         cart_id = f"cart-{self._prefix}{next(self._cart_no):06d}"
         lines = self._lines(max_items=4, premium=self.rng.random() < odds.big_cart)
-        age = timing.abandoned_day_age_s if self.rng.random() < odds.abandoned_day_old else timing.abandoned_age_s
-        event = self._cart_event(now - timedelta(seconds=age), customer, cart_id, lines)
-        roll = self.rng.random()
+        self._abandoned += 1
+        day_old = self.rng.random() < odds.abandoned_day_old or (self._abandoned == 2 and odds.abandoned_day_old > 0)
+        age = timing.abandoned_day_age_s if day_old else timing.abandoned_age_s
+        updated = now - timedelta(seconds=age)
+        event = self._cart_event(updated, customer, cart_id, lines)
+        roll = self.rng.random() if self._abandoned > 1 else 1.0  # a run's first one stays open (a price drop)
         if roll < odds.abandoned_bought_back:
             at = now + timedelta(seconds=self.rng.uniform(*timing.buy_back_after_s))
             self._payment_at(at, at, customer, lines, cart_id=cart_id, scheduled=True)
@@ -248,12 +306,15 @@ class DemoShop:
             at = now + timedelta(seconds=self.rng.uniform(*timing.empty_after_s))
             self._schedule(at, self._cart_event(at, customer, cart_id, []))
         else:
-            self._keep_open(cart_id, lines)
+            cleared = now + timedelta(seconds=timing.open_cart_lifetime_s)
+            self._schedule(cleared, self._cart_event(cleared, customer, cart_id, []))
+            self._keep_open(cart_id, lines, cleared)
         return event
 
-    def _keep_open(self, cart_id: str, lines: list[tuple[Product, int]]) -> None:
-        """Remember a cart nobody pays or empties, for price changes of what sits in it."""
-        self._open_carts[cart_id] = [p.sku for p, _ in lines]
+    def _keep_open(self, cart_id: str, lines: list[tuple[Product, int]], cleared: datetime) -> None:
+        """Remember a cart nobody pays or empties before the shop clears it at `cleared`, for price changes of
+        what sits in it."""
+        self._open_carts[cart_id] = ([p.sku for p, _ in lines], cleared)
         while len(self._open_carts) > self.timing.open_carts_kept:
             del self._open_carts[next(iter(self._open_carts))]
 
@@ -290,16 +351,18 @@ class DemoShop:
         """A price change about a product, naming no person: mostly a SKU sitting in an open cart, lowered by
         10–20 % (R-T6.2); sometimes raised, and a price far below the list price goes back to it."""
         timing = self.timing
-        carted = sorted({sku for skus in self._open_carts.values() for sku in skus})
+        carted = sorted({sku for skus, cleared in self._open_carts.values() if cleared > now for sku in skus})
         by_sku = {p.sku: p for p in PRODUCTS}
-        if carted and self.rng.random() < self.odds.price_of_carted_sku:
+        self._price_changes += 1
+        first = self._price_changes == 1  # a run's first price change shows a price drop: a carted SKU, lowered
+        if carted and (self.rng.random() < self.odds.price_of_carted_sku or first):
             product = by_sku[self.rng.choice(carted)]
         else:
             product = self.rng.choice(PRODUCTS)
         old = self._prices[product.sku]
         if old < product.price * timing.floor_share:
             new = product.price  # back to list price
-        elif self.rng.random() < self.odds.price_rise:
+        elif self.rng.random() < self.odds.price_rise and not first:
             new = round(old * (1 + self.rng.uniform(*timing.rise_share)), 2)
         else:
             new = round(old * (1 - self.rng.uniform(*timing.drop_share)), 2)

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -52,6 +53,22 @@ RUN_MODE_SIMULATOR_ENV = {
     "SCRM_SIMULATOR_CLICK_RATE": "0.3",
     "SCRM_SIMULATOR_CLICK_DELAY_S": "3..30",
 }
+
+
+# `make run`: the demo's WhatsApp number counts as an established one, registered this many days before the
+# stack starts. Unset, the sender takes "when the account is first added" — a brand-new number, whose R-S3
+# protection (the sender's `PacingPolicy`: under 50 marketing messages a day for 3 days) stops the demo's
+# marketing within minutes. Established, the account's defaults apply: marketing 3–5 s apart, at most 200 an
+# hour (the demo shop stays well below, see demo_shop.generator.Pace). The sender reads it only when it
+# creates the account; an operator's own SCRM_BOOTSTRAP_REGISTERED_AT (even empty: "now") wins; tests
+# (SCRM_ENV=test) keep the sender's default.
+RUN_MODE_REGISTERED_DAYS_AGO = 60
+
+
+def run_mode_sender_env(today: date) -> dict[str, str]:
+    """What `make run` gives the sender unless the operator set it: the demo number registered
+    `RUN_MODE_REGISTERED_DAYS_AGO` days before `today` (an ISO date, as SCRM_BOOTSTRAP_REGISTERED_AT takes)."""
+    return {"SCRM_BOOTSTRAP_REGISTERED_AT": (today - timedelta(days=RUN_MODE_REGISTERED_DAYS_AGO)).isoformat()}
 
 
 class StackError(RuntimeError):
@@ -253,7 +270,7 @@ class Stack:
         if not any(var in self.config.env for var in DEMO_CURRENCY_ENV):
             env.update(DEMO_CURRENCY_ENV)
         if self.config.env.get("SCRM_ENV", "dev") != "test":
-            for var, value in RUN_MODE_SIMULATOR_ENV.items():
+            for var, value in (RUN_MODE_SIMULATOR_ENV | run_mode_sender_env(datetime.now(UTC).date())).items():
                 env.setdefault(var, value)
         return env
 
